@@ -1,0 +1,52 @@
+# shellcheck shell=bash
+# Installs what vtwist needs on a fresh Debian 12 machine (as root) and keeps a venv in
+# .venv. Sourced by scripts/test and scripts/up; every step is skipped when already done.
+
+APT_PACKAGES=(
+  mariadb-server mariadb-client   # the real MySQL server the tablets front, and its CLI
+  zookeeper default-jre-headless  # the topo-server
+  sysbench                        # a real client used by tests and benchmarks
+  libmariadb-dev pkg-config gcc   # to build mysqlclient
+  python3-dev python3-venv
+)
+
+ensure_system_packages() {
+  local missing=() p
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" != 0 ]; then
+    echo "vtwist: missing Debian packages: ${missing[*]} (run as root to install them)" >&2
+    return 1
+  fi
+  echo "vtwist: installing ${missing[*]}" >&2
+  # Packages must not start their own system services (MariaDB on :3306, ZooKeeper on
+  # :2181): vtwist's launcher runs private instances on free ports.
+  local own_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    own_policy=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  [ $own_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
+  return 0
+}
+
+VENV=${VTWIST_VENV:-.venv}
+
+ensure_venv() {
+  local py=${PYTHON:-python3.11}
+  command -v "$py" >/dev/null || py=python3
+  if [ ! -x "$VENV/bin/python" ]; then
+    "$py" -m venv "$VENV"
+  fi
+  # Re-install only when the project metadata changed since the last install.
+  local stamp="$VENV/.vtwist-installed"
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+    "$VENV/bin/python" -m pip install -q -e ".[test]"
+    touch "$stamp"
+  fi
+}
