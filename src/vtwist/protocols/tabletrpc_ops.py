@@ -1,0 +1,445 @@
+"""Sans-IO definition of the tablet RPC operations: arguments, results, validation.
+
+Each operation has an ``OpSpec``: how its REQUEST ``args`` map is validated into an args
+tuple (unknown keys ignored, wrong types -> ``MySQLError`` 1210), how the tablet's result is
+checked into wire form, and how the gate checks it back (-> ``MySQLError`` 2027). The
+frames and messages that carry them are in ``tabletrpc_codec``. No Twisted here.
+
+=================  ======================================  ================================
+op                 args (wire keys)                        result
+=================  ======================================  ================================
+execute            sql, bind, target, tx, rsv, max_rows,   ``QueryResult``
+                   opts
+stream_execute     same + window (chunks of credit)        CHUNKs, then ``QueryResult``
+                                                           (OK part only)
+begin              target, rsv, opts                       transaction id
+commit, rollback   tx, target                              reserved id kept (0: none)
+reserve            target, settings, begin, tx, opts       ``ReserveResult``
+release            tx, rsv, target                         nil
+kill               req | tx | rsv, conn, target            bool (something was killed)
+stream_health      (none)                                  HEALTH frames until cancelled
+=================  ======================================  ================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple, TypeAlias
+
+from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
+from vtwist.protocols.tabletrpc_codec import MAX_REQUEST_ID, is_bytes_list
+
+OP_EXECUTE = "execute"
+OP_STREAM_EXECUTE = "stream_execute"
+OP_BEGIN = "begin"
+OP_COMMIT = "commit"
+OP_ROLLBACK = "rollback"
+OP_RESERVE = "reserve"
+OP_RELEASE = "release"
+OP_KILL = "kill"
+OP_STREAM_HEALTH = "stream_health"
+
+ER_NOT_SUPPORTED_YET = 1235
+
+Scalar: TypeAlias = bool | int | float | str | bytes | None
+BindValue: TypeAlias = Scalar | list[Scalar]
+
+
+# --- results --------------------------------------------------------------------------------
+
+
+class QueryResult(NamedTuple):
+    """A query's result with rows kept in the MySQL wire encoding.
+
+    ``fields`` are raw ColumnDefinition41 payloads and ``rows`` raw text-row payloads (both
+    without the 4-byte packet header); the rest is the OK packet's content. A streamed result
+    has empty ``fields``/``rows`` here, they travel in chunks.
+    """
+
+    fields: list[bytes]
+    rows: list[bytes]
+    affected_rows: int = 0
+    insert_id: int = 0
+    warnings: int = 0
+    status_flags: int = 0
+    info: str = ""
+
+
+class ReserveResult(NamedTuple):
+    """Ids given by ``reserve``: the reserved connection and, with ``begin``, its transaction."""
+
+    reserved_id: int
+    transaction_id: int
+
+
+def _bad_result(op: str) -> MySQLError:
+    return MySQLError(
+        ErrorCode.CR_MALFORMED_PACKET,
+        f"tablet sent a malformed {op} result; check that gate and tablet versions match",
+    )
+
+
+def _decode_query_result(wire: Any) -> QueryResult:
+    if (
+        type(wire) is list
+        and len(wire) == 7
+        and is_bytes_list(wire[0])
+        and is_bytes_list(wire[1])
+        and type(wire[2]) is int
+        and type(wire[3]) is int
+        and type(wire[4]) is int
+        and type(wire[5]) is int
+        and min(wire[2], wire[3], wire[4], wire[5]) >= 0
+        and type(wire[6]) is str
+    ):
+        return QueryResult(*wire)
+    raise _bad_result("query")
+
+
+def _decode_id(wire: Any) -> int:
+    if type(wire) is int and 0 <= wire <= MAX_REQUEST_ID:
+        return wire
+    raise _bad_result("id")
+
+
+def _decode_reserve(wire: Any) -> ReserveResult:
+    if type(wire) is list and len(wire) == 2:
+        return ReserveResult(_decode_id(wire[0]), _decode_id(wire[1]))
+    raise _bad_result("reserve")
+
+
+def _decode_none(wire: Any) -> None:
+    if wire is not None:
+        raise _bad_result("empty")
+
+
+def _decode_bool(wire: Any) -> bool:
+    if type(wire) is bool:
+        return wire
+    raise _bad_result("kill")
+
+
+def _encode_query_result(value: Any) -> Any:
+    if isinstance(value, QueryResult):
+        return value
+    raise TypeError(f"expected QueryResult, got {type(value).__name__}")
+
+
+def _encode_id(value: Any) -> Any:
+    if type(value) is int and 0 <= value <= MAX_REQUEST_ID:
+        return value
+    raise TypeError(f"expected an id (int >= 0), got {value!r}")
+
+
+def _encode_reserve(value: Any) -> Any:
+    if isinstance(value, ReserveResult):
+        return [_encode_id(value.reserved_id), _encode_id(value.transaction_id)]
+    raise TypeError(f"expected ReserveResult, got {type(value).__name__}")
+
+
+def _encode_none(value: Any) -> Any:
+    if value is None:
+        return None
+    raise TypeError(f"expected None, got {type(value).__name__}")
+
+
+def _encode_bool(value: Any) -> Any:
+    if type(value) is bool:
+        return value
+    raise TypeError(f"expected bool, got {type(value).__name__}")
+
+
+# --- operation arguments --------------------------------------------------------------------
+
+
+class ExecuteArgs(NamedTuple):
+    """Arguments of ``execute`` and ``stream_execute``.
+
+    ``target`` is ``keyspace:shard@type`` (None: whatever the tablet serves);
+    ``transaction_id``/``reserved_id`` 0 mean "use a pooled connection"; ``max_rows`` 0
+    means the tablet's limit; ``options`` are free-form scalars (e.g. ``workload``);
+    ``window`` is the stream's credit in chunks (streams only).
+    """
+
+    sql: str
+    bind_vars: dict[str, BindValue] | None = None
+    target: str | None = None
+    transaction_id: int = 0
+    reserved_id: int = 0
+    max_rows: int = 0
+    options: dict[str, Scalar] | None = None
+    window: int = 0
+
+
+class BeginArgs(NamedTuple):
+    """Arguments of ``begin``: a transaction on a pooled or on a reserved connection."""
+
+    target: str | None = None
+    reserved_id: int = 0
+    options: dict[str, Scalar] | None = None
+
+
+class TransactionArgs(NamedTuple):
+    """Arguments of ``commit`` and ``rollback``."""
+
+    transaction_id: int
+    target: str | None = None
+
+
+class ReserveArgs(NamedTuple):
+    """Arguments of ``reserve``: a dedicated connection, prepared by ``settings`` statements.
+
+    ``begin`` also opens a transaction on it; ``transaction_id`` reserves the connection an
+    open transaction already holds.
+    """
+
+    target: str | None = None
+    settings: list[str] | None = None
+    begin: bool = False
+    transaction_id: int = 0
+    options: dict[str, Scalar] | None = None
+
+
+class ReleaseArgs(NamedTuple):
+    """Arguments of ``release``: give back a reserved connection (rolling back its work)."""
+
+    transaction_id: int = 0
+    reserved_id: int = 0
+    target: str | None = None
+
+
+class KillArgs(NamedTuple):
+    """Arguments of ``kill``.
+
+    With ``request_id``: stop that in-flight request of this same connection. Otherwise kill
+    the query running for ``transaction_id``/``reserved_id`` (``connection``: also drop the
+    connection and its transaction).
+    """
+
+    request_id: int = 0
+    transaction_id: int = 0
+    reserved_id: int = 0
+    connection: bool = False
+    target: str | None = None
+
+
+class StreamHealthArgs(NamedTuple):
+    """``stream_health`` takes no argument."""
+
+
+# Wire keys of each args field; unknown keys are ignored for forward compatibility.
+_WIRE_KEYS: dict[str, str] = {
+    "sql": "sql",
+    "bind_vars": "bind",
+    "target": "target",
+    "transaction_id": "tx",
+    "reserved_id": "rsv",
+    "max_rows": "max_rows",
+    "options": "opts",
+    "window": "window",
+    "settings": "settings",
+    "begin": "begin",
+    "request_id": "req",
+    "connection": "conn",
+}
+
+
+def args_to_wire(args: NamedTuple) -> dict[str, Any]:
+    """The wire form of an args tuple (fields left at None/0/False are omitted)."""
+    return {_WIRE_KEYS[k]: v for k, v in zip(args._fields, args, strict=True) if v}
+
+
+def _bad_arg(op: str, key: str, want: str) -> MySQLError:
+    return MySQLError(
+        ErrorCode.WRONG_ARGUMENTS,
+        f"Incorrect arguments to tablet RPC {op}: {key!r} must be {want}; "
+        "check that gate and tablet versions match",
+    )
+
+
+def _get_id(op: str, wire: dict[str, Any], key: str) -> int:
+    v = wire.get(key, 0)
+    if type(v) is not int or not 0 <= v <= MAX_REQUEST_ID:
+        raise _bad_arg(op, key, "an id (int >= 0)")
+    return v
+
+
+def _get_target(op: str, wire: dict[str, Any]) -> str | None:
+    v = wire.get("target")
+    if v is not None and type(v) is not str:
+        raise _bad_arg(op, "target", "a string")
+    return v
+
+
+def _get_bool(op: str, wire: dict[str, Any], key: str) -> bool:
+    v = wire.get(key, False)
+    if type(v) is not bool:
+        raise _bad_arg(op, key, "a boolean")
+    return v
+
+
+_SCALARS = (type(None), bool, int, float, str, bytes)
+
+
+def _get_options(op: str, wire: dict[str, Any]) -> dict[str, Scalar] | None:
+    v = wire.get("opts")
+    if v is None:
+        return None
+    if type(v) is not dict or not all(type(k) is str and type(x) in _SCALARS for k, x in v.items()):
+        raise _bad_arg(op, "opts", "a map of names to scalars")
+    return v
+
+
+def _get_bind_vars(op: str, wire: dict[str, Any]) -> dict[str, BindValue] | None:
+    v = wire.get("bind")
+    if v is None:
+        return None
+    if type(v) is not dict:
+        raise _bad_arg(op, "bind", "a map of names to values")
+    for k, x in v.items():
+        if type(k) is not str:
+            raise _bad_arg(op, "bind", "a map with string names")
+        tx = type(x)
+        if tx is list:
+            if not all(type(e) in _SCALARS for e in x):
+                raise _bad_arg(op, f"bind[{k}]", "a scalar or a list of scalars")
+        elif tx not in _SCALARS:
+            raise _bad_arg(op, f"bind[{k}]", "a scalar or a list of scalars")
+    return v
+
+
+def _parse_execute(op: str, wire: dict[str, Any]) -> ExecuteArgs:
+    sql = wire.get("sql")
+    if type(sql) is not str or not sql:
+        raise _bad_arg(op, "sql", "a non-empty string")
+    max_rows = wire.get("max_rows", 0)
+    if type(max_rows) is not int or max_rows < 0:
+        raise _bad_arg(op, "max_rows", "an int >= 0")
+    window = wire.get("window", 0)
+    if type(window) is not int or not 0 <= window <= 1 << 20:
+        raise _bad_arg(op, "window", "an int in [0, 1048576]")
+    return ExecuteArgs(
+        sql,
+        _get_bind_vars(op, wire),
+        _get_target(op, wire),
+        _get_id(op, wire, "tx"),
+        _get_id(op, wire, "rsv"),
+        max_rows,
+        _get_options(op, wire),
+        window,
+    )
+
+
+def _parse_begin(op: str, wire: dict[str, Any]) -> BeginArgs:
+    return BeginArgs(_get_target(op, wire), _get_id(op, wire, "rsv"), _get_options(op, wire))
+
+
+def _parse_transaction(op: str, wire: dict[str, Any]) -> TransactionArgs:
+    tx = _get_id(op, wire, "tx")
+    if not tx:
+        raise _bad_arg(op, "tx", "a transaction id (int > 0)")
+    return TransactionArgs(tx, _get_target(op, wire))
+
+
+def _parse_reserve(op: str, wire: dict[str, Any]) -> ReserveArgs:
+    settings = wire.get("settings")
+    if settings is not None and (
+        type(settings) is not list or not all(type(s) is str for s in settings)
+    ):
+        raise _bad_arg(op, "settings", "a list of SQL strings")
+    return ReserveArgs(
+        _get_target(op, wire),
+        settings,
+        _get_bool(op, wire, "begin"),
+        _get_id(op, wire, "tx"),
+        _get_options(op, wire),
+    )
+
+
+def _parse_release(op: str, wire: dict[str, Any]) -> ReleaseArgs:
+    args = ReleaseArgs(_get_id(op, wire, "tx"), _get_id(op, wire, "rsv"), _get_target(op, wire))
+    if not (args.transaction_id or args.reserved_id):
+        raise _bad_arg(op, "tx/rsv", "given (one of them > 0)")
+    return args
+
+
+def _parse_kill(op: str, wire: dict[str, Any]) -> KillArgs:
+    args = KillArgs(
+        _get_id(op, wire, "req"),
+        _get_id(op, wire, "tx"),
+        _get_id(op, wire, "rsv"),
+        _get_bool(op, wire, "conn"),
+        _get_target(op, wire),
+    )
+    if not (args.request_id or args.transaction_id or args.reserved_id):
+        raise _bad_arg(op, "req/tx/rsv", "given (one of them > 0)")
+    return args
+
+
+def _parse_nothing(op: str, wire: dict[str, Any]) -> StreamHealthArgs:
+    return StreamHealthArgs()
+
+
+class OpSpec(NamedTuple):
+    """How one operation's arguments and result are checked and converted."""
+
+    name: str
+    parse_args: Callable[[str, dict[str, Any]], Any]
+    encode_result: Callable[[Any], Any]
+    decode_result: Callable[[Any], Any]
+    streaming: bool
+
+
+OPS: dict[str, OpSpec] = {
+    spec.name: spec
+    for spec in (
+        OpSpec(OP_EXECUTE, _parse_execute, _encode_query_result, _decode_query_result, False),
+        OpSpec(OP_STREAM_EXECUTE, _parse_execute, _encode_query_result, _decode_query_result, True),
+        OpSpec(OP_BEGIN, _parse_begin, _encode_id, _decode_id, False),
+        OpSpec(OP_COMMIT, _parse_transaction, _encode_id, _decode_id, False),
+        OpSpec(OP_ROLLBACK, _parse_transaction, _encode_id, _decode_id, False),
+        OpSpec(OP_RESERVE, _parse_reserve, _encode_reserve, _decode_reserve, False),
+        OpSpec(OP_RELEASE, _parse_release, _encode_none, _decode_none, False),
+        OpSpec(OP_KILL, _parse_kill, _encode_bool, _decode_bool, False),
+        OpSpec(OP_STREAM_HEALTH, _parse_nothing, _encode_none, _decode_none, True),
+    )
+}
+
+
+def op_spec(op: str) -> OpSpec:
+    """The spec of ``op``; ``MySQLError`` 1235 when this version does not know it."""
+    spec = OPS.get(op)
+    if spec is None:
+        raise MySQLError(
+            ER_NOT_SUPPORTED_YET,
+            f"This tablet does not support RPC operation {op[:64]!r}; "
+            "upgrade the tablet or downgrade the gate",
+            "42000",
+        )
+    return spec
+
+
+def parse_args(op: str, wire: dict[str, Any]) -> Any:
+    """Validate a request's ``args`` for ``op``; ``MySQLError`` when they are wrong."""
+    spec = op_spec(op)
+    return spec.parse_args(op, wire)
+
+
+def check_health(health: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a health snapshot as sent on the wire (string keys, msgpack values)."""
+    if not all(type(k) is str for k in health):
+        raise TypeError("health keys must be strings")
+    return dict(health)
+
+
+def sequence_of_bytes(values: Sequence[bytes], what: str) -> list[bytes]:
+    """``values`` as a list, checking each item is ``bytes`` (for the stream sink)."""
+    out = list(values)
+    if not all(type(v) is bytes for v in out):
+        raise TypeError(f"{what} must be bytes payloads")
+    return out
+
+
+def interrupted(why: str) -> MySQLError:
+    """ERROR 1317 (70100): a request stopped before it completed, and ``why``."""
+    return MySQLError(ErrorCode.QUERY_INTERRUPTED, f"Query execution was interrupted: {why}")

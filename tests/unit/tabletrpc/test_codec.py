@@ -1,0 +1,344 @@
+"""The sans-IO tablet RPC codec: golden frames, round trips, malformed and oversized input."""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vtwist.protocols.mysql.errors import ErrorCode, MySQLError, RemoteProtocolError
+from vtwist.protocols.tabletrpc_codec import (
+    DEFAULT_MAX_FRAME_SIZE,
+    Cancel,
+    Chunk,
+    Credit,
+    Error,
+    FrameDecoder,
+    FrameTooLargeError,
+    Health,
+    Hello,
+    MalformedMessageError,
+    Message,
+    Reply,
+    Request,
+    check_max_frame_size,
+    decode_message,
+    encode_chunk,
+    encode_frame,
+    encode_message,
+    encode_reply,
+    encode_request,
+)
+from vtwist.protocols.tabletrpc_ops import (
+    OPS,
+    BeginArgs,
+    ExecuteArgs,
+    KillArgs,
+    QueryResult,
+    ReleaseArgs,
+    ReserveArgs,
+    ReserveResult,
+    TransactionArgs,
+    args_to_wire,
+    op_spec,
+    parse_args,
+)
+
+# --- golden frames (bytes worked out by hand from the msgpack spec) ---------------------------
+
+GOLDEN: list[tuple[Message, str]] = [
+    # 28-byte payload: fixarray(5) kind=1 id=1 fixstr(7)"execute" fixmap(1){"sql": "select 1"}
+    # uint16 1500
+    (
+        Request(1, "execute", {"sql": "select 1"}, 1500),
+        "0000001c950101a76578656375746581a373716ca873656c6563742031cd05dc",
+    ),
+    # fixarray(3) kind=0 version=1 {"max_frame": uint16 1024}
+    (Hello(1, {"max_frame": 1024}), "0000001193000181a96d61785f6672616d65cd0400"),
+    # fixarray(5) kind=5 id=3 uint16 1317 "70100" "stop"
+    (Error(3, 1317, "70100", "stop"), "00000011950503cd0525a53730313030a473746f70"),
+    # fixarray(4) kind=6 id=2 [bin8 "f"] [bin8 "\x011"]
+    (Chunk(2, [b"f"], [b"\x011"]), "0000000c94060291c4016691c4020131"),
+    (Cancel(9), "00000003920209"),
+    (Credit(9, 4), "0000000493030904"),
+]
+
+
+@pytest.mark.parametrize(("msg", "hexframe"), GOLDEN)
+def test_golden_frames(msg: Message, hexframe: str) -> None:
+    frame = bytes.fromhex(hexframe)
+    assert encode_message(msg) == frame
+    [payload] = FrameDecoder().feed(frame)
+    assert decode_message(payload) == msg
+
+
+def test_golden_reply_with_query_result() -> None:
+    frame = encode_reply(4, QueryResult([b"f"], [b"r"], 1, 2, 3, 4, "ok"))
+    # fixarray(3) kind=4 id=4 fixarray(7)[ [bin"f"], [bin"r"], 1, 2, 3, 4, "ok" ]
+    assert frame.hex() == "000000139304049791c4016691c4017201020304a26f6b"
+    [payload] = FrameDecoder().feed(frame)
+    msg = decode_message(payload)
+    assert isinstance(msg, Reply)
+    assert OPS["execute"].decode_result(msg.result) == QueryResult([b"f"], [b"r"], 1, 2, 3, 4, "ok")
+
+
+def test_fast_path_encoders_match_generic() -> None:
+    assert encode_request(5, "begin", {"rsv": 3}, 10) == encode_message(
+        Request(5, "begin", {"rsv": 3}, 10)
+    )
+    assert encode_chunk(5, None, [b"x"]) == encode_message(Chunk(5, None, [b"x"]))
+    assert encode_reply(5, None) == encode_message(Reply(5, None))
+
+
+# --- framing ------------------------------------------------------------------------------
+
+
+def test_decoder_reassembles_byte_by_byte_and_splits_batches() -> None:
+    frames = [encode_message(Cancel(i)) for i in range(1, 6)]
+    stream = b"".join(frames)
+    dec = FrameDecoder()
+    got: list[bytes] = []
+    for i in range(len(stream)):
+        got.extend(dec.feed(stream[i : i + 1]))
+    assert [decode_message(p) for p in got] == [Cancel(i) for i in range(1, 6)]
+    assert dec.buffered == 0
+    assert [decode_message(p) for p in FrameDecoder().feed(stream)] == [
+        Cancel(i) for i in range(1, 6)
+    ]
+
+
+def test_decoder_keeps_only_the_incomplete_tail() -> None:
+    frame = encode_message(Cancel(1))
+    dec = FrameDecoder()
+    assert dec.feed(frame + frame[:3]) == [frame[4:]]
+    assert dec.buffered == 3
+    assert dec.feed(frame[3:]) == [frame[4:]]
+    assert dec.buffered == 0
+
+
+def test_oversized_header_is_refused_before_buffering() -> None:
+    dec = FrameDecoder(max_frame_size=1024)
+    with pytest.raises(FrameTooLargeError) as info:
+        dec.feed(struct.pack(">I", 1025))  # only the header: nothing of the payload yet
+    assert info.value.error_code == ErrorCode.NET_PACKET_TOO_LARGE
+    assert "max_frame_size" in str(info.value)
+    assert dec.buffered == 0
+
+
+def test_frame_at_the_limit_is_accepted() -> None:
+    payload = b"\xc4" + b"x" * 63  # any bytes: framing does not look inside
+    assert FrameDecoder(max_frame_size=64).feed(encode_frame(payload)) == [payload]
+
+
+@pytest.mark.parametrize("size", [0, 63, 2**31])
+def test_max_frame_size_config_is_bounded(size: int) -> None:
+    with pytest.raises(ValueError, match="max_frame_size"):
+        check_max_frame_size(size)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.integers(1, 50))
+def test_random_bytes_never_crash_and_stay_bounded(data: bytes, step: int) -> None:
+    dec = FrameDecoder(max_frame_size=256)
+    for i in range(0, len(data), step):
+        try:
+            payloads = dec.feed(data[i : i + step])
+        except FrameTooLargeError:
+            return
+        assert dec.buffered <= 256 + 4 + step
+        for payload in payloads:
+            with contextlib.suppress(RemoteProtocolError):
+                decode_message(payload)
+
+
+# --- malformed messages ------------------------------------------------------------------
+
+
+def _payload(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+@pytest.mark.parametrize(
+    ("payload", "request_id"),
+    [
+        (b"\xc1", 0),  # a byte msgpack never uses
+        (b"\x95\x01", 0),  # truncated array
+        (_payload({"kind": 1}), 0),
+        (_payload([]), 0),
+        (_payload(["1", 2]), 0),
+        (_payload([99, 1]), 0),  # unknown kind
+        (_payload([1, -1, "execute", {}, 0]), 0),
+        (_payload([1, True, "execute", {}, 0]), 0),  # a bool is not an id
+        (_payload([1, 0, "execute", {}, 0]), 0),  # id 0 is for connection errors
+        (_payload([1, 2**63, "execute", {}, 0]), 0),
+        (_payload([1, 7, "execute", [], 0]), 7),
+        (_payload([1, 7, "execute", {1: 2}, 0]), 0),  # non-str map key: msgpack refuses
+        (_payload([1, 7, "execute", {}, -5]), 7),
+        (_payload([1, 7, "execute", {}, 10**12]), 7),
+        (_payload([1, 7, "execute", {}]), 7),
+        (_payload([6, 7, None, ["row"]]), 7),  # rows must be bin, not str
+        (_payload([6, 7, [b"f"], None]), 7),
+        (_payload([7, 7, ["not a dict"]]), 7),
+        (_payload([5, 7, 99999, "HY000", "x"]), 7),
+        (_payload([5, 7, 1105, "HY0", "x"]), 7),
+        (_payload([3, 7, 0]), 7),  # zero credit
+        (_payload([2, 7, 1]), 7),
+        (_payload([0, "1", {}]), 0),
+        (b"\x92\xa2\xff\xfe\x01", 0),  # invalid UTF-8 in a str
+        (_payload([4, 1, msgpack.ExtType(5, b"x")]) + b"extra", 0),  # trailing bytes
+        (b"\x91" * 5000, 0),  # deep nesting
+    ],
+)
+def test_malformed_messages_raise_remote_errors(payload: bytes, request_id: int) -> None:
+    with pytest.raises(MalformedMessageError) as info:
+        decode_message(payload)
+    assert info.value.request_id == request_id
+    assert info.value.error_code == ErrorCode.MALFORMED_PACKET
+
+
+# --- round trips -------------------------------------------------------------------------
+
+ids = st.integers(1, 2**63 - 1)
+scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text() | st.binary()
+str_dicts = st.dictionaries(st.text(max_size=8), scalars, max_size=4)
+byte_lists = st.lists(st.binary(max_size=40), max_size=8)
+
+messages = st.one_of(
+    st.builds(Hello, st.integers(0, 10), str_dicts),
+    st.builds(Request, ids, st.text(max_size=16), str_dicts, st.integers(0, 86_400_000)),
+    st.builds(Cancel, ids),
+    st.builds(Credit, ids, st.integers(1, 1 << 20)),
+    st.builds(Reply, ids, scalars),
+    st.builds(
+        Error,
+        st.integers(0, 2**63 - 1),
+        st.integers(1, 65535),
+        st.text(alphabet="0123456789ABCDEFHSXY", min_size=5, max_size=5),
+        st.text(),
+    ),
+    st.builds(Chunk, ids, st.none() | byte_lists, byte_lists),
+    st.builds(Health, ids, str_dicts),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(messages, min_size=1, max_size=5), st.integers(1, 64))
+def test_messages_round_trip_through_any_split(msgs: list[Message], step: int) -> None:
+    stream = b"".join(encode_message(m) for m in msgs)
+    dec = FrameDecoder(DEFAULT_MAX_FRAME_SIZE)
+    out: list[Message] = []
+    for i in range(0, len(stream), step):
+        out.extend(decode_message(p) for p in dec.feed(stream[i : i + step]))
+    assert out == msgs
+
+
+execute_args = st.builds(
+    ExecuteArgs,
+    st.text(min_size=1, max_size=40),
+    st.none() | st.dictionaries(st.text(max_size=5), scalars | st.lists(scalars, max_size=3)),
+    st.none() | st.text(min_size=1, max_size=10),
+    st.integers(0, 2**63 - 1),
+    st.integers(0, 2**63 - 1),
+    st.integers(0, 10**6),
+    st.none() | st.dictionaries(st.text(max_size=5), scalars, min_size=1),
+    st.integers(0, 100),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(execute_args)
+def test_execute_args_round_trip(args: ExecuteArgs) -> None:
+    wire = msgpack.unpackb(msgpack.packb(args_to_wire(args)), raw=False)
+    got = parse_args("execute", wire)
+    # Empty containers travel as "absent".
+    assert got == args._replace(
+        bind_vars=args.bind_vars or None, options=args.options or None, target=args.target
+    )
+
+
+def test_other_args_round_trip() -> None:
+    cases: list[tuple[str, Any]] = [
+        ("begin", BeginArgs("ks@primary", 3, {"workload": "oltp"})),
+        ("commit", TransactionArgs(5, "ks")),
+        ("rollback", TransactionArgs(6)),
+        ("reserve", ReserveArgs("ks", ["set @a=1"], True, 0, None)),
+        ("release", ReleaseArgs(0, 9)),
+        ("kill", KillArgs(0, 4, 0, True)),
+    ]
+    for op, args in cases:
+        assert parse_args(op, args_to_wire(args)) == args
+
+
+def test_unknown_keys_are_ignored() -> None:
+    assert parse_args("execute", {"sql": "select 1", "from_the_future": [1, 2]}) == ExecuteArgs(
+        "select 1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("op", "wire", "key"),
+    [
+        ("execute", {}, "sql"),
+        ("execute", {"sql": ""}, "sql"),
+        ("execute", {"sql": 5}, "sql"),
+        ("execute", {"sql": "x", "bind": {"a": {"nested": 1}}}, "bind[a]"),
+        ("execute", {"sql": "x", "bind": [1]}, "bind"),
+        ("execute", {"sql": "x", "tx": -1}, "tx"),
+        ("execute", {"sql": "x", "tx": True}, "tx"),
+        ("execute", {"sql": "x", "max_rows": "9"}, "max_rows"),
+        ("execute", {"sql": "x", "opts": {"a": [1]}}, "opts"),
+        ("execute", {"sql": "x", "target": 1}, "target"),
+        ("execute", {"sql": "x", "window": -1}, "window"),
+        ("commit", {}, "tx"),
+        ("reserve", {"settings": "set x=1"}, "settings"),
+        ("reserve", {"begin": 1}, "begin"),
+        ("release", {}, "tx/rsv"),
+        ("kill", {}, "req/tx/rsv"),
+    ],
+)
+def test_bad_args_give_wrong_arguments(op: str, wire: dict[str, Any], key: str) -> None:
+    with pytest.raises(MySQLError) as info:
+        parse_args(op, wire)
+    assert info.value.code == ErrorCode.WRONG_ARGUMENTS
+    assert repr(key) in info.value.message
+
+
+def test_unknown_op_is_not_supported() -> None:
+    with pytest.raises(MySQLError) as info:
+        op_spec("teleport")
+    assert (info.value.code, info.value.sqlstate) == (1235, "42000")
+    assert "upgrade" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("op", "wire"),
+    [
+        ("execute", [[b"f"], [b"r"], 0, 0, 0, 0]),
+        ("execute", [["f"], [b"r"], 0, 0, 0, 0, ""]),
+        ("execute", [[b"f"], [b"r"], -1, 0, 0, 0, ""]),
+        ("begin", "7"),
+        ("reserve", [1]),
+        ("release", 0),
+        ("kill", 1),
+    ],
+)
+def test_bad_results_fail_locally(op: str, wire: Any) -> None:
+    with pytest.raises(MySQLError) as info:
+        OPS[op].decode_result(wire)
+    assert info.value.code == ErrorCode.CR_MALFORMED_PACKET
+
+
+def test_results_encode_and_decode() -> None:
+    assert OPS["reserve"].decode_result(OPS["reserve"].encode_result(ReserveResult(3, 4))) == (
+        ReserveResult(3, 4)
+    )
+    assert OPS["kill"].decode_result(OPS["kill"].encode_result(True)) is True
+    with pytest.raises(TypeError):
+        OPS["execute"].encode_result("rows")
+    with pytest.raises(TypeError):
+        OPS["begin"].encode_result(-1)
