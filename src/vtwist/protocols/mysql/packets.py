@@ -1,0 +1,207 @@
+"""MySQL packet framing: 3-byte length + 1-byte sequence id, 16 MiB splitting, size limits.
+
+``encode_packets`` / ``frame_into`` turn one logical payload into wire bytes; a payload of
+0xFFFFFF bytes or more is split into 0xFFFFFF-byte packets, and a payload that is an exact
+multiple of 0xFFFFFF ends with an empty packet so the reader knows it is complete.
+``PacketReader`` does the reverse incrementally: it reassembles split payloads, checks that
+the sequence ids inside one payload are consecutive, and refuses (``PacketTooLargeError``)
+as soon as a header shows the payload would exceed ``max_packet_size``, so it never buffers
+more than the limit plus one header for a partial packet.
+
+Buffering avoids quadratic copies: complete packets are sliced straight out of the bytes
+handed to ``feed``; a partial packet collects its chunks in a list and joins them once, when
+the header says enough has arrived.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final
+
+from vtwist.protocols.mysql.errors import (
+    ErrorCode,
+    PacketTooLargeError,
+    RemoteProtocolError,
+)
+
+__all__ = ["MAX_CHUNK", "PacketReader", "encode_packets", "frame_into"]
+
+MAX_CHUNK: Final = 0xFFFFFF
+_HDR: Final = struct.Struct("<I")
+_pack_hdr: Final = _HDR.pack
+_unpack_hdr: Final = _HDR.unpack_from
+
+
+def frame_into(out: list[bytes], payload: bytes, seq: int) -> int:
+    """Append the packets carrying ``payload`` (first sequence id ``seq``) to ``out``.
+
+    Returns the sequence id of the next packet (mod 256). The hot path: callers framing many
+    payloads join ``out`` once.
+    """
+    n = len(payload)
+    if n < MAX_CHUNK:
+        out.append(_pack_hdr(n | (seq << 24)))
+        out.append(payload)
+        return (seq + 1) & 0xFF
+    view = memoryview(payload)
+    start = 0
+    while True:
+        chunk = min(MAX_CHUNK, n - start)
+        out.append(_pack_hdr(chunk | (seq << 24)))
+        out.append(bytes(view[start : start + chunk]))
+        seq = (seq + 1) & 0xFF
+        start += chunk
+        if chunk < MAX_CHUNK:
+            return seq
+
+
+def encode_packets(payload: bytes, seq: int) -> tuple[bytes, int]:
+    """``payload`` framed as one or more packets starting at ``seq``; also the next seq."""
+    n = len(payload)
+    if n < MAX_CHUNK:
+        return _pack_hdr(n | (seq << 24)) + payload, (seq + 1) & 0xFF
+    out: list[bytes] = []
+    nxt = frame_into(out, payload, seq)
+    return b"".join(out), nxt
+
+
+class PacketReader:
+    """Incremental packet parser: ``feed`` bytes, then call ``next_packet`` until ``None``.
+
+    ``max_packet_size`` bounds one reassembled payload. Bytes fed but not consumed by
+    ``next_packet`` stay buffered; ``take_buffered`` hands them over (TLS upgrade).
+    """
+
+    __slots__ = (
+        "_buf",
+        "_first_seq",
+        "_more",
+        "_more_len",
+        "_need",
+        "_parts",
+        "_parts_len",
+        "_pos",
+        "_prev_seq",
+        "max_packet_size",
+    )
+
+    def __init__(self, max_packet_size: int) -> None:
+        if max_packet_size < 0:
+            raise ValueError("max_packet_size must not be negative")
+        self.max_packet_size = max_packet_size
+        self._buf: bytes = b""
+        self._pos = 0
+        # Chunks fed while a partial packet waits for ``_need`` bytes (counted from _pos).
+        self._more: list[bytes] = []
+        self._more_len = 0
+        self._need = 0
+        # Pieces of a payload split over several 0xFFFFFF packets.
+        self._parts: list[bytes] = []
+        self._parts_len = 0
+        self._first_seq = -1
+        self._prev_seq = -1
+
+    @property
+    def buffered(self) -> int:
+        """How many fed bytes have not been returned as packets yet."""
+        return len(self._buf) - self._pos + self._more_len
+
+    @property
+    def in_packet(self) -> bool:
+        """True when part of a packet (or of a split payload) has been read."""
+        return self.buffered > 0 or bool(self._parts)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Add bytes received from the peer."""
+        if not data:
+            return
+        if self._need:
+            chunk = bytes(data)
+            self._more.append(chunk)
+            self._more_len += len(chunk)
+            if len(self._buf) - self._pos + self._more_len >= self._need:
+                self._consolidate()
+            return
+        if self._pos >= len(self._buf):
+            self._buf = data if type(data) is bytes else bytes(data)
+        else:
+            self._buf = self._buf[self._pos :] + bytes(data)
+        self._pos = 0
+
+    def _consolidate(self) -> None:
+        self._buf = b"".join([self._buf[self._pos :], *self._more])
+        self._pos = 0
+        self._more.clear()
+        self._more_len = 0
+        self._need = 0
+
+    def next_packet(self) -> tuple[int, int, bytes] | None:
+        """The next complete payload as ``(first_seq, last_seq, payload)``, or ``None``.
+
+        Raises ``PacketTooLargeError`` when the payload would exceed ``max_packet_size``
+        and ``RemoteProtocolError`` when the packets of a split payload are not numbered
+        consecutively.
+        """
+        if self._need:
+            return None
+        buf = self._buf
+        pos = self._pos
+        if len(buf) - pos >= 4 and not self._parts:
+            # The hot path: one whole small packet already buffered.
+            hdr = _unpack_hdr(buf, pos)[0]
+            length = hdr & 0xFFFFFF
+            end = pos + 4 + length
+            if end <= len(buf) and length < MAX_CHUNK and length <= self.max_packet_size:
+                self._pos = end
+                seq = hdr >> 24
+                return seq, seq, buf[pos + 4 : end]
+        while True:
+            pos = self._pos
+            avail = len(buf) - pos
+            if avail < 4:
+                if avail:
+                    self._need = 4
+                return None
+            hdr = _unpack_hdr(buf, pos)[0]
+            length = hdr & 0xFFFFFF
+            seq = hdr >> 24
+            total = self._parts_len + length
+            if total > self.max_packet_size:
+                raise PacketTooLargeError(total, self.max_packet_size)
+            end = pos + 4 + length
+            if end > len(buf):
+                self._need = 4 + length
+                return None
+            payload = buf[pos + 4 : end]
+            self._pos = end
+            if length < MAX_CHUNK and not self._parts:
+                return seq, seq, payload
+            # A piece of a split payload.
+            if self._parts:
+                if seq != (self._prev_seq + 1) & 0xFF:
+                    raise RemoteProtocolError(
+                        f"packet sequence id {seq} inside a split payload, expected "
+                        f"{(self._prev_seq + 1) & 0xFF}",
+                        ErrorCode.NET_READ_ERROR,
+                    )
+            else:
+                self._first_seq = seq
+            self._prev_seq = seq
+            self._parts.append(payload)
+            self._parts_len = total
+            if length < MAX_CHUNK:
+                whole = b"".join(self._parts)
+                first = self._first_seq
+                self._parts = []
+                self._parts_len = 0
+                return first, seq, whole
+
+    def take_buffered(self) -> bytes:
+        """Remove and return every byte fed but not yet parsed (e.g. a TLS ClientHello)."""
+        data = b"".join([self._buf[self._pos :], *self._more])
+        self._buf = b""
+        self._pos = 0
+        self._more.clear()
+        self._more_len = 0
+        self._need = 0
+        return data
