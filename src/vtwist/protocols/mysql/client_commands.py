@@ -1,0 +1,426 @@
+"""What the MySQL client collects from mysqld's replies: results, statements, command handlers.
+
+This module owns the value types a caller of ``client.MySQLClient`` gets back (``Result``,
+``PreparedStatement``) and one small *handler* per kind of command. A handler turns the
+reply events of the sans-IO ``Connection`` (``Ok``, ``Err``, ``ResultSetStart``, ``Column``,
+``Row``, ``ResultSetDone``, ``StmtPrepareOK``...) into a result; it does no I/O: the Twisted
+glue (``client_protocol``) sends ``first()``, feeds every reply event to ``event()``, and
+calls ``complete()`` each time the connection is back in IDLE. ``complete()`` may return a
+further command to send (``COM_RESET_CONNECTION`` is followed by ``SET NAMES``), so a
+compound command runs without another command slipping in between.
+
+A handler never raises out of ``event``: a mysqld ERR, a row that does not decode, a result
+over the size limit or a consumer that raised is recorded in ``error`` and the rest of the
+reply is still read (and dropped), so the connection stays in step and can be reused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from vtwist.protocols.mysql.commands import (
+    ComQuery,
+    ComResetConnection,
+    ComStmtExecute,
+    ComStmtPrepare,
+)
+from vtwist.protocols.mysql.constants import ColumnFlag, ColumnType
+from vtwist.protocols.mysql.errors import ErrorCode, MySQLError, RemoteProtocolError
+from vtwist.protocols.mysql.events import Column, ResultSetDone, ResultSetStart, Row
+from vtwist.protocols.mysql.messages import (
+    ColumnDefinition41,
+    Err,
+    LocalInfileData,
+    LocalInfileRequest,
+    Ok,
+    StmtPrepareOK,
+)
+from vtwist.protocols.mysql.values import (
+    ColumnSpec,
+    decode_binary_row,
+    decode_text_row,
+    encode_execute_params,
+    parse_text_value,
+)
+from vtwist.protocols.mysql.wire import Message
+
+__all__ = [
+    "CHARSETS",
+    "CommandHandler",
+    "Consumer",
+    "ExecuteHandler",
+    "NoReplyHandler",
+    "PrepareHandler",
+    "PreparedStatement",
+    "ResetHandler",
+    "Result",
+    "ResultHandler",
+    "SimpleHandler",
+    "StreamEvent",
+    "column_specs",
+]
+
+_UNSIGNED: Final = int(ColumnFlag.UNSIGNED)
+
+# Character sets the client can ask for, with the collation id sent in the login packet
+# (one byte, so only ids < 256). Names are also spliced into ``SET NAMES``: only these.
+CHARSETS: Final[dict[str, int]] = {
+    "utf8mb4": 45,  # utf8mb4_general_ci: MariaDB's default and valid on MySQL 8
+    "utf8mb3": 33,
+    "utf8": 33,
+    "latin1": 8,
+    "ascii": 11,
+    "binary": 63,
+}
+
+StreamEvent = ResultSetStart | Column | Row | ResultSetDone | Ok
+"""What a streaming consumer receives: each result is either an ``Ok`` (no result set) or
+``ResultSetStart``, ``Column`` x n, ``Row`` x any (the raw payload), ``ResultSetDone``."""
+
+Consumer = Callable[[StreamEvent], object]
+"""A streaming consumer: called once per event, in order; its return value is ignored."""
+
+
+def column_specs(columns: Sequence[ColumnDefinition41]) -> list[ColumnSpec]:
+    """``(type, unsigned)`` per column, as ``values.decode_binary_row`` wants them."""
+    return [(ColumnType(c.column_type), bool(c.flags & _UNSIGNED)) for c in columns]
+
+
+@dataclass
+class Result:
+    """One result of a command: either an OK (no columns) or a result set.
+
+    ``rows`` hold ``bytes | None`` per value for a text query, Python values (see
+    ``values``) for a query run with ``python=True`` and for every prepared statement
+    execution; they are empty for streamed results (``row_count`` still counts them).
+    ``affected_rows``/``last_insert_id``/``info`` come from the OK (for a result set, only
+    from a DEPRECATE_EOF terminator). ``more`` holds the results that followed this one for
+    the same command (multi-statements, ``CALL``), in order; it is set on the first result.
+    """
+
+    columns: list[ColumnDefinition41] = field(default_factory=list)
+    rows: list[list[Any]] = field(default_factory=list)
+    affected_rows: int = 0
+    last_insert_id: int = 0
+    status: int = 0
+    warnings: int = 0
+    info: bytes = b""
+    row_count: int = 0
+    more: list[Result] = field(default_factory=list)
+
+    def all_results(self) -> list[Result]:
+        """This result followed by the ``more`` ones."""
+        return [self, *self.more]
+
+
+@dataclass(eq=False)
+class PreparedStatement:
+    """A statement prepared on one connection (use it only with that connection).
+
+    ``params`` and ``columns`` are the definitions mysqld sent (``params`` count the ``?``).
+    ``bound_types`` are the parameter types last sent to mysqld: an execute with the same
+    types sends new-params-bound = 0 and lets the server reuse them.
+    """
+
+    statement_id: int
+    sql: bytes
+    params: list[ColumnDefinition41] = field(default_factory=list)
+    columns: list[ColumnDefinition41] = field(default_factory=list)
+    warnings: int = 0
+    bound_types: list[ColumnSpec] | None = None
+    closed: bool = False
+
+    @property
+    def num_params(self) -> int:
+        """How many ``?`` placeholders the statement has."""
+        return len(self.params)
+
+
+class CommandHandler:
+    """Base handler: one command, the reply events, the result (see the module docstring)."""
+
+    error: BaseException | None = None
+
+    def first(self) -> Message:
+        """The command to send."""
+        raise NotImplementedError
+
+    def event(self, ev: Message) -> Message | None:
+        """A reply event; returns a message to send back right away (rarely), else None."""
+        if isinstance(ev, Err):
+            self.fail(ev.to_error())
+        return None
+
+    def complete(self) -> Message | None:
+        """The connection is idle again: the next command of a compound one, or None."""
+        return None
+
+    def result(self) -> Any:
+        """What the command's Deferred fires with."""
+        return None
+
+    def fail(self, error: BaseException) -> None:
+        """Record the first error; the command fails with it once its reply is read."""
+        if self.error is None:
+            self.error = error
+
+
+class SimpleHandler(CommandHandler):
+    """A command answered by OK or ERR (ping, init db, stmt reset...); fires with the Ok."""
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        self.ok: Ok | None = None
+
+    def first(self) -> Message:
+        """The command."""
+        return self.message
+
+    def event(self, ev: Message) -> Message | None:
+        """Keep the OK."""
+        if isinstance(ev, Ok):
+            self.ok = ev
+        return super().event(ev)
+
+    def result(self) -> Ok | None:
+        """The OK packet."""
+        return self.ok
+
+
+class NoReplyHandler(SimpleHandler):
+    """A command mysqld does not answer (COM_STMT_CLOSE, COM_QUIT)."""
+
+
+class ResetHandler(SimpleHandler):
+    """COM_RESET_CONNECTION, then ``SET NAMES`` (MySQL bug 97633: the reset reverts the
+    connection charset to the server default instead of the one from the login packet)."""
+
+    def __init__(self, charset: str) -> None:
+        super().__init__(ComResetConnection())
+        self.charset = charset
+        self._names_sent = False
+
+    def complete(self) -> Message | None:
+        """After the reset's OK, restore the charset."""
+        if self._names_sent or self.error is not None:
+            return None
+        self._names_sent = True
+        return ComQuery(b"SET NAMES " + self.charset.encode("ascii"))
+
+
+class PrepareHandler(CommandHandler):
+    """COM_STMT_PREPARE: fires with a ``PreparedStatement``."""
+
+    def __init__(self, sql: bytes) -> None:
+        self.sql = sql
+        self.stmt: PreparedStatement | None = None
+        self._num_params = 0
+
+    def first(self) -> Message:
+        """The command."""
+        return ComStmtPrepare(self.sql)
+
+    def event(self, ev: Message) -> Message | None:
+        """Statement id and counts, then parameter definitions, then column definitions."""
+        if isinstance(ev, StmtPrepareOK):
+            self.stmt = PreparedStatement(ev.statement_id, self.sql, warnings=ev.warnings)
+            self._num_params = ev.num_params
+        elif isinstance(ev, Column) and self.stmt is not None:
+            if len(self.stmt.params) < self._num_params:
+                self.stmt.params.append(ev.definition)
+            else:
+                self.stmt.columns.append(ev.definition)
+        return super().event(ev)
+
+    def result(self) -> PreparedStatement:
+        """The statement."""
+        assert self.stmt is not None
+        return self.stmt
+
+
+class ResultHandler(CommandHandler):
+    """COM_QUERY / COM_STMT_EXECUTE: collects the results, or streams them to a consumer.
+
+    ``binary`` rows are decoded with the result's column types; text rows are split into
+    ``bytes | None`` and, with ``python``, parsed into the same Python values. A collected
+    reply larger than ``max_result_size`` bytes of row payload fails with ER_TOO_BIG_SELECT
+    (1104) after the rest was read and dropped: use ``stream_query`` for big results.
+    """
+
+    def __init__(
+        self,
+        message: Message,
+        *,
+        binary: bool,
+        python: bool,
+        max_result_size: int,
+        consumer: Consumer | None = None,
+    ) -> None:
+        self.message = message
+        self.binary = binary
+        self.python = python
+        self.max_result_size = max_result_size
+        self.consumer = consumer
+        self.results: list[Result] = []
+        self._current: Result | None = None
+        self._specs: list[ColumnSpec] = []
+        self._size = 0
+
+    def first(self) -> Message:
+        """The command."""
+        return self.message
+
+    def event(self, ev: Message) -> Message | None:
+        """One reply event."""
+        t = type(ev)
+        if t is Row:
+            self._row(ev)  # type: ignore[arg-type]
+            return None
+        if t is Column:
+            assert self._current is not None
+            self._current.columns.append(ev.definition)  # type: ignore[attr-defined]
+        elif t is ResultSetStart:
+            self._current = Result()
+            self.results.append(self._current)
+        elif t is ResultSetDone:
+            assert isinstance(ev, ResultSetDone)
+            self._done(ev)
+        elif t is Ok:
+            assert isinstance(ev, Ok)
+            res = Result(
+                affected_rows=ev.affected_rows,
+                last_insert_id=ev.last_insert_id,
+                status=ev.status,
+                warnings=ev.warnings,
+                info=ev.info,
+            )
+            self.results.append(res)
+        elif t is LocalInfileRequest:
+            # Never asked for (no CLIENT_LOCAL_FILES): refuse with an empty file.
+            self.fail(
+                MySQLError(
+                    ErrorCode.CR_UNKNOWN_ERROR,
+                    "mysqld asked for a LOCAL INFILE, which vtwist's client refuses",
+                )
+            )
+            return LocalInfileData(b"")
+        else:
+            return super().event(ev)
+        self._deliver(ev)  # type: ignore[arg-type]
+        return None
+
+    def _row(self, ev: Row) -> None:
+        res = self._current
+        assert res is not None
+        res.row_count += 1
+        if self.consumer is not None:
+            self._deliver(ev)
+            return
+        if self.error is not None:
+            return
+        payload = ev.payload
+        self._size += len(payload)
+        if self._size > self.max_result_size:
+            self.fail(
+                MySQLError(
+                    1104,
+                    f"result is over max_result_size ({self.max_result_size} bytes of rows); "
+                    "stream it (stream_query/stream_execute) or raise max_result_size",
+                    "42000",
+                )
+            )
+            self.results.clear()  # drop what was collected: it is useless now
+            return
+        try:
+            if not self._specs and res.columns:
+                self._specs = column_specs(res.columns)
+            if self.binary:
+                res.rows.append(decode_binary_row(payload, self._specs))
+            elif self.python:
+                raw = decode_text_row(payload, len(res.columns))
+                res.rows.append(
+                    [parse_text_value(v, t, u) for v, (t, u) in zip(raw, self._specs, strict=True)]
+                )
+            else:
+                res.rows.append(decode_text_row(payload, len(res.columns)))
+        except (RemoteProtocolError, ValueError, TypeError) as e:
+            self.fail(MySQLError(ErrorCode.CR_MALFORMED_PACKET, f"cannot decode a row: {e}"))
+
+    def _done(self, ev: ResultSetDone) -> None:
+        res = self._current
+        assert res is not None
+        res.status = ev.status
+        res.warnings = ev.warnings
+        res.affected_rows = ev.affected_rows
+        res.last_insert_id = ev.last_insert_id
+        res.info = ev.info
+        self._current = None
+        self._specs = []
+
+    def _deliver(self, ev: StreamEvent) -> None:
+        if self.consumer is None or self.error is not None:
+            return
+        try:
+            self.consumer(ev)
+        except Exception as e:  # the consumer's bug: read the reply to its end, then fail
+            self.fail(e)
+
+    def result(self) -> Result:
+        """The first result, with the following ones in ``more``."""
+        first, *more = self.results or [Result()]
+        first.more = more
+        return first
+
+
+class ExecuteHandler(ResultHandler):
+    """COM_STMT_EXECUTE of ``stmt`` with ``params`` (binary rows, always decoded).
+
+    The values are encoded at once (ValueError/TypeError if they cannot be sent); whether
+    the types are bound is decided when the command is really sent: only when they differ
+    from those mysqld last received for the statement, else new-params-bound = 0.
+    """
+
+    def __init__(
+        self,
+        stmt: PreparedStatement,
+        params: Sequence[object],
+        *,
+        max_result_size: int,
+        consumer: Consumer | None = None,
+    ) -> None:
+        if len(params) != stmt.num_params:
+            raise ValueError(
+                f"statement has {stmt.num_params} parameters, got {len(params)} values"
+            )
+        super().__init__(
+            ComStmtExecute(stmt.statement_id),
+            binary=True,
+            python=True,
+            max_result_size=max_result_size,
+            consumer=consumer,
+        )
+        self.stmt = stmt
+        self._encoded = encode_execute_params(params) if params else None
+
+    def first(self) -> Message:
+        """The COM_STMT_EXECUTE, binding types only when they changed."""
+        if self._encoded is None:
+            return self.message
+        bitmap, types, values = self._encoded
+        bind = types != self.stmt.bound_types
+        self.stmt.bound_types = types
+        return ComStmtExecute(
+            self.stmt.statement_id,
+            null_bitmap=bitmap,
+            new_params_bound=bind,
+            param_types=tuple((int(t), u) for t, u in types),
+            values=values,
+        )
+
+    def event(self, ev: Message) -> Message | None:
+        """As ``ResultHandler``; an ERR forgets the bound types (bind again next time)."""
+        if isinstance(ev, Err):
+            self.stmt.bound_types = None
+        return super().event(ev)
