@@ -8,11 +8,17 @@ import pytest
 
 from tests.support import servers
 from vtwist.local.mariadb import MariaDB
+from vtwist.local.zookeeper import ZooKeeper
 
 
 @pytest.fixture(scope="session")
 def mariadb() -> Iterator[MariaDB]:
     yield servers.shared_mariadb()
+
+
+@pytest.fixture(scope="session")
+def zookeeper() -> Iterator[ZooKeeper]:
+    yield servers.shared_zookeeper()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

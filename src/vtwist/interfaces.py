@@ -45,7 +45,241 @@ if typing.TYPE_CHECKING:
     from vtwist.protocols.mysql.auth import Account, Sha2Cache
 
 # --- topology (owned by vtwist.topo) ------------------------------------------------------
-# TOPO-SECTION
+# The topo section's imports stay here because sections are edited independently.
+import typing as _topo_typing  # noqa: E402
+
+from zope.interface import Attribute as _TopoAttribute  # noqa: E402
+
+if _topo_typing.TYPE_CHECKING:
+    from collections.abc import Callable as _TopoCallable
+
+    from twisted.internet.defer import Deferred as _TopoDeferred
+
+    from vtwist.topo.records import Keyspace, Shard, Tablet
+    from vtwist.topo.vschema import VSchema
+
+
+class ITopoWatch(Interface):
+    """A watch on one topo object, returned by the ``ITopoServer.watch_*`` methods.
+
+    The callback receives the whole current value (not a diff): first the value found when
+    the watch starts, then the value after each change. It always runs on the reactor
+    thread, in the order of the changes; intermediate values may be skipped when changes
+    come faster than they are read, but the last one is always delivered. The watch
+    survives lost connections and expired sessions: it re-arms itself and re-reads on
+    reconnection, so a change made while disconnected is delivered then.
+    """
+
+    path = _TopoAttribute("str: the znode path watched")
+
+    def when_ready() -> _TopoDeferred[None]:
+        """Fire once the first value has been delivered (wait on it with a timeout)."""
+
+    def cancel() -> None:
+        """Stop delivering; the callback is not called after this returns."""
+
+
+class ITopoLock(Interface):
+    """An exclusive lock held by this process (``ITopoServer.lock_shard``).
+
+    It is an ephemeral node of this process's session: it is lost if the session
+    expires, and released if the process dies.
+    """
+
+    path = _TopoAttribute("str: the lock's directory")
+
+    def held() -> bool:
+        """True while the lock is held: acquired, not released, session not expired."""
+
+    def check() -> None:
+        """Raise ``LockLostError`` unless ``held()``: call it before acting under the lock."""
+
+    def release() -> _TopoDeferred[None]:
+        """Release the lock (a no-op if it was lost or already released)."""
+
+
+class ITopoElection(Interface):
+    """This process's candidacy in a leader election (``ITopoServer.election``).
+
+    The candidate campaigns until it resigns: after losing leadership with its session it
+    campaigns again on the new session.
+    """
+
+    path = _TopoAttribute("str: the election's directory")
+    identifier = _TopoAttribute("str: this candidate's identifier, as ``leader()`` reports it")
+
+    def is_leader() -> bool:
+        """True while this candidate leads."""
+
+    def when_leader() -> _TopoDeferred[None]:
+        """Fire when this candidate leads (at once if it does now)."""
+
+    def leader() -> _TopoDeferred[str | None]:
+        """The identifier of the current leader, or None if nobody leads."""
+
+    def add_listener(listener: _TopoCallable[[bool], object]) -> _TopoCallable[[], None]:  # noqa: N805
+        """Call ``listener(True)`` on winning and ``listener(False)`` on losing leadership,
+        on the reactor thread; return the unsubscriber."""
+
+    def resign() -> _TopoDeferred[None]:
+        """Leave the election (releasing leadership if held); no further campaign."""
+
+
+class ITopoServer(Interface):
+    """The topo-server (ARCHITECTURE section 2): keyspaces, shards, VSchemas, tablets,
+    shard locks, elections and watches. Implemented over ZooKeeper and in memory.
+
+    Every method is called on the reactor thread; Deferreds fire on it. Errors are the
+    ``vtwist.topo.errors`` classes: ``NoNodeError``, ``NodeExistsError``,
+    ``BadVersionError`` (a stale compare-and-swap write), ``TopoUnavailableError`` (not
+    connected, timed out), ``ValidationError``, ``LockTimeoutError``...
+    """
+
+    layout = _TopoAttribute("vtwist.topo.layout.Layout: the paths under the configured root")
+
+    def state() -> str:
+        """connecting, connected, degraded, expired or closed (``TopoState``)."""
+
+    def add_state_listener(listener: _TopoCallable[[str], object]) -> _TopoCallable[[], None]:  # noqa: N805
+        """Call ``listener(state)`` at each state change; return the unsubscriber."""
+
+    def connect(timeout: float) -> _TopoDeferred[None]:  # noqa: N805
+        """Connect; fail with TopoUnavailableError after ``timeout`` seconds (the client
+        keeps trying in the background, and watches fill in once it connects)."""
+
+    def close() -> _TopoDeferred[None]:
+        """Resign elections, release locks, end the session (tablets registered here vanish)."""
+
+    # keyspaces
+    def create_keyspace(keyspace: Keyspace) -> _TopoDeferred[Keyspace]:  # noqa: N805
+        """Create a keyspace; NodeExistsError if it exists."""
+
+    def get_keyspace(name: str) -> _TopoDeferred[Keyspace]:  # noqa: N805
+        """Read a keyspace (with its ``node_version``); NoNodeError if absent."""
+
+    def list_keyspaces() -> _TopoDeferred[list[str]]:
+        """The keyspace names, sorted."""
+
+    def update_keyspace(keyspace: Keyspace) -> _TopoDeferred[Keyspace]:  # noqa: N805
+        """Write a keyspace read earlier; BadVersionError if it changed since."""
+
+    # shards
+    def create_shard(shard: Shard) -> _TopoDeferred[Shard]:  # noqa: N805
+        """Create a shard of an existing keyspace; NodeExistsError if it exists."""
+
+    def get_shard(keyspace: str, shard: str) -> _TopoDeferred[Shard]:  # noqa: N805
+        """Read a shard (with its ``node_version``); NoNodeError if absent."""
+
+    def list_shards(keyspace: str) -> _TopoDeferred[list[str]]:  # noqa: N805
+        """The shard names of a keyspace, sorted; NoNodeError if the keyspace is absent."""
+
+    def update_shard(shard: Shard) -> _TopoDeferred[Shard]:  # noqa: N805
+        """Compare-and-swap on the znode version: BadVersionError if it changed since read."""
+
+    # vschema
+    def get_vschema(keyspace: str) -> _TopoDeferred[VSchema]:  # noqa: N805
+        """A keyspace's VSchema; NoNodeError if none was saved."""
+
+    def save_vschema(keyspace: str, vschema: VSchema) -> _TopoDeferred[VSchema]:  # noqa: N805
+        """Store a validated VSchema (its ``sharded`` must match the keyspace's); with a
+        ``node_version`` the write is a compare-and-swap."""
+
+    # tablets
+    def register_tablet(tablet: Tablet) -> _TopoDeferred[Tablet]:  # noqa: N805
+        """Publish this process's tablet as an EPHEMERAL node; it is re-created after a
+        session expiry. NodeExistsError if another live session holds the alias."""
+
+    def update_tablet(tablet: Tablet) -> _TopoDeferred[Tablet]:  # noqa: N805
+        """Rewrite a tablet registered by this process. The record is kept and written
+        again after a reconnection even if this write fails."""
+
+    def unregister_tablet(alias: str) -> _TopoDeferred[None]:  # noqa: N805
+        """Remove a tablet registered by this process."""
+
+    def get_tablet(alias: str) -> _TopoDeferred[Tablet]:  # noqa: N805
+        """Read one tablet; NoNodeError if absent."""
+
+    def list_tablets(cell: str) -> _TopoDeferred[list[Tablet]]:  # noqa: N805
+        """The tablets of a cell, sorted by alias."""
+
+    def list_cells() -> _TopoDeferred[list[str]]:
+        """The cells that have (or had) tablets, sorted."""
+
+    # coordination
+    def lock_shard(
+        keyspace: str,  # noqa: N805
+        shard: str,
+        timeout: float,
+        purpose: str = "",
+    ) -> _TopoDeferred[ITopoLock]:
+        """Take the shard's lock (one reparent at a time); LockTimeoutError after ``timeout``."""
+
+    def election(name: str, identifier: str) -> ITopoElection:  # noqa: N805
+        """Start campaigning in election ``name`` (e.g. ``vtorc``) as ``identifier``."""
+
+    # watches
+    def watch_tablets(
+        cell: str,  # noqa: N805
+        callback: _TopoCallable[[dict[str, Tablet]], object],
+    ) -> ITopoWatch:
+        """Follow a cell's tablets: ``callback({alias: Tablet})``."""
+
+    def watch_shard(
+        keyspace: str,  # noqa: N805
+        shard: str,
+        callback: _TopoCallable[[Shard | None], object],
+    ) -> ITopoWatch:
+        """Follow a shard record: ``callback(Shard)``, or ``callback(None)`` while absent."""
+
+    def watch_vschema(
+        keyspace: str,  # noqa: N805
+        callback: _TopoCallable[[VSchema | None], object],
+    ) -> ITopoWatch:
+        """Follow a keyspace's VSchema: ``callback(VSchema | None)``."""
+
+    def watch_keyspaces(callback: _TopoCallable[[dict[str, Keyspace]], object]) -> ITopoWatch:  # noqa: N805
+        """Follow every keyspace record: ``callback({name: Keyspace})``."""
+
+    def watch_shards(
+        keyspace: str,  # noqa: N805
+        callback: _TopoCallable[[dict[str, Shard]], object],
+    ) -> ITopoWatch:
+        """Follow every shard of a keyspace: ``callback({name: Shard})``."""
+
+
+class ITopoCache(Interface):
+    """The last known topology, kept current by watches (``vtwist.topo.cache.TopoCache``).
+
+    Reads never block and never fail: while ZooKeeper is unreachable the last known values
+    are served and ``state()`` says ``degraded`` (or ``expired``). Consumers (gate, tablet,
+    orchestrator) read it synchronously on the reactor thread and subscribe to changes.
+    """
+
+    def state() -> str:
+        """connecting, connected, degraded, expired or closed, for metrics and status pages."""
+
+    def keyspaces() -> dict[str, Keyspace]:
+        """Every known keyspace."""
+
+    def shards(keyspace: str) -> dict[str, Shard]:  # noqa: N805
+        """The known shards of a keyspace (empty if unknown)."""
+
+    def shard(keyspace: str, shard: str) -> Shard | None:  # noqa: N805
+        """One shard record, or None if unknown."""
+
+    def vschema(keyspace: str) -> VSchema | None:  # noqa: N805
+        """A keyspace's VSchema, or None if unknown."""
+
+    def tablets(cell: str | None = None) -> dict[str, Tablet]:  # noqa: N805
+        """The known tablets of one watched cell, or of all watched cells."""
+
+    def subscribe(
+        listener: _TopoCallable[[str, tuple[str, ...]], object],  # noqa: N805
+    ) -> _TopoCallable[[], None]:
+        """Call ``listener(kind, key)`` after each change: kind is ``keyspaces``,
+        ``shards`` (key: keyspace), ``vschema`` (key: keyspace), ``tablets`` (key: cell) or
+        ``state`` (key: the new state); return the unsubscriber."""
+
 
 # --- gate <-> tablet RPC (owned by vtwist.protocols.tabletrpc) -------------------------------
 # This section's imports live here because sections are edited independently; the
@@ -175,6 +409,194 @@ class ITabletService(Interface):
 
 
 # --- MySQL server query handling (owned by vtwist.protocols.mysql.server) ----------------
-# QUERYHANDLER-SECTION
+# The section's imports live here because sections are edited independently; the
+# assignment keeps isort from merging them into the top import block.
+_QUERYHANDLER_OWNER = "vtwist.protocols.mysql.server"
+
+import typing as _qh_typing  # noqa: E402
+
+from zope.interface import Attribute as _QHAttribute  # noqa: E402
+
+if _qh_typing.TYPE_CHECKING:
+    from collections.abc import Iterable as _QHIterable
+    from collections.abc import Sequence as _QHSequence
+
+    from vtwist.protocols.mysql.errors import MySQLError as _QHMySQLError
+    from vtwist.protocols.mysql.messages import ColumnDefinition41 as _QHColumn
+    from vtwist.protocols.mysql.server_types import (
+        ClientInfo as _QHClientInfo,
+    )
+    from vtwist.protocols.mysql.server_types import (
+        PrepareInfo as _QHPrepareInfo,
+    )
+    from vtwist.protocols.mysql.server_types import (
+        Statement as _QHStatement,
+    )
+
+
+class IResultSink(Interface):
+    """Where an ``IQueryHandler`` writes the reply to one COM_QUERY or COM_STMT_EXECUTE.
+
+    A reply is one or more results; each is either ``ok(...)`` (no result set) or
+    ``start(columns)``, any number of ``row``/``rows``, then ``done(...)``. A result whose
+    ``status`` has SERVER_MORE_RESULTS_EXISTS (0x0008) is followed by another (multi-
+    statements, CALL); the last one must not have it. ``error(e)`` ends the reply at any
+    point (also mid-result, and instead of the next result). Status flags (AUTOCOMMIT,
+    IN_TRANS, NO_BACKSLASH_ESCAPES...) are the handler's: the sink sends them as given.
+
+    Rows are raw payloads: text-protocol rows, or binary-protocol rows when ``start`` said
+    ``binary=True``. For a COM_STMT_EXECUTE (``binary`` attribute true) text rows are
+    converted to binary rows using the column types (``values.text_row_to_binary``), so a
+    handler may answer an execute with a text query's result. Binary rows on a COM_QUERY
+    are refused.
+
+    Back-pressure (Twisted's ``IConsumer`` contract, streaming producers only): a handler
+    relaying a large result registers the producer of its rows (e.g. the backend
+    connection's transport). The sink pauses it while the client's socket is congested (or,
+    for a cursor, while the cursor's bounded buffer is full) and resumes it later. When the
+    reply ends the sink resumes a producer it paused and forgets it (no unregister needed);
+    if the reply is aborted (client gone, cursor closed, overrun) it calls
+    ``stopProducing()`` and cancels the handler's Deferred. A handler that keeps writing
+    while paused may write ``max_overrun_bytes`` more (factory option), after which the
+    reply fails with ERR 1105 and is aborted: memory stays bounded.
+
+    After the reply ended or was aborted (``closed``), every write is ignored. Writing out
+    of order (a row before ``start``...) raises ``LocalProtocolError``.
+    """
+
+    binary = _QHAttribute("bool: true for COM_STMT_EXECUTE (rows go out binary)")
+    cursor = _QHAttribute("bool: true when rows are buffered for COM_STMT_FETCH")
+    closed = _QHAttribute("bool: the reply ended or was aborted; writes are ignored")
+    paused = _QHAttribute(
+        "bool: true while the handler should hold its rows (client congested, cursor buffer full)"
+    )
+
+    def ok(
+        affected_rows: int = 0,  # noqa: N805
+        last_insert_id: int = 0,
+        status: int = 0,
+        warnings: int = 0,
+        info: bytes = b"",
+    ) -> None:
+        """A result without a result set (OK packet)."""
+
+    def start(columns: _QHSequence[_QHColumn], binary: bool = False) -> None:  # noqa: N805
+        """A result set with these (at least one) columns begins; ``binary``: rows given
+        are already binary-protocol rows (only for COM_STMT_EXECUTE)."""
+
+    def row(payload: bytes) -> None:  # noqa: N805
+        """One row of the current result set."""
+
+    def rows(payloads: _QHIterable[bytes]) -> None:  # noqa: N805
+        """Several rows, written in one go (cheaper than ``row`` in a loop)."""
+
+    def done(
+        status: int = 0,  # noqa: N805
+        warnings: int = 0,
+        affected_rows: int = 0,
+        last_insert_id: int = 0,
+        info: bytes = b"",
+    ) -> None:
+        """The current result set is complete."""
+
+    def error(error: _QHMySQLError) -> None:  # noqa: N805
+        """End the reply with this error (ERR packet)."""
+
+    def register_producer(producer: IPushProducer) -> None:  # noqa: N805
+        """Attach the streaming producer of the rows (paused at once if congested)."""
+
+    def unregister_producer() -> None:
+        """Detach the producer (resumed first if the sink had paused it)."""
+
+
+class IQueryHandler(Interface):
+    """One client session's commands, as the MySQL server dispatches them.
+
+    The server (``vtwist.protocols.mysql.server``) owns the wire: handshake, TLS, auth,
+    framing, prepared-statement ids, cursors, the multi-statement check and back-pressure;
+    it never imports the gate. Commands reach the handler one at a time, in the client's
+    order: the next one is dispatched only after the previous call's Deferred fired and
+    its reply was sent. One exception: the execute that opened a cursor keeps running
+    (filling the cursor's buffer) while later commands are dispatched, until the cursor is
+    exhausted or closed.
+
+    Methods return a Deferred (a coroutine or a plain value are accepted as well). A
+    ``MySQLError`` failure is sent to the client as ERR as it is; any other exception
+    becomes ERR 1105 "internal error: ..." (logged with its traceback) and the session
+    goes on. Deferreds may be cancelled (client gone, cursor closed).
+
+    Not routed to the handler: COM_QUIT, COM_STMT_SEND_LONG_DATA (the data arrives with the
+    execute's parameters), unknown commands (ERR 1047), and a COM_QUERY holding several
+    statements when multi-statements are off (ERR 1064).
+    """
+
+    def status() -> int:
+        """The session's current server status flags (AUTOCOMMIT, IN_TRANS,
+        NO_BACKSLASH_ESCAPES...), for the OK packets the server sends itself (login, ping,
+        init_db, reset, change_user, set_option) and for cursor fetches."""
+
+    def query(sql: bytes, sink: IResultSink) -> Deferred[None]:  # noqa: N805
+        """COM_QUERY: run ``sql`` (the whole text; several statements only when
+        multi-statements are on) and write the reply into ``sink``. The reply must be
+        complete when the Deferred fires."""
+
+    def init_db(schema: str) -> Deferred[None]:  # noqa: N805
+        """COM_INIT_DB (and the database of the login packet): make ``schema`` the default
+        database; fail with e.g. ERR 1049 if it does not exist."""
+
+    def field_list(table: str, wildcard: str) -> Deferred[_QHSequence[_QHColumn]]:  # noqa: N805
+        """COM_FIELD_LIST: the column definitions of ``table`` matching the LIKE pattern
+        ``wildcard`` (empty: all). The server adds the default-value field if missing."""
+
+    def prepare(sql: bytes) -> Deferred[_QHPrepareInfo]:  # noqa: N805
+        """COM_STMT_PREPARE: the statement's parameter count and definitions; the server
+        allocates the statement id (per session) and answers the client."""
+
+    def execute(
+        statement: _QHStatement,  # noqa: N805
+        params: _QHSequence[object],
+        sink: IResultSink,
+        cursor: bool,
+    ) -> Deferred[None]:
+        """COM_STMT_EXECUTE of ``statement`` with its decoded parameter values
+        (``values.decode_execute_params``: int, float, Decimal, str for character strings,
+        bytes for binary strings and long data, date/time values, None).
+
+        With ``cursor`` (CURSOR_TYPE_READ_ONLY asked, and the result has a result set)
+        rows go to a bounded buffer read by COM_STMT_FETCH; the Deferred may then fire
+        long after the execute's own reply (see the class docstring)."""
+
+    def close_statement(statement: _QHStatement) -> Deferred[None]:  # noqa: N805
+        """COM_STMT_CLOSE (no reply to the client; failures are only logged)."""
+
+    def reset_connection() -> Deferred[None]:
+        """COM_RESET_CONNECTION: reset the session (transaction, variables, temporary
+        tables...). The server has already dropped statements and cursors."""
+
+    def change_user(info: _QHClientInfo) -> Deferred[None]:  # noqa: N805
+        """COM_CHANGE_USER succeeded: the session now belongs to ``info.user`` (and
+        ``info.database``); reset the session as ``reset_connection`` does."""
+
+    def ping() -> Deferred[None]:
+        """COM_PING: fail (e.g. ERR 1053 during shutdown) if the session cannot serve."""
+
+    def statistics() -> Deferred[str]:
+        """COM_STATISTICS: the human-readable status line (``Uptime: ...``)."""
+
+    def set_multi_statements(on: bool) -> Deferred[None]:  # noqa: N805
+        """COM_SET_OPTION: multi-statements were turned on or off for this session."""
+
+    def close() -> None:
+        """The client is gone: release everything (called once, last)."""
+
+
+class IQueryHandlerFactory(Interface):
+    """Makes the ``IQueryHandler`` of each authenticated client session."""
+
+    def open_session(info: _QHClientInfo) -> IQueryHandler | Deferred[IQueryHandler]:  # noqa: N805
+        """A client authenticated as ``info.user``: its session's handler. A
+        ``MySQLError`` is sent to the client (e.g. ERR 1203, too many connections for the
+        user) and the connection closed."""
+
 
 __all__ = ["Interface"]

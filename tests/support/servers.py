@@ -14,9 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vtwist.local.mariadb import MariaDB
+from vtwist.local.zookeeper import ZooKeeper
 
 _stoppers: list[Callable[[], None]] = []
 _mariadb: MariaDB | None = None
+_zookeeper: ZooKeeper | None = None
 _root: Path | None = None
 
 
@@ -36,6 +38,16 @@ def shared_mariadb() -> MariaDB:
         _mariadb = MariaDB(scratch_dir("mariadb")).start()
         _stoppers.insert(0, _mariadb.stop)
     return _mariadb
+
+
+def shared_zookeeper() -> ZooKeeper:
+    """The session's standalone ZooKeeper (started on first use). Tests must not stop it;
+    each test works under its own root path."""
+    global _zookeeper
+    if _zookeeper is None or not _zookeeper.running():
+        _zookeeper = ZooKeeper(scratch_dir("zookeeper")).start()
+        _stoppers.insert(0, _zookeeper.stop)
+    return _zookeeper
 
 
 def stop_all() -> None:
