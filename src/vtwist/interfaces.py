@@ -596,7 +596,8 @@ class IQueryHandlerFactory(Interface):
     def open_session(info: _QHClientInfo) -> IQueryHandler | Deferred[IQueryHandler]:  # noqa: N805
         """A client authenticated as ``info.user``: its session's handler. A
         ``MySQLError`` is sent to the client (e.g. ERR 1203, too many connections for the
-        user) and the connection closed."""
+        user) and the connection closed. A Deferred still pending when the client leaves
+        is cancelled: its canceller must release whatever it was opening."""
 
 
 __all__ = ["Interface"]

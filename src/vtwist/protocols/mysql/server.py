@@ -1,0 +1,652 @@
+"""The MySQL server as a Twisted protocol: the gate's listener.
+
+``MySQLServerFactory`` (give it to any stream server endpoint) builds one
+``MySQLServerProtocol`` per client. The protocol owns the bytes and the connection phase:
+greeting (connection id, 20-byte scramble), TLS upgrade by ``startTLS`` after an
+SSLRequest (bytes the client sent after it, i.e. the start of its TLS handshake, are handed
+to the TLS layer: none is lost), timeouts, limits, command ordering and back-pressure.
+Authentication (login and COM_CHANGE_USER) is ``server_login.Authenticator``'s; commands go
+to a ``server_session.ServerSession`` and from there to the gate's ``IQueryHandler``; this
+package never imports the gate.
+
+Ordering: one command at a time. Bytes that arrive while a command is in progress wait,
+unparsed, in a buffer of at most ``max_pipeline_bytes`` (then reading from the socket is
+paused), so pipelined commands are answered in order with bounded memory.
+
+Back-pressure: the protocol is its transport's streaming producer; when the client's
+socket is congested it pauses the producer the current reply's handler registered on its
+sink, and resumes it later (see ``IResultSink``).
+
+Failure handling: a peer that breaks the protocol gets an ERR (when it can still read one)
+and the connection is closed; handler failures become ERR packets and the session goes
+on; no exception escapes into the reactor (our own bugs are logged and close the
+connection).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+from twisted.internet.abstract import FileDescriptor
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IOpenSSLServerConnectionCreator,
+    IPushProducer,
+    IReactorTime,
+    ITCPTransport,
+    ITLSTransport,
+)
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from vtwist.interfaces import IAuthServer, IQueryHandlerFactory
+from vtwist.protocols.mysql.auth import (
+    RsaKey,
+    make_scramble,
+)
+from vtwist.protocols.mysql.commands import ComChangeUser, ComQuit
+from vtwist.protocols.mysql.connection import (
+    CLOSED,
+    DEFAULT_MAX_PACKET_SIZE,
+    NEED_DATA,
+    PAUSED,
+    Connection,
+    Role,
+    State,
+)
+from vtwist.protocols.mysql.constants import (
+    CHARSET_UTF8MB4_GENERAL_CI,
+    SERVER_CAPABILITIES,
+    Capability,
+    ServerStatus,
+)
+from vtwist.protocols.mysql.errors import ErrorCode, MySQLError, RemoteProtocolError
+from vtwist.protocols.mysql.messages import (
+    AuthData,
+    Err,
+    HandshakeResponse41,
+    HandshakeV10,
+    SSLRequest,
+)
+from vtwist.protocols.mysql.server_login import Authenticator
+from vtwist.protocols.mysql.server_session import ServerSession
+from vtwist.protocols.mysql.server_sink import (
+    TRANSPORT,
+    Flow,
+    SinkLimits,
+)
+from vtwist.protocols.mysql.server_types import (
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_CURSOR_BUFFER_BYTES,
+    DEFAULT_CURSOR_BUFFER_ROWS,
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_OVERRUN_BYTES,
+    DEFAULT_MAX_PIPELINE_BYTES,
+    DEFAULT_MAX_PREPARED_STATEMENTS,
+    DEFAULT_SERVER_VERSION,
+    DEFAULT_WRITE_BUFFER_BYTES,
+    ClientInfo,
+    ServerMetrics,
+)
+from vtwist.protocols.mysql.wire import Message
+
+__all__ = [
+    "DEFAULT_SERVER_VERSION",
+    "MySQLServerFactory",
+    "MySQLServerProtocol",
+    "ServerMetrics",
+]
+
+log = Logger()
+
+ER_CLIENT_INTERACTION_TIMEOUT: Final = 4031
+_AUTOCOMMIT: Final = int(ServerStatus.AUTOCOMMIT)
+
+
+@implementer(IPushProducer)
+class MySQLServerProtocol(Protocol):
+    """One client connection (see the module docstring)."""
+
+    def __init__(self, factory: MySQLServerFactory) -> None:
+        self.factory = factory
+        self.clock = factory.clock
+        self.conn = Connection(Role.SERVER, factory.max_packet_size)
+        self.connection_id = 0
+        self.scramble = b""
+        self.peer_host = "localhost"
+        self.peer_port = 0
+        self.session: ServerSession | None = None
+        self._login = Authenticator(self)
+        self._busy = False
+        self._processing = False
+        self._inbox: list[bytes] = []
+        self._inbox_bytes = 0
+        self._reading_paused = False
+        self._congested = False
+        self._active_flow: Flow | None = None
+        self._command_d: Deferred[None] | None = None
+        self._greeted = False
+        self._closing = False
+        self._lost = False
+        self._handshake_timer: IDelayedCall | None = None
+        self._idle_timer: IDelayedCall | None = None
+        self._last_activity = 0.0
+        self._close_timer: IDelayedCall | None = None
+
+    def _transport(self) -> Any:
+        """The transport, with the producer/consumer and TCP methods Twisted's give."""
+        assert self.transport is not None
+        return self.transport
+
+    @property
+    def info(self) -> ClientInfo | None:
+        """The authenticated session's client, or None before login."""
+        return self.session.info if self.session is not None else None
+
+    # -- connection lifecycle --------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        """Greet the client (or refuse it)."""
+        try:
+            self._connection_made()
+        except Exception:
+            log.failure("MySQL server: error greeting a client")
+            self._abort()
+
+    def _connection_made(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        if ITCPTransport.providedBy(transport):
+            transport.setTcpNoDelay(True)
+        if isinstance(transport, FileDescriptor):
+            # Make the transport's pause threshold our named bound.
+            transport.bufferSize = self.factory.write_buffer_bytes
+        peer = transport.getPeer()
+        self.peer_host = str(getattr(peer, "host", "localhost"))
+        self.peer_port = int(getattr(peer, "port", 0) or 0)
+        refusal = self.factory.admit(self)
+        if refusal is not None:
+            self._write([Err.from_error(refusal)])
+            self.close()
+            return
+        self._transport().registerProducer(self, True)
+        self._greeted = True
+        self.connection_id = self.factory.register(self)
+        self.scramble = make_scramble()
+        caps = int(SERVER_CAPABILITIES)
+        if self.factory.tls is not None:
+            caps |= int(Capability.SSL)
+        self._write(
+            [
+                HandshakeV10(
+                    self.factory.server_version,
+                    self.connection_id,
+                    self.scramble,
+                    caps,
+                    self.factory.charset,
+                    _AUTOCOMMIT,
+                    self.factory.auth.default_plugin(),
+                )
+            ]
+        )
+        self._handshake_timer = self.clock.callLater(
+            self.factory.handshake_timeout, self._guard(self._handshake_timed_out)
+        )
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Abort what is in progress and release the session."""
+        self._lost = True
+        try:
+            self._cancel_timers(close=True)
+            self._inbox.clear()
+            if self.session is not None:
+                self.session.abort()
+            if self._command_d is not None:
+                self._command_d.cancel()
+            if self.session is not None:
+                self.session.close()
+        except Exception:
+            log.failure("MySQL server: error cleaning up a connection")
+        finally:
+            if self._greeted:
+                self.factory.unregister(self)
+
+    def _guard(self, fn: Callable[[], None]) -> Callable[[], None]:
+        """``fn`` for a timer: exceptions are logged and close the connection."""
+
+        def guarded() -> None:
+            try:
+                fn()
+            except Exception:
+                log.failure(
+                    "MySQL server: error in a timer of connection {id}", id=self.connection_id
+                )
+                self._abort()
+
+        return guarded
+
+    def _cancel_timers(self, close: bool = False) -> None:
+        timers = [self._handshake_timer, self._idle_timer]
+        if close:
+            timers.append(self._close_timer)
+        for timer in timers:
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._handshake_timer = self._idle_timer = None
+
+    def close(self) -> None:
+        """Close cleanly (pending writes are flushed); abort if that takes too long."""
+        if self._closing or self._lost:
+            return
+        self._closing = True
+        self._cancel_timers()
+        transport = self.transport
+        assert transport is not None
+        if self._greeted:
+            # A registered producer would hold a TLS shutdown back.
+            self._transport().unregisterProducer()
+        transport.loseConnection()
+        self._close_timer = self.clock.callLater(
+            self.factory.close_timeout, self._guard(self._abort)
+        )
+
+    def _abort(self) -> None:
+        if self._lost or self.transport is None:
+            return
+        self._closing = True
+        self._transport().abortConnection()
+
+    def handshake_done(self) -> None:
+        """The client logged in: the handshake timeout no longer applies."""
+        if self._handshake_timer is not None and self._handshake_timer.active():
+            self._handshake_timer.cancel()
+        self._handshake_timer = None
+
+    def _handshake_timed_out(self) -> None:
+        log.info(
+            "MySQL client {host} did not log in within {timeout}s: closing",
+            host=self.peer_host,
+            timeout=self.factory.handshake_timeout,
+        )
+        self.close()
+
+    def _idle_timed_out(self) -> None:
+        self._idle_timer = None
+        if self._busy or self.conn.state is not State.IDLE:
+            self._arm_idle()  # a command is running: not idle
+            return
+        left = self.factory.idle_timeout - (self.clock.seconds() - self._last_activity)
+        if left > 0:
+            self._arm_idle(left)  # there was activity since the timer was set
+            return
+        log.info(
+            "MySQL connection {id} idle for {timeout}s: closing",
+            id=self.connection_id,
+            timeout=self.factory.idle_timeout,
+        )
+        self._write(
+            [
+                Err(
+                    ER_CLIENT_INTERACTION_TIMEOUT,
+                    "The client was disconnected by the server because of inactivity "
+                    f"(idle_timeout is {self.factory.idle_timeout:g}s); reconnect, or raise "
+                    "the server's idle_timeout",
+                    "HY000",
+                )
+            ]
+        )
+        self.close()
+
+    def _arm_idle(self, delay: float | None = None) -> None:
+        # One lazy timer, re-armed from the last activity when it fires: cheaper than
+        # re-scheduling a timer for every command.
+        if self._idle_timer is None and not self._closing and not self._lost:
+            self._idle_timer = self.clock.callLater(
+                self.factory.idle_timeout if delay is None else delay,
+                self._guard(self._idle_timed_out),
+            )
+
+    # -- bytes in --------------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        """Bytes from the client: parse them now, or keep them until the command ends."""
+        if self._closing or self._lost or not data:
+            return
+        try:
+            self._last_activity = self.clock.seconds()
+            if self._busy:
+                self._inbox.append(data)
+                self._inbox_bytes += len(data)
+                if self._inbox_bytes > self.factory.max_pipeline_bytes and not (
+                    self._reading_paused
+                ):
+                    self._reading_paused = True
+                    self._transport().pauseProducing()
+                return
+            self.conn.receive_data(data)
+            self._process()
+        except Exception:
+            log.failure("MySQL server: error handling client data")
+            self._abort()
+
+    def _process(self) -> None:
+        """Handle every complete event while no command is in progress."""
+        if self._processing:
+            return  # re-entered (TLS delivering decrypted bytes): the outer loop goes on
+        self._processing = True
+        try:
+            while not self._busy and not self._closing and not self._lost:
+                try:
+                    ev = self.conn.next_event()
+                except RemoteProtocolError as e:
+                    self._protocol_error(e)
+                    return
+                if ev is NEED_DATA:
+                    if self.conn.state is State.IDLE and self.session is not None:
+                        self._arm_idle()
+                    return
+                if ev is PAUSED:
+                    self._start_tls()
+                elif ev is CLOSED:
+                    self.close()
+                    return
+                else:
+                    assert isinstance(ev, Message)
+                    self._handle(ev)
+        finally:
+            self._processing = False
+
+    def _protocol_error(self, e: RemoteProtocolError) -> None:
+        log.info(
+            "MySQL client {host} broke the protocol: {error}",
+            host=self.peer_host,
+            error=str(e),
+            code=e.error_code,
+        )
+        self._write([Err(e.error_code, str(e))])
+        self.close()
+
+    def _handle(self, ev: Message) -> None:
+        t = type(ev)
+        if t is HandshakeResponse41:
+            assert isinstance(ev, HandshakeResponse41)
+            self._login.login(ev)
+        elif t is AuthData:
+            assert isinstance(ev, AuthData)
+            self._login.auth_data(ev)
+        elif t is SSLRequest:
+            pass  # next_event() now says PAUSED: the TLS upgrade follows
+        elif t is ComQuit:
+            self.close()
+        elif t is ComChangeUser:
+            assert isinstance(ev, ComChangeUser)
+            self._login.change_user(ev)
+        else:
+            assert self.session is not None  # commands only arrive after login
+            self.factory.metrics.command(t.__name__)
+            self.begin(self.session.run(ev))
+
+    # -- commands in progress ----------------------------------------------------------------
+
+    def begin(self, d: Deferred[None]) -> None:
+        """``d`` is the command now in progress: nothing else is parsed until it fires."""
+        self._busy = True
+        self._command_d = d
+        d.addBoth(self._command_ended)
+
+    def _command_ended(self, result: object) -> None:
+        self._busy = False
+        self._command_d = None
+        if isinstance(result, Failure):
+            if isinstance(result.value, CancelledError) and (self._lost or self._closing):
+                return
+            log.failure(
+                "MySQL server: command failed on connection {id}", result, id=self.connection_id
+            )
+            self._abort()
+            return
+        if self._lost or self._closing:
+            return
+        self._last_activity = self.clock.seconds()
+        try:
+            if self.conn.state is State.CLOSED:
+                self.close()
+                return
+            if self._inbox:
+                data = b"".join(self._inbox)
+                self._inbox.clear()
+                self._inbox_bytes = 0
+                self.conn.receive_data(data)
+            if self._reading_paused:
+                self._reading_paused = False
+                self._transport().resumeProducing()
+            self._process()
+        except Exception:
+            log.failure(
+                "MySQL server: error after a command on connection {id}", id=self.connection_id
+            )
+            self._abort()
+
+    # -- TLS ------------------------------------------------------------------------------
+
+    def _start_tls(self) -> None:
+        transport = self.transport
+        creator = self.factory.tls
+        if creator is None or not ITLSTransport.providedBy(transport):
+            # The greeting offers SSL only with TLS configured: this is a bug.
+            raise RuntimeError("TLS was requested but the transport cannot start it")
+        # Bytes after the SSLRequest are the client's TLS handshake: keep them for TLS.
+        leftover = self.conn.take_buffered()
+        ITLSTransport(transport).startTLS(creator)
+        self.conn.start_tls_done()
+        if leftover:
+            tls_protocol = getattr(transport, "protocol", None)
+            if tls_protocol is None or tls_protocol is self:
+                raise RuntimeError("cannot hand the buffered TLS bytes to the TLS layer")
+            tls_protocol.dataReceived(leftover)
+
+    # -- output (the sinks' and session's ``SessionIO``) ------------------------------------
+
+    def _write(self, events: Sequence[Message]) -> int:
+        if self._lost or self.transport is None:
+            return 0
+        data = self.conn.send_many(events)
+        self.transport.write(data)
+        return len(data)
+
+    def send_events(self, events: Sequence[Message]) -> int:
+        """Frame and write ``events`` (nothing once the connection is lost)."""
+        return self._write(events)
+
+    def call_soon(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` in a later reactor turn, errors logged."""
+
+        def run() -> None:
+            try:
+                fn()
+            except Exception:
+                log.failure("MySQL server: deferred call failed")
+
+        self.clock.callLater(0, run)
+
+    def session_status(self) -> int:
+        """The session's status flags."""
+        return self.session.status() if self.session is not None else _AUTOCOMMIT
+
+    def set_active_flow(self, flow: Flow | None) -> None:
+        """Route socket congestion to ``flow`` (the reply being written), or to nothing."""
+        old = self._active_flow
+        if old is flow:
+            return
+        if old is not None:
+            old.resume(TRANSPORT)
+        self._active_flow = flow
+        if flow is not None and self._congested:
+            flow.pause(TRANSPORT)
+
+    # -- IPushProducer (the transport tells us about congestion) ----------------------------
+
+    def pauseProducing(self) -> None:
+        """The client's socket is congested: pause the current reply's producer."""
+        self._congested = True
+        if self._active_flow is not None:
+            self._active_flow.pause(TRANSPORT)
+
+    def resumeProducing(self) -> None:
+        """The socket drained: resume the current reply's producer."""
+        self._congested = False
+        if self._active_flow is not None:
+            self._active_flow.resume(TRANSPORT)
+
+    def stopProducing(self) -> None:
+        """The connection is going away; ``connectionLost`` cleans up."""
+
+
+class MySQLServerFactory(Factory):
+    """Builds ``MySQLServerProtocol``s; holds the configuration and the connection table.
+
+    ``handler_factory`` opens an ``IQueryHandler`` per authenticated client; ``auth`` finds
+    users. ``tls`` (e.g. ``twisted.internet.ssl.CertificateOptions``) enables TLS;
+    ``require_secure_transport`` refuses logins without it (ERR 3159). ``rsa_key`` enables
+    caching_sha2_password full authentication over plain TCP. Bounds: ``max_packet_size``
+    (ERR 1153 then close), ``handshake_timeout`` and ``idle_timeout`` (seconds),
+    ``max_connections`` (ERR 1040), ``max_pipeline_bytes`` (client bytes held while a
+    command runs), ``max_overrun_bytes`` (what a handler may write after being paused),
+    ``cursor_buffer_rows``/``cursor_buffer_bytes`` (per open cursor),
+    ``max_prepared_statements`` (per session, ERR 1461), ``write_buffer_bytes`` (socket
+    buffer before back-pressure), ``close_timeout`` (a close that does not complete is
+    aborted). ``param_string_encoding``: character-string execute parameters are decoded
+    to ``str`` with it (surrogateescape; ``None`` keeps bytes).
+
+    Hooks for the gate: ``admit`` (refuse a client before the greeting),
+    ``on_auth_failure``/``on_auth_success`` (throttling), ``metrics``; ``connections``
+    maps connection ids to live protocols (SHOW PROCESSLIST, KILL).
+    """
+
+    protocol = MySQLServerProtocol
+
+    def __init__(
+        self,
+        handler_factory: IQueryHandlerFactory,
+        auth: IAuthServer,
+        *,
+        clock: IReactorTime,
+        tls: IOpenSSLServerConnectionCreator | None = None,
+        require_secure_transport: bool = False,
+        server_version: str = DEFAULT_SERVER_VERSION,
+        rsa_key: RsaKey | None = None,
+        charset: int = CHARSET_UTF8MB4_GENERAL_CI,
+        max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_pipeline_bytes: int = DEFAULT_MAX_PIPELINE_BYTES,
+        max_overrun_bytes: int = DEFAULT_MAX_OVERRUN_BYTES,
+        cursor_buffer_rows: int = DEFAULT_CURSOR_BUFFER_ROWS,
+        cursor_buffer_bytes: int = DEFAULT_CURSOR_BUFFER_BYTES,
+        max_prepared_statements: int = DEFAULT_MAX_PREPARED_STATEMENTS,
+        write_buffer_bytes: int = DEFAULT_WRITE_BUFFER_BYTES,
+        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+        param_string_encoding: str | None = "utf-8",
+        metrics: ServerMetrics | None = None,
+        first_connection_id: int = 1,
+    ) -> None:
+        for name, value in (
+            ("max_packet_size", max_packet_size),
+            ("handshake_timeout", handshake_timeout),
+            ("idle_timeout", idle_timeout),
+            ("max_connections", max_connections),
+            ("max_pipeline_bytes", max_pipeline_bytes),
+            ("max_prepared_statements", max_prepared_statements),
+            ("write_buffer_bytes", write_buffer_bytes),
+            ("close_timeout", close_timeout),
+        ):
+            if value <= 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        if require_secure_transport and tls is None:
+            raise ValueError("require_secure_transport needs a TLS configuration (tls=...)")
+        if not server_version[:1].isdigit():
+            raise ValueError("server_version must start with a digit (clients parse it)")
+        if not 0 < first_connection_id <= 0xFFFFFFFF:
+            raise ValueError("first_connection_id must fit in 32 bits and be > 0")
+        self.handler_factory = handler_factory
+        self.auth = auth
+        self.clock = clock
+        self.tls = tls
+        self.require_secure_transport = require_secure_transport
+        self.server_version = server_version
+        self.rsa_key = rsa_key
+        self.charset = charset
+        self.max_packet_size = max_packet_size
+        self.handshake_timeout = handshake_timeout
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.max_pipeline_bytes = max_pipeline_bytes
+        self.sink_limits = SinkLimits(max_overrun_bytes, cursor_buffer_rows, cursor_buffer_bytes)
+        self.max_prepared_statements = max_prepared_statements
+        self.write_buffer_bytes = write_buffer_bytes
+        self.close_timeout = close_timeout
+        self.param_string_encoding = param_string_encoding
+        self.metrics = metrics if metrics is not None else ServerMetrics()
+        self.connections: dict[int, MySQLServerProtocol] = {}
+        self._next_id = first_connection_id
+
+    def buildProtocol(self, addr: Any) -> MySQLServerProtocol:
+        """A protocol for one client."""
+        return MySQLServerProtocol(self)
+
+    # -- connection table ------------------------------------------------------------------
+
+    def admit(self, proto: MySQLServerProtocol) -> MySQLError | None:
+        """The error to send instead of the greeting, or None to greet the client.
+
+        Refuses beyond ``max_connections``, then asks ``accept_client``.
+        """
+        if len(self.connections) >= self.max_connections:
+            self.metrics.connection_rejected("max_connections")
+            log.warn(
+                "refusing MySQL client {host}: {count} connections (max_connections)",
+                host=proto.peer_host,
+                count=len(self.connections),
+            )
+            return MySQLError(
+                ErrorCode.CON_COUNT_ERROR,
+                "Too many connections; retry later, or raise the server's max_connections",
+            )
+        refusal = self.accept_client(proto.peer_host)
+        if refusal is not None:
+            self.metrics.connection_rejected("blocked")
+        return refusal
+
+    def accept_client(self, host: str) -> MySQLError | None:
+        """Hook: an error to refuse ``host`` with (e.g. after repeated auth failures)."""
+        return None
+
+    def on_auth_failure(self, host: str, user: str) -> None:
+        """Hook: an authentication from ``host`` as ``user`` failed."""
+
+    def on_auth_success(self, host: str, user: str) -> None:
+        """Hook: an authentication from ``host`` as ``user`` succeeded."""
+
+    def register(self, proto: MySQLServerProtocol) -> int:
+        """Give ``proto`` a connection id (unique among live connections)."""
+        while True:
+            conn_id = self._next_id
+            self._next_id = conn_id % 0xFFFFFFFF + 1
+            if conn_id not in self.connections:
+                break
+        self.connections[conn_id] = proto
+        self.metrics.connection_opened()
+        return conn_id
+
+    def unregister(self, proto: MySQLServerProtocol) -> None:
+        """``proto``'s connection ended."""
+        if self.connections.get(proto.connection_id) is proto:
+            del self.connections[proto.connection_id]
+            self.metrics.connection_closed()

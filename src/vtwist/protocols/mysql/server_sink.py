@@ -1,0 +1,450 @@
+"""Result sinks of the MySQL server: how a query handler's results reach the client.
+
+``ResultSink`` streams the reply of one COM_QUERY / COM_STMT_EXECUTE to the client,
+converting text rows to binary rows for an execute. ``server_cursor.CursorSink`` (an
+execute that opened a cursor) builds on the same ``SinkBase``. Both implement
+``IResultSink`` (see its docstring for the contract) and share ``Flow``, which pauses the
+handler's push producer for every reason that applies (client socket congested, cursor
+buffer full) and resumes it only when none is left.
+
+The sinks write through an ``Output`` (the protocol's send path) and learn about the
+handler's Deferred through ``attach``; the session module decides when a command is over
+from ``when_replied``. Every callback into the handler's producer is guarded: an exception
+there is logged, never raised into the transport.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from typing import Any, Protocol, cast
+
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from vtwist.interfaces import IResultSink
+from vtwist.protocols.mysql.constants import ColumnFlag, ServerStatus
+from vtwist.protocols.mysql.errors import (
+    ErrorCode,
+    LocalProtocolError,
+    MySQLError,
+    RemoteProtocolError,
+)
+from vtwist.protocols.mysql.events import Column, ResultSetDone, ResultSetStart, Row
+from vtwist.protocols.mysql.messages import ColumnDefinition41, Err, Ok
+from vtwist.protocols.mysql.values import ColumnSpec, text_row_to_binary
+from vtwist.protocols.mysql.wire import Message
+
+__all__ = [
+    "BUFFER_FULL",
+    "CLOSED_STATES",
+    "TRANSPORT",
+    "Flow",
+    "Output",
+    "ResultSink",
+    "SinkBase",
+    "SinkLimits",
+    "SinkState",
+    "call_handler",
+    "internal_error",
+    "to_mysql_error",
+]
+
+log = Logger()
+
+_MORE = int(ServerStatus.MORE_RESULTS_EXISTS)
+_CURSOR = int(ServerStatus.CURSOR_EXISTS)
+_LAST_ROW = int(ServerStatus.LAST_ROW_SENT)
+_UNSIGNED = int(ColumnFlag.UNSIGNED)
+
+TRANSPORT = "transport"  # pause reason: the client's socket is congested
+BUFFER_FULL = "buffer full"  # pause reason: a cursor's buffer is full
+
+
+class Output(Protocol):
+    """What a sink needs from the protocol."""
+
+    def send_events(self, events: Sequence[Message]) -> int:
+        """Frame and write ``events``; the number of bytes written (0 once closed)."""
+
+    def call_soon(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` in a later reactor turn (never inside the caller's stack)."""
+
+    def session_status(self) -> int:
+        """The handler's current status flags."""
+
+
+class SinkLimits:
+    """The memory bounds of sinks (factory options, see ``MySQLServerFactory``)."""
+
+    __slots__ = ("cursor_buffer_bytes", "cursor_buffer_rows", "max_overrun_bytes")
+
+    def __init__(
+        self, max_overrun_bytes: int, cursor_buffer_rows: int, cursor_buffer_bytes: int
+    ) -> None:
+        for name, value in (
+            ("max_overrun_bytes", max_overrun_bytes),
+            ("cursor_buffer_rows", cursor_buffer_rows),
+            ("cursor_buffer_bytes", cursor_buffer_bytes),
+        ):
+            if value <= 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        self.max_overrun_bytes = max_overrun_bytes
+        self.cursor_buffer_rows = cursor_buffer_rows
+        self.cursor_buffer_bytes = cursor_buffer_bytes
+
+
+def call_handler(fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
+    """Call a handler method; its result (Deferred, coroutine or value) as a Deferred."""
+    try:
+        result = fn(*args)
+    except Exception:
+        return fail()
+    if isinstance(result, Deferred):
+        return result
+    if isinstance(result, Coroutine):
+        return Deferred.fromCoroutine(result)
+    return succeed(result)
+
+
+def internal_error(what: str) -> MySQLError:
+    """ERR 1105 for a failure that is not the client's."""
+    return MySQLError(ErrorCode.UNKNOWN_ERROR, f"internal error: {what}")
+
+
+def to_mysql_error(
+    error: BaseException | None, what: str = "query handler", failure: Failure | None = None
+) -> MySQLError:
+    """The error to send for a handler failure; anything but MySQLError is logged (with
+    ``failure``, or the exception being handled)."""
+    if isinstance(error, MySQLError):
+        return error
+    log.failure("{what} failed", failure, what=what)
+    return internal_error(f"{type(error).__name__}: {error}")
+
+
+class Flow:
+    """A handler's push producer and the reasons it must be paused."""
+
+    __slots__ = ("_producer_paused", "_reasons", "producer")
+
+    def __init__(self) -> None:
+        self.producer: IPushProducer | None = None
+        self._reasons: set[str] = set()
+        self._producer_paused = False
+
+    @property
+    def paused(self) -> bool:
+        """Whether any pause reason holds."""
+        return bool(self._reasons)
+
+    def has(self, reason: str) -> bool:
+        """Whether ``reason`` holds."""
+        return reason in self._reasons
+
+    def register(self, producer: IPushProducer) -> None:
+        """Attach ``producer`` (paused at once if a reason holds)."""
+        if self.producer is not None:
+            raise LocalProtocolError("a producer is already registered on this result")
+        self.producer = producer
+        if self._reasons:
+            self._call("pauseProducing")
+
+    def unregister(self) -> None:
+        """Forget the producer, resuming it first if this flow paused it."""
+        if self.producer is not None and self._producer_paused:
+            self._call("resumeProducing")
+        self.producer = None
+        self._producer_paused = False
+
+    def stop(self) -> None:
+        """Forget the producer after ``stopProducing`` (the reply was aborted)."""
+        if self.producer is not None:
+            self._call("stopProducing")
+        self.producer = None
+        self._producer_paused = False
+
+    def pause(self, reason: str) -> None:
+        """Add a reason to pause."""
+        self._reasons.add(reason)
+        if self.producer is not None and not self._producer_paused:
+            self._call("pauseProducing")
+
+    def resume(self, reason: str) -> None:
+        """Remove a reason; resume the producer when none is left."""
+        self._reasons.discard(reason)
+        if not self._reasons and self._producer_paused:
+            self._call("resumeProducing")
+
+    def _call(self, method: str) -> None:
+        producer = self.producer
+        assert producer is not None
+        self._producer_paused = method == "pauseProducing"
+        try:
+            getattr(producer, method)()
+        except Exception:
+            log.failure("result producer {method} failed", method=method)
+
+
+class SinkState(enum.Enum):
+    RESULT = "result"  # expecting ok / start / error
+    ROWS = "rows"  # expecting rows / done / error
+    OPEN = "open"  # (cursor) columns sent; rows buffered for fetches
+    COMPLETE = "complete"  # (cursor) done() received; rows may still be buffered
+    ENDED = "ended"  # reply complete
+    ABORTED = "aborted"  # client gone, cursor closed, overrun
+
+
+CLOSED_STATES = frozenset({SinkState.ENDED, SinkState.ABORTED, SinkState.COMPLETE})
+
+
+class SinkBase:
+    """What ``ResultSink`` and ``server_cursor.CursorSink`` share: state checks, row
+    conversion, the handler's Deferred."""
+
+    binary: bool
+    cursor: bool
+
+    def __init__(self, out: Output, limits: SinkLimits) -> None:
+        self.out = out
+        self.limits = limits
+        self.flow = Flow()
+        self._state = SinkState.RESULT
+        self._types: list[ColumnSpec] | None = None
+        self._handler_d: Deferred[Any] | None = None
+        self._handler_done = False
+        self._replied: Deferred[None] = Deferred()
+        self._replied_fired = False
+
+    # -- IResultSink attributes --------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """See ``IResultSink.closed``."""
+        return self._state in CLOSED_STATES
+
+    @property
+    def paused(self) -> bool:
+        """See ``IResultSink.paused``."""
+        return self.flow.paused
+
+    def register_producer(self, producer: IPushProducer) -> None:
+        """See ``IResultSink.register_producer``."""
+        if self._state is SinkState.ABORTED:
+            try:
+                producer.stopProducing()
+            except Exception:
+                log.failure("stopProducing of a late producer failed")
+            return
+        if not self.closed:
+            self.flow.register(producer)
+
+    def unregister_producer(self) -> None:
+        """See ``IResultSink.unregister_producer``."""
+        self.flow.unregister()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def when_replied(self) -> Deferred[None]:
+        """Fires when the session may dispatch the next command (see subclasses)."""
+        return self._replied
+
+    def _maybe_replied(self) -> None:
+        """Fire ``when_replied`` if the reply ended and the handler's Deferred fired."""
+        if self._state is SinkState.ENDED and self._handler_done:
+            self._fire_replied()
+
+    def _fire_replied(self) -> None:
+        if not self._replied_fired:
+            self._replied_fired = True
+            self._replied.callback(None)
+
+    def _writable(self, *states: SinkState) -> bool:
+        """True if a write is allowed now; False if it must be ignored (closed)."""
+        if self._state in states:
+            return True
+        if self.closed:
+            return False
+        raise LocalProtocolError(f"result sink: not allowed while {self._state.value}")
+
+    def _columns(self, columns: Sequence[ColumnDefinition41], binary: bool) -> list[Message]:
+        if not columns:
+            raise LocalProtocolError("a result set needs at least one column (use ok())")
+        if binary and not self.binary:
+            raise LocalProtocolError("binary rows are only for COM_STMT_EXECUTE")
+        # Text rows of an execute are re-encoded in the binary protocol.
+        self._types = None
+        if self.binary and not binary:
+            self._types = [
+                cast(ColumnSpec, (c.column_type, bool(c.flags & _UNSIGNED))) for c in columns
+            ]
+        return [ResultSetStart(len(columns)), *(Column(c) for c in columns)]
+
+    def _convert(self, payloads: Iterable[bytes]) -> list[Row] | MySQLError:
+        types = self._types
+        if types is None:
+            return [Row(p) for p in payloads]
+        try:
+            return [Row(text_row_to_binary(p, types)) for p in payloads]
+        except (ValueError, TypeError, RemoteProtocolError) as e:
+            return internal_error(f"a row cannot be converted to the binary protocol: {e}")
+
+    def attach(self, d: Deferred[Any]) -> None:
+        """Watch the handler's Deferred for this reply (cancelled if the reply is aborted)."""
+        self._handler_d = d
+        d.addBoth(self._handler_finished)
+        if self._state is SinkState.ABORTED:
+            self._cancel_handler()  # aborted while the handler was still in its call
+
+    def _handler_finished(self, result: object) -> None:
+        self._handler_done = True
+        failure = result if isinstance(result, Failure) else None
+        if (
+            failure is not None
+            and isinstance(failure.value, CancelledError)
+            and self._state
+            in (
+                SinkState.ABORTED,
+                SinkState.ENDED,
+            )
+        ):
+            failure = None  # we cancelled it
+        self._on_handler_result(failure)
+
+    def _on_handler_result(self, failure: Failure | None) -> None:
+        raise NotImplementedError
+
+    def _cancel_handler(self) -> None:
+        d = self._handler_d
+        if d is not None and not self._handler_done:
+            # Later: cancelling runs the handler's errbacks, which must not re-enter the
+            # handler from inside its own call into this sink.
+            self.out.call_soon(d.cancel)
+
+    def abort(self, error: MySQLError | None = None) -> None:
+        """End the reply now: send ``error`` if given and possible, stop the producer,
+        cancel the handler's Deferred. Used when the client is gone, the cursor is
+        closed, or the handler wrote too much while paused."""
+        if self._state is SinkState.ABORTED:
+            return
+        if error is not None and self._state in (SinkState.RESULT, SinkState.ROWS):
+            self.out.send_events([Err.from_error(error)])
+        self._state = SinkState.ABORTED
+        self.flow.stop()
+        self._cancel_handler()
+        self._fire_replied()
+
+
+@implementer(IResultSink)
+class ResultSink(SinkBase):
+    """Streams one reply to the client (see the module docstring).
+
+    ``when_replied`` fires once the reply is complete *and* the handler's Deferred fired,
+    or when the reply was aborted.
+    """
+
+    cursor = False
+
+    def __init__(self, out: Output, limits: SinkLimits, binary: bool) -> None:
+        super().__init__(out, limits)
+        self.binary = binary
+        self._overrun = 0  # bytes written while paused
+
+    def ok(
+        self,
+        affected_rows: int = 0,
+        last_insert_id: int = 0,
+        status: int = 0,
+        warnings: int = 0,
+        info: bytes = b"",
+    ) -> None:
+        """See ``IResultSink.ok``."""
+        if self._writable(SinkState.RESULT):
+            self.out.send_events([Ok(affected_rows, last_insert_id, status, warnings, info)])
+            if not status & _MORE:
+                self._end()
+
+    def start(self, columns: Sequence[ColumnDefinition41], binary: bool = False) -> None:
+        """See ``IResultSink.start``."""
+        if self._writable(SinkState.RESULT):
+            events = self._columns(columns, binary)
+            self._state = SinkState.ROWS
+            self._write(events)
+
+    def row(self, payload: bytes) -> None:
+        """See ``IResultSink.row``."""
+        self.rows((payload,))
+
+    def rows(self, payloads: Iterable[bytes]) -> None:
+        """See ``IResultSink.rows``."""
+        if not self._writable(SinkState.ROWS):
+            return
+        events = self._convert(payloads)
+        if isinstance(events, MySQLError):
+            self.abort(events)
+        elif events:
+            self._write(events)
+
+    def done(
+        self,
+        status: int = 0,
+        warnings: int = 0,
+        affected_rows: int = 0,
+        last_insert_id: int = 0,
+        info: bytes = b"",
+    ) -> None:
+        """See ``IResultSink.done``."""
+        if self._writable(SinkState.ROWS):
+            self.out.send_events(
+                [ResultSetDone(status, warnings, affected_rows, last_insert_id, info)]
+            )
+            if status & _MORE:
+                self._state = SinkState.RESULT
+            else:
+                self._end()
+
+    def error(self, error: MySQLError) -> None:
+        """See ``IResultSink.error``."""
+        if self._writable(SinkState.RESULT, SinkState.ROWS):
+            self.out.send_events([Err.from_error(error)])
+            self._end()
+
+    def _write(self, events: Sequence[Message]) -> None:
+        if not self.flow.has(TRANSPORT):
+            self._overrun = 0
+            self.out.send_events(events)
+            return
+        # Congested: a producer should be paused; bound what a handler writes regardless.
+        if self._overrun > self.limits.max_overrun_bytes:
+            log.warn(
+                "query handler wrote {bytes} bytes while the client was congested; "
+                "aborting the result",
+                bytes=self._overrun,
+            )
+            self.abort(
+                internal_error(
+                    "the result was aborted because the server buffered more than "
+                    f"{self.limits.max_overrun_bytes} bytes for a slow client"
+                )
+            )
+            return
+        self._overrun += self.out.send_events(events)
+
+    def _end(self) -> None:
+        self._state = SinkState.ENDED
+        self.flow.unregister()
+        self._maybe_replied()
+
+    def _on_handler_result(self, failure: Failure | None) -> None:
+        if self._state in (SinkState.RESULT, SinkState.ROWS):
+            if failure is None:
+                log.error("query handler finished without completing its reply")
+                self.error(internal_error("the query handler did not complete its reply"))
+            else:
+                self.error(to_mysql_error(failure.value, failure=failure))
+        elif failure is not None and not isinstance(failure.value, CancelledError):
+            log.failure("query handler failed after its reply was complete", failure)
+        self._maybe_replied()
