@@ -7,7 +7,32 @@ module.
 
 from __future__ import annotations
 
-from zope.interface import Interface
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from zope.interface import Attribute, Interface
+
+if typing.TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+    from twisted.internet.interfaces import IPushProducer
+
+    from vtwist.protocols.mysql.auth import Account, Sha2Cache
+    from vtwist.protocols.mysql.errors import MySQLError
+    from vtwist.protocols.mysql.messages import ColumnDefinition41
+    from vtwist.protocols.mysql.server_types import ClientInfo, PrepareInfo, Statement
+    from vtwist.protocols.tabletrpc_ops import (
+        BeginArgs,
+        ExecuteArgs,
+        KillArgs,
+        QueryResult,
+        ReleaseArgs,
+        ReserveArgs,
+        ReserveResult,
+        TransactionArgs,
+    )
+    from vtwist.topo.records import Keyspace, Shard, Tablet
+    from vtwist.topo.vschema import VSchema
 
 # --- authentication (owned by the MySQL server side) -------------------------------------
 
@@ -25,7 +50,7 @@ class IAuthServer(Interface):
     def default_plugin() -> str:
         """The auth plugin named in the server greeting (and used for unknown users)."""
 
-    def account(user: str) -> Account | None:  # noqa: N805
+    def account(user: str) -> Account | None:
         """The stored verifiers and preferred plugin of ``user``, or ``None`` if unknown.
 
         ``None`` must not be distinguishable by the client: the server then runs the same
@@ -39,24 +64,7 @@ class IAuthServer(Interface):
         """
 
 
-import typing  # noqa: E402  (kept in this section so parallel edits of the file stay local)
-
-if typing.TYPE_CHECKING:
-    from vtwist.protocols.mysql.auth import Account, Sha2Cache
-
 # --- topology (owned by vtwist.topo) ------------------------------------------------------
-# The topo section's imports stay here because sections are edited independently.
-import typing as _topo_typing  # noqa: E402
-
-from zope.interface import Attribute as _TopoAttribute  # noqa: E402
-
-if _topo_typing.TYPE_CHECKING:
-    from collections.abc import Callable as _TopoCallable
-
-    from twisted.internet.defer import Deferred as _TopoDeferred
-
-    from vtwist.topo.records import Keyspace, Shard, Tablet
-    from vtwist.topo.vschema import VSchema
 
 
 class ITopoWatch(Interface):
@@ -70,9 +78,9 @@ class ITopoWatch(Interface):
     reconnection, so a change made while disconnected is delivered then.
     """
 
-    path = _TopoAttribute("str: the znode path watched")
+    path = Attribute("str: the znode path watched")
 
-    def when_ready() -> _TopoDeferred[None]:
+    def when_ready() -> Deferred[None]:
         """Fire once the first value has been delivered (wait on it with a timeout)."""
 
     def cancel() -> None:
@@ -86,7 +94,7 @@ class ITopoLock(Interface):
     expires, and released if the process dies.
     """
 
-    path = _TopoAttribute("str: the lock's directory")
+    path = Attribute("str: the lock's directory")
 
     def held() -> bool:
         """True while the lock is held: acquired, not released, session not expired."""
@@ -94,7 +102,7 @@ class ITopoLock(Interface):
     def check() -> None:
         """Raise ``LockLostError`` unless ``held()``: call it before acting under the lock."""
 
-    def release() -> _TopoDeferred[None]:
+    def release() -> Deferred[None]:
         """Release the lock (a no-op if it was lost or already released)."""
 
 
@@ -105,23 +113,23 @@ class ITopoElection(Interface):
     campaigns again on the new session.
     """
 
-    path = _TopoAttribute("str: the election's directory")
-    identifier = _TopoAttribute("str: this candidate's identifier, as ``leader()`` reports it")
+    path = Attribute("str: the election's directory")
+    identifier = Attribute("str: this candidate's identifier, as ``leader()`` reports it")
 
     def is_leader() -> bool:
         """True while this candidate leads."""
 
-    def when_leader() -> _TopoDeferred[None]:
+    def when_leader() -> Deferred[None]:
         """Fire when this candidate leads (at once if it does now)."""
 
-    def leader() -> _TopoDeferred[str | None]:
+    def leader() -> Deferred[str | None]:
         """The identifier of the current leader, or None if nobody leads."""
 
-    def add_listener(listener: _TopoCallable[[bool], object]) -> _TopoCallable[[], None]:  # noqa: N805
+    def add_listener(listener: Callable[[bool], object]) -> Callable[[], None]:
         """Call ``listener(True)`` on winning and ``listener(False)`` on losing leadership,
         on the reactor thread; return the unsubscriber."""
 
-    def resign() -> _TopoDeferred[None]:
+    def resign() -> Deferred[None]:
         """Leave the election (releasing leadership if held); no further campaign."""
 
 
@@ -135,114 +143,114 @@ class ITopoServer(Interface):
     connected, timed out), ``ValidationError``, ``LockTimeoutError``...
     """
 
-    layout = _TopoAttribute("vtwist.topo.layout.Layout: the paths under the configured root")
+    layout = Attribute("vtwist.topo.layout.Layout: the paths under the configured root")
 
     def state() -> str:
         """connecting, connected, degraded, expired or closed (``TopoState``)."""
 
-    def add_state_listener(listener: _TopoCallable[[str], object]) -> _TopoCallable[[], None]:  # noqa: N805
+    def add_state_listener(listener: Callable[[str], object]) -> Callable[[], None]:
         """Call ``listener(state)`` at each state change; return the unsubscriber."""
 
-    def connect(timeout: float) -> _TopoDeferred[None]:  # noqa: N805
+    def connect(timeout: float) -> Deferred[None]:
         """Connect; fail with TopoUnavailableError after ``timeout`` seconds (the client
         keeps trying in the background, and watches fill in once it connects)."""
 
-    def close() -> _TopoDeferred[None]:
+    def close() -> Deferred[None]:
         """Resign elections, release locks, end the session (tablets registered here vanish)."""
 
     # keyspaces
-    def create_keyspace(keyspace: Keyspace) -> _TopoDeferred[Keyspace]:  # noqa: N805
+    def create_keyspace(keyspace: Keyspace) -> Deferred[Keyspace]:
         """Create a keyspace; NodeExistsError if it exists."""
 
-    def get_keyspace(name: str) -> _TopoDeferred[Keyspace]:  # noqa: N805
+    def get_keyspace(name: str) -> Deferred[Keyspace]:
         """Read a keyspace (with its ``node_version``); NoNodeError if absent."""
 
-    def list_keyspaces() -> _TopoDeferred[list[str]]:
+    def list_keyspaces() -> Deferred[list[str]]:
         """The keyspace names, sorted."""
 
-    def update_keyspace(keyspace: Keyspace) -> _TopoDeferred[Keyspace]:  # noqa: N805
+    def update_keyspace(keyspace: Keyspace) -> Deferred[Keyspace]:
         """Write a keyspace read earlier; BadVersionError if it changed since."""
 
     # shards
-    def create_shard(shard: Shard) -> _TopoDeferred[Shard]:  # noqa: N805
+    def create_shard(shard: Shard) -> Deferred[Shard]:
         """Create a shard of an existing keyspace; NodeExistsError if it exists."""
 
-    def get_shard(keyspace: str, shard: str) -> _TopoDeferred[Shard]:  # noqa: N805
+    def get_shard(keyspace: str, shard: str) -> Deferred[Shard]:
         """Read a shard (with its ``node_version``); NoNodeError if absent."""
 
-    def list_shards(keyspace: str) -> _TopoDeferred[list[str]]:  # noqa: N805
+    def list_shards(keyspace: str) -> Deferred[list[str]]:
         """The shard names of a keyspace, sorted; NoNodeError if the keyspace is absent."""
 
-    def update_shard(shard: Shard) -> _TopoDeferred[Shard]:  # noqa: N805
+    def update_shard(shard: Shard) -> Deferred[Shard]:
         """Compare-and-swap on the znode version: BadVersionError if it changed since read."""
 
     # vschema
-    def get_vschema(keyspace: str) -> _TopoDeferred[VSchema]:  # noqa: N805
+    def get_vschema(keyspace: str) -> Deferred[VSchema]:
         """A keyspace's VSchema; NoNodeError if none was saved."""
 
-    def save_vschema(keyspace: str, vschema: VSchema) -> _TopoDeferred[VSchema]:  # noqa: N805
+    def save_vschema(keyspace: str, vschema: VSchema) -> Deferred[VSchema]:
         """Store a validated VSchema (its ``sharded`` must match the keyspace's); with a
         ``node_version`` the write is a compare-and-swap."""
 
     # tablets
-    def register_tablet(tablet: Tablet) -> _TopoDeferred[Tablet]:  # noqa: N805
+    def register_tablet(tablet: Tablet) -> Deferred[Tablet]:
         """Publish this process's tablet as an EPHEMERAL node; it is re-created after a
         session expiry. NodeExistsError if another live session holds the alias."""
 
-    def update_tablet(tablet: Tablet) -> _TopoDeferred[Tablet]:  # noqa: N805
+    def update_tablet(tablet: Tablet) -> Deferred[Tablet]:
         """Rewrite a tablet registered by this process. The record is kept and written
         again after a reconnection even if this write fails."""
 
-    def unregister_tablet(alias: str) -> _TopoDeferred[None]:  # noqa: N805
+    def unregister_tablet(alias: str) -> Deferred[None]:
         """Remove a tablet registered by this process."""
 
-    def get_tablet(alias: str) -> _TopoDeferred[Tablet]:  # noqa: N805
+    def get_tablet(alias: str) -> Deferred[Tablet]:
         """Read one tablet; NoNodeError if absent."""
 
-    def list_tablets(cell: str) -> _TopoDeferred[list[Tablet]]:  # noqa: N805
+    def list_tablets(cell: str) -> Deferred[list[Tablet]]:
         """The tablets of a cell, sorted by alias."""
 
-    def list_cells() -> _TopoDeferred[list[str]]:
+    def list_cells() -> Deferred[list[str]]:
         """The cells that have (or had) tablets, sorted."""
 
     # coordination
     def lock_shard(
-        keyspace: str,  # noqa: N805
+        keyspace: str,
         shard: str,
         timeout: float,
         purpose: str = "",
-    ) -> _TopoDeferred[ITopoLock]:
+    ) -> Deferred[ITopoLock]:
         """Take the shard's lock (one reparent at a time); LockTimeoutError after ``timeout``."""
 
-    def election(name: str, identifier: str) -> ITopoElection:  # noqa: N805
+    def election(name: str, identifier: str) -> ITopoElection:
         """Start campaigning in election ``name`` (e.g. ``vtorc``) as ``identifier``."""
 
     # watches
     def watch_tablets(
-        cell: str,  # noqa: N805
-        callback: _TopoCallable[[dict[str, Tablet]], object],
+        cell: str,
+        callback: Callable[[dict[str, Tablet]], object],
     ) -> ITopoWatch:
         """Follow a cell's tablets: ``callback({alias: Tablet})``."""
 
     def watch_shard(
-        keyspace: str,  # noqa: N805
+        keyspace: str,
         shard: str,
-        callback: _TopoCallable[[Shard | None], object],
+        callback: Callable[[Shard | None], object],
     ) -> ITopoWatch:
         """Follow a shard record: ``callback(Shard)``, or ``callback(None)`` while absent."""
 
     def watch_vschema(
-        keyspace: str,  # noqa: N805
-        callback: _TopoCallable[[VSchema | None], object],
+        keyspace: str,
+        callback: Callable[[VSchema | None], object],
     ) -> ITopoWatch:
         """Follow a keyspace's VSchema: ``callback(VSchema | None)``."""
 
-    def watch_keyspaces(callback: _TopoCallable[[dict[str, Keyspace]], object]) -> ITopoWatch:  # noqa: N805
+    def watch_keyspaces(callback: Callable[[dict[str, Keyspace]], object]) -> ITopoWatch:
         """Follow every keyspace record: ``callback({name: Keyspace})``."""
 
     def watch_shards(
-        keyspace: str,  # noqa: N805
-        callback: _TopoCallable[[dict[str, Shard]], object],
+        keyspace: str,
+        callback: Callable[[dict[str, Shard]], object],
     ) -> ITopoWatch:
         """Follow every shard of a keyspace: ``callback({name: Shard})``."""
 
@@ -261,48 +269,27 @@ class ITopoCache(Interface):
     def keyspaces() -> dict[str, Keyspace]:
         """Every known keyspace."""
 
-    def shards(keyspace: str) -> dict[str, Shard]:  # noqa: N805
+    def shards(keyspace: str) -> dict[str, Shard]:
         """The known shards of a keyspace (empty if unknown)."""
 
-    def shard(keyspace: str, shard: str) -> Shard | None:  # noqa: N805
+    def shard(keyspace: str, shard: str) -> Shard | None:
         """One shard record, or None if unknown."""
 
-    def vschema(keyspace: str) -> VSchema | None:  # noqa: N805
+    def vschema(keyspace: str) -> VSchema | None:
         """A keyspace's VSchema, or None if unknown."""
 
-    def tablets(cell: str | None = None) -> dict[str, Tablet]:  # noqa: N805
+    def tablets(cell: str | None = None) -> dict[str, Tablet]:
         """The known tablets of one watched cell, or of all watched cells."""
 
     def subscribe(
-        listener: _TopoCallable[[str, tuple[str, ...]], object],  # noqa: N805
-    ) -> _TopoCallable[[], None]:
+        listener: Callable[[str, tuple[str, ...]], object],
+    ) -> Callable[[], None]:
         """Call ``listener(kind, key)`` after each change: kind is ``keyspaces``,
         ``shards`` (key: keyspace), ``vschema`` (key: keyspace), ``tablets`` (key: cell) or
         ``state`` (key: the new state); return the unsubscriber."""
 
 
 # --- gate <-> tablet RPC (owned by vtwist.protocols.tabletrpc) -------------------------------
-# This section's imports live here because sections are edited independently; the
-# assignment keeps isort from merging them into the top import block.
-_TABLETRPC_OWNER = "vtwist.protocols.tabletrpc"
-
-from collections.abc import Callable, Mapping, Sequence  # noqa: E402
-from typing import Any  # noqa: E402
-
-from twisted.internet.defer import Deferred  # noqa: E402
-from twisted.internet.interfaces import IPushProducer  # noqa: E402
-from zope.interface import Attribute  # noqa: E402
-
-from vtwist.protocols.tabletrpc_ops import (  # noqa: E402
-    BeginArgs,
-    ExecuteArgs,
-    KillArgs,
-    QueryResult,
-    ReleaseArgs,
-    ReserveArgs,
-    ReserveResult,
-    TransactionArgs,
-)
 
 
 class ITabletRPCRequest(Interface):
@@ -324,7 +311,7 @@ class ITabletRPCRequest(Interface):
     )
     peer = Attribute("str: the gate's address, for logs")
 
-    def on_cancel(hook: Callable[[str], object]) -> None:  # noqa: N805
+    def on_cancel(hook: Callable[[str], object]) -> None:
         """Call ``hook(reason)`` once if the request is cancelled (at once if it already was).
 
         Hooks are not called for a request that completed normally.
@@ -341,13 +328,13 @@ class IRowSink(Interface):
     ``max_stream_buffer_bytes``; beyond that the request fails.
     """
 
-    def send_fields(fields: Sequence[bytes]) -> None:  # noqa: N805
+    def send_fields(fields: Sequence[bytes]) -> None:
         """Give the column definitions (raw ColumnDefinition41 payloads), once, before rows."""
 
-    def send_rows(rows: Sequence[bytes]) -> None:  # noqa: N805
+    def send_rows(rows: Sequence[bytes]) -> None:
         """Give rows (raw text-row payloads), in order."""
 
-    def registerProducer(producer: IPushProducer, streaming: bool) -> None:  # noqa: N805
+    def registerProducer(producer: IPushProducer, streaming: bool) -> None:
         """Attach the producer of the rows; only streaming (push) producers are supported."""
 
     def unregisterProducer() -> None:
@@ -364,37 +351,37 @@ class ITabletService(Interface):
     """
 
     def execute(
-        request: ITabletRPCRequest,  # noqa: N805
+        request: ITabletRPCRequest,
         args: ExecuteArgs,
     ) -> Deferred[QueryResult] | QueryResult:
         """Run one statement (pooled, in ``args.transaction_id`` or on ``args.reserved_id``)."""
 
     def stream_execute(
-        request: ITabletRPCRequest,  # noqa: N805
+        request: ITabletRPCRequest,
         args: ExecuteArgs,
         sink: IRowSink,
     ) -> Deferred[QueryResult] | QueryResult:
         """Run one statement writing fields and rows to ``sink``; return the OK part."""
 
-    def begin(request: ITabletRPCRequest, args: BeginArgs) -> Deferred[int] | int:  # noqa: N805
+    def begin(request: ITabletRPCRequest, args: BeginArgs) -> Deferred[int] | int:
         """Open a transaction; return its id (> 0)."""
 
-    def commit(request: ITabletRPCRequest, args: TransactionArgs) -> Deferred[int] | int:  # noqa: N805
+    def commit(request: ITabletRPCRequest, args: TransactionArgs) -> Deferred[int] | int:
         """Commit; return the reserved id the connection stays under (0: back to the pool)."""
 
-    def rollback(request: ITabletRPCRequest, args: TransactionArgs) -> Deferred[int] | int:  # noqa: N805
+    def rollback(request: ITabletRPCRequest, args: TransactionArgs) -> Deferred[int] | int:
         """Roll back; return the reserved id the connection stays under (0: none)."""
 
     def reserve(
-        request: ITabletRPCRequest,  # noqa: N805
+        request: ITabletRPCRequest,
         args: ReserveArgs,
     ) -> Deferred[ReserveResult] | ReserveResult:
         """Dedicate a connection (running ``args.settings``, optionally BEGIN); return ids."""
 
-    def release(request: ITabletRPCRequest, args: ReleaseArgs) -> Deferred[None] | None:  # noqa: N805
+    def release(request: ITabletRPCRequest, args: ReleaseArgs) -> Deferred[None] | None:
         """Roll back and give back a reserved connection or transaction."""
 
-    def kill(request: ITabletRPCRequest, args: KillArgs) -> Deferred[bool] | bool:  # noqa: N805
+    def kill(request: ITabletRPCRequest, args: KillArgs) -> Deferred[bool] | bool:
         """Kill the query (or connection) of a transaction/reservation; true if one was."""
 
     def health() -> Mapping[str, Any]:
@@ -404,34 +391,11 @@ class ITabletService(Interface):
         (int), ``lag_s`` (float | None), ``error`` (str | None), plus any others.
         """
 
-    def subscribe_health(listener: Callable[[Mapping[str, Any]], object]) -> Callable[[], None]:  # noqa: N805
+    def subscribe_health(listener: Callable[[Mapping[str, Any]], object]) -> Callable[[], None]:
         """Call ``listener(snapshot)`` on every health change; return the unsubscriber."""
 
 
 # --- MySQL server query handling (owned by vtwist.protocols.mysql.server) ----------------
-# The section's imports live here because sections are edited independently; the
-# assignment keeps isort from merging them into the top import block.
-_QUERYHANDLER_OWNER = "vtwist.protocols.mysql.server"
-
-import typing as _qh_typing  # noqa: E402
-
-from zope.interface import Attribute as _QHAttribute  # noqa: E402
-
-if _qh_typing.TYPE_CHECKING:
-    from collections.abc import Iterable as _QHIterable
-    from collections.abc import Sequence as _QHSequence
-
-    from vtwist.protocols.mysql.errors import MySQLError as _QHMySQLError
-    from vtwist.protocols.mysql.messages import ColumnDefinition41 as _QHColumn
-    from vtwist.protocols.mysql.server_types import (
-        ClientInfo as _QHClientInfo,
-    )
-    from vtwist.protocols.mysql.server_types import (
-        PrepareInfo as _QHPrepareInfo,
-    )
-    from vtwist.protocols.mysql.server_types import (
-        Statement as _QHStatement,
-    )
 
 
 class IResultSink(Interface):
@@ -464,15 +428,15 @@ class IResultSink(Interface):
     of order (a row before ``start``...) raises ``LocalProtocolError``.
     """
 
-    binary = _QHAttribute("bool: true for COM_STMT_EXECUTE (rows go out binary)")
-    cursor = _QHAttribute("bool: true when rows are buffered for COM_STMT_FETCH")
-    closed = _QHAttribute("bool: the reply ended or was aborted; writes are ignored")
-    paused = _QHAttribute(
+    binary = Attribute("bool: true for COM_STMT_EXECUTE (rows go out binary)")
+    cursor = Attribute("bool: true when rows are buffered for COM_STMT_FETCH")
+    closed = Attribute("bool: the reply ended or was aborted; writes are ignored")
+    paused = Attribute(
         "bool: true while the handler should hold its rows (client congested, cursor buffer full)"
     )
 
     def ok(
-        affected_rows: int = 0,  # noqa: N805
+        affected_rows: int = 0,
         last_insert_id: int = 0,
         status: int = 0,
         warnings: int = 0,
@@ -480,18 +444,18 @@ class IResultSink(Interface):
     ) -> None:
         """A result without a result set (OK packet)."""
 
-    def start(columns: _QHSequence[_QHColumn], binary: bool = False) -> None:  # noqa: N805
+    def start(columns: Sequence[ColumnDefinition41], binary: bool = False) -> None:
         """A result set with these (at least one) columns begins; ``binary``: rows given
         are already binary-protocol rows (only for COM_STMT_EXECUTE)."""
 
-    def row(payload: bytes) -> None:  # noqa: N805
+    def row(payload: bytes) -> None:
         """One row of the current result set."""
 
-    def rows(payloads: _QHIterable[bytes]) -> None:  # noqa: N805
+    def rows(payloads: Iterable[bytes]) -> None:
         """Several rows, written in one go (cheaper than ``row`` in a loop)."""
 
     def done(
-        status: int = 0,  # noqa: N805
+        status: int = 0,
         warnings: int = 0,
         affected_rows: int = 0,
         last_insert_id: int = 0,
@@ -499,10 +463,10 @@ class IResultSink(Interface):
     ) -> None:
         """The current result set is complete."""
 
-    def error(error: _QHMySQLError) -> None:  # noqa: N805
+    def error(error: MySQLError) -> None:
         """End the reply with this error (ERR packet)."""
 
-    def register_producer(producer: IPushProducer) -> None:  # noqa: N805
+    def register_producer(producer: IPushProducer) -> None:
         """Attach the streaming producer of the rows (paused at once if congested)."""
 
     def unregister_producer() -> None:
@@ -535,26 +499,26 @@ class IQueryHandler(Interface):
         NO_BACKSLASH_ESCAPES...), for the OK packets the server sends itself (login, ping,
         init_db, reset, change_user, set_option) and for cursor fetches."""
 
-    def query(sql: bytes, sink: IResultSink) -> Deferred[None]:  # noqa: N805
+    def query(sql: bytes, sink: IResultSink) -> Deferred[None]:
         """COM_QUERY: run ``sql`` (the whole text; several statements only when
         multi-statements are on) and write the reply into ``sink``. The reply must be
         complete when the Deferred fires."""
 
-    def init_db(schema: str) -> Deferred[None]:  # noqa: N805
+    def init_db(schema: str) -> Deferred[None]:
         """COM_INIT_DB (and the database of the login packet): make ``schema`` the default
         database; fail with e.g. ERR 1049 if it does not exist."""
 
-    def field_list(table: str, wildcard: str) -> Deferred[_QHSequence[_QHColumn]]:  # noqa: N805
+    def field_list(table: str, wildcard: str) -> Deferred[Sequence[ColumnDefinition41]]:
         """COM_FIELD_LIST: the column definitions of ``table`` matching the LIKE pattern
         ``wildcard`` (empty: all). The server adds the default-value field if missing."""
 
-    def prepare(sql: bytes) -> Deferred[_QHPrepareInfo]:  # noqa: N805
+    def prepare(sql: bytes) -> Deferred[PrepareInfo]:
         """COM_STMT_PREPARE: the statement's parameter count and definitions; the server
         allocates the statement id (per session) and answers the client."""
 
     def execute(
-        statement: _QHStatement,  # noqa: N805
-        params: _QHSequence[object],
+        statement: Statement,
+        params: Sequence[object],
         sink: IResultSink,
         cursor: bool,
     ) -> Deferred[None]:
@@ -566,14 +530,14 @@ class IQueryHandler(Interface):
         rows go to a bounded buffer read by COM_STMT_FETCH; the Deferred may then fire
         long after the execute's own reply (see the class docstring)."""
 
-    def close_statement(statement: _QHStatement) -> Deferred[None]:  # noqa: N805
+    def close_statement(statement: Statement) -> Deferred[None]:
         """COM_STMT_CLOSE (no reply to the client; failures are only logged)."""
 
     def reset_connection() -> Deferred[None]:
         """COM_RESET_CONNECTION: reset the session (transaction, variables, temporary
         tables...). The server has already dropped statements and cursors."""
 
-    def change_user(info: _QHClientInfo) -> Deferred[None]:  # noqa: N805
+    def change_user(info: ClientInfo) -> Deferred[None]:
         """COM_CHANGE_USER succeeded: the session now belongs to ``info.user`` (and
         ``info.database``); reset the session as ``reset_connection`` does."""
 
@@ -583,7 +547,7 @@ class IQueryHandler(Interface):
     def statistics() -> Deferred[str]:
         """COM_STATISTICS: the human-readable status line (``Uptime: ...``)."""
 
-    def set_multi_statements(on: bool) -> Deferred[None]:  # noqa: N805
+    def set_multi_statements(on: bool) -> Deferred[None]:
         """COM_SET_OPTION: multi-statements were turned on or off for this session."""
 
     def close() -> None:
@@ -593,11 +557,8 @@ class IQueryHandler(Interface):
 class IQueryHandlerFactory(Interface):
     """Makes the ``IQueryHandler`` of each authenticated client session."""
 
-    def open_session(info: _QHClientInfo) -> IQueryHandler | Deferred[IQueryHandler]:  # noqa: N805
+    def open_session(info: ClientInfo) -> IQueryHandler | Deferred[IQueryHandler]:
         """A client authenticated as ``info.user``: its session's handler. A
         ``MySQLError`` is sent to the client (e.g. ERR 1203, too many connections for the
         user) and the connection closed. A Deferred still pending when the client leaves
         is cancelled: its canceller must release whatever it was opening."""
-
-
-__all__ = ["Interface"]
