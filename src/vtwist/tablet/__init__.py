@@ -1,0 +1,1 @@
+"""vttablet: the pooled, health-publishing middleware in front of one mysqld."""
