@@ -1,0 +1,543 @@
+"""The tablet's query service: the ``ITabletService`` the tablet RPC server dispatches to.
+
+``TabletQueryService`` runs the gate's requests on the tablet's pools:
+
+- ``execute``/``stream_execute`` without ids: one autocommit statement on a query-pool
+  connection, given back at once (reset first if the statement may have touched session
+  state); with ``transaction_id``/``reserved_id``: on that held connection.
+- ``begin`` takes a transaction-pool connection (or uses a reserved one) and returns the
+  transaction id; ``commit``/``rollback`` end it and give the connection back, unless it is
+  also reserved; ``reserve`` dedicates a connection prepared by ``settings`` statements
+  (optionally with a transaction); ``release`` rolls back and frees it; ``kill`` stops the
+  statement of a transaction/reservation (``connection``: drops the connection too).
+- ``health``/``subscribe_health`` are the ``TabletState``'s snapshot and subscription.
+
+Bind variables: ``:name`` in the SQL is replaced by the literal of ``bind_vars["name"]``
+(a list becomes ``(a, b, ...)``); names not bound are left as they are.
+
+Targets: ``keyspace[:shard][@type]`` must name this tablet's keyspace and shard; a request
+for ``@primary`` on a tablet that is not the primary is refused (ERROR 1290), other types
+are served by any tablet of the shard.
+
+Session state: an autocommit statement that sets session state is refused (ERROR 1235,
+"reserve a connection") rather than silently auto-reserved, because the execute result
+cannot carry a new reserved id back to the gate; in a transaction or on a reserved
+connection it is allowed, and that connection is reset before it returns to the pool.
+Policies and error codes: ``policies``; timeouts and kills: ``runner``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred, gatherResults
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from vtwist.config import Config
+from vtwist.interfaces import IRowSink, ITabletRPCRequest, ITabletService
+from vtwist.protocols.mysql.client import StreamEvent
+from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
+from vtwist.protocols.tabletrpc_ops import (
+    BeginArgs,
+    ExecuteArgs,
+    KillArgs,
+    QueryResult,
+    ReleaseArgs,
+    ReserveArgs,
+    ReserveResult,
+    TransactionArgs,
+)
+from vtwist.tablet import config as keys
+from vtwist.tablet.metrics import TabletMetrics
+from vtwist.tablet.policies import (
+    KIND_BEGIN,
+    KIND_COMMIT,
+    KIND_OTHER,
+    KIND_ROLLBACK,
+    QueryPolicy,
+    Statement,
+    bind,
+    classify,
+    multi_statement_error,
+    not_serving_error,
+    not_writable_error,
+    session_state_error,
+    transaction_statement_error,
+)
+from vtwist.tablet.pools import Lease, TabletPools
+from vtwist.tablet.reserved import Held, HeldConnections
+from vtwist.tablet.runner import Collector, ConnectionProducer, Runner, StreamRelay
+from vtwist.tablet.state import TabletState
+
+log = Logger()
+
+
+@dataclass(frozen=True)
+class QuerySettings:
+    """The query service's limits (from the config, or given directly by tests)."""
+
+    query_timeout: float = 30.0
+    stream_timeout: float = 0.0
+    kill_grace: float = 5.0
+    transaction_timeout: float = 30.0
+    reserved_idle_timeout: float = 1800.0
+    remember_ended: int = 1000
+    max_result_bytes: int = 16 * 1024 * 1024
+
+    @classmethod
+    def from_config(cls, config: Config) -> QuerySettings:
+        """The settings of a loaded vttablet config."""
+        return cls(
+            query_timeout=config.value(keys.QUERY_TIMEOUT),
+            stream_timeout=config.value(keys.STREAM_TIMEOUT),
+            kill_grace=config.value(keys.KILL_GRACE),
+            transaction_timeout=config.value(keys.TX_TIMEOUT),
+            reserved_idle_timeout=config.value(keys.RESERVED_IDLE_TIMEOUT),
+            remember_ended=config.value(keys.MAX_ENDED_IDS),
+            max_result_bytes=config.value(keys.RPC_MAX_FRAME) - 64 * 1024,
+        )
+
+
+def _ignore(ev: StreamEvent) -> None:
+    """Consumer of statements whose rows nobody wants (BEGIN, COMMIT, settings)."""
+
+
+def _encode(sql: str) -> bytes:
+    # surrogateescape: a gate that decoded non-UTF-8 client bytes that way gets them back.
+    return sql.encode("utf-8", "surrogateescape")
+
+
+@implementer(ITabletService)
+class TabletQueryService:
+    """The ``ITabletService`` of one tablet (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        state: TabletState,
+        pools: TabletPools,
+        policy: QueryPolicy,
+        metrics: TabletMetrics,
+        clock: IReactorTime,
+        settings: QuerySettings | None = None,
+    ) -> None:
+        self.state = state
+        self.pools = pools
+        self.policy = policy
+        self.metrics = metrics
+        self.clock = clock
+        self.settings = settings or QuerySettings()
+        s = self.settings
+        self.runner = Runner(pools.dba, clock, metrics, s.kill_grace)
+        self.held = HeldConnections(
+            clock,
+            transaction_timeout=s.transaction_timeout,
+            reserved_idle_timeout=s.reserved_idle_timeout,
+            remember=s.remember_ended,
+            on_expire=self._expired,
+        )
+
+    # --- checks -------------------------------------------------------------------------
+
+    def _refuse(self, reason: str, error: MySQLError) -> MySQLError:
+        self.metrics.refused.labels(reason=reason).inc()
+        return error
+
+    def _check_serving(self) -> None:
+        state = self.state
+        if not state.serving:
+            raise self._refuse("not_serving", not_serving_error(state.alias, state.error))
+
+    def _check_write(self, stmt: Statement) -> None:
+        state = self.state
+        if stmt.is_write and not state.writable():
+            raise self._refuse(
+                "read_only", not_writable_error(state.alias, state.tablet_type, state.serving)
+            )
+
+    def _check_target(self, target: str | None) -> None:
+        if not target:
+            return
+        state = self.state
+        where, _, tablet_type = target.partition("@")
+        keyspace, _, shard = where.partition(":")
+        if (keyspace and keyspace != state.keyspace) or (shard and shard != state.shard):
+            raise self._refuse(
+                "wrong_target",
+                MySQLError(
+                    ErrorCode.UNKNOWN_ERROR,
+                    f"target {target!r} is not served by tablet {state.alias} "
+                    f"({state.keyspace}:{state.shard}); route it to a tablet of that shard",
+                ),
+            )
+        if tablet_type == "primary" and state.tablet_type != "primary":
+            raise self._refuse(
+                "read_only", not_writable_error(state.alias, state.tablet_type, state.serving)
+            )
+
+    def _statement(self, sql: bytes, args: ExecuteArgs) -> tuple[bytes, Statement]:
+        stmt = classify(sql)
+        if stmt.multi:
+            raise self._refuse("multi_statement", multi_statement_error())
+        if stmt.kind in (KIND_BEGIN, KIND_COMMIT, KIND_ROLLBACK):
+            raise self._refuse("transaction_statement", transaction_statement_error(stmt.kind))
+        sql = bind(sql, args.bind_vars)
+        try:
+            self.policy.check_denylist(sql, stmt)
+        except MySQLError as e:
+            raise self._refuse("denylist", e) from None
+        return sql, stmt
+
+    def _timeout(self, args: ExecuteArgs, stream: bool) -> tuple[float | None, str]:
+        s = self.settings
+        if stream:
+            timeout, key = (s.stream_timeout or None), keys.STREAM_TIMEOUT.key
+        else:
+            timeout, key = s.query_timeout, keys.QUERY_TIMEOUT.key
+        opts = args.options or {}
+        wanted = opts.get("query_timeout_ms")
+        if type(wanted) is int and wanted > 0 and (timeout is None or wanted / 1000 < timeout):
+            return wanted / 1000, "the query_timeout_ms option"
+        return timeout, key
+
+    # --- execute ------------------------------------------------------------------------
+
+    def execute(self, request: ITabletRPCRequest, args: ExecuteArgs) -> Deferred[QueryResult]:
+        """See ``ITabletService.execute``."""
+        return Deferred.fromCoroutine(self._execute(request, args, None))
+
+    def stream_execute(
+        self, request: ITabletRPCRequest, args: ExecuteArgs, sink: IRowSink
+    ) -> Deferred[QueryResult]:
+        """See ``ITabletService.stream_execute`` (no row limit: that is what streams are for)."""
+        return Deferred.fromCoroutine(self._execute(request, args, sink))
+
+    async def _execute(
+        self, request: ITabletRPCRequest, args: ExecuteArgs, sink: IRowSink | None
+    ) -> QueryResult:
+        start = self.clock.seconds()
+        sql = _encode(args.sql)
+        kind = KIND_OTHER
+        try:
+            sql, stmt = self._statement(sql, args)
+            kind = stmt.kind
+            if args.transaction_id or args.reserved_id:
+                held = self.held.find(args.transaction_id, args.reserved_id)
+                self._check_write(stmt)
+                if stmt.maybe_dirty:
+                    held.lease.dirty = True
+                return await self._on_held(held, request, sql, args, sink)
+            self._check_target(args.target)
+            self._check_serving()
+            self._check_write(stmt)
+            if stmt.sets_state:
+                raise self._refuse("session_state", session_state_error(stmt.first_word))
+            return await self._pooled(request, sql, stmt, args, sink)
+        except MySQLError as e:
+            self.metrics.error(e, sql)
+            raise
+        finally:
+            self.metrics.observe(kind, self.clock.seconds() - start)
+
+    async def _pooled(
+        self,
+        request: ITabletRPCRequest,
+        sql: bytes,
+        stmt: Statement,
+        args: ExecuteArgs,
+        sink: IRowSink | None,
+    ) -> QueryResult:
+        pool = self.pools.query
+        lease = Lease(pool, await pool.acquire())
+        try:
+            return await self._run(lease, request, sql, args, sink)
+        finally:
+            lease.give_back(reset=stmt.maybe_dirty)
+
+    async def _on_held(
+        self,
+        held: Held,
+        request: ITabletRPCRequest,
+        sql: bytes,
+        args: ExecuteArgs,
+        sink: IRowSink | None,
+    ) -> QueryResult:
+        self.held.start_use(held, args.sql)
+        try:
+            await held.lease.when_settled()  # a killed statement must be over first
+            self._still_held(held)
+            return await self._run(held.lease, request, sql, args, sink)
+        finally:
+            self._end_use(held)
+
+    def _still_held(self, held: Held) -> None:
+        if held.closed:
+            raise MySQLError(
+                ErrorCode.UNKNOWN_ERROR,
+                f"{held.describe()} ended while the statement waited; start a new one",
+            )
+
+    def _end_use(self, held: Held) -> None:
+        if not held.closed:
+            self.held.end_use(held)
+
+    async def _run(
+        self,
+        lease: Lease,
+        request: ITabletRPCRequest | None,
+        sql: bytes,
+        args: ExecuteArgs,
+        sink: IRowSink | None,
+    ) -> QueryResult:
+        timeout, key = self._timeout(args, sink is not None)
+        if sink is None:
+            collector = Collector(
+                self.policy.row_limit(args.max_rows), self.settings.max_result_bytes
+            )
+            summary = await self.runner.run(
+                lease, sql, collector, timeout=timeout, timeout_key=key, request=request
+            )
+            if collector.error is not None:
+                self.metrics.rows_exceeded.inc()
+            result = collector.result(summary)
+            self._warn_rows(len(result.rows), sql)
+            return result
+        producer = ConnectionProducer(lease.client)
+        relay = StreamRelay(sink, producer)
+        sink.registerProducer(producer, True)
+        try:
+            summary = await self.runner.run(
+                lease, sql, relay, timeout=timeout, timeout_key=key, request=request
+            )
+        finally:
+            lease.client.resume_reading()
+            sink.unregisterProducer()
+        self._warn_rows(relay.rows, sql)
+        return relay.result(summary)
+
+    def _warn_rows(self, rows: int, sql: bytes) -> None:
+        warn = self.policy.warn_result_rows
+        if warn and rows > warn:
+            self.metrics.rows_warned.inc()
+            log.warn(
+                "result of {rows} rows exceeds query.warn_result_rows ({warn}): {sql}",
+                rows=rows,
+                warn=warn,
+                sql=sql[:200].decode("utf-8", "replace"),
+            )
+
+    # --- transactions -------------------------------------------------------------------
+
+    def _timed(self, kind: str, coro: Any) -> Deferred[Any]:
+        start = self.clock.seconds()
+
+        def done(result: Any) -> Any:
+            self.metrics.observe(kind, self.clock.seconds() - start)
+            if isinstance(result, Failure) and isinstance(result.value, MySQLError):
+                self.metrics.error(result.value, kind.upper())
+            return result
+
+        return Deferred.fromCoroutine(coro).addBoth(done)
+
+    async def _simple(self, held: Held, request: ITabletRPCRequest | None, sql: bytes) -> None:
+        """Run a statement whose result nobody wants on a held connection."""
+        self.held.start_use(held, sql.decode("utf-8", "replace"))
+        try:
+            await held.lease.when_settled()
+            self._still_held(held)
+            await self._plain(held.lease, request, sql)
+        finally:
+            self._end_use(held)
+
+    async def _plain(self, lease: Lease, request: ITabletRPCRequest | None, sql: bytes) -> None:
+        s = self.settings
+        await self.runner.run(
+            lease,
+            sql,
+            _ignore,
+            timeout=s.query_timeout,
+            timeout_key=keys.QUERY_TIMEOUT.key,
+            request=request,
+        )
+
+    def begin(self, request: ITabletRPCRequest, args: BeginArgs) -> Deferred[int]:
+        """See ``ITabletService.begin``."""
+        return self._timed(KIND_BEGIN, self._begin(request, args))
+
+    async def _begin(self, request: ITabletRPCRequest, args: BeginArgs) -> int:
+        if args.reserved_id:
+            held = self.held.find(0, args.reserved_id)
+            if held.transaction_id:
+                raise MySQLError(
+                    ErrorCode.UNKNOWN_ERROR,
+                    f"{held.describe()} is already in a transaction; commit or roll it back",
+                )
+            await self._simple(held, request, b"BEGIN")
+            tid = self.held.set_transaction(held)
+            self.held.arm(held)
+            return tid
+        self._check_target(args.target)
+        self._check_serving()
+        held = await self._new_held(request, [b"BEGIN"])
+        tid = self.held.set_transaction(held)
+        self.held.arm(held)
+        return tid
+
+    async def _new_held(self, request: ITabletRPCRequest, statements: list[bytes]) -> Held:
+        """A transaction-pool connection prepared by ``statements`` (given back on failure)."""
+        pool = self.pools.transaction
+        lease = Lease(pool, await pool.acquire())
+        try:
+            for sql in statements:
+                await self._plain(lease, request, sql)
+        except BaseException:
+            lease.give_back(reset=True)
+            raise
+        return Held(lease, self.clock.seconds())
+
+    def commit(self, request: ITabletRPCRequest, args: TransactionArgs) -> Deferred[int]:
+        """See ``ITabletService.commit``."""
+        return self._timed(KIND_COMMIT, self._finish(request, args, b"COMMIT", "committed"))
+
+    def rollback(self, request: ITabletRPCRequest, args: TransactionArgs) -> Deferred[int]:
+        """See ``ITabletService.rollback``."""
+        return self._timed(KIND_ROLLBACK, self._finish(request, args, b"ROLLBACK", "rolled back"))
+
+    async def _finish(
+        self, request: ITabletRPCRequest, args: TransactionArgs, sql: bytes, how: str
+    ) -> int:
+        held = self.held.find(args.transaction_id)
+        try:
+            await self._simple(held, request, sql)
+        except CancelledError:
+            raise
+        except BaseException as e:
+            # A failed COMMIT leaves the transaction in an unknown state: end it.
+            if not held.closed:
+                why = e.message if isinstance(e, MySQLError) else type(e).__name__
+                self._release(held, f"{sql.decode().lower()} failed: {why}")
+            raise
+        self.held.end_transaction(held, how)
+        if held.reserved_id:
+            self.held.arm(held)
+            return held.reserved_id
+        self._release(held, how)
+        return 0
+
+    # --- reserved connections -----------------------------------------------------------
+
+    def reserve(self, request: ITabletRPCRequest, args: ReserveArgs) -> Deferred[ReserveResult]:
+        """See ``ITabletService.reserve``."""
+        return self._timed(KIND_OTHER, self._reserve(request, args))
+
+    def _settings(self, settings: list[str] | None) -> list[bytes]:
+        out = []
+        for text in settings or ():
+            sql = _encode(text)
+            stmt = classify(sql)
+            if stmt.multi:
+                raise self._refuse("multi_statement", multi_statement_error())
+            if stmt.kind in (KIND_BEGIN, KIND_COMMIT, KIND_ROLLBACK):
+                raise self._refuse("transaction_statement", transaction_statement_error(stmt.kind))
+            self._check_write(stmt)
+            try:
+                self.policy.check_denylist(sql, stmt)
+            except MySQLError as e:
+                raise self._refuse("denylist", e) from None
+            out.append(sql)
+        return out
+
+    async def _reserve(self, request: ITabletRPCRequest, args: ReserveArgs) -> ReserveResult:
+        settings = self._settings(args.settings)
+        if args.transaction_id:
+            held = self.held.find(args.transaction_id)
+            for sql in settings:
+                await self._simple(held, request, sql)
+            rid = held.reserved_id or self.held.set_reserved(held)
+            self.held.arm(held)
+            return ReserveResult(rid, held.transaction_id)
+        self._check_target(args.target)
+        self._check_serving()
+        statements = settings + ([b"BEGIN"] if args.begin else [])
+        held = await self._new_held(request, statements)
+        rid = self.held.set_reserved(held)
+        tid = self.held.set_transaction(held) if args.begin else 0
+        self.held.arm(held)
+        return ReserveResult(rid, tid)
+
+    def release(self, request: ITabletRPCRequest, args: ReleaseArgs) -> Deferred[None]:
+        """See ``ITabletService.release``: roll back and give the connection back."""
+        return Deferred.fromCoroutine(self._release_op(args))
+
+    async def _release_op(self, args: ReleaseArgs) -> None:
+        held = self.held.find(args.transaction_id, args.reserved_id)
+        self.runner.kill_lease(held.lease, "released")
+        await self._release(held, "released by the gate")
+
+    def _release(self, held: Held, how: str) -> Deferred[None]:
+        """Forget ``held``'s ids and give its connection back (reset: rolls back)."""
+        self.held.end(held, how)
+        held.closed = True
+        return held.lease.give_back(reset=True)
+
+    def _expired(self, held: Held, how: str) -> None:
+        kind = "transaction" if held.transaction_id else "reserved"
+        self.metrics.ended.labels(kind=kind, reason="timeout").inc()
+        log.info("{what} {how}", what=held.describe(), how=how)
+        self._release(held, how)
+
+    def kill(self, request: ITabletRPCRequest, args: KillArgs) -> Deferred[bool]:
+        """See ``ITabletService.kill``: stop the statement of a transaction/reservation;
+        with ``connection`` also drop the connection (its transaction rolls back)."""
+        return Deferred.fromCoroutine(self._kill(args))
+
+    async def _kill(self, args: KillArgs) -> bool:
+        try:
+            held = self.held.find(args.transaction_id, args.reserved_id)
+        except MySQLError:
+            return False  # nothing (any more) to kill
+        if not args.connection:
+            return self.runner.kill_lease(held.lease, "killed")
+        self.metrics.ended.labels(
+            kind="transaction" if held.transaction_id else "reserved", reason="killed"
+        ).inc()
+        self.metrics.kills.labels(reason="killed").inc()
+        lease = held.lease
+        self.held.end(held, "killed by the gate")
+        held.closed = True
+        lease.broken = True
+        release = lease.hold()
+        try:
+            await self.runner.kill_query(lease.connection_id, connection=True)
+        finally:
+            release()
+        lease.give_back()
+        return True
+
+    # --- health -------------------------------------------------------------------------
+
+    def health(self) -> Mapping[str, Any]:
+        """See ``ITabletService.health``: the tablet state's snapshot."""
+        return self.state.snapshot()
+
+    def subscribe_health(
+        self, listener: Callable[[Mapping[str, Any]], object]
+    ) -> Callable[[], None]:
+        """See ``ITabletService.subscribe_health``."""
+        return self.state.subscribe(listener)
+
+    # --- lifetime -----------------------------------------------------------------------
+
+    def counts(self) -> tuple[int, int]:
+        """(open transactions, reserved connections), for metrics."""
+        return self.held.counts()
+
+    def shutdown(self) -> Deferred[None]:
+        """Roll back every held connection and give it back (the pools close after)."""
+        ds = [self._release(held, "the tablet shut down") for held in list(self.held)]
+        return gatherResults(ds, consumeErrors=True).addBoth(lambda _: None)

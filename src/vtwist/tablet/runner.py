@@ -1,0 +1,352 @@
+"""Running one statement on a leased connection: results, streams, timeouts and kills.
+
+``Runner.run(lease, sql, consumer, ...)`` sends the statement and waits for its reply. It
+is stopped on mysqld (``KILL QUERY <connection id>`` over the dba pool, never by closing
+the socket, which would leave mysqld running it) when:
+
+- it runs longer than its timeout (``query.timeout``): the caller gets ERROR 1317 naming
+  the key, even if mysqld answered normally after the kill (``SLEEP`` does);
+- the RPC request is cancelled (gate cancel or kill, deadline, lost gate connection): the
+  request's ``on_cancel`` hook kills it; the caller's Deferred is detached from the
+  statement, which finishes in the background;
+- a gate kills the transaction or reserved connection it runs on (``kill``).
+
+A killed statement still running ``query.kill_grace`` seconds later gets its connection
+closed. The lease stays held until the statement and its kill are both over, so the kill
+cannot reach the statement of the connection's next borrower.
+
+``Collector`` gathers a non-streamed result with raw rows (bounded by rows and bytes);
+``StreamRelay`` hands rows to an ``IRowSink`` with the connection as its push producer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from vtwist.interfaces import IRowSink, ITabletRPCRequest
+from vtwist.protocols.mysql.client import MySQLClient, Result, StreamEvent
+from vtwist.protocols.mysql.constants import ServerStatus
+from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
+from vtwist.protocols.mysql.events import Column, ResultSetDone, Row
+from vtwist.protocols.mysql.messages import Ok
+from vtwist.protocols.tabletrpc_ops import QueryResult
+from vtwist.tablet.metrics import TabletMetrics
+from vtwist.tablet.policies import killed_error, result_size_error, row_limit_error, timeout_error
+from vtwist.tablet.pools import Lease, Pool
+
+log = Logger()
+
+T = TypeVar("T")
+
+_NO_MORE = ~int(ServerStatus.MORE_RESULTS_EXISTS)
+_INTERRUPTED = (ErrorCode.QUERY_INTERRUPTED, ErrorCode.CR_SERVER_LOST, ErrorCode.STATEMENT_TIMEOUT)
+
+
+def detach(d: Deferred[T]) -> Deferred[T]:
+    """A Deferred with ``d``'s outcome whose cancellation leaves ``d`` running."""
+    out: Deferred[T] = Deferred()
+
+    def relay(result: Any) -> None:
+        if not out.called:
+            out.callback(result)  # a Failure errbacks
+
+    d.addBoth(relay)
+    return out
+
+
+class Collector:
+    """Stream consumer keeping the first result's raw rows, within ``max_rows``/``max_bytes``."""
+
+    __slots__ = ("error", "index", "max_bytes", "max_rows", "rows", "size")
+
+    def __init__(self, max_rows: int, max_bytes: int) -> None:
+        self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self.rows: list[bytes] = []
+        self.size = 0
+        self.index = 0  # which result of the reply (CALL sends several)
+        self.error: MySQLError | None = None
+
+    def __call__(self, ev: StreamEvent) -> None:
+        t = type(ev)
+        if t is Row:
+            if self.index or self.error is not None:
+                return
+            payload: bytes = ev.payload  # type: ignore[union-attr]
+            rows = self.rows
+            rows.append(payload)
+            self.size += len(payload)
+            if len(rows) > self.max_rows:
+                self.error = row_limit_error(self.max_rows)
+                self.rows = []
+            elif self.size > self.max_bytes:
+                self.error = result_size_error(self.max_bytes)
+                self.rows = []
+        elif t is ResultSetDone or t is Ok:
+            self.index += 1
+
+    def result(self, summary: Result) -> QueryResult:
+        """The ``QueryResult`` of the first result of the reply."""
+        if self.error is not None:
+            raise self.error
+        return QueryResult(
+            [c.encode() for c in summary.columns],
+            self.rows,
+            summary.affected_rows,
+            summary.last_insert_id,
+            summary.warnings,
+            summary.status & _NO_MORE,
+            summary.info.decode("utf-8", "replace") if summary.info else "",
+        )
+
+
+@implementer(IPushProducer)
+class ConnectionProducer:
+    """The MySQL connection as the push producer of a stream's rows."""
+
+    def __init__(self, client: MySQLClient) -> None:
+        self.client = client
+        self.stopped = False
+
+    def pauseProducing(self) -> None:
+        """The gate cannot take more: stop reading from mysqld."""
+        if not self.stopped:
+            self.client.pause_reading()
+
+    def resumeProducing(self) -> None:
+        """Read from mysqld again."""
+        self.client.resume_reading()
+
+    def stopProducing(self) -> None:
+        """The stream was cancelled: drop the rest, but read it so the connection recovers."""
+        self.stopped = True
+        self.client.resume_reading()
+
+
+class StreamRelay:
+    """Stream consumer writing the first result's fields and rows into an ``IRowSink``."""
+
+    BATCH = 256
+
+    def __init__(self, sink: IRowSink, producer: ConnectionProducer) -> None:
+        self.sink = sink
+        self.producer = producer
+        self.fields: list[bytes] = []
+        self.batch: list[bytes] = []
+        self.index = 0
+        self.fields_sent = False
+        self.rows = 0
+
+    def __call__(self, ev: StreamEvent) -> None:
+        if self.index or self.producer.stopped:
+            return
+        t = type(ev)
+        if t is Row:
+            if not self.fields_sent:
+                self._send_fields()
+            self.batch.append(ev.payload)  # type: ignore[union-attr]
+            self.rows += 1
+            if len(self.batch) >= self.BATCH:
+                self._flush()
+        elif t is Column:
+            self.fields.append(ev.definition.encode())  # type: ignore[union-attr]
+        elif t is ResultSetDone:
+            if not self.fields_sent:
+                self._send_fields()
+            self._flush()
+            self.index += 1
+        elif t is Ok:
+            self.index += 1
+
+    def _send_fields(self) -> None:
+        self.fields_sent = True
+        self.sink.send_fields(self.fields)
+
+    def _flush(self) -> None:
+        if self.batch:
+            batch, self.batch = self.batch, []
+            self.sink.send_rows(batch)
+
+    def result(self, summary: Result) -> QueryResult:
+        """The OK part of the stream's reply (rows went through the sink)."""
+        return QueryResult(
+            [],
+            [],
+            summary.affected_rows,
+            summary.last_insert_id,
+            summary.warnings,
+            summary.status & _NO_MORE,
+            summary.info.decode("utf-8", "replace") if summary.info else "",
+        )
+
+
+class _Running:
+    """One statement in flight on a lease, and what stops it."""
+
+    def __init__(self, runner: Runner, lease: Lease) -> None:
+        self.runner = runner
+        self.lease = lease
+        self.connection_id = lease.connection_id
+        self.finished = False
+        self.kill_reason: str | None = None
+        self._grace: IDelayedCall | None = None
+        self._release_statement = lease.hold()
+
+    def done(self, result: Any) -> Any:
+        """The statement's reply is complete (or the connection broke)."""
+        self.finished = True
+        if self._grace is not None and self._grace.active():
+            self._grace.cancel()
+        self._grace = None
+        self._release_statement()
+        return result
+
+    def kill(self, reason: str) -> bool:
+        """KILL QUERY this statement on mysqld (once); False if it is already over."""
+        if self.finished or self.kill_reason is not None:
+            return False
+        self.kill_reason = reason
+        runner = self.runner
+        runner.metrics.kills.labels(reason=reason).inc()
+        release_kill = self.lease.hold()
+        d = runner.kill_query(self.connection_id)
+
+        def killed(ok: bool) -> None:
+            if not ok:
+                # Perhaps still on its way to mysqld: never lend this connection again.
+                self.lease.broken = True
+            release_kill()
+
+        d.addCallback(killed)
+        if not self.finished:
+            self._grace = runner.clock.callLater(runner.kill_grace, self._stuck, release_kill)
+        return True
+
+    def _stuck(self, release_kill: Callable[[], None]) -> None:
+        self._grace = None
+        # The kill did not land in time (mysqld stuck, dba pool exhausted): close the
+        # connection; a kill still in flight can then only hit a connection that is gone.
+        log.warn(
+            "statement on connection {id} still running {grace}s after KILL QUERY; "
+            "closing the connection",
+            id=self.connection_id,
+            grace=self.runner.kill_grace,
+        )
+        self.runner.metrics.kills.labels(reason="timeout_stuck").inc()
+        self.lease.broken = True
+        self.lease.client.close()
+        release_kill()
+
+
+class Runner:
+    """Runs statements with timeouts and kills (see the module docstring)."""
+
+    def __init__(
+        self, dba_pool: Pool, clock: IReactorTime, metrics: TabletMetrics, kill_grace: float
+    ) -> None:
+        self.dba_pool = dba_pool
+        self.clock = clock
+        self.metrics = metrics
+        self.kill_grace = kill_grace
+        self._running: dict[Lease, _Running] = {}
+
+    def kill_query(self, connection_id: int, connection: bool = False) -> Deferred[bool]:
+        """``KILL QUERY id`` (``KILL CONNECTION id`` with ``connection``) via the dba pool.
+
+        Fires True once mysqld accepted it (or the thread was already gone), False when it
+        could not be sent within ``kill_grace`` (logged); never fails.
+        """
+        what = "CONNECTION" if connection else "QUERY"
+
+        async def kill() -> bool:
+            try:
+                async with self.dba_pool.connection() as dba:
+                    await dba.query(f"KILL {what} {int(connection_id)}")
+            except MySQLError as e:
+                if e.code != ErrorCode.NO_SUCH_THREAD:  # 1094: it ended meanwhile, fine
+                    log.warn("KILL {what} {id} failed: {e}", what=what, id=connection_id, e=e)
+                    return False
+            return True
+
+        def failed(failure: Failure) -> bool:
+            log.warn(
+                "KILL {what} {id} not done within {grace}s: {e}",
+                what=what,
+                id=connection_id,
+                grace=self.kill_grace,
+                e=failure.getErrorMessage(),
+            )
+            return False
+
+        d = Deferred.fromCoroutine(kill())
+        d.addTimeout(self.kill_grace, self.clock)
+        return d.addErrback(failed)
+
+    def kill_lease(self, lease: Lease, reason: str) -> bool:
+        """Kill the statement running on ``lease``; False if none is running."""
+        running = self._running.get(lease)
+        return running.kill(reason) if running is not None else False
+
+    def busy(self, lease: Lease) -> bool:
+        """Whether a statement runs on ``lease``."""
+        return lease in self._running
+
+    async def run(
+        self,
+        lease: Lease,
+        sql: bytes,
+        consumer: Callable[[StreamEvent], object],
+        *,
+        timeout: float | None,
+        timeout_key: str,
+        request: ITabletRPCRequest | None,
+    ) -> Result:
+        """Run ``sql`` on ``lease`` feeding ``consumer``; the reply's summary, or MySQLError."""
+        running = _Running(self, lease)
+        self._running[lease] = running
+
+        def finished(result: Any) -> Any:
+            if self._running.get(lease) is running:
+                del self._running[lease]
+            return running.done(result)
+
+        statement = lease.client.stream_query(sql, consumer)
+        statement.addBoth(finished)
+        timer = None
+        if timeout:
+            timer = self.clock.callLater(timeout, running.kill, "timeout")
+        if request is not None:
+            request.on_cancel(lambda reason: running.kill("cancelled"))
+        try:
+            summary = await detach(statement)
+        except MySQLError as e:
+            raise self._translate(running, e, timeout, timeout_key) from None
+        finally:
+            if timer is not None and timer.active():
+                timer.cancel()
+        if running.kill_reason == "timeout":
+            # mysqld may answer a killed statement normally (SLEEP returns 1).
+            raise timeout_error(timeout or 0.0, timeout_key)
+        return summary
+
+    def _translate(
+        self, running: _Running, e: MySQLError, timeout: float | None, timeout_key: str
+    ) -> MySQLError:
+        reason = running.kill_reason
+        if reason is None or e.code not in _INTERRUPTED:
+            return e
+        if reason == "timeout":
+            return timeout_error(timeout or 0.0, timeout_key)
+        return killed_error(reason)
+
+
+def swallow(failure: Failure) -> None:
+    """Errback ending a background chain whose errors were already reported."""
+    log.failure("tablet background task failed", failure)

@@ -1,0 +1,173 @@
+"""``twistd -n vttablet --config FILE`` as a real process against the session's MariaDB and
+ZooKeeper: it registers its ephemeral node, serves over the tablet RPC, and after SIGKILL its
+node vanishes within the ZooKeeper session timeout. A bad config stops it at start."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.interfaces import IReactorTCP, IReactorTime
+from twisted.trial import unittest
+
+from tests.integration.tablet.harness import (
+    APP_USER,
+    DATABASE,
+    DBA_USER,
+    PASSWORD,
+    ensure_users,
+    first_value,
+    reactor,
+    sleep,
+)
+from tests.support import servers
+from vtwist.config import render_example
+from vtwist.local.procs import pid_alive
+from vtwist.protocols.tabletrpc_client import TabletRPCClient, TabletRPCClientFactory
+from vtwist.tablet.config import ENV_DBA_PASSWORD, SCHEMA
+from vtwist.topo import Keyspace, open_topo
+from vtwist.topo.errors import NoNodeError
+from vtwist.topo.records import Tablet
+
+pytestmark = pytest.mark.integration
+
+TWISTD = str(Path(sys.executable).with_name("twistd"))
+SESSION_TIMEOUT = 2.0
+ALIAS = "zone1-0000000100"
+
+
+def write_config(directory: Path) -> Path:
+    """The generated example file (every key documented), as twistd will read it."""
+    path = directory / "vttablet.toml"
+    path.write_text(render_example(SCHEMA))
+    return path
+
+
+def twistd_args(config: Path, directory: Path, **flags: Any) -> list[str]:
+    args = [TWISTD, "-n", "--pidfile=", f"--logfile={directory / 'twistd.log'}", "vttablet"]
+    args += ["--config", str(config)]
+    for key, value in flags.items():
+        args += [f"--{key.replace('.', '-').replace('_', '-')}", str(value)]
+    return args
+
+
+class TwistdTabletTests(unittest.TestCase):
+    timeout = 60
+
+    def test_twistd_tablet_registers_serves_and_vanishes_when_killed(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._e2e())
+
+    async def _e2e(self) -> None:
+        db = servers.shared_mariadb()
+        zk = servers.shared_zookeeper()
+        await ensure_users(db)
+        directory = servers.scratch_dir("twistd-tablet")
+        root = f"/e2e_{secrets.token_hex(4)}"
+        address = zk.address(root)
+        topo = open_topo(address, cast(IReactorTime, reactor), session_timeout=SESSION_TIMEOUT)
+        await topo.connect(10.0)
+        self.addCleanup(topo.close)
+        await topo.create_keyspace(Keyspace("commerce"))
+
+        app_pw = directory / "app_password"
+        app_pw.write_text(PASSWORD + "\n")
+        args = twistd_args(
+            write_config(directory),
+            directory,
+            **{
+                "alias": ALIAS,
+                "tablet_type": "primary",
+                "topo.address": address,
+                "topo.session_timeout": f"{SESSION_TIMEOUT}s",
+                "mysql.port": db.port,
+                "mysql.database": DATABASE,
+                "mysql.app_user": APP_USER,
+                "mysql.app_password_file": app_pw,
+                "mysql.dba_user": DBA_USER,
+                "rpc.listen": "tcp:0:interface=127.0.0.1",
+                "http.listen": "tcp:0:interface=127.0.0.1",
+                "health.interval": "200ms",
+            },
+        )
+        env = {**os.environ, ENV_DBA_PASSWORD: PASSWORD}
+        proc = subprocess.Popen(
+            args, cwd=directory, env=env, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        self.addCleanup(_stop, proc)
+
+        tablet = await _wait_node(topo, lambda t: t.serving and t.rpc_port > 0, proc, directory)
+        assert tablet.tablet_type == "primary" and tablet.keyspace == "commerce"
+        assert tablet.mysql_port == db.port and tablet.http_port > 0
+
+        endpoint = TCP4ClientEndpoint(cast(IReactorTCP, reactor), "127.0.0.1", tablet.rpc_port)
+        client = await endpoint.connect(TabletRPCClientFactory(cast(IReactorTime, reactor)))
+        assert isinstance(client, TabletRPCClient)
+        self.addCleanup(client.close)
+        hello = await client.when_ready()
+        assert hello is not None
+        r = await client.execute("SELECT 40 + 2")
+        assert first_value(r.rows[0]) == b"42"
+        tx = await client.begin(target="commerce:0@primary")
+        await client.execute("SELECT 1", transaction_id=tx)
+        assert await client.commit(tx) == 0
+
+        log = (directory / "twistd.log").read_text()
+        assert "Traceback" not in log, log[-3000:]
+
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        killed_at = time.monotonic()
+        while True:
+            try:
+                await topo.get_tablet(ALIAS)
+            except NoNodeError:
+                break
+            assert time.monotonic() - killed_at < SESSION_TIMEOUT + 3.0, (
+                "the node outlived the session timeout"
+            )
+            await sleep(0.1)
+
+
+async def _wait_node(
+    topo: Any, ready: Any, proc: subprocess.Popen[bytes], directory: Path, timeout: float = 30.0
+) -> Tablet:
+    deadline = time.monotonic() + timeout
+    last: Tablet | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log = (directory / "twistd.log").read_text()[-3000:]
+            raise AssertionError(f"twistd exited with {proc.returncode}:\n{log}")
+        try:
+            last = await topo.get_tablet(ALIAS)
+        except NoNodeError:
+            last = None
+        if last is not None and ready(last):
+            return last
+        await sleep(0.1)
+    log = (directory / "twistd.log").read_text()[-3000:]
+    raise AssertionError(f"tablet node not ready: {last}\n{log}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None and pid_alive(proc.pid):
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def test_bad_config_stops_twistd_naming_the_key(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    args = twistd_args(config, tmp_path, **{"pool.query.size": 0, "topo.address": "memory:"})
+    out = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "pool.query.size: must be >= 1, got 0 (from --pool-query-size)" in (
+        out.stdout + out.stderr
+    )

@@ -1,0 +1,326 @@
+# SynchronousTestCase helpers are unannotated.
+# mypy: disable-error-code="no-untyped-call"
+"""TabletQueryService on a scripted fake mysqld and a fake clock: pooling, transactions,
+reserved connections, timeouts and kills, policies, health delegation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from tests.unit.tablet.fakes import FakeRequest, FakeSink, make_service, text_row
+from vtwist.interfaces import ITabletService
+from vtwist.protocols.mysql.errors import MySQLError
+from vtwist.protocols.tabletrpc_ops import (
+    BeginArgs,
+    ExecuteArgs,
+    KillArgs,
+    ReleaseArgs,
+    ReserveArgs,
+    TransactionArgs,
+)
+from vtwist.tablet.policies import QueryPolicy
+from vtwist.tablet.query import QuerySettings
+
+
+class QueryServiceTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.service, self.mysql = make_service(self.clock)
+
+    def execute(self, sql: str, **kw: Any) -> Deferred[Any]:
+        return self.service.execute(FakeRequest(), ExecuteArgs(sql, **kw))
+
+    def error_of(self, d: Deferred[Any]) -> MySQLError:
+        f = self.failureResultOf(d, MySQLError)
+        assert isinstance(f.value, MySQLError)
+        return f.value
+
+    def test_provides_the_interface(self) -> None:
+        assert verifyObject(ITabletService, self.service)
+
+    def test_pooled_select_returns_raw_rows_and_returns_the_connection(self) -> None:
+        result = self.successResultOf(self.execute("SELECT rows 3"))
+        assert result.rows == [text_row("0"), text_row("1"), text_row("2")]
+        assert len(result.fields) == 1
+        stats = self.service.pools.query.stats()
+        assert stats.in_use == 0 and stats.idle == 1
+        assert self.mysql.statements() == ["SELECT rows 3"]
+        assert self.service.metrics.queries.labels(kind="select")._value.get() == 1
+
+    def test_bind_variables(self) -> None:
+        self.successResultOf(
+            self.execute(
+                "SELECT x FROM t WHERE id IN :ids AND n = :n", bind_vars={"ids": [1, 2], "n": "a'b"}
+            )
+        )
+        assert self.mysql.statements()[-1] == "SELECT x FROM t WHERE id IN (1, 2) AND n = 'a\\'b'"
+
+    def test_row_limit_and_callers_lower_limit(self) -> None:
+        err = self.error_of(self.execute("SELECT rows 101"))
+        assert err.code == 1104 and "Row count exceeded 100" in err.message
+        err = self.error_of(self.execute("SELECT rows 6", max_rows=5))
+        assert "Row count exceeded 5" in err.message
+        self.successResultOf(self.execute("SELECT rows 100"))
+        assert self.service.metrics.rows_exceeded._value.get() == 2
+        assert self.service.metrics.rows_warned._value.get() == 1  # 100 > warn 50
+
+    def test_session_state_refused_on_pooled_connections(self) -> None:
+        for sql in (
+            "SET @a = 1",
+            "SELECT GET_LOCK('x', 1)",
+            "CREATE TEMPORARY TABLE t (a int)",
+            "LOCK TABLES t READ",
+            "SELECT 1 INTO @x",
+            "USE other",
+        ):
+            err = self.error_of(self.execute(sql))
+            assert err.code == 1235 and "reserve" in err.message, sql
+        assert self.mysql.statements() == []
+
+    def test_maybe_dirty_statement_resets_its_connection(self) -> None:
+        self.successResultOf(self.execute("SELECT LAST_INSERT_ID(5)"))
+        assert self.mysql.statements()[-1] == "RESET"
+        self.successResultOf(self.execute("SELECT 1"))
+        assert self.mysql.statements()[-1] == "SELECT 1"
+
+    def test_transaction_statements_and_multi_statements_refused(self) -> None:
+        assert self.error_of(self.execute("BEGIN")).code == 1235
+        assert self.error_of(self.execute("commit")).code == 1235
+        assert self.error_of(self.execute("SELECT 1; SELECT 2")).code == 1235
+
+    def test_writes_refused_unless_serving_primary(self) -> None:
+        service, _ = make_service(self.clock, tablet_type="replica")
+        err = self.failureResultOf(
+            service.execute(FakeRequest(), ExecuteArgs("INSERT INTO t VALUES (1)")), MySQLError
+        ).value
+        assert err.code == 1290 and "replica" in err.message and "zone1-100" in err.message
+        self.successResultOf(service.execute(FakeRequest(), ExecuteArgs("SELECT 1")))
+        # @primary targets are refused by a non-primary, even for reads.
+        err = self.failureResultOf(
+            service.execute(FakeRequest(), ExecuteArgs("SELECT 1", target="ks@primary")),
+            MySQLError,
+        ).value
+        assert err.code == 1290
+        assert service.metrics.refused.labels(reason="read_only")._value.get() == 2
+
+    def test_not_serving_and_wrong_target(self) -> None:
+        service, _ = make_service(self.clock, serving=False)
+        err = self.failureResultOf(
+            service.execute(FakeRequest(), ExecuteArgs("SELECT 1")), MySQLError
+        ).value
+        assert "not serving (probe failed)" in err.message
+        err = self.error_of(self.execute("SELECT 1", target="other:0@replica"))
+        assert "not served by tablet zone1-100" in err.message
+        self.successResultOf(self.execute("SELECT 1", target="ks:0@replica"))
+
+    def test_denylist(self) -> None:
+        service, _ = make_service(
+            self.clock,
+            policy=QueryPolicy(
+                max_result_rows=100,
+                warn_result_rows=0,
+                denied_patterns=[r"sleep\s*\("],
+                denied_tables=["secrets", "db.hidden"],
+            ),
+        )
+
+        def err(sql: str) -> MySQLError:
+            v = self.failureResultOf(service.execute(FakeRequest(), ExecuteArgs(sql)), MySQLError)
+            assert isinstance(v.value, MySQLError)
+            return v.value
+
+        assert err("select SLEEP (3)").code == 1105
+        e = err("SELECT * FROM a JOIN `secrets` s ON a.id = s.id")
+        assert e.code == 1142 and "'secrets'" in e.message
+        assert err("update db.hidden set a = 1").code == 1142
+        self.successResultOf(service.execute(FakeRequest(), ExecuteArgs("SELECT 'secrets' FROM b")))
+
+    def test_query_timeout_kills_on_mysqld(self) -> None:
+        service, mysql = make_service(self.clock, settings=QuerySettings(query_timeout=1.0))
+        d = service.execute(FakeRequest(), ExecuteArgs("SELECT SLEEP(60)"))
+        self.assertNoResult(d)
+        self.clock.advance(1.0)
+        err = self.failureResultOf(d, MySQLError).value
+        assert err.code == 1317 and "query.timeout (1s)" in err.message
+        assert any(s.startswith("KILL QUERY ") for s in mysql.statements())
+        assert service.pools.query.stats().in_use == 0
+        assert service.metrics.kills.labels(reason="timeout")._value.get() == 1
+
+    def test_timeout_reported_even_if_mysqld_answers_after_the_kill(self) -> None:
+        service, mysql = make_service(self.clock, settings=QuerySettings(query_timeout=1.0))
+        mysql.kill_blocked = True  # the kill does not land; the statement then returns
+        d = service.execute(FakeRequest(), ExecuteArgs("SELECT SLEEP(60)"))
+        self.clock.advance(1.0)
+        next(c for c in mysql.clients.values() if c.sleeping is not None).wake()
+        err = self.failureResultOf(d, MySQLError).value
+        assert err.code == 1317
+        # The kill may still be on its way: the connection is held until kill_grace, then
+        # dropped rather than lent again.
+        assert service.pools.query.stats().in_use == 1
+        self.clock.advance(5.0)
+        stats = service.pools.query.stats()
+        assert stats.in_use == 0 and stats.idle == 0 and stats.closed == 1
+
+    def test_stuck_statement_gets_its_connection_closed(self) -> None:
+        service, mysql = make_service(self.clock, settings=QuerySettings(query_timeout=1.0))
+        mysql.kill_blocked = True
+        d = service.execute(FakeRequest(), ExecuteArgs("SELECT SLEEP(60)"))
+        self.clock.advance(1.0)
+        self.assertNoResult(d)
+        self.clock.advance(5.0)  # kill_grace
+        assert self.failureResultOf(d, MySQLError).value.code == 1317
+        assert service.metrics.kills.labels(reason="timeout_stuck")._value.get() == 1
+        assert service.pools.query.stats().in_use == 0
+
+    def test_cancelled_request_kills_and_detaches(self) -> None:
+        request = FakeRequest()
+        d = self.service.execute(request, ExecuteArgs("SELECT SLEEP(60)"))
+        request.cancel("deadline")
+        d.cancel()
+        self.failureResultOf(d)
+        assert any(s.startswith("KILL QUERY ") for s in self.mysql.statements())
+        assert self.service.pools.query.stats().in_use == 0
+
+    def test_stream_execute_relays_rows_and_registers_the_connection(self) -> None:
+        sink = FakeSink()
+        result = self.successResultOf(
+            self.service.stream_execute(FakeRequest(), ExecuteArgs("SELECT rows 600"), sink)
+        )
+        assert result.rows == [] and sink.fields is not None and len(sink.fields) == 1
+        assert sink.rows == [text_row(str(i)) for i in range(600)]  # no row limit on streams
+        assert sink.producer is not None and sink.unregistered
+        sink.producer.pauseProducing()
+        client = next(iter(self.mysql.clients.values()))
+        assert client.paused == 1
+
+    def test_transaction_lifecycle(self) -> None:
+        tx = self.successResultOf(self.service.begin(FakeRequest(), BeginArgs()))
+        assert tx > 0
+        self.successResultOf(self.execute("INSERT INTO t VALUES (1)", transaction_id=tx))
+        self.successResultOf(self.execute("SET @a = 1", transaction_id=tx))  # allowed in a tx
+        assert self.service.counts() == (1, 0)
+        assert self.successResultOf(self.service.commit(FakeRequest(), TransactionArgs(tx))) == 0
+        assert self.service.counts() == (0, 0)
+        stmts = self.mysql.statements()
+        assert stmts[:4] == ["BEGIN", "INSERT INTO t VALUES (1)", "SET @a = 1", "COMMIT"]
+        assert stmts[-1] == "RESET"  # the SET made it dirty
+        err = self.error_of(self.execute("SELECT 1", transaction_id=tx))
+        assert f"transaction {tx} has ended (committed)" in err.message
+        err = self.error_of(self.execute("SELECT 1", transaction_id=12345))
+        assert "unknown to this tablet" in err.message
+
+    def test_abandoned_transaction_rolled_back(self) -> None:
+        tx = self.successResultOf(self.service.begin(FakeRequest(), BeginArgs()))
+        self.clock.advance(20)
+        self.successResultOf(self.execute("SELECT 1", transaction_id=tx))  # activity re-arms
+        self.clock.advance(29)
+        assert self.service.counts() == (1, 0)
+        self.clock.advance(1)
+        assert self.service.counts() == (0, 0)
+        assert self.mysql.statements()[-1] == "RESET"  # the reset rolls back
+        assert self.service.pools.transaction.stats().in_use == 0
+        err = self.error_of(self.execute("SELECT 1", transaction_id=tx))
+        assert "idle longer than transaction.timeout (30s)" in err.message
+        assert (
+            self.service.metrics.ended.labels(kind="transaction", reason="timeout")._value.get()
+            == 1
+        )
+
+    def test_concurrent_statements_on_one_transaction_refused(self) -> None:
+        tx = self.successResultOf(self.service.begin(FakeRequest(), BeginArgs()))
+        d = self.execute("SELECT SLEEP(5)", transaction_id=tx)
+        err = self.error_of(self.execute("SELECT 1", transaction_id=tx))
+        assert "busy with another statement" in err.message
+        self.clock.advance(10)  # query.timeout
+        self.failureResultOf(d)
+        self.successResultOf(self.execute("SELECT 1", transaction_id=tx))
+
+    def test_reserved_connection_with_settings_and_transaction(self) -> None:
+        res = self.successResultOf(
+            self.service.reserve(FakeRequest(), ReserveArgs(settings=["SET @a = 1"], begin=True))
+        )
+        assert res.reserved_id and res.transaction_id and res.reserved_id != res.transaction_id
+        self.successResultOf(self.execute("SET @b = 2", reserved_id=res.reserved_id))
+        kept = self.successResultOf(
+            self.service.commit(FakeRequest(), TransactionArgs(res.transaction_id))
+        )
+        assert kept == res.reserved_id
+        assert self.service.counts() == (0, 1)
+        tx2 = self.successResultOf(
+            self.service.begin(FakeRequest(), BeginArgs(reserved_id=res.reserved_id))
+        )
+        self.successResultOf(
+            self.execute("SELECT 1", transaction_id=tx2, reserved_id=res.reserved_id)
+        )
+        self.successResultOf(
+            self.service.release(FakeRequest(), ReleaseArgs(reserved_id=res.reserved_id))
+        )
+        assert self.service.counts() == (0, 0)
+        assert self.mysql.statements()[-1] == "RESET"
+        assert self.service.pools.transaction.stats().in_use == 0
+
+    def test_reserved_idle_timeout(self) -> None:
+        service, _ = make_service(self.clock, settings=QuerySettings(reserved_idle_timeout=60.0))
+        res = self.successResultOf(
+            service.reserve(FakeRequest(), ReserveArgs(settings=["SET @a=1"]))
+        )
+        self.clock.advance(60)
+        assert service.counts() == (0, 0)
+        err = self.failureResultOf(
+            service.execute(FakeRequest(), ExecuteArgs("SELECT 1", reserved_id=res.reserved_id)),
+            MySQLError,
+        ).value
+        assert "reserved.idle_timeout" in err.message
+
+    def test_kill_transaction_query_and_connection(self) -> None:
+        tx = self.successResultOf(self.service.begin(FakeRequest(), BeginArgs()))
+        d = self.execute("SELECT SLEEP(60)", transaction_id=tx)
+        assert self.successResultOf(self.service.kill(FakeRequest(), KillArgs(transaction_id=tx)))
+        err = self.failureResultOf(d, MySQLError).value
+        assert err.code == 1317 and "killed" in err.message
+        assert self.service.counts() == (1, 0)  # the transaction survives a KILL QUERY
+        assert not self.successResultOf(
+            self.service.kill(FakeRequest(), KillArgs(transaction_id=tx))
+        )
+        assert self.successResultOf(
+            self.service.kill(FakeRequest(), KillArgs(transaction_id=tx, connection=True))
+        )
+        assert self.service.counts() == (0, 0)
+        assert any(s.startswith("KILL CONNECTION") for s in self.mysql.statements())
+        stats = self.service.pools.transaction.stats()
+        assert stats.in_use == 0 and stats.closed == 1
+
+    def test_pool_exhaustion_error(self) -> None:
+        sleepers = [self.execute("SELECT SLEEP(9)") for _ in range(2)]
+        waiting = self.execute("SELECT 1")
+        self.assertNoResult(waiting)
+        self.clock.advance(1.0)  # the pool's wait timeout
+        err = self.error_of(waiting)
+        assert err.code == 1203 and "exhausted" in err.message
+        self.clock.advance(9.0)
+        for d in sleepers:
+            self.failureResultOf(d)
+
+    def test_health_delegates_to_the_state(self) -> None:
+        seen: list[Any] = []
+        unsubscribe = self.service.subscribe_health(seen.append)
+        self.service.state.update(serving=False, error="mysqld down")
+        assert seen[-1]["serving"] is False and self.service.health()["error"] == "mysqld down"
+        unsubscribe()
+        self.service.state.update(serving=True, error="")
+        assert len(seen) == 1
+        # A not-serving tablet takes no new pooled work.
+        self.service.state.update(serving=False)
+        assert self.error_of(self.execute("SELECT 1")).code == 1105
+
+    def test_shutdown_releases_held_connections(self) -> None:
+        self.successResultOf(self.service.begin(FakeRequest(), BeginArgs()))
+        self.successResultOf(self.service.reserve(FakeRequest(), ReserveArgs()))
+        self.successResultOf(self.service.shutdown())
+        assert self.service.counts() == (0, 0)
+        assert self.service.pools.transaction.stats().in_use == 0
