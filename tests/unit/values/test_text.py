@@ -8,7 +8,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from vtwist.protocols.mysql.constants import ColumnType as T
@@ -173,8 +173,12 @@ def test_text_row_to_binary_golden() -> None:
 def test_text_form_converts_to_the_same_binary_row(
     row: tuple[list[tuple[T, bool]], list[object]],
 ) -> None:
-    """A row sent as text and converted gives the same binary row as sending it directly."""
+    """A row sent as text and converted gives the same binary row as sending it directly.
+
+    Non-finite floats are left out: MySQL has no text form for them and never sends one.
+    """
     specs, values = row
+    assume(not any(isinstance(v, float) and not math.isfinite(v) for v in values))
     binary = encode_binary_row(values, specs)
     as_text = [text_value(v) for v in values]
     assert text_row_to_binary(encode_text_row(as_text), specs) == binary

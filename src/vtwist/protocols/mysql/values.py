@@ -40,6 +40,7 @@ from vtwist.protocols.mysql.values_time import (
     unpack_datetime_fields,
     unpack_time,
 )
+from vtwist.protocols.mysql.wire import lenenc_int
 
 __all__ = [
     "ColumnSpec",
@@ -65,17 +66,6 @@ ColumnSpec = tuple[ColumnType, bool]
 """A column or parameter type and whether it is unsigned (only meaningful for integers)."""
 
 _BYTE = [bytes((i,)) for i in range(256)]
-
-
-def _lenenc(n: int) -> bytes:
-    """A length-encoded integer."""
-    if n < 0xFB:
-        return _BYTE[n]
-    if n < 0x10000:
-        return b"\xfc" + n.to_bytes(2, "little")
-    if n < 0x1000000:
-        return b"\xfd" + n.to_bytes(3, "little")
-    return b"\xfe" + n.to_bytes(8, "little")
 
 
 def _read_lenenc_str(buf: bytes, pos: int) -> tuple[bytes, int]:
@@ -150,7 +140,7 @@ def encode_text_row(values: Sequence[bytes | None]) -> bytes:
             append(b"\xfb")
         else:
             n = len(v)
-            append(_BYTE[n] if n < 0xFB else _lenenc(n))
+            append(_BYTE[n] if n < 0xFB else lenenc_int(n))
             append(v)
     return b"".join(parts)
 
@@ -323,7 +313,7 @@ def _encode_value(value: object, ctype: int, unsigned: bool) -> bytes:
             raise TypeError(f"cannot send a {type(value).__name__} as a DECIMAL")
         else:
             raw = _text(value)
-        return _lenenc(len(raw)) + raw
+        return lenenc_int(len(raw)) + raw
     if kind == _K_INT:
         if not isinstance(value, int | bytes | str):
             raise TypeError(f"cannot send a {type(value).__name__} as an integer")

@@ -218,10 +218,13 @@ def int8(n: int) -> bytes:
     return _U64.pack(n)
 
 
+_ONE_BYTE = [bytes((i,)) for i in range(256)]
+
+
 def lenenc_int(n: int) -> bytes:
     """``n`` as a length-encoded integer (1, 3, 4 or 9 bytes)."""
     if n < 0xFB:
-        return bytes((n,))
+        return _ONE_BYTE[n]
     if n < 0x10000:
         return b"\xfc" + _U16.pack(n)
     if n < 0x1000000:
