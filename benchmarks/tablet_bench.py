@@ -27,7 +27,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
@@ -163,7 +163,8 @@ async def bench(reactor: Any, opts: argparse.Namespace) -> None:
             "--alias", alias, "--keyspace", "commerce", "--tablet-type", "primary",
             "--topo-address", address, "--mysql-port", str(db.port), "--mysql-database", DB,
             "--mysql-app-user", APP, "--mysql-dba-user", DBA,
-            "--rpc-listen", "tcp:0:interface=127.0.0.1", "--http-listen", "tcp:0:interface=127.0.0.1",
+            "--rpc-listen", "tcp:0:interface=127.0.0.1",
+            "--http-listen", "tcp:0:interface=127.0.0.1",
             "--pool-query-size", str(opts.concurrency),
         ]  # fmt: skip
         env = {**os.environ, ENV_APP_PASSWORD: PASSWORD, ENV_DBA_PASSWORD: PASSWORD}
@@ -223,7 +224,7 @@ async def bench(reactor: Any, opts: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=cast(str, __doc__).splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--concurrency", type=int, default=16)

@@ -41,6 +41,8 @@ class Options(ConfigOptions):
     """``twistd vttablet`` options: ``--config FILE`` and one flag per key of ``SCHEMA``."""
 
     schema = SCHEMA
+    # twistd already prints "Usage: twistd [options] vttablet" before the synopsis.
+    synopsis = "[--config FILE] [options]"
 
     def postOptions(self) -> None:
         """Load the config, then check what it names: password files, topo auth file."""

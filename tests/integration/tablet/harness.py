@@ -87,6 +87,7 @@ class Harness:
         self.service = tablet.service
         self.state = tablet.state
         self.db = servers.shared_mariadb()
+        self.extra_clients: list[TabletRPCClient] = []
 
     @classmethod
     async def start(cls, overrides: dict[str, Any] | None = None) -> Harness:
@@ -105,12 +106,24 @@ class Harness:
         await client.when_ready()
         return cls(tablet, client)
 
+    async def another_client(self) -> TabletRPCClient:
+        """A second RPC connection to the same tablet (closed by ``stop()``)."""
+        port = await self.tablet.rpc.whenListening()
+        address = cast(IPv4Address, port.getHost())
+        endpoint = TCP4ClientEndpoint(cast(IReactorTCP, reactor), "127.0.0.1", address.port)
+        client = await endpoint.connect(TabletRPCClientFactory(cast(IReactorTime, reactor)))
+        assert isinstance(client, TabletRPCClient)
+        await client.when_ready()
+        self.extra_clients.append(client)
+        return client
+
     async def http_port(self) -> int:
         port = await self.tablet.http.whenListening()
         return cast(IPv4Address, port.getHost()).port
 
     async def stop(self) -> None:
-        await self.client.close()
+        for client in [self.client, *self.extra_clients]:
+            await client.close()
         await self.tablet.rpc.stopService()
         await self.tablet.http.stopService()
         await self.service.shutdown()

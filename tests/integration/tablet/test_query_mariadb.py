@@ -3,7 +3,7 @@
 """The tablet's query service against the real MariaDB, reached over the real tablet RPC:
 pool exhaustion and leaks, session isolation, abandoned transactions, query timeouts killed
 on mysqld, concurrency on one RPC connection, replica writes, denylist and row limits,
-streams with back-pressure, and the HTTP pages."""
+streams with back-pressure, the HTTP pages, and broken connections replaced."""
 
 from __future__ import annotations
 
@@ -102,30 +102,37 @@ class TabletQueryTests(unittest.TestCase):
 
     async def _isolation(self) -> None:
         h = await self._harness({"pool.query.size": 2, "pool.transaction.size": 3})
-        c = h.client
+        c, other = h.client, await h.another_client()  # two gates, two RPC connections
         await h.sql("CREATE TABLE IF NOT EXISTS iso (id INT PRIMARY KEY)")
         await h.sql("DELETE FROM iso")
         err = await error_of(c.execute("SET @who = 'x'"))
         assert err.code == 1235 and "reserve" in err.message
-        a = await c.reserve(["SET @who = 'a'"])
-        b = await c.reserve(["SET @who = 'b'", "CREATE TEMPORARY TABLE tmp_b (x INT)"])
+        a = await c.reserve(["SET @who = 'a'", "SELECT GET_LOCK('iso_lock_a', 0)"])
+        b = await other.reserve(["SET @who = 'b'", "CREATE TEMPORARY TABLE tmp_b (x INT)"])
         ra = await c.execute("SELECT @who, CONNECTION_ID()", reserved_id=a.reserved_id)
-        rb = await c.execute("SELECT @who, CONNECTION_ID()", reserved_id=b.reserved_id)
+        rb = await other.execute("SELECT @who, CONNECTION_ID()", reserved_id=b.reserved_id)
         assert first_value(ra.rows[0]) == b"a" and first_value(rb.rows[0]) == b"b"
-        for r in await gatherResults([c.execute("SELECT @who") for _ in range(10)]):
-            assert first_value(r.rows[0]) is None  # pooled connections never see them
-        assert (await error_of(c.execute("SELECT * FROM tmp_b"))).code == 1146
-        # A transaction's uncommitted row is invisible to everyone else.
+        for client in (c, other):
+            for r in await gatherResults([client.execute("SELECT @who") for _ in range(10)]):
+                assert first_value(r.rows[0]) is None  # pooled connections never see them
+            assert (await error_of(client.execute("SELECT * FROM tmp_b"))).code == 1146
+        assert (await h.sql("SELECT IS_FREE_LOCK('iso_lock_a')"))[0][0] == b"0"
+        # A transaction's uncommitted row is invisible to the other client, then visible.
         tx = await c.begin()
         await c.execute("INSERT INTO iso VALUES (1)", transaction_id=tx)
+        r = await other.execute("SELECT COUNT(*) FROM iso")
+        assert first_value(r.rows[0]) == b"0"
+        # Without its transaction id, even the same client reads through the pool: unseen.
         r = await c.execute("SELECT COUNT(*) FROM iso")
         assert first_value(r.rows[0]) == b"0"
         await c.commit(tx)
-        r = await c.execute("SELECT COUNT(*) FROM iso")
+        r = await other.execute("SELECT COUNT(*) FROM iso")
         assert first_value(r.rows[0]) == b"1"
-        # Released reserved connections go back reset: the next borrower sees nothing.
+        # Released reserved connections go back reset: the next borrower sees nothing, and
+        # the lock taken on one is free again.
         await c.release(reserved_id=a.reserved_id)
-        await c.release(reserved_id=b.reserved_id)
+        await other.release(reserved_id=b.reserved_id)
+        assert (await h.sql("SELECT IS_FREE_LOCK('iso_lock_a')"))[0][0] == b"1"
         txs = [await c.begin() for _ in range(3)]  # every connection of the pool
         for tx in txs:
             r = await c.execute("SELECT @who", transaction_id=tx)
@@ -177,14 +184,24 @@ class TabletQueryTests(unittest.TestCase):
     async def _timeout(self) -> None:
         h = await self._harness({"query.timeout": "1s"})
         c = h.client
-        err = await error_of(c.execute("SELECT SLEEP(60)"))
+        sleeping = c.execute("SELECT SLEEP(60)")
+
+        async def running() -> bool:
+            return bool(await h.processlist(APP_USER, "SELECT SLEEP(60)%"))
+
+        await wait_for(running, "SELECT SLEEP(60) running on mysqld", 3.0)
+        err = await error_of(sleeping)
         assert err.code == 1317 and err.sqlstate == "70100"
         assert "query.timeout (1s)" in err.message and "killed on mysqld" in err.message
 
         async def gone() -> bool:
-            return not await h.processlist(APP_USER, "SELECT SLEEP(60)%")
+            return not await running()
 
         await wait_for(gone, "the statement is no longer in mysqld's processlist", 3.0)
+        kills = h.tablet.metrics.kills
+        assert kills.labels(reason="timeout")._value.get() == 1
+        # KILL QUERY landed: the tablet never had to fall back to closing the connection.
+        assert kills.labels(reason="timeout_stuck")._value.get() == 0
         # An RPC deadline (the gate's) also kills the statement on mysqld.
         err = await error_of(c.execute("SELECT SLEEP(61)", deadline=reactor.seconds() + 0.5))
         assert err.code == 1317
@@ -193,6 +210,7 @@ class TabletQueryTests(unittest.TestCase):
             return not await h.processlist(APP_USER, "SELECT SLEEP(61)%")
 
         await wait_for(gone61, "the cancelled statement is no longer running", 3.0)
+        assert kills.labels(reason="cancelled")._value.get() == 1
         r = await c.execute("SELECT 1")  # the pool is healthy afterwards
         assert first_value(r.rows[0]) == b"1"
         assert h.tablet.pools.query.stats().in_use == 0
@@ -208,7 +226,10 @@ class TabletQueryTests(unittest.TestCase):
         ds = [c.execute("SELECT :i, REPEAT('x', :n)", {"i": i, "n": i % 50}) for i in range(500)]
         results = await gatherResults(ds)
         for i, r in enumerate(results):
-            assert first_value(r.rows[0]) == str(i).encode()
+            assert len(r.rows) == 1
+            n = len(str(i))
+            # Text row: two length-prefixed values (both shorter than 251 bytes).
+            assert r.rows[0] == bytes([n]) + str(i).encode() + bytes([i % 50]) + b"x" * (i % 50)
         stats = h.tablet.pools.query.stats()
         assert stats.in_use == 0 and stats.open <= 16
 
@@ -324,3 +345,34 @@ class TabletQueryTests(unittest.TestCase):
 
 async def _eq(value: Awaitable[int], expected: int) -> bool:
     return await value == expected
+
+
+class BrokenConnectionTests(unittest.TestCase):
+    timeout = 60
+
+    def test_connection_killed_on_mysqld_is_replaced(self) -> Deferred[None]:
+        return run(self._broken)
+
+    async def _broken(self) -> None:
+        h = await Harness.start({"pool.query.size": 2})
+        self.addCleanup(lambda: Deferred.fromCoroutine(h.stop()))
+        c = h.client
+        await gatherResults([c.execute("SELECT SLEEP(0.1)") for _ in range(2)])
+        stats = h.tablet.pools.query.stats()
+        assert stats.open == 2 and stats.created == 2
+        killed = await h.processlist(APP_USER)
+        assert len(killed) == 2
+        for thread_id, _command, _info in killed:
+            await h.sql(f"KILL CONNECTION {int(thread_id)}")
+
+        async def closed() -> bool:
+            return not await h.processlist(APP_USER)
+
+        # mysqld has closed them (the tablet learns it from the socket or the next use).
+        await wait_for(closed, "the killed connections are gone from the processlist")
+        results = await gatherResults([c.execute(f"SELECT {i}") for i in range(4)])
+        assert [first_value(r.rows[0]) for r in results] == [b"0", b"1", b"2", b"3"]
+        stats = h.tablet.pools.query.stats()
+        assert stats.created >= 3 and stats.in_use == 0  # dead ones were replaced
+        alive = {int(row[0]) for row in await h.processlist(APP_USER)}
+        assert alive and not alive & {int(row[0]) for row in killed}

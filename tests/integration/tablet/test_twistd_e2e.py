@@ -1,6 +1,9 @@
-"""``twistd -n vttablet --config FILE`` as a real process against the session's MariaDB and
-ZooKeeper: it registers its ephemeral node, serves over the tablet RPC, and after SIGKILL its
-node vanishes within the ZooKeeper session timeout. A bad config stops it at start."""
+# Failure.trap is unannotated.
+# mypy: disable-error-code="no-untyped-call"
+"""``twistd -n vttablet --config FILE`` as a real process against a private MariaDB and the
+session's ZooKeeper: it registers its ephemeral node and serves over the tablet RPC; stopping
+its mysqld flips it to not serving in the node and on a real RPC health stream; after SIGKILL
+its node vanishes within the ZooKeeper session timeout. A bad config stops it at start."""
 
 from __future__ import annotations
 
@@ -14,24 +17,19 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import IReactorTCP, IReactorTime
+from twisted.internet.threads import deferToThread
+from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from tests.integration.tablet.harness import (
-    APP_USER,
-    DATABASE,
-    DBA_USER,
-    PASSWORD,
-    ensure_users,
-    first_value,
-    reactor,
-    sleep,
-)
+from tests.integration.tablet.harness import DATABASE, first_value, reactor, sleep
 from tests.support import servers
 from vtwist.config import render_example
+from vtwist.local.mariadb import MariaDB
 from vtwist.local.procs import pid_alive
+from vtwist.protocols.mysql.errors import MySQLError
 from vtwist.protocols.tabletrpc_client import TabletRPCClient, TabletRPCClientFactory
 from vtwist.tablet.config import ENV_DBA_PASSWORD, SCHEMA
 from vtwist.topo import Keyspace, open_topo
@@ -63,13 +61,18 @@ def twistd_args(config: Path, directory: Path, **flags: Any) -> list[str]:
 class TwistdTabletTests(unittest.TestCase):
     timeout = 60
 
-    def test_twistd_tablet_registers_serves_and_vanishes_when_killed(self) -> Deferred[None]:
+    def test_twistd_tablet_serves_flips_when_mysqld_stops_and_vanishes_when_killed(
+        self,
+    ) -> Deferred[None]:
         return Deferred.fromCoroutine(self._e2e())
 
     async def _e2e(self) -> None:
-        db = servers.shared_mariadb()
         zk = servers.shared_zookeeper()
-        await ensure_users(db)
+        # A private mysqld: this test stops it (never the session's shared one).
+        db: MariaDB = await deferToThread(
+            lambda: MariaDB(servers.scratch_dir("e2e-mariadb")).start()
+        )
+        self.addCleanup(deferToThread, db.destroy)
         directory = servers.scratch_dir("twistd-tablet")
         root = f"/e2e_{secrets.token_hex(4)}"
         address = zk.address(root)
@@ -79,7 +82,7 @@ class TwistdTabletTests(unittest.TestCase):
         await topo.create_keyspace(Keyspace("commerce"))
 
         app_pw = directory / "app_password"
-        app_pw.write_text(PASSWORD + "\n")
+        app_pw.write_text(db.password + "\n")
         args = twistd_args(
             write_config(directory),
             directory,
@@ -90,15 +93,15 @@ class TwistdTabletTests(unittest.TestCase):
                 "topo.session_timeout": f"{SESSION_TIMEOUT}s",
                 "mysql.port": db.port,
                 "mysql.database": DATABASE,
-                "mysql.app_user": APP_USER,
+                "mysql.app_user": db.user,
                 "mysql.app_password_file": app_pw,
-                "mysql.dba_user": DBA_USER,
+                "mysql.dba_user": db.user,
                 "rpc.listen": "tcp:0:interface=127.0.0.1",
                 "http.listen": "tcp:0:interface=127.0.0.1",
                 "health.interval": "200ms",
             },
         )
-        env = {**os.environ, ENV_DBA_PASSWORD: PASSWORD}
+        env = {**os.environ, ENV_DBA_PASSWORD: db.password}
         proc = subprocess.Popen(
             args, cwd=directory, env=env, stdin=subprocess.DEVNULL, start_new_session=True
         )
@@ -114,14 +117,32 @@ class TwistdTabletTests(unittest.TestCase):
         self.addCleanup(client.close)
         hello = await client.when_ready()
         assert hello is not None
+        health: list[dict[str, Any]] = []
+        subscription = client.stream_health(health.append)
+        subscription.addErrback(_ended)
         r = await client.execute("SELECT 40 + 2")
         assert first_value(r.rows[0]) == b"42"
         tx = await client.begin(target="commerce:0@primary")
         await client.execute("SELECT 1", transaction_id=tx)
         assert await client.commit(tx) == 0
+        await _until(lambda: bool(health) and health[-1]["serving"] is True, "serving pushed")
 
         log = (directory / "twistd.log").read_text()
         assert "Traceback" not in log, log[-3000:]
+
+        # mysqld goes away: the health stream and the topo node both say not serving.
+        await deferToThread(db.stop)
+        await _until(lambda: health[-1]["serving"] is False, "not serving on the health stream")
+        assert health[-1]["error"], health[-1]
+        assert health[-1]["alias"] == ALIAS
+        await _wait_node(topo, lambda t: not t.serving, proc, directory)
+        err: MySQLError | None = None
+        try:
+            await client.execute("SELECT 1")
+        except MySQLError as e:
+            err = e
+        assert err is not None  # no answer from a tablet without its mysqld
+        subscription.cancel()
 
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
@@ -135,6 +156,18 @@ class TwistdTabletTests(unittest.TestCase):
                 "the node outlived the session timeout"
             )
             await sleep(0.1)
+
+
+def _ended(failure: Failure) -> None:
+    """The health subscription ends by our cancel, or when the tablet is killed."""
+    failure.trap(CancelledError, MySQLError)
+
+
+async def _until(check: Any, what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"still not true after {timeout}s: {what}"
+        await sleep(0.05)
 
 
 async def _wait_node(
@@ -171,3 +204,18 @@ def test_bad_config_stops_twistd_naming_the_key(tmp_path: Path) -> None:
     assert "pool.query.size: must be >= 1, got 0 (from --pool-query-size)" in (
         out.stdout + out.stderr
     )
+
+
+def test_twistd_help_lists_every_key(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [TWISTD, "-n", "vttablet", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Usage: twistd [options] vttablet [--config FILE] [options]" in out.stdout
+    for opt in SCHEMA:
+        assert f"--{opt.flag}=" in out.stdout, opt.key
+        assert f"{opt.key}:" in out.stdout, opt.key

@@ -10,10 +10,12 @@ naming the key. Everything listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -101,7 +103,9 @@ def get(url: str) -> tuple[int, str]:
 
 class TwistdTests(unittest.TestCase):
     def setUp(self) -> None:
-        self.dir = Path(self.mktemp()).resolve()
+        # A system temp dir, not trial's mktemp(): under pytest that lands in the repo root.
+        self.dir = Path(tempfile.mkdtemp(prefix="vtwist-dummy-role-")).resolve()
+        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
         plugins = self.dir / "twisted" / "plugins"
         plugins.mkdir(parents=True)
         (plugins / "vtwist_dummy_plugin.py").write_text(
