@@ -13,6 +13,9 @@ twistd process from /proc/<pid>/stat over the measured window), plus the CPU per
 this driver and of mysqld. Not a test.
 
     .venv/bin/python benchmarks/tablet_bench.py [--seconds 10] [--concurrency 16]
+
+With ``VTWIST_TABLET_PROFILE=/tmp/tablet.pstats`` the tablet runs under a CPU-time cProfile
+and saves its stats there on exit (its CPU figures then include the profiler's overhead).
 """
 
 from __future__ import annotations
@@ -46,13 +49,25 @@ from vtwist.topo.errors import NoNodeError
 TABLE_ROWS = 10_000
 APP, DBA, PASSWORD, DB = "bench_app", "bench_dba", "bench-pw", "bench"
 TICK = os.sysconf("SC_CLK_TCK")
+# Set to a file path to run the tablet under cProfile (pstats file; adds profiler overhead).
+ENV_PROFILE = "VTWIST_TABLET_PROFILE"
+PROFILED_TWISTD = """
+import cProfile, sys, time
+from twisted.internet import reactor
+from twisted.scripts.twistd import run
+profiler = cProfile.Profile(time.process_time)
+reactor.addSystemEventTrigger("before", "shutdown", profiler.dump_stats, sys.argv[1])
+sys.argv[:2] = ["twistd"]
+profiler.enable()
+run()
+"""
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of process ``pid``, in seconds (from /proc/<pid>/stat)."""
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of process ``pid``, in seconds (from /proc/<pid>/stat)."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
 def prepare(db: MariaDB) -> None:
@@ -94,7 +109,7 @@ class Driver:
     async def run(self, warmup: float, seconds: float, pids: dict[str, int]) -> dict[str, float]:
         loops = [defer.Deferred.fromCoroutine(self._loop(call)) for call in self.calls]
         await task.deferLater(self.reactor, warmup, lambda: None)
-        cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        cpu0 = {name: cpu_split(pid) for name, pid in pids.items()}
         mine0, wall0 = time.process_time(), time.perf_counter()
         self.done, self.measuring = 0, True
         await task.deferLater(self.reactor, seconds, lambda: None)
@@ -103,7 +118,10 @@ class Driver:
         out = {"qps": self.done / wall, "queries": float(self.done), "wall": wall}
         out["driver_us"] = (time.process_time() - mine0) / self.done * 1e6
         for name, pid in pids.items():
-            out[f"{name}_us"] = (cpu_seconds(pid) - cpu0[name]) / self.done * 1e6
+            (user0, sys0), (user1, sys1) = cpu0[name], cpu_split(pid)
+            out[f"{name}_user_us"] = (user1 - user0) / self.done * 1e6
+            out[f"{name}_sys_us"] = (sys1 - sys0) / self.done * 1e6
+            out[f"{name}_us"] = out[f"{name}_user_us"] + out[f"{name}_sys_us"]
         self.stopping = True
         await defer.gatherResults(loops)
         return out
@@ -167,6 +185,11 @@ async def bench(reactor: Any, opts: argparse.Namespace) -> None:
             "--http-listen", "tcp:0:interface=127.0.0.1",
             "--pool-query-size", str(opts.concurrency),
         ]  # fmt: skip
+        profile = os.environ.get(ENV_PROFILE)
+        if profile:
+            # cProfile on CPU time (not wall time: this box also runs mysqld and the driver),
+            # the stats written when the tablet exits.
+            args[:1] = [sys.executable, "-c", PROFILED_TWISTD, str(Path(profile).resolve())]
         env = {**os.environ, ENV_APP_PASSWORD: PASSWORD, ENV_DBA_PASSWORD: PASSWORD}
         proc = subprocess.Popen(args, cwd=base, env=env, stdin=subprocess.DEVNULL)
         tablet = await wait_tablet(reactor, topo, alias, proc, log)
@@ -208,7 +231,8 @@ async def bench(reactor: Any, opts: argparse.Namespace) -> None:
         )
         print(
             f"  through vttablet (1 RPC connection, query pool {n}): {t['qps']:,.0f} qps; "
-            f"tablet CPU {t['tablet_us']:.0f} us/q, driver CPU {t['driver_us']:.0f} us/q, "
+            f"tablet CPU {t['tablet_us']:.0f} us/q (user {t['tablet_user_us']:.0f}, "
+            f"sys {t['tablet_sys_us']:.0f}), driver CPU {t['driver_us']:.0f} us/q, "
             f"mysqld CPU {t['mysqld_us']:.0f} us/q; {through.errors} errors"
         )
         print(f"  ratio tablet/direct: {t['qps'] / d['qps']:.2f}  (cores: {os.cpu_count()})")

@@ -176,6 +176,12 @@ class Lease:
     def give_back(self, reset: bool = False) -> Deferred[None]:
         """Return the connection to its pool once settled: reset first when ``dirty`` or
         ``reset``, closed instead when ``broken``. Never fails."""
+        if self._unsettled == 0 and not (reset or self.dirty):
+            # The per-query case: nothing to wait for or reset, so no coroutine.
+            pc = self.pc
+            if pc.lent:
+                self.pool.release(pc, self.broken or pc.client.is_broken)
+            return succeed(None)
         return Deferred.fromCoroutine(self._give_back(reset))
 
     async def _give_back(self, reset: bool) -> None:

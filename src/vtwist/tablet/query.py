@@ -253,7 +253,7 @@ class TabletQueryService:
         sink: IRowSink | None,
     ) -> QueryResult:
         pool = self.pools.query
-        lease = Lease(pool, await pool.acquire())
+        lease = Lease(pool, pool.try_acquire() or await pool.acquire())
         try:
             return await self._run(lease, request, sql, args, sink)
         finally:

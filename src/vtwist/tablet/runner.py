@@ -193,11 +193,26 @@ class _Running:
     def __init__(self, runner: Runner, lease: Lease) -> None:
         self.runner = runner
         self.lease = lease
-        self.connection_id = lease.connection_id
         self.finished = False
         self.kill_reason: str | None = None
         self._grace: IDelayedCall | None = None
         self._release_statement = lease.hold()
+
+    @property
+    def connection_id(self) -> int:
+        """mysqld's id of the statement's connection (read only when killing)."""
+        return self.lease.connection_id
+
+    def statement_over(self, result: Any) -> Any:
+        """The statement's Deferred fired: forget it on the runner, then ``done``."""
+        running = self.runner._running
+        if running.get(self.lease) is self:
+            del running[self.lease]
+        return self.done(result)
+
+    def cancelled(self, reason: str) -> None:
+        """The gate cancelled the request (an ``on_cancel`` hook)."""
+        self.kill("cancelled")
 
     def done(self, result: Any) -> Any:
         """The statement's reply is complete (or the connection broke)."""
@@ -311,19 +326,13 @@ class Runner:
         """Run ``sql`` on ``lease`` feeding ``consumer``; the reply's summary, or MySQLError."""
         running = _Running(self, lease)
         self._running[lease] = running
-
-        def finished(result: Any) -> Any:
-            if self._running.get(lease) is running:
-                del self._running[lease]
-            return running.done(result)
-
         statement = lease.client.stream_query(sql, consumer)
-        statement.addBoth(finished)
+        statement.addBoth(running.statement_over)  # bound methods, not per-query closures
         timer = None
         if timeout:
             timer = self.clock.callLater(timeout, running.kill, "timeout")
         if request is not None:
-            request.on_cancel(lambda reason: running.kill("cancelled"))
+            request.on_cancel(running.cancelled)
         try:
             summary = await detach(statement)
         except MySQLError as e:

@@ -63,6 +63,7 @@ __all__ = [
 ]
 
 _UNSIGNED: Final = int(ColumnFlag.UNSIGNED)
+_NO_PARAMS_EXECUTE: Final = ComStmtExecute(0)  # never sent (see ExecuteHandler.__init__)
 
 # Character sets the client can ask for, with the collation id sent in the login packet
 # (one byte, so only ids < 256). Names are also spliced into ``SET NAMES``: only these.
@@ -276,7 +277,18 @@ class ResultHandler(CommandHandler):
         """One reply event."""
         t = type(ev)
         if t is Row:
-            self._row(ev)  # type: ignore[arg-type]
+            consumer = self.consumer
+            if consumer is None:
+                self._row(ev)  # type: ignore[arg-type]
+                return None
+            # A streamed row goes straight to the consumer (the hot path of a relay).
+            assert self._current is not None
+            self._current.row_count += 1
+            if self.error is None:
+                try:
+                    consumer(ev)  # type: ignore[arg-type]
+                except Exception as e:  # the consumer's bug: read to the end, then fail
+                    self.fail(e)
             return None
         if t is Column:
             assert self._current is not None
@@ -395,7 +407,8 @@ class ExecuteHandler(ResultHandler):
                 f"statement has {stmt.num_params} parameters, got {len(params)} values"
             )
         super().__init__(
-            ComStmtExecute(stmt.statement_id),
+            # With parameters ``first`` builds the command when it is sent: no placeholder.
+            _NO_PARAMS_EXECUTE if params else ComStmtExecute(stmt.statement_id),
             binary=True,
             python=True,
             max_result_size=max_result_size,

@@ -75,6 +75,7 @@ capped at ``max_packet_size``).
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Final
@@ -156,8 +157,19 @@ _PER_REPLY: Final = (
 _EXECUTE: Final = 0x17
 _MALFORMED: Final = int(ErrorCode.MALFORMED_PACKET)
 _ROWS: Final = State.ROWS
+# Decoded column definitions kept per connection (see ``_d_column``): entries, and the
+# largest payload kept.
+_COLUMN_CACHE_ENTRIES: Final = 256
+_COLUMN_CACHE_MAX_PAYLOAD: Final = 1024
 
 _Decoder = Callable[["Connection", bytes], "Message | None"]
+_EOF_PACK: Final = struct.Struct("<BHH").pack
+
+
+def _eof(warnings: int, status: int) -> bytes:
+    """A classic EOF payload (``Eof(warnings, status).encode()`` without the object: it is
+    written after the columns and at the end of every result set)."""
+    return _EOF_PACK(0xFE, warnings, status)
 
 
 class Connection(Machine):
@@ -171,6 +183,7 @@ class Connection(Machine):
         self._reader = PacketReader(max_packet_size)
         self._peer_closed = False
         self._error: RemoteProtocolError | None = None
+        self._columns_seen: dict[bytes, ColumnDefinition41] = {}
 
     # -- introspection ---------------------------------------------------------------------
 
@@ -252,12 +265,6 @@ class Connection(Machine):
         self._tls = True
         self._state = State.LOGIN
 
-    def _peer_may_send(self) -> bool:
-        s = self._state
-        if self._server:
-            return s in CLIENT_STATES and (s is not State.AUTH or self._auth_client_turn)
-        return s in SERVER_STATES
-
     def next_event(self) -> Message | Signal:
         """The next event from the peer, or NEED_DATA / PAUSED / CLOSED."""
         if self._error is not None:
@@ -271,7 +278,13 @@ class Connection(Machine):
                         return CLOSED
                     if state is State.TLS:
                         return PAUSED
-                    if not self._peer_may_send():
+                    # Is it the peer's turn? (inlined: this runs for every packet)
+                    if not (
+                        state in CLIENT_STATES
+                        and (state is not State.AUTH or self._auth_client_turn)
+                        if self._server
+                        else state in SERVER_STATES
+                    ):
                         if self._peer_closed:
                             return self._on_peer_closed()
                         if self._reader.buffered > self.max_packet_size:
@@ -397,11 +410,11 @@ class Connection(Machine):
             done = ev if isinstance(ev, ResultSetDone) else None
             if done is None or not (self._cmd == _EXECUTE and done.status & _CURSOR):
                 status = (self._status if done is None else done.status) & ~_PER_REPLY
-                seq = frame_into(out, Eof(0, status).encode(), seq)
+                seq = frame_into(out, _eof(0, status), seq)
         seq = frame_into(out, self._encode(ev, state), seq)
         state = self._state
         if state is State.PARAMS_END or state is State.PREPARE_COLUMNS_END:
-            seq = frame_into(out, Eof(0, self._status & ~_PER_REPLY).encode(), seq)
+            seq = frame_into(out, _eof(0, self._status & ~_PER_REPLY), seq)
             self._eof_done()
         self._seq = 0 if self._state is State.IDLE else seq
 
@@ -416,13 +429,13 @@ class Connection(Machine):
             if self._deprecate_eof:
                 ok = Ok(ev.affected_rows, ev.last_insert_id, ev.status, ev.warnings, ev.info)
                 return ok.encode(self._caps, 0xFE)
-            return Eof(ev.warnings, ev.status).encode()
+            return _eof(ev.warnings, ev.status)
         if t is Ok:
             assert isinstance(ev, Ok)
             if state is State.SET_OPTION:
                 if self._deprecate_eof:
                     return ev.encode(self._caps, 0xFE)
-                return Eof(ev.warnings, ev.status).encode()
+                return _eof(ev.warnings, ev.status)
             return ev.encode(self._caps or _PROTOCOL_41)
         if t is ResultSetStart:
             return lenenc_int(ev.column_count)  # type: ignore[attr-defined]
@@ -502,7 +515,17 @@ class Connection(Machine):
         return ResultSetStart(n)
 
     def _d_column(self, p: bytes) -> Message:
-        return Column(ColumnDefinition41.decode(p))
+        # The same definitions come back query after query (a prepared statement's on every
+        # execute): decode each distinct payload once. Definitions are immutable.
+        cache = self._columns_seen
+        definition = cache.get(p)
+        if definition is None:
+            definition = ColumnDefinition41.decode(p)
+            if len(p) <= _COLUMN_CACHE_MAX_PAYLOAD:
+                if len(cache) >= _COLUMN_CACHE_ENTRIES:
+                    cache.clear()
+                cache[p] = definition
+        return Column(definition)
 
     def _is_end(self, p: bytes) -> bool:
         return bool(p) and p[0] == 0xFE and len(p) < (0xFFFFFF if self._deprecate_eof else 9)

@@ -11,6 +11,7 @@ re-exported here.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Final
@@ -98,6 +99,7 @@ _WITH_DB: Final = int(Capability.CONNECT_WITH_DB)
 _ATTRS: Final = int(Capability.CONNECT_ATTRS)
 _SSL: Final = int(Capability.SSL)
 _SESSION_TRACK: Final = int(Capability.SESSION_TRACK)
+_STATUS_WARNINGS: Final = struct.Struct("<HH")
 _STATE_CHANGED: Final = int(ServerStatus.SESSION_STATE_CHANGED)
 _PROTOCOL_41: Final = int(Capability.PROTOCOL_41)
 _MALFORMED: Final = int(ErrorCode.MALFORMED_PACKET)
@@ -397,6 +399,17 @@ class Ok(Message):
     @classmethod
     def decode(cls, payload: bytes, capabilities: int = DEFAULT_CAPS) -> Ok:
         """Parse an OK with header 0x00 or 0xFE."""
+        if (
+            len(payload) >= 7
+            and payload[1] < 0xFB
+            and payload[2] < 0xFB
+            and (payload[0] == 0x00 or payload[0] == 0xFE)
+            and not capabilities & _SESSION_TRACK
+        ):
+            # The hot path (every result set ends with one under DEPRECATE_EOF): one-byte
+            # counts, then status and warnings, then the info string.
+            status, warnings = _STATUS_WARNINGS.unpack_from(payload, 3)
+            return cls(payload[1], payload[2], status, warnings, payload[7:])
         r = Reader(payload)
         header = r.int1()
         if header not in (0x00, 0xFE):

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar, overload
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -175,6 +175,7 @@ class MySQLPool(Generic[C]):
         self._live: set[PooledConnection[C]] = set()  # opened and not closed yet
         self._waiters: deque[_Waiter] = deque()
         self._reaper: IDelayedCall | None = None
+        self._reaper_at = 0.0  # when the armed reaper fires (meaningful while it is active)
         self._closed = False
         self._close_waiters: list[Deferred[None]] = []
         self._created = self._closed_count = self._connect_errors = 0
@@ -187,10 +188,39 @@ class MySQLPool(Generic[C]):
     def _open(self) -> int:
         return len(self._idle) + len(self._in_use) + self._busy
 
+    def try_acquire(self) -> PooledConnection[C] | None:
+        """An idle connection lent at once, or None (then ``acquire`` and wait).
+
+        The per-query fast path: no waiter, timer or Deferred. Only the most recently used
+        idle connection is considered, and only when nobody queues before us and it needs
+        no ping (``ping_on_checkout_after``); ``acquire`` handles every other case.
+        """
+        idle = self._idle
+        if not idle or self._waiters or self._closed:
+            return None
+        pc = idle[-1]
+        now = self.clock.seconds()
+        after = self.ping_on_checkout_after
+        if (
+            pc.client.is_broken
+            or self._expired(pc, now)
+            or (after is not None and now - pc.last_used >= after)
+        ):
+            return None
+        idle.pop()
+        pc.lent = True
+        pc.uses += 1
+        pc.last_used = now
+        self._in_use.add(pc)
+        return pc
+
     def acquire(self) -> Deferred[PooledConnection[C]]:
         """A connection, now or after waiting (MySQLError 1203 when the pool is exhausted)."""
         if self._closed:
             return fail(self._closed_error())
+        pc = self.try_acquire()
+        if pc is not None:
+            return succeed(pc)
         can_serve = not self._waiters and (self._idle or self._open < self.size)
         if not can_serve and len(self._waiters) >= self.max_waiters:
             self._rejected += 1
@@ -251,7 +281,6 @@ class MySQLPool(Generic[C]):
             self._lend(pc)
         while len(self._waiters) > self._busy and self._open < self.size:
             self._create()
-        self._schedule_reaper()
 
     def _lend(self, pc: PooledConnection[C]) -> None:
         w = self._waiters.popleft()
@@ -276,6 +305,7 @@ class MySQLPool(Generic[C]):
         else:
             pc.last_used = self.clock.seconds()
             self._idle.append(pc)
+            self._reap_by(self._deadline(pc))
         self._dispatch()
 
     def _track(self, d: Deferred[Any], pc: PooledConnection[C], what: str) -> None:
@@ -369,33 +399,45 @@ class MySQLPool(Generic[C]):
     # -- idle and lifetime expiry ------------------------------------------------------------
 
     def _deadline(self, pc: PooledConnection[C]) -> float | None:
-        times = []
-        if self.idle_timeout is not None:
-            times.append(pc.last_used + self.idle_timeout)
-        if self.max_lifetime is not None:
-            times.append(pc.created_at + self.max_lifetime)
-        return min(times) if times else None
+        """When idle ``pc`` must be closed (idle timeout or lifetime), if ever."""
+        idle, life = self.idle_timeout, self.max_lifetime
+        if idle is None:
+            return None if life is None else pc.created_at + life
+        if life is None:
+            return pc.last_used + idle
+        return min(pc.last_used + idle, pc.created_at + life)
 
-    def _schedule_reaper(self) -> None:
-        deadlines = [t for t in map(self._deadline, self._idle) if t is not None]
+    def _reap_by(self, deadline: float | None) -> None:
+        """Make sure the reaper runs no later than ``deadline`` (O(1) per release).
+
+        The one reaper timer is only moved earlier, never rescanned here: a connection
+        leaving the idle list merely makes the timer fire early, and ``_reap`` then
+        rescans once and re-arms it for the earliest deadline left.
+        """
+        if deadline is None or self._closed:
+            return
         if self._reaper is not None and self._reaper.active():
+            if self._reaper_at <= deadline:
+                return
             self._reaper.cancel()
-        self._reaper = None
-        if deadlines and not self._closed:
-            delay = max(0.0, min(deadlines) - self.clock.seconds())
-            self._reaper = self.clock.callLater(delay, self._reap)
+        self._reaper_at = deadline
+        self._reaper = self.clock.callLater(max(0.0, deadline - self.clock.seconds()), self._reap)
 
     def _reap(self) -> None:
         self._reaper = None
         now = self.clock.seconds()
         keep = []
+        earliest: float | None = None
         for pc in self._idle:
             deadline = self._deadline(pc)
             if deadline is not None and deadline <= now:
                 self._discard(pc)
             else:
                 keep.append(pc)
+                if deadline is not None and (earliest is None or deadline < earliest):
+                    earliest = deadline
         self._idle = keep
+        self._reap_by(earliest)
         self._dispatch()
 
     # -- helpers around the pool -------------------------------------------------------------

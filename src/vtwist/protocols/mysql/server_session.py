@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Final, Protocol, cast
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -122,7 +122,7 @@ class ServerSession:
         self._handler_closed = False
         self._commands: dict[type[Message], Callable[[Any], Any]] = {
             ComQuery: self._query,
-            ComStmtExecute: self._execute,
+            ComStmtExecute: self._execute_cursor,  # (``run`` handles executes without one)
             ComStmtFetch: self._fetch,
             ComStmtPrepare: self._prepare,
             ComStmtClose: self._stmt_close,
@@ -175,22 +175,40 @@ class ServerSession:
         self._ok()
         return True
 
-    async def _with_sink(
+    def _with_sink(
         self, sink: ResultSink | CursorSink, fn: Callable[..., Any], *args: Any
-    ) -> None:
+    ) -> Deferred[None]:
+        """Call the handler with ``sink``; fires once the reply went out (the hot path of
+        every query: plain callbacks, no coroutine)."""
         self._current = sink
         self.io.set_active_flow(sink.flow)
-        try:
-            sink.attach(call_handler(fn, *args))
-            await sink.when_replied()
-        finally:
+
+        def ended(result: object) -> object:
             self._current = None
             self.io.set_active_flow(None)
+            return result
+
+        try:
+            sink.attach(call_handler(fn, *args))
+        except BaseException:
+            ended(None)
+            raise
+        return sink.when_replied().addBoth(ended)
 
     # -- dispatch --------------------------------------------------------------------------
 
     def run(self, command: Message) -> Deferred[None]:
         """Handle one command; fires when the next one may be dispatched."""
+        t = type(command)
+        # Queries and executes skip the coroutine machinery: it costs more than the rest of
+        # the session's work for a one-row result.
+        try:
+            if t is ComQuery:
+                return self._query(command)  # type: ignore[arg-type]
+            if t is ComStmtExecute and not command.flags & _READ_ONLY:  # type: ignore[attr-defined]
+                return self._execute(command)  # type: ignore[arg-type]
+        except Exception:
+            return fail()
         return Deferred.fromCoroutine(self._run(command))
 
     async def _run(self, command: Message) -> None:
@@ -204,7 +222,7 @@ class ServerSession:
 
     # -- text protocol ---------------------------------------------------------------------
 
-    async def _query(self, ev: ComQuery) -> None:
+    def _query(self, ev: ComQuery) -> Deferred[None]:
         sql = ev.sql
         if not self.multi_statements:
             offset = second_statement(sql, bool(self.status() & _NO_BACKSLASH))
@@ -212,12 +230,12 @@ class ServerSession:
                 self._err(
                     MySQLError(ErrorCode.PARSE_ERROR, multi_statement_error_text(sql, offset))
                 )
-                return
+                return succeed(None)
         if not sql.strip():
             self._err(MySQLError(ErrorCode.EMPTY_QUERY, "Query was empty"))
-            return
+            return succeed(None)
         sink = ResultSink(self.io, self.limits, binary=False)
-        await self._with_sink(sink, self.handler.query, sql, sink)
+        return self._with_sink(sink, self.handler.query, sql, sink)
 
     async def _ping(self, ev: ComPing) -> None:
         await self._simple("ping", self.handler.ping)
@@ -331,25 +349,40 @@ class ServerSession:
         except RemoteProtocolError as e:
             raise _bad_arguments(str(e)) from None
 
-    async def _execute(self, ev: ComStmtExecute) -> None:
+    def _execute(self, ev: ComStmtExecute) -> Deferred[None]:
+        """COM_STMT_EXECUTE without a cursor (``_execute_cursor`` opens one)."""
+        stmt = self._execute_statement(ev)
+        if stmt is None:
+            return succeed(None)
+        try:
+            params = self._params(stmt, ev)
+        except MySQLError as e:
+            self._err(e)
+            return succeed(None)
+        sink = ResultSink(self.io, self.limits, binary=True)
+        return self._with_sink(sink, self.handler.execute, stmt, params, sink, False)
+
+    def _execute_statement(self, ev: ComStmtExecute) -> Statement | None:
         stmt = self.statements.get(ev.stmt_id)
         if stmt is None:
             self._err(_unknown_statement(ev.stmt_id, "mysqld_stmt_execute"))
-            return
+            return None
         self._close_cursor(stmt.statement_id)  # a new execute closes the previous cursor
+        return stmt
+
+    async def _execute_cursor(self, ev: ComStmtExecute) -> None:
+        stmt = self._execute_statement(ev)
+        if stmt is None:
+            return
         try:
             params = self._params(stmt, ev)
         except MySQLError as e:
             self._err(e)
             return
-        if ev.flags & _READ_ONLY:
-            cursor = CursorSink(self.io, self.limits)
-            await self._with_sink(cursor, self.handler.execute, stmt, params, cursor, True)
-            if cursor.opened and not self._closed:
-                self.cursors[stmt.statement_id] = cursor
-        else:
-            sink = ResultSink(self.io, self.limits, binary=True)
-            await self._with_sink(sink, self.handler.execute, stmt, params, sink, False)
+        cursor = CursorSink(self.io, self.limits)
+        await self._with_sink(cursor, self.handler.execute, stmt, params, cursor, True)
+        if cursor.opened and not self._closed:
+            self.cursors[stmt.statement_id] = cursor
 
     async def _fetch(self, ev: ComStmtFetch) -> None:
         if ev.stmt_id not in self.statements:

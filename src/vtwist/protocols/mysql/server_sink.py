@@ -376,7 +376,10 @@ class ResultSink(SinkBase):
 
     def row(self, payload: bytes) -> None:
         """See ``IResultSink.row``."""
-        self.rows((payload,))
+        if self._state is SinkState.ROWS and self._types is None:
+            self._write([Row(payload)])  # the hot path: a row relayed as it is
+        else:
+            self.rows((payload,))
 
     def rows(self, payloads: Iterable[bytes]) -> None:
         """See ``IResultSink.rows``."""
@@ -413,7 +416,7 @@ class ResultSink(SinkBase):
             self._end()
 
     def _write(self, events: Sequence[Message]) -> None:
-        if not self.flow.has(TRANSPORT):
+        if TRANSPORT not in self.flow._reasons:  # (inlined ``Flow.has``: every write)
             self._overrun = 0
             self.out.send_events(events)
             return

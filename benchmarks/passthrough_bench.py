@@ -1,0 +1,142 @@
+"""Issue 2's benchmark: sysbench oltp_point_select through vtwist's passthrough.
+
+One run, one throw-away MariaDB (the project's launcher), one sysbench table of
+``--table-size`` rows, then ``oltp_point_select`` at ``--threads`` threads for
+``--seconds`` each:
+
+* direct to MariaDB,
+* through the test passthrough (``tests.support.passthrough``: vtwist's MySQL server in
+  front, one vtwist client connection per session behind it) in its own process,
+* through Twisted's do-nothing byte forwarder (``twisted.protocols.portforward``) in its
+  own process.
+
+It prints each QPS and 95th-percentile latency and the ratios passthrough/forwarder and
+passthrough/direct (the issue's aim: the passthrough at or above 0.8x the forwarder).
+``--profile FILE`` runs the passthrough under cProfile and prints its hottest functions.
+
+    .venv/bin/python -m benchmarks.passthrough_bench [--seconds 15] [--threads 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pstats
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from tests.support.passthrough import write_users_file
+
+from benchmarks.common import ROOT, Forwarder, SysbenchResult, ratio, sysbench
+from vtwist.local.mariadb import MariaDB
+from vtwist.local.procs import LOOPBACK, free_port, port_open, stop_pid, wait_until
+
+DB = "vtwist_test"
+APP_PASSWORD = "bench-Pa55"
+
+
+class PassthroughProcess:
+    """``python -m tests.support.passthrough`` in a child process."""
+
+    def __init__(self, db: MariaDB, users: Path, profile: Path | None = None) -> None:
+        self.port = free_port()
+        env = dict(os.environ)
+        # An inherited PYTHONPATH comes first: it can point the child at another tree.
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (env.get("PYTHONPATH", ""), str(ROOT), str(ROOT / "src")) if p
+        )
+        if profile is not None:
+            env["VTWIST_PASSTHROUGH_PROFILE"] = str(profile)
+        args = [
+            sys.executable,
+            "-m",
+            "tests.support.passthrough",
+            f"--listen={self.port}",
+            f"--backend-port={db.port}",
+            f"--backend-user={db.user}",
+            f"--backend-password={db.password}",
+            f"--users={users}",
+        ]
+        self.proc = subprocess.Popen(args, cwd=ROOT, env=env)
+        wait_until(lambda: port_open(LOOPBACK, self.port), 30, "passthrough", self.proc)
+
+    def stop(self) -> None:
+        stop_pid(self.proc.pid)
+        self.proc.wait()
+
+
+def _line(name: str, r: SysbenchResult) -> str:
+    return f"{name:<12} {r.qps:>10.0f} qps   p95 {r.p95_ms:>7.2f} ms   errors {r.errors}"
+
+
+def run(seconds: int, threads: int, table_size: int, profile: Path | None) -> dict[str, float]:
+    """Run the three measurements; print and return the QPS by name."""
+    base = Path(tempfile.mkdtemp(prefix="vtwist-bench-"))
+    db = MariaDB(base / "mariadb").start()
+    try:
+        users = write_users_file(base / "users.toml", APP_PASSWORD)
+        sysbench(
+            "oltp_point_select",
+            db.port,
+            db.user,
+            db.password,
+            DB,
+            threads=4,
+            table_size=table_size,
+            command="prepare",
+        )
+        results: dict[str, SysbenchResult] = {}
+
+        def bench(name: str, port: int, user: str, password: str) -> None:
+            results[name] = r = sysbench(
+                "oltp_point_select",
+                port,
+                user,
+                password,
+                DB,
+                threads=threads,
+                seconds=seconds,
+                table_size=table_size,
+            )
+            print(_line(name, r), flush=True)
+
+        bench("direct", db.port, db.user, db.password)
+        passthrough = PassthroughProcess(db, users, profile)
+        try:
+            bench("passthrough", passthrough.port, "app", APP_PASSWORD)
+        finally:
+            passthrough.stop()
+        forwarder = Forwarder(db.port)
+        try:
+            bench("forwarder", forwarder.port, db.user, db.password)
+        finally:
+            forwarder.stop()
+    finally:
+        db.destroy()
+        shutil.rmtree(base, ignore_errors=True)
+    pt, fw, direct = (results[k].qps for k in ("passthrough", "forwarder", "direct"))
+    print(f"passthrough/forwarder {ratio(pt, fw)}   passthrough/direct {ratio(pt, direct)}")
+    if profile is not None and profile.exists():
+        print(f"\nhottest functions of the passthrough (cProfile, {profile}):")
+        pstats.Stats(str(profile)).sort_stats("tottime").print_stats(30)
+    return {name: r.qps for name, r in results.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the options and run once."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--seconds", type=int, default=15, help="per measurement")
+    p.add_argument("--threads", type=int, default=16)
+    p.add_argument("--table-size", type=int, default=10000)
+    p.add_argument("--profile", type=Path, help="cProfile the passthrough into this file")
+    args = p.parse_args(argv)
+    run(args.seconds, args.threads, args.table_size, args.profile)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
