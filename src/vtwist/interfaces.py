@@ -562,3 +562,28 @@ class IQueryHandlerFactory(Interface):
         ``MySQLError`` is sent to the client (e.g. ERR 1203, too many connections for the
         user) and the connection closed. A Deferred still pending when the client leaves
         is cancelled: its canceller must release whatever it was opening."""
+
+
+# --- gate routing (owned by vtwist.gate) --------------------------------------------------
+
+
+class IRoutingPolicy(Interface):
+    """How the gate picks a tablet, found with ``twisted.plugin.getPlugins(IRoutingPolicy)``.
+
+    A plugin module in a ``twisted/plugins/`` directory holds objects providing both
+    ``twisted.plugin.IPlugin`` and this interface; the gate config's ``routing.policy``
+    names one by ``name``. ``candidates`` are the gate's tablet handles (attributes
+    ``alias``, ``cell``, ``keyspace``, ``shard``, ``tablet_type``, ``inflight``, ``lag_s``,
+    ``primary_term``); ``query`` is the statement's ``QueryInfo`` (``sql`` bytes, ``kind``,
+    ``is_write``, ``locks``, ``sets_state``).
+    """
+
+    name = Attribute("str: the name the gate config selects the policy by")
+
+    def choose(candidates: Sequence[Any], query: Any) -> Any:
+        """One of ``candidates`` (never empty) for ``query``."""
+
+    def redirect(query: Any) -> str | None:
+        """A target (``@replica``, ``ks@rdonly``...) to send this plain read to instead
+        of the session's, or None. Only asked for reads outside transactions; writes,
+        locking reads and stateful statements are never redirected."""

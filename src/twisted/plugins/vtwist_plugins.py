@@ -10,3 +10,13 @@ vttablet = ServiceMaker(
     "vtwist tablet: pooled, health-publishing middleware in front of one mysqld.",
     "vttablet",
 )
+
+vtgate = ServiceMaker(
+    "vtgate",
+    "vtwist.gate.tap",
+    "vtwist gate: the MySQL server applications use, routing queries to tablets.",
+    "vtgate",
+)
+
+# The gate's built-in routing policies (IRoutingPolicy plugins; vtwist.gate.policies is light).
+from vtwist.gate.policies import lag_aware, least_inflight, random_choice  # noqa: E402, F401

@@ -1,0 +1,1 @@
+"""Example vtwist routing plugin: report queries go to replicas (see ``policy``)."""

@@ -1,0 +1,275 @@
+"""Cheap statement classification for routing (sans-IO, no parser).
+
+``classify(sql)`` looks at the first words and a few patterns (outside strings and
+comments) and returns a ``QueryInfo``:
+
+- ``kind``: select, insert, update, delete, replace, begin, commit, rollback, savepoint,
+  set, use, show, ddl, other;
+- ``is_write``: must run on a primary (anything not known to be read-only counts);
+- ``locks``: a SELECT with FOR UPDATE / LOCK IN SHARE MODE / FOR SHARE (primary only);
+- ``sets_state``: leaves session state on the backend connection (SET of session or user
+  variables, user-variable assignment, temporary tables, GET_LOCK, LOCK TABLES, PREPARE,
+  XA...), so the gate runs it on a reserved tablet connection;
+- ``owned``: a statement the gate answers itself (``OWNED_*``), with ``arg`` (USE's
+  database, KILL's id, ``SET workload = 'olap'|'oltp'``...).
+
+The tablet has its own, stricter check; the gate must be a superset of it so that the
+tablet never has to refuse a stateful statement on a pooled connection.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+KIND_SELECT: Final = "select"
+KIND_INSERT: Final = "insert"
+KIND_UPDATE: Final = "update"
+KIND_DELETE: Final = "delete"
+KIND_REPLACE: Final = "replace"
+KIND_BEGIN: Final = "begin"
+KIND_COMMIT: Final = "commit"
+KIND_ROLLBACK: Final = "rollback"
+KIND_SAVEPOINT: Final = "savepoint"
+KIND_SET: Final = "set"
+KIND_USE: Final = "use"
+KIND_SHOW: Final = "show"
+KIND_DDL: Final = "ddl"
+KIND_OTHER: Final = "other"
+KINDS: Final = (
+    KIND_SELECT,
+    KIND_INSERT,
+    KIND_UPDATE,
+    KIND_DELETE,
+    KIND_REPLACE,
+    KIND_BEGIN,
+    KIND_COMMIT,
+    KIND_ROLLBACK,
+    KIND_SAVEPOINT,
+    KIND_SET,
+    KIND_USE,
+    KIND_SHOW,
+    KIND_DDL,
+    KIND_OTHER,
+)
+
+# Gate-owned statements.
+OWNED_VERSION_COMMENT: Final = "version_comment"
+OWNED_VERSION: Final = "version"
+OWNED_CONNECTION_ID: Final = "connection_id"
+OWNED_DATABASE: Final = "database"
+OWNED_PROCESSLIST: Final = "processlist"
+OWNED_KILL: Final = "kill"
+OWNED_KILL_QUERY: Final = "kill_query"
+OWNED_TABLETS: Final = "vitess_tablets"
+OWNED_SHARDS: Final = "vitess_shards"
+OWNED_KEYSPACES: Final = "vitess_keyspaces"
+OWNED_DATABASES: Final = "databases"
+OWNED_USE: Final = "use"
+OWNED_AUTOCOMMIT: Final = "autocommit"
+OWNED_SET_NAMES: Final = "set_names"
+OWNED_WORKLOAD: Final = "workload"
+
+_LEAD: Final = re.compile(
+    rb"(?:\s+|\(|/\*(?!!)(?:.|\n)*?\*/|/\*!\d*|--[ \t][^\n]*(?:\n|$)|#[^\n]*)*"
+)
+_WORD: Final = re.compile(rb"[A-Za-z_]+")
+_NEXT_WORD: Final = re.compile(rb"\s*([A-Za-z_]+)")
+# Strings, quoted identifiers and comments: removed before looking for patterns.
+_LITERALS: Final = re.compile(
+    rb"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"|`(?:[^`]|``)*`"
+    rb"|/\*(?!!)(?:.|\n)*?\*/|--[ \t][^\n]*|#[^\n]*",
+)
+_COMMENTS: Final = re.compile(rb"/\*(?!!)(?:.|\n)*?\*/|--[ \t][^\n]*|#[^\n]*")
+
+_READ_WORDS: Final = frozenset(
+    {b"SELECT", b"WITH", b"VALUES", b"TABLE", b"SHOW", b"DESCRIBE", b"DESC", b"EXPLAIN"}
+    | {b"HELP", b"DO", b"SET", b"USE", b"BEGIN", b"START", b"COMMIT", b"ROLLBACK"}
+    | {b"SAVEPOINT", b"RELEASE", b"PREPARE", b"EXECUTE", b"DEALLOCATE", b"UNLOCK", b"LOCK"}
+    | {b"XA", b"KILL"}
+)
+_KIND_BY_WORD: Final = {
+    b"SELECT": KIND_SELECT,
+    b"WITH": KIND_SELECT,
+    b"VALUES": KIND_SELECT,
+    b"TABLE": KIND_SELECT,
+    b"INSERT": KIND_INSERT,
+    b"REPLACE": KIND_REPLACE,
+    b"UPDATE": KIND_UPDATE,
+    b"DELETE": KIND_DELETE,
+    b"SET": KIND_SET,
+    b"USE": KIND_USE,
+    b"SHOW": KIND_SHOW,
+    b"DESCRIBE": KIND_SHOW,
+    b"DESC": KIND_SHOW,
+    b"EXPLAIN": KIND_SHOW,
+    b"COMMIT": KIND_COMMIT,
+    b"SAVEPOINT": KIND_SAVEPOINT,
+    b"RELEASE": KIND_SAVEPOINT,
+    b"CREATE": KIND_DDL,
+    b"ALTER": KIND_DDL,
+    b"DROP": KIND_DDL,
+    b"RENAME": KIND_DDL,
+    b"TRUNCATE": KIND_DDL,
+}
+_STATE_WORDS: Final = frozenset(
+    {b"SET", b"LOCK", b"UNLOCK", b"PREPARE", b"EXECUTE", b"DEALLOCATE", b"XA", b"HANDLER"}
+)
+_STATE_ANYWHERE: Final = re.compile(
+    rb"@[A-Za-z0-9_$.]+\s*:=|\bINTO\s+@|\bGET_LOCK\s*\(|\bTEMPORARY\s+TABLE\b"
+    rb"|\bLAST_INSERT_ID\s*\(\s*[^)\s]|\bRELEASE_(?:ALL_)?LOCKS?\s*\(|\bSQL_CALC_FOUND_ROWS\b",
+    re.IGNORECASE,
+)
+_STATE_HINT: Final = re.compile(rb"@|lock|temporary|last_insert_id|into|calc", re.IGNORECASE)
+_LOCKING: Final = re.compile(
+    rb"\bFOR\s+UPDATE\b|\bLOCK\s+IN\s+SHARE\s+MODE\b|\bFOR\s+SHARE\b", re.IGNORECASE
+)
+_LOCK_HINT: Final = re.compile(rb"update|share", re.IGNORECASE)
+_GLOBAL_SET: Final = re.compile(rb"SET\s+(?:GLOBAL\b|@@GLOBAL\.)", re.IGNORECASE)
+_AUTOCOMMIT: Final = re.compile(
+    rb"SET\s+(?:SESSION\s+|LOCAL\s+|@@SESSION\.|@@LOCAL\.|@@)?AUTOCOMMIT\s*(?:=|:=)\s*"
+    rb"(0|1|ON|OFF|TRUE|FALSE|'ON'|'OFF')\s*;?\s*$",
+    re.IGNORECASE,
+)
+_SET_NAMES: Final = re.compile(
+    rb"SET\s+NAMES\s+['\"`]?(utf8mb4|utf8|utf8mb3)['\"`]?"
+    rb"(?:\s+COLLATE\s+['\"`]?(?:utf8mb4|utf8|utf8mb3)_general_ci['\"`]?)?\s*;?\s*$",
+    re.IGNORECASE,
+)
+_OWNED_SELECTS: Final = {
+    b"select @@version_comment limit 1": OWNED_VERSION_COMMENT,
+    b"select @@version_comment": OWNED_VERSION_COMMENT,
+    b"select version()": OWNED_VERSION,
+    b"select @@version": OWNED_VERSION,
+    b"select connection_id()": OWNED_CONNECTION_ID,
+    b"select database()": OWNED_DATABASE,
+    b"select schema()": OWNED_DATABASE,
+}
+_OWNED_SHOWS: Final = {
+    b"show processlist": OWNED_PROCESSLIST,
+    b"show full processlist": OWNED_PROCESSLIST,
+    b"show vitess_tablets": OWNED_TABLETS,
+    b"show vitess_shards": OWNED_SHARDS,
+    b"show vitess_keyspaces": OWNED_KEYSPACES,
+    b"show keyspaces": OWNED_KEYSPACES,
+    b"show databases": OWNED_DATABASES,
+    b"show schemas": OWNED_DATABASES,
+}
+_WORKLOAD: Final = re.compile(
+    rb"SET\s+(?:SESSION\s+|@@SESSION\.|@@)?WORKLOAD\s*=\s*['\"`]?(OLAP|OLTP)['\"`]?\s*;?\s*$",
+    re.IGNORECASE,
+)
+_KILL: Final = re.compile(rb"KILL\s+(?:(QUERY|CONNECTION)\s+)?(\d+)\s*;?\s*$", re.IGNORECASE)
+_USE: Final = re.compile(rb"USE\s+(`(?:[^`]|``)+`|\S+?)\s*;?\s*$", re.IGNORECASE)
+_SPACES: Final = re.compile(rb"\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class QueryInfo:
+    """What routing needs to know about one statement (see the module docstring).
+
+    Routing plugins receive it, with ``sql`` the statement's text.
+    """
+
+    sql: bytes
+    kind: str
+    first_word: str
+    is_write: bool
+    locks: bool = False
+    sets_state: bool = False
+    owned: str | None = None
+    arg: str = ""
+
+    @property
+    def is_read(self) -> bool:
+        """A plain read: may go to a replica (not a write, not locking, no state)."""
+        return not self.is_write and not self.locks and not self.sets_state
+
+
+def strip_comments(sql: bytes) -> bytes:
+    """``sql`` without its comments (``/*! */`` executable comments are kept)."""
+    return _COMMENTS.sub(b" ", sql)
+
+
+def _first_word(sql: bytes) -> tuple[bytes, int]:
+    m = _LEAD.match(sql)
+    start = m.end() if m else 0
+    w = _WORD.match(sql, start)
+    if w is None:
+        return b"", start
+    return w.group().upper(), w.end()
+
+
+def _normalized(sql: bytes) -> bytes:
+    text = _SPACES.sub(b" ", strip_comments(sql)).strip().rstrip(b";").strip()
+    return text.lower()
+
+
+def _owned(word: bytes, sql: bytes, body: bytes) -> tuple[str | None, str]:
+    if word == b"SELECT":
+        norm = _normalized(sql)
+        if len(norm) <= 40:
+            return _OWNED_SELECTS.get(norm), ""
+    elif word == b"SHOW":
+        return _OWNED_SHOWS.get(_normalized(sql)), ""
+    elif word == b"KILL":
+        m = _KILL.match(body)
+        if m:
+            query = (m.group(1) or b"").upper() == b"QUERY"
+            return (OWNED_KILL_QUERY if query else OWNED_KILL), m.group(2).decode()
+    elif word == b"USE":
+        m = _USE.match(body)
+        if m:
+            name = m.group(1).decode("utf-8", "replace")
+            if name.startswith("`"):
+                name = name[1:-1].replace("``", "`")
+            return OWNED_USE, name
+    elif word == b"SET":
+        m = _AUTOCOMMIT.match(body)
+        if m:
+            value = m.group(1).strip(b"'").upper()
+            return OWNED_AUTOCOMMIT, "1" if value in (b"1", b"ON", b"TRUE") else "0"
+        if _SET_NAMES.match(body):
+            return OWNED_SET_NAMES, ""
+        m = _WORKLOAD.match(body)
+        if m:
+            return OWNED_WORKLOAD, m.group(1).decode().lower()
+    return None, ""
+
+
+def classify(sql: bytes) -> QueryInfo:
+    """Classify one statement (see the module docstring); a few regex matches at most."""
+    word, end = _first_word(sql)
+    kind = _KIND_BY_WORD.get(word, KIND_OTHER)
+    second = b""
+    if word in (b"START", b"BEGIN", b"ROLLBACK", b"CREATE", b"SET"):
+        m = _NEXT_WORD.match(sql, end)
+        second = m.group(1).upper() if m else b""
+    if (word == b"BEGIN" and second != b"NOT") or (word == b"START" and second == b"TRANSACTION"):
+        kind = KIND_BEGIN
+    elif word == b"ROLLBACK":
+        kind = KIND_SAVEPOINT if second == b"TO" else KIND_ROLLBACK
+    lead = _LEAD.match(sql)
+    body = sql[lead.end() :] if lead else sql
+    is_write = word not in _READ_WORDS and kind != KIND_SELECT
+    sets_state = word in _STATE_WORDS
+    if word == b"SET" and _GLOBAL_SET.match(body):
+        sets_state, is_write = False, True
+    owned, arg = _owned(word, sql, body)
+    if owned is not None:
+        sets_state = False
+    locks = False
+    check_state = not sets_state and owned is None and _STATE_HINT.search(sql) is not None
+    check_lock = kind == KIND_SELECT and _LOCK_HINT.search(sql) is not None
+    if check_state or check_lock:
+        bare = _LITERALS.sub(b" ", sql)
+        if check_state and _STATE_ANYWHERE.search(bare):
+            sets_state = True
+        if check_lock and _LOCKING.search(bare):
+            locks = True
+    if word == b"CREATE" and second == b"TEMPORARY":
+        sets_state, is_write = True, True
+    return QueryInfo(
+        sql, kind, word.decode("ascii").lower(), is_write, locks, sets_state, owned, arg
+    )

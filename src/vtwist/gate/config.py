@@ -1,0 +1,206 @@
+"""The vtgate configuration: every key of ``etc/vtgate.toml``, declared once.
+
+``SCHEMA`` is what ``twistd vtgate`` loads (file, then flags: ``mysql.listen`` is
+``--mysql-listen``) and what ``etc/vtgate.toml`` is generated from::
+
+    python -m vtwist.config write vtwist.gate.config:SCHEMA etc/vtgate.toml
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vtwist.config import (
+    BoolOption,
+    ChoiceOption,
+    Config,
+    DurationOption,
+    EndpointOption,
+    IntOption,
+    ListOption,
+    Option,
+    PathOption,
+    Schema,
+    StrOption,
+)
+from vtwist.protocols.mysql.server_types import (
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_SERVER_VERSION,
+)
+
+
+def _check_topo(address: str) -> str | None:
+    from vtwist.topo.address import parse_topo_address
+    from vtwist.topo.errors import ValidationError
+
+    try:
+        parse_topo_address(address)
+    except (ValidationError, ValueError) as e:
+        return str(e)
+    return None
+
+
+def _check_cells(cells: tuple[str, ...]) -> str | None:
+    from vtwist.topo.errors import ValidationError
+    from vtwist.topo.names import validate_cell_name
+
+    if not cells:
+        return "name at least one cell to watch"
+    for cell in cells:
+        try:
+            validate_cell_name(cell)
+        except ValidationError as e:
+            return str(e)
+    return None
+
+
+MYSQL_LISTEN = EndpointOption(
+    "mysql.listen", "tcp:15306:interface=127.0.0.1", doc="MySQL listener for applications"
+)
+USERS_FILE = PathOption(
+    "mysql.users_file", "etc/users.toml", doc="Gate users (hashed passwords); reread on SIGHUP"
+)
+SERVER_VERSION = StrOption(
+    "mysql.server_version",
+    DEFAULT_SERVER_VERSION,
+    doc="Version string in the handshake and VERSION()",
+)
+VERSION_COMMENT = StrOption(
+    "mysql.version_comment", "vtwist gate", doc="What select @@version_comment answers"
+)
+TLS_CERT = PathOption("mysql.tls_cert", "", doc="PEM certificate (chain) for TLS; empty: no TLS")
+TLS_KEY = PathOption("mysql.tls_key", "", doc="PEM private key of mysql.tls_cert")
+REQUIRE_TLS = BoolOption(
+    "mysql.require_secure_transport",
+    False,
+    doc="Refuse logins without TLS (ERROR 3159); needs mysql.tls_cert",
+)
+HANDSHAKE_TIMEOUT = DurationOption(
+    "mysql.handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT, doc="Longest login handshake"
+)
+IDLE_TIMEOUT = DurationOption(
+    "mysql.idle_timeout", DEFAULT_IDLE_TIMEOUT, doc="Idle client connections are closed after"
+)
+MAX_CONNECTIONS = IntOption(
+    "mysql.max_connections",
+    DEFAULT_MAX_CONNECTIONS,
+    min=1,
+    doc="Client connections at once; more get ERROR 1040",
+)
+AUTH_MAX_FAILURES = IntOption(
+    "auth.max_failures",
+    10,
+    min=0,
+    doc="Failed logins from one address within auth.window that block it (0: never block)",
+)
+AUTH_WINDOW = DurationOption("auth.window", 60.0, doc="Window counting failed logins")
+AUTH_BLOCK_TIME = DurationOption(
+    "auth.block_time", 60.0, doc="How long a blocked address gets ERROR 1129"
+)
+AUTH_MAX_HOSTS = IntOption(
+    "auth.max_hosts", 10000, min=1, doc="Addresses whose failures are tracked at once"
+)
+HTTP_LISTEN = EndpointOption(
+    "http.listen", "tcp:15001:interface=127.0.0.1", doc="HTTP: /metrics, /debug/status"
+)
+TOPO_ADDRESS = StrOption(
+    "topo.address",
+    "zk:127.0.0.1:2181/vtwist",
+    check=_check_topo,
+    doc="Topo server: zk:HOST:PORT[,HOST:PORT...][/ROOT]",
+)
+TOPO_SESSION_TIMEOUT = DurationOption(
+    "topo.session_timeout", 10.0, min=0.1, doc="ZooKeeper session timeout"
+)
+TOPO_CONNECT_TIMEOUT = DurationOption(
+    "topo.connect_timeout", 10.0, min=0.1, doc="How long start waits for the topo (then retries)"
+)
+CELLS = ListOption(
+    "discovery.cells", ("zone1",), check=_check_cells, doc="Cells whose tablets the gate uses"
+)
+MAX_LAG = DurationOption(
+    "discovery.max_replica_lag",
+    30.0,
+    doc="Replicas lagging more than this get no reads (0: no limit)",
+)
+MAX_TABLETS = IntOption("discovery.max_tablets", 4096, min=1, doc="Tablets the gate links to")
+RPC_TIMEOUT = DurationOption(
+    "rpc.hello_timeout", 5.0, min=0.1, doc="Time from TCP connect to the tablet's HELLO"
+)
+RPC_MAX_BACKOFF = DurationOption(
+    "rpc.max_backoff", 5.0, min=0.1, doc="Longest wait between reconnects to a tablet"
+)
+RPC_MAX_INFLIGHT = IntOption(
+    "rpc.max_inflight", 1024, min=1, doc="Requests in flight per tablet connection"
+)
+DEFAULT_TABLET_TYPE = ChoiceOption(
+    "session.default_tablet_type",
+    "primary",
+    choices=("primary", "replica", "rdonly"),
+    doc="Tablet type when the database name has no @type",
+)
+QUERY_TIMEOUT = DurationOption(
+    "session.query_timeout", 30.0, min=0.01, doc="Deadline of each statement sent to a tablet"
+)
+PREPARE_FIELDS = BoolOption(
+    "session.prepare_fields",
+    True,
+    doc="Ask a tablet for a prepared SELECT's columns (a LIMIT 0 query) at prepare time",
+)
+POLICY = StrOption(
+    "routing.policy",
+    "random",
+    doc="Routing policy plugin: random, least-in-flight, lag-aware or an installed one",
+)
+
+OPTIONS: list[Option[Any]] = [
+    MYSQL_LISTEN,
+    USERS_FILE,
+    SERVER_VERSION,
+    VERSION_COMMENT,
+    TLS_CERT,
+    TLS_KEY,
+    REQUIRE_TLS,
+    HANDSHAKE_TIMEOUT,
+    IDLE_TIMEOUT,
+    MAX_CONNECTIONS,
+    AUTH_MAX_FAILURES,
+    AUTH_WINDOW,
+    AUTH_BLOCK_TIME,
+    AUTH_MAX_HOSTS,
+    HTTP_LISTEN,
+    TOPO_ADDRESS,
+    TOPO_SESSION_TIMEOUT,
+    TOPO_CONNECT_TIMEOUT,
+    CELLS,
+    MAX_LAG,
+    MAX_TABLETS,
+    RPC_TIMEOUT,
+    RPC_MAX_BACKOFF,
+    RPC_MAX_INFLIGHT,
+    DEFAULT_TABLET_TYPE,
+    QUERY_TIMEOUT,
+    PREPARE_FIELDS,
+    POLICY,
+]
+
+
+def _checks(config: Config) -> list[tuple[str, str]]:
+    problems = []
+    if config.value(REQUIRE_TLS) and not config.value(TLS_CERT):
+        problems.append((REQUIRE_TLS.key, "needs mysql.tls_cert and mysql.tls_key"))
+    if bool(config.value(TLS_CERT)) != bool(config.value(TLS_KEY)):
+        problems.append((TLS_KEY.key, "mysql.tls_cert and mysql.tls_key go together"))
+    if not config.value(SERVER_VERSION)[:1].isdigit():
+        problems.append((SERVER_VERSION.key, "must start with a digit (clients parse it)"))
+    return problems
+
+
+SCHEMA = Schema(
+    "vtgate",
+    OPTIONS,
+    doc="vtgate: the MySQL server applications connect to; routes each query to a tablet.",
+    checks=[_checks],
+)

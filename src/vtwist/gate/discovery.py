@@ -1,0 +1,320 @@
+# twisted.application.service is unannotated.
+# mypy: disable-error-code="no-untyped-call"
+"""The gate's live view of the tablets: topo records plus each tablet's health stream.
+
+``Discovery`` watches the tablets of the configured cells in a ``TopoCache`` and keeps one
+link (``TabletRPCConnector``) per tablet, started when the tablet appears and stopped when
+its node vanishes (or its address changes). The topo says what exists; the health stream
+says what serves: a tablet is a candidate only while its link is connected and its last
+health push says ``serving``, and its type is the one that push reports. So a tablet that
+stops serving gets no new query once its push arrives, and one whose node vanishes none
+once the cache reports it. While ZooKeeper is unreachable the cache keeps its last view and
+so does the gate.
+
+``candidates(keyspace, shard, tablet_type)``: serving tablets of that shard and type;
+replicas lagging more than ``max_lag`` are skipped; for PRIMARY only the tablet(s) with the
+highest ``primary_term`` count (two tablets claiming PRIMARY: the newer term wins).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from vtwist.interfaces import ITopoCache
+from vtwist.protocols.tabletrpc_client import TabletRPCClient
+from vtwist.topo.records import Tablet
+
+log = Logger()
+
+DEFAULT_MAX_TABLETS = 4096
+
+
+class TabletLink(Protocol):
+    """What discovery needs of a tablet link (``TabletRPCConnector`` provides it)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    def require_client(self) -> TabletRPCClient: ...
+
+    def subscribe_health(self, listener: Callable[[dict[str, Any]], object]) -> Any: ...
+
+    def subscribe_state(self, listener: Callable[[bool], object]) -> Any: ...
+
+    def startService(self) -> None: ...
+
+    def stopService(self) -> Deferred[None] | None: ...
+
+
+LinkFactory = Callable[[Tablet], TabletLink]
+
+
+class TabletHandle:
+    """One tablet as the gate routes to it: its topo record, link and last health."""
+
+    def __init__(self, tablet: Tablet, link: TabletLink) -> None:
+        self.tablet = tablet
+        self.link = link
+        self.health: Mapping[str, Any] | None = None
+        self.inflight = 0
+        self.removed = False
+        # Bumped on every (re)connect: ids the tablet gave on an older connection's watch
+        # (transactions, reserved connections) are gone with it.
+        self.generation = 0
+
+    @property
+    def alias(self) -> str:
+        """The tablet's alias (``cell-uid``)."""
+        return self.tablet.alias
+
+    @property
+    def cell(self) -> str:
+        """The tablet's cell."""
+        return self.tablet.cell
+
+    @property
+    def keyspace(self) -> str:
+        """The keyspace the tablet serves."""
+        return self.tablet.keyspace
+
+    @property
+    def shard(self) -> str:
+        """The shard the tablet serves."""
+        return self.tablet.shard
+
+    @property
+    def tablet_type(self) -> str:
+        """The type the tablet's last health push reports (else its topo record's)."""
+        if self.health is not None:
+            t = self.health.get("tablet_type")
+            if isinstance(t, str) and t:
+                return t
+        return self.tablet.tablet_type
+
+    @property
+    def hostname(self) -> str:
+        """The host name the tablet reports (else its topo record's address)."""
+        if self.health is not None:
+            name = self.health.get("hostname")
+            if isinstance(name, str) and name:
+                return name
+        return self.tablet.host
+
+    @property
+    def serving(self) -> bool:
+        """True while linked and the last health push says serving."""
+        return (
+            not self.removed
+            and self.link.connected
+            and self.health is not None
+            and self.health.get("serving") is True
+        )
+
+    @property
+    def primary_term(self) -> int:
+        """The primary term the tablet reports (health first, then topo)."""
+        if self.health is not None:
+            term = self.health.get("primary_term")
+            if isinstance(term, int):
+                return term
+        return self.tablet.primary_term
+
+    @property
+    def primary_term_start(self) -> float | None:
+        """When its primary term started (epoch seconds), if it reports it."""
+        if self.health is not None:
+            start = self.health.get("primary_term_start")
+            if isinstance(start, (int, float)):
+                return float(start)
+        return None
+
+    @property
+    def lag_s(self) -> float | None:
+        """Replication lag in seconds (None: unknown or not a replica)."""
+        if self.health is not None:
+            lag = self.health.get("lag_s")
+            if isinstance(lag, (int, float)):
+                return float(lag)
+            return None
+        return self.tablet.health.lag_s
+
+    @property
+    def error(self) -> str | None:
+        """The tablet's last health error, if any."""
+        if self.health is not None:
+            err = self.health.get("error")
+            return err if isinstance(err, str) else None
+        return None
+
+    @property
+    def state(self) -> str:
+        """SERVING, NOT_SERVING or DISCONNECTED (for SHOW VITESS_TABLETS and metrics)."""
+        if not self.link.connected:
+            return "DISCONNECTED"
+        return "SERVING" if self.serving else "NOT_SERVING"
+
+    def client(self) -> TabletRPCClient:
+        """The connected RPC client (MySQLError 2003 if not connected right now)."""
+        return self.link.require_client()
+
+    def __repr__(self) -> str:
+        return f"<TabletHandle {self.alias} {self.keyspace}/{self.shard} {self.tablet_type}>"
+
+
+class Discovery(Service):
+    """Tablets of the watched cells with their links and health (module docstring).
+
+    Bounds: ``max_tablets`` (links kept; more tablets are ignored and logged), ``max_lag``
+    (seconds; replicas lagging more are skipped, None: never skipped).
+    """
+
+    def __init__(
+        self,
+        cache: ITopoCache,
+        clock: IReactorTime,
+        link_factory: LinkFactory,
+        *,
+        cells: list[str],
+        max_lag: float | None = 30.0,
+        max_tablets: int = DEFAULT_MAX_TABLETS,
+    ) -> None:
+        self.cache = cache
+        self.clock = clock
+        self.link_factory = link_factory
+        self.cells = list(cells)
+        self.max_lag = max_lag
+        self.max_tablets = max_tablets
+        self.handles: dict[str, TabletHandle] = {}
+        self._unsubscribe: Callable[[], None] | None = None
+        self._listeners: list[Callable[[], object]] = []
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def startService(self) -> None:
+        """Follow the cache's tablets from now on."""
+        super().startService()
+        self._unsubscribe = self.cache.subscribe(self._on_cache)
+        self.sync()
+
+    def stopService(self) -> Deferred[None]:
+        """Stop following the cache and close every link."""
+        super().stopService()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        handles, self.handles = list(self.handles.values()), {}
+        waits: list[Deferred[Any]] = []
+        for h in handles:
+            d = self._stop(h)
+            if d is not None:
+                waits.append(d)
+        if not waits:
+            return succeed(None)
+        return gatherResults(waits, consumeErrors=True).addCallback(lambda _: None)
+
+    def on_change(self, listener: Callable[[], object]) -> None:
+        """Call ``listener()`` whenever the set of tablets or their health changes."""
+        self._listeners.append(listener)
+
+    # --- following the topo -----------------------------------------------------------------
+
+    def _on_cache(self, kind: str, key: tuple[str, ...]) -> None:
+        if kind == "tablets":
+            self.sync()
+
+    def sync(self) -> None:
+        """Reconcile links with the cache's tablets of the watched cells."""
+        wanted: dict[str, Tablet] = {}
+        for cell in self.cells:
+            wanted.update(self.cache.tablets(cell))
+        for alias in [a for a in self.handles if a not in wanted]:
+            handle = self.handles.pop(alias)
+            log.info("tablet {alias} left the topo; no more queries to it", alias=alias)
+            self._stop(handle)
+        for alias, tablet in sorted(wanted.items()):
+            known = self.handles.get(alias)
+            if known is not None:
+                if _address(known.tablet) == _address(tablet):
+                    known.tablet = tablet
+                    continue
+                log.info("tablet {alias} moved; reconnecting", alias=alias)
+                self._stop(self.handles.pop(alias))
+            if len(self.handles) >= self.max_tablets:
+                log.warn(
+                    "ignoring tablet {alias}: discovery.max_tablets ({max}) reached",
+                    alias=alias,
+                    max=self.max_tablets,
+                )
+                continue
+            if not tablet.rpc_port:
+                continue  # not listening yet: its record is updated once it is
+            self._add(tablet)
+        self._changed()
+
+    def _add(self, tablet: Tablet) -> None:
+        link = self.link_factory(tablet)
+        handle = TabletHandle(tablet, link)
+
+        def on_health(snapshot: dict[str, Any]) -> None:
+            if not handle.removed:
+                handle.health = snapshot
+                self._changed()
+
+        def on_state(connected: bool) -> None:
+            handle.generation += 1
+            if not connected:
+                handle.health = None
+            self._changed()
+
+        link.subscribe_health(on_health)
+        link.subscribe_state(on_state)
+        self.handles[tablet.alias] = handle
+        link.startService()
+
+    def _stop(self, handle: TabletHandle) -> Deferred[None] | None:
+        handle.removed = True
+        handle.health = None
+        return handle.link.stopService()
+
+    def _changed(self) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception:
+                log.failure("discovery listener failed")
+
+    # --- what routing asks ------------------------------------------------------------------
+
+    def all(self) -> list[TabletHandle]:
+        """Every known tablet, by alias."""
+        return [self.handles[a] for a in sorted(self.handles)]
+
+    def candidates(self, keyspace: str, shard: str, tablet_type: str) -> list[TabletHandle]:
+        """Serving tablets of ``keyspace/shard`` at ``tablet_type`` (module docstring)."""
+        found = [
+            h
+            for h in self.handles.values()
+            if h.keyspace == keyspace
+            and h.shard == shard
+            and h.serving
+            and h.tablet_type == tablet_type
+        ]
+        if tablet_type == "primary":
+            if len(found) > 1:
+                top = max(h.primary_term for h in found)
+                found = [h for h in found if h.primary_term == top]
+            return found
+        if self.max_lag is not None:
+            limit = self.max_lag
+            found = [h for h in found if h.lag_s is None or h.lag_s <= limit]
+        return found
+
+
+def _address(tablet: Tablet) -> tuple[str, int]:
+    return tablet.host, tablet.rpc_port

@@ -1,0 +1,335 @@
+"""What every client session of one gate shares: topology, discovery, policy, metrics.
+
+``Gate`` is the ``IQueryHandlerFactory`` the MySQL server calls for each authenticated
+client; it resolves targets to a keyspace and shard, picks a tablet through the routing
+policy, decodes (and caches) column definitions, and keeps the session table that
+``SHOW PROCESSLIST`` and ``KILL`` read. ``GateServerFactory`` is the MySQL server factory
+with the gate's auth-failure throttling (``AuthThrottle``).
+
+Errors (documented in the README):
+
+- no serving tablet: ERROR 1105 (HY000) ``no healthy tablet available for
+  'commerce/0@replica'`` (1105 rather than a client-side 2002: the client's own connection
+  is fine, and the statement may be retried);
+- a throttled host: ERROR 1129 (HY000) ``Host 'x' is blocked because of many connection
+  errors``, until ``auth.block_time`` has passed.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from vtwist.gate.classify import QueryInfo
+from vtwist.gate.discovery import Discovery, TabletHandle
+from vtwist.gate.metrics import GateMetrics
+from vtwist.gate.target import PRIMARY, Target
+from vtwist.interfaces import IQueryHandlerFactory, IRoutingPolicy, ITopoCache
+from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
+from vtwist.protocols.mysql.messages import ColumnDefinition41
+from vtwist.protocols.mysql.server import MySQLServerFactory
+from vtwist.protocols.mysql.server_types import ClientInfo
+
+if TYPE_CHECKING:
+    from vtwist.gate.session import GateSession
+
+log = Logger()
+
+ER_HOST_IS_BLOCKED = 1129
+MAX_COLUMN_CACHE = 4096
+MAX_READY_WAITERS = 4096  # sessions waiting for the first topo read
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """The gate's session behaviour (from the ``session.*``/``routing.*`` config keys)."""
+
+    default_tablet_type: str = PRIMARY
+    query_timeout: float = 30.0
+    version_comment: str = "vtwist gate"
+    server_version: str = "5.7.9-vtwist"
+    prepare_fields: bool = True
+    topo_wait: float = 10.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def no_tablet(keyspace: str, shard: str, tablet_type: str) -> MySQLError:
+    """ERROR 1105 when no tablet serves ``keyspace/shard@tablet_type`` right now."""
+    hint = (
+        "the shard has no serving primary (failover in progress?); retry shortly"
+        if tablet_type == PRIMARY
+        else f"use {keyspace}@primary, or wait for a {tablet_type} to catch up or start"
+    )
+    return MySQLError(
+        ErrorCode.UNKNOWN_ERROR,
+        f"no healthy tablet available for '{keyspace}/{shard}@{tablet_type}': {hint}",
+    )
+
+
+@implementer(IQueryHandlerFactory)
+class Gate:
+    """The shared state of a gate's sessions (module docstring)."""
+
+    def __init__(
+        self,
+        cache: ITopoCache,
+        discovery: Discovery,
+        policy: IRoutingPolicy,
+        clock: IReactorTime,
+        *,
+        settings: GateSettings | None = None,
+        metrics: GateMetrics | None = None,
+    ) -> None:
+        self.cache = cache
+        self.discovery = discovery
+        self.policy = policy
+        self.clock = clock
+        self.settings = settings or GateSettings()
+        self.metrics = metrics or GateMetrics()
+        self.sessions: dict[int, GateSession] = {}
+        self.server: MySQLServerFactory | None = None
+        self.started = clock.seconds()
+        self.questions = 0
+        self._columns: dict[bytes, ColumnDefinition41] = {}
+        # False from start until the topo cache has read everything once (``topo_loading``).
+        self.topo_ready = True
+        self._ready_waiters: list[Deferred[None]] = []
+
+    # --- topo readiness ---------------------------------------------------------------------
+
+    def topo_loading(self) -> None:
+        """The topo cache has not read everything yet: ``when_topo_ready`` waits."""
+        self.topo_ready = False
+
+    def topo_loaded(self) -> None:
+        """The topo cache has read everything once."""
+        self.topo_ready = True
+        waiters, self._ready_waiters = self._ready_waiters, []
+        for d in waiters:
+            if not d.called:
+                d.callback(None)
+
+    def when_topo_ready(self, timeout: float) -> Deferred[None]:
+        """Fires once the topo was read, or after ``timeout`` s (never fails). A client that
+        logs in right after the gate started waits for the keyspaces instead of getting
+        ERROR 1049."""
+        d: Deferred[None] = Deferred()
+        if self.topo_ready or len(self._ready_waiters) >= MAX_READY_WAITERS:
+            d.callback(None)
+            return d
+        self._ready_waiters.append(d)
+
+        def expire() -> None:
+            if not d.called:
+                self._ready_waiters.remove(d)
+                d.callback(None)
+
+        timer = self.clock.callLater(timeout, expire)
+
+        def stop_timer(result: None) -> None:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        return d.addCallback(stop_timer)
+
+    # --- sessions ---------------------------------------------------------------------------
+
+    def open_session(self, info: ClientInfo) -> GateSession:
+        """A new client's session handler."""
+        from vtwist.gate.session import GateSession
+
+        session = GateSession(self, info)
+        self.sessions[info.connection_id] = session
+        self.metrics.connections.set(len(self.sessions))
+        return session
+
+    def session_closed(self, session: GateSession) -> None:
+        """``session`` ended (called by the session)."""
+        if self.sessions.get(session.connection_id) is session:
+            del self.sessions[session.connection_id]
+        self.metrics.connections.set(len(self.sessions))
+
+    # --- topology ---------------------------------------------------------------------------
+
+    def keyspaces(self) -> list[str]:
+        """Known keyspace names, sorted: the topo's, plus those of known tablets (so a topo
+        re-read in progress never makes a served keyspace "unknown")."""
+        names = set(self.cache.keyspaces())
+        names.update(h.keyspace for h in self.discovery.handles.values())
+        return sorted(names)
+
+    def shards(self, keyspace: str) -> list[str]:
+        """Known shard names of ``keyspace``, sorted."""
+        return sorted(self.cache.shards(keyspace))
+
+    def resolve(self, target: Target) -> tuple[str, str]:
+        """The keyspace and shard ``target`` means (the only ones when it leaves them out)."""
+        keyspace = target.keyspace
+        if not keyspace:
+            names = self.keyspaces()
+            if len(names) != 1:
+                raise MySQLError(
+                    ErrorCode.NO_DB,
+                    "No database selected; USE a keyspace (SHOW DATABASES lists them), e.g. "
+                    f"USE {names[0] if names else 'commerce'}@replica",
+                )
+            keyspace = names[0]
+        if target.shard:
+            return keyspace, target.shard
+        shards = self.shards(keyspace)
+        if len(shards) == 1:
+            return keyspace, shards[0]
+        if not shards:
+            # The topo may not list shards yet (or at all for this keyspace): fall back on
+            # the tablets discovery knows.
+            known = sorted({h.shard for h in self.discovery.all() if h.keyspace == keyspace})
+            if len(known) == 1:
+                return keyspace, known[0]
+            if not known:
+                raise no_tablet(keyspace, "0", target.tablet_type)
+            shards = known
+        raise MySQLError(
+            ErrorCode.UNKNOWN_ERROR,
+            f"keyspace {keyspace!r} has shards {', '.join(shards)}; this gate routes to one "
+            f"shard at a time: USE {keyspace}:{shards[0]}@{target.tablet_type}",
+        )
+
+    def route(
+        self,
+        keyspace: str,
+        shard: str,
+        tablet_type: str,
+        query: QueryInfo,
+        prefer: Sequence[str] = (),
+    ) -> TabletHandle:
+        """A serving tablet for ``query`` (one of ``prefer`` aliases when possible)."""
+        found = self.discovery.candidates(keyspace, shard, tablet_type)
+        if not found:
+            raise no_tablet(keyspace, shard, tablet_type)
+        if prefer:
+            preferred = [h for h in found if h.alias in prefer]
+            if preferred:
+                return preferred[0]
+        if len(found) == 1:
+            return found[0]
+        try:
+            chosen = self.policy.choose(found, query)
+        except Exception:
+            log.failure("routing policy choose failed; using the first candidate")
+            return found[0]
+        if not isinstance(chosen, TabletHandle) or chosen not in found:
+            log.warn(
+                "routing policy {name} returned a non-candidate; using the first",
+                name=getattr(self.policy, "name", "?"),
+            )
+            return found[0]
+        return chosen
+
+    def column(self, payload: bytes) -> ColumnDefinition41:
+        """The decoded column definition of ``payload`` (cached: results repeat them)."""
+        col = self._columns.get(payload)
+        if col is None:
+            if len(self._columns) >= MAX_COLUMN_CACHE:
+                self._columns.clear()
+            col = ColumnDefinition41.decode(payload)
+            self._columns[payload] = col
+        return col
+
+
+class AuthThrottle:
+    """Counts auth failures per host: ``max_failures`` within ``window`` seconds block the
+    host for ``block_time`` seconds. At most ``max_hosts`` hosts are tracked (the oldest
+    is forgotten first), so memory stays bounded."""
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        *,
+        max_failures: int = 10,
+        window: float = 60.0,
+        block_time: float = 60.0,
+        max_hosts: int = 10000,
+    ) -> None:
+        self.clock = clock
+        self.max_failures = max_failures
+        self.window = window
+        self.block_time = block_time
+        self.max_hosts = max_hosts
+        self._failures: dict[str, deque[float]] = {}
+        self._blocked: dict[str, float] = {}
+
+    def failure(self, host: str) -> None:
+        """Record a failed authentication from ``host``."""
+        if self.max_failures <= 0:
+            return
+        now = self.clock.seconds()
+        times = self._failures.pop(host, None) or deque(maxlen=self.max_failures)
+        times.append(now)
+        self._failures[host] = times
+        if len(self._failures) > self.max_hosts:
+            del self._failures[next(iter(self._failures))]
+        if len(times) >= self.max_failures and now - times[0] <= self.window:
+            self._blocked[host] = now + self.block_time
+            if len(self._blocked) > self.max_hosts:
+                del self._blocked[next(iter(self._blocked))]
+            log.warn(
+                "blocking MySQL clients from {host} for {seconds}s: {n} failed logins",
+                host=host,
+                seconds=self.block_time,
+                n=len(times),
+            )
+
+    def success(self, host: str) -> None:
+        """A successful authentication clears the host's failures."""
+        self._failures.pop(host, None)
+
+    def blocked(self, host: str) -> float:
+        """Seconds left of ``host``'s block (0: not blocked)."""
+        until = self._blocked.get(host)
+        if until is None:
+            return 0.0
+        left = until - self.clock.seconds()
+        if left <= 0:
+            del self._blocked[host]
+            self._failures.pop(host, None)
+            return 0.0
+        return left
+
+
+class GateServerFactory(MySQLServerFactory):
+    """The MySQL server factory of the gate: throttles hosts that fail auth too often."""
+
+    def __init__(self, gate: Gate, *args: Any, throttle: AuthThrottle, **kwargs: Any) -> None:
+        super().__init__(gate, *args, **kwargs)
+        self.gate = gate
+        self.throttle = throttle
+        gate.server = self
+
+    def accept_client(self, host: str) -> MySQLError | None:
+        """ERROR 1129 for a blocked host."""
+        left = self.throttle.blocked(host)
+        if left:
+            self.gate.metrics.blocked.inc()
+            return MySQLError(
+                ER_HOST_IS_BLOCKED,
+                f"Host '{host}' is blocked because of many connection errors; retry in "
+                f"{int(left) + 1} s with the right user and password",
+            )
+        return None
+
+    def on_auth_failure(self, host: str, user: str) -> None:
+        """Count the failure toward the host's throttle."""
+        self.gate.metrics.auth_failures.inc()
+        self.throttle.failure(host)
+
+    def on_auth_success(self, host: str, user: str) -> None:
+        """Clear the host's failures."""
+        self.throttle.success(host)

@@ -1,0 +1,670 @@
+"""One client session of the gate: the ``IQueryHandler`` the MySQL server calls.
+
+Per statement (``classify``): gate-owned statements are answered here (``answers``);
+BEGIN/COMMIT/ROLLBACK drive a tablet transaction; everything else is routed:
+
+- target: the login database or ``USE``/COM_INIT_DB (``target``), else the only keyspace;
+- writes, locking reads and transactions go to the primary; a write with a replica or
+  rdonly target is refused (ERROR 1290, "use ks@primary"); plain reads go to the target's
+  tablet type, or wherever the routing policy's ``redirect`` sends them;
+- transactions: BEGIN is lazy, the first statement opens the tablet transaction on the
+  primary and later ones are pinned to it until COMMIT/ROLLBACK. With autocommit off a
+  write or locking read opens one implicitly (plain reads before it run autocommit, as in
+  Vitess). One transaction spans one shard: another keyspace or shard inside it is refused;
+- session state (SET of session or user variables, temporary tables, GET_LOCK...): the
+  statement runs on a reserved tablet connection, and from then on every statement of the
+  session does (reserved per tablet on first use). ``SET`` statements are replayed when a
+  new tablet connection is reserved; temporary tables and locks live on the tablet where
+  they were made, and the session prefers that tablet. COM_RESET_CONNECTION, COM_CHANGE_USER
+  and the end of the session release everything. ``SET NAMES utf8mb4`` and ``SET
+  autocommit`` are the gate's own (the tablets' pools are utf8mb4 already).
+- prepared statements are the gate's: the parameter count from the SQL, the columns from a
+  field-only query (``SELECT * FROM (...) LIMIT 0``; none if that fails); an execute is
+  the statement with its values interpolated, routed as a text query.
+
+Results are relayed without decoding rows; column definitions are decoded once (cached).
+Tablet-side client errors (2003, 2013: link down) reach the client as ERROR 1105 naming the
+tablet, since the client's own connection is fine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from vtwist.gate import answers
+from vtwist.gate.classify import (
+    KIND_BEGIN,
+    KIND_COMMIT,
+    KIND_ROLLBACK,
+    KIND_SELECT,
+    KIND_SET,
+    OWNED_AUTOCOMMIT,
+    OWNED_CONNECTION_ID,
+    OWNED_DATABASE,
+    OWNED_DATABASES,
+    OWNED_KEYSPACES,
+    OWNED_KILL,
+    OWNED_KILL_QUERY,
+    OWNED_PROCESSLIST,
+    OWNED_SET_NAMES,
+    OWNED_SHARDS,
+    OWNED_TABLETS,
+    OWNED_USE,
+    OWNED_VERSION,
+    OWNED_VERSION_COMMENT,
+    OWNED_WORKLOAD,
+    QueryInfo,
+    classify,
+)
+from vtwist.gate.discovery import TabletHandle
+from vtwist.gate.session_parts import Held, Pin, Relay, read_only_target, sql_text, wire_target
+from vtwist.gate.target import PRIMARY, Target, check_keyspace, parse_target
+from vtwist.interfaces import IQueryHandler, IResultSink
+from vtwist.protocols.mysql.constants import ServerStatus
+from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
+from vtwist.protocols.mysql.literals import count_placeholders, interpolate
+from vtwist.protocols.mysql.messages import ColumnDefinition41
+from vtwist.protocols.mysql.server_types import ClientInfo, PrepareInfo, Statement
+from vtwist.protocols.mysql.splitter import split_statements
+from vtwist.protocols.tabletrpc_ops import QueryResult
+
+if TYPE_CHECKING:
+    from vtwist.gate.gate import Gate
+
+log = Logger()
+
+AUTOCOMMIT = int(ServerStatus.AUTOCOMMIT)
+IN_TRANS = int(ServerStatus.IN_TRANS)
+MORE = int(ServerStatus.MORE_RESULTS_EXISTS)
+ER_KILL_DENIED = 1095
+MAX_SETTINGS = 64  # replayed SET statements kept per session
+MAX_INFO_CHARS = 100  # SHOW PROCESSLIST's Info, as mysqld truncates it
+
+
+@implementer(IQueryHandler)
+class GateSession:
+    """One client session (module docstring)."""
+
+    def __init__(self, gate: Gate, info: ClientInfo) -> None:
+        self.gate = gate
+        self.info = info
+        self.target: Target | None = None
+        self.autocommit = True
+        self.explicit_tx = False
+        self.tx: Pin | None = None
+        self.reserved: dict[str, Held] = {}
+        self.settings: list[str] = []
+        self.multi = info.multi_statements
+        self.command = "Sleep"
+        self.since = gate.clock.seconds()
+        self.current: str | None = None
+        self.closed = False
+        self.olap = False  # SET workload='olap': SELECTs stream, without the row limit
+        self._more = 0  # MORE_RESULTS_EXISTS of the statement running
+        self._inflight: Deferred[Any] | None = None
+
+    @property
+    def connection_id(self) -> int:
+        """The gate connection id (CONNECTION_ID(), SHOW PROCESSLIST, KILL)."""
+        return self.info.connection_id
+
+    @property
+    def in_transaction(self) -> bool:
+        """True between BEGIN (or an implicit start) and COMMIT/ROLLBACK."""
+        return self.explicit_tx or self.tx is not None
+
+    def status(self) -> int:
+        """AUTOCOMMIT and IN_TRANS as the session stands."""
+        return (AUTOCOMMIT if self.autocommit else 0) | (IN_TRANS if self.in_transaction else 0)
+
+    # --- COM_QUERY --------------------------------------------------------------------------
+
+    def query(self, sql: bytes, sink: IResultSink) -> Deferred[None]:
+        """Run ``sql`` (several statements when multi-statements are on)."""
+        return Deferred.fromCoroutine(self._query(sql, sink))
+
+    async def _query(self, sql: bytes, sink: IResultSink) -> None:
+        statements = (split_statements(sql) if self.multi else [sql]) or [sql]
+        for i, statement in enumerate(statements):
+            more = MORE if i < len(statements) - 1 else 0
+            try:
+                await self._statement(statement, sink, more)
+            except MySQLError as e:
+                self.gate.metrics.errors.labels(code=str(e.code)).inc()
+                sink.error(e)
+                return
+
+    async def _statement(self, sql: bytes, sink: IResultSink, more: int) -> None:
+        info = classify(sql)
+        gate = self.gate
+        gate.questions += 1
+        start = gate.clock.seconds()
+        self.command, self.since, self.current = "Query", start, sql_text(sql)
+        self._more = more
+        try:
+            if info.owned is not None:
+                await self._owned(info, sink, more)
+            elif info.kind == KIND_BEGIN:
+                await self._commit_open()
+                self.explicit_tx = True
+                sink.ok(status=self.status() | more)
+            elif info.kind in (KIND_COMMIT, KIND_ROLLBACK):
+                await self._finish(info.kind == KIND_COMMIT)
+                sink.ok(status=self.status() | more)
+            else:
+                result = await self._routed(info, sink, more)
+                if result is not None:
+                    self._send(result, sink, more)
+        finally:
+            gate.metrics.latency.labels(kind=info.kind).observe(gate.clock.seconds() - start)
+            self.command, self.since, self.current = "Sleep", gate.clock.seconds(), None
+
+    def _send(self, result: QueryResult, sink: IResultSink, more: int) -> None:
+        status = self.status() | more
+        if result.fields:
+            sink.start([self.gate.column(f) for f in result.fields])
+            sink.rows(result.rows)
+            sink.done(status, result.warnings)
+        else:
+            sink.ok(
+                result.affected_rows,
+                result.insert_id,
+                status,
+                result.warnings,
+                result.info.encode("utf-8", "surrogateescape"),
+            )
+
+    # --- routing ----------------------------------------------------------------------------
+
+    def _current_target(self) -> Target:
+        if self.target is not None:
+            return self.target
+        return Target("", "", self.gate.settings.default_tablet_type)
+
+    def _redirected(self, info: QueryInfo, target: Target) -> Target:
+        try:
+            where = self.gate.policy.redirect(info)
+        except Exception:
+            log.failure("routing policy redirect failed; not redirecting")
+            return target
+        if not where:
+            return target
+        new = parse_target(where, target.tablet_type)
+        keyspace = new.keyspace or target.keyspace
+        shard = new.shard or (target.shard if keyspace == target.keyspace else "")
+        return Target(keyspace, shard, new.tablet_type, True)
+
+    async def _routed(
+        self, info: QueryInfo, sink: IResultSink | None = None, more: int = 0
+    ) -> QueryResult | None:
+        """Route and run ``info``; with ``sink`` (olap workload, SELECT) the result is
+        streamed into it and None returned."""
+        target = self._current_target()
+        if info.is_write and target.tablet_type != PRIMARY:
+            raise read_only_target(target)
+        if not self.autocommit and not self.in_transaction and (info.is_write or info.locks):
+            self.explicit_tx = True  # implicit transaction: ends at COMMIT/ROLLBACK
+        if self.in_transaction:
+            keyspace, shard = self.gate.resolve(target)
+            return await self._in_transaction(info, keyspace, shard, self._streams(info, sink))
+        if info.is_read:
+            target = self._redirected(info, target)
+            tablet_type = target.tablet_type
+        else:
+            tablet_type = PRIMARY if (info.is_write or info.locks) else target.tablet_type
+        keyspace, shard = self.gate.resolve(target)
+        handle = self.gate.route(keyspace, shard, tablet_type, info, prefer=list(self.reserved))
+        where = wire_target(keyspace, shard, tablet_type)
+        self.gate.metrics.queries.labels(keyspace, tablet_type, info.kind).inc()
+        stream = self._streams(info, sink)
+        if info.sets_state or self.reserved or self.settings:
+            rid = await self._reservation(handle, where)
+            result = await self._execute(handle, info.sql, where, reserved_id=rid, sink=stream)
+            self._remember(info)
+            return result
+        return await self._execute(handle, info.sql, where, sink=stream)
+
+    def _streams(self, info: QueryInfo, sink: IResultSink | None) -> IResultSink | None:
+        return sink if self.olap and info.kind == KIND_SELECT else None
+
+    async def _in_transaction(
+        self, info: QueryInfo, keyspace: str, shard: str, sink: IResultSink | None
+    ) -> QueryResult | None:
+        where = wire_target(keyspace, shard, PRIMARY)
+        pin = self.tx
+        if pin is None:
+            handle = self.gate.route(keyspace, shard, PRIMARY, info)
+            pin = await self._begin(handle, keyspace, shard, where)
+        elif pin.handle.removed or pin.handle.generation != pin.generation:
+            self.tx, self.explicit_tx = None, False
+            self.reserved.pop(pin.handle.alias, None)
+            raise MySQLError(
+                ErrorCode.UNKNOWN_ERROR,
+                f"the transaction was rolled back: the link to tablet {pin.handle.alias} was "
+                "lost; run the transaction again",
+            )
+        elif (pin.keyspace, pin.shard) != (keyspace, shard):
+            raise MySQLError(
+                ErrorCode.UNKNOWN_ERROR,
+                f"a transaction is open on {pin.keyspace}/{pin.shard}; COMMIT or ROLLBACK "
+                f"before using {keyspace}/{shard} (a transaction spans one shard)",
+            )
+        self.gate.metrics.queries.labels(keyspace, PRIMARY, info.kind).inc()
+        handle = pin.handle
+        if info.sets_state and handle.alias not in self.reserved:
+            reply = await self._call(
+                handle,
+                handle.client().reserve(
+                    transaction_id=pin.transaction_id, target=where, deadline=self._deadline()
+                ),
+            )
+            self._hold(handle, reply.reserved_id)
+        result = await self._execute(
+            handle, info.sql, where, transaction_id=pin.transaction_id, sink=sink
+        )
+        self._remember(info)
+        return result
+
+    async def _begin(self, handle: TabletHandle, keyspace: str, shard: str, where: str) -> Pin:
+        client = handle.client()
+        held = self._live_reservation(handle)
+        if held is not None:
+            tid = await self._call(
+                handle,
+                client.begin(target=where, reserved_id=held.reserved_id, deadline=self._deadline()),
+            )
+        elif self.settings or self.reserved:
+            reply = await self._call(
+                handle,
+                client.reserve(
+                    list(self.settings), begin=True, target=where, deadline=self._deadline()
+                ),
+            )
+            self._hold(handle, reply.reserved_id)
+            tid = reply.transaction_id
+        else:
+            tid = await self._call(handle, client.begin(target=where, deadline=self._deadline()))
+        self.tx = Pin(handle, keyspace, shard, tid, handle.generation)
+        return self.tx
+
+    async def _reservation(self, handle: TabletHandle, where: str) -> int:
+        held = self._live_reservation(handle)
+        if held is not None:
+            return held.reserved_id
+        reply = await self._call(
+            handle,
+            handle.client().reserve(list(self.settings), target=where, deadline=self._deadline()),
+        )
+        rid: int = reply.reserved_id
+        self._hold(handle, rid)
+        return rid
+
+    def _hold(self, handle: TabletHandle, reserved_id: int) -> None:
+        self.reserved[handle.alias] = Held(handle, reserved_id, handle.generation)
+
+    def _live_reservation(self, handle: TabletHandle) -> Held | None:
+        held = self.reserved.get(handle.alias)
+        if held is None:
+            return None
+        if held.handle is handle and held.alive:
+            return held
+        # The tablet dropped it (restart, reconnect): its SETs are replayed on a new one;
+        # temporary tables and locks are gone, as after a reconnect to mysqld.
+        log.info(
+            "session {id}: reserved connection on {alias} was lost; reserving anew",
+            id=self.connection_id,
+            alias=handle.alias,
+        )
+        del self.reserved[handle.alias]
+        return None
+
+    def _remember(self, info: QueryInfo) -> None:
+        # Plain SETs are replayed on the next tablet connection the session reserves.
+        if info.kind == KIND_SET and info.sets_state and len(self.settings) < MAX_SETTINGS:
+            self.settings.append(sql_text(info.sql))
+
+    def _deadline(self) -> float:
+        return self.gate.clock.seconds() + self.gate.settings.query_timeout
+
+    async def _execute(
+        self,
+        handle: TabletHandle,
+        sql: bytes,
+        where: str,
+        *,
+        transaction_id: int = 0,
+        reserved_id: int = 0,
+        sink: IResultSink | None = None,
+    ) -> QueryResult | None:
+        client = handle.client()
+        if sink is not None:
+            await self._stream(handle, sql, where, transaction_id, reserved_id, sink)
+            return None
+        d = client.execute(
+            sql_text(sql),
+            target=where,
+            transaction_id=transaction_id,
+            reserved_id=reserved_id,
+            deadline=self._deadline(),
+        )
+        result: QueryResult = await self._call(handle, d)
+        return result
+
+    async def _stream(
+        self,
+        handle: TabletHandle,
+        sql: bytes,
+        where: str,
+        transaction_id: int,
+        reserved_id: int,
+        sink: IResultSink,
+    ) -> None:
+        relay = Relay(self.gate, sink)
+        sink.register_producer(relay)
+        try:
+            d = handle.client().stream_execute(
+                sql_text(sql),
+                relay.on_chunk,
+                target=where,
+                transaction_id=transaction_id,
+                reserved_id=reserved_id,
+                deadline=self._deadline(),
+            )
+            result: QueryResult = await self._call(handle, d)
+        finally:
+            if not sink.closed:
+                sink.unregister_producer()
+        status = self.status() | self._more
+        if relay.started:
+            sink.done(status, result.warnings)
+        else:
+            sink.ok(result.affected_rows, result.insert_id, status, result.warnings)
+
+    async def _call(self, handle: TabletHandle, d: Deferred[Any]) -> Any:
+        self._inflight = d
+        handle.inflight += 1
+        try:
+            return await d
+        except MySQLError as e:
+            if e.code >= 2000:
+                raise MySQLError(
+                    ErrorCode.UNKNOWN_ERROR,
+                    f"tablet {handle.alias}: {e.message}; retry the statement",
+                ) from None
+            raise
+        finally:
+            handle.inflight -= 1
+            if self._inflight is d:
+                self._inflight = None
+
+    # --- transactions -----------------------------------------------------------------------
+
+    async def _commit_open(self) -> None:
+        if self.in_transaction:
+            await self._finish(True)
+
+    async def _finish(self, commit: bool) -> None:
+        pin, self.tx = self.tx, None
+        self.explicit_tx = False
+        if pin is None:
+            return
+        handle = pin.handle
+        client = handle.client()
+        op = client.commit if commit else client.rollback
+        try:
+            kept = await self._call(handle, op(pin.transaction_id, deadline=self._deadline()))
+        except MySQLError:
+            # The tablet ends the transaction (and its connection) when COMMIT fails.
+            self.reserved.pop(handle.alias, None)
+            raise
+        if kept:
+            self._hold(handle, kept)
+        else:
+            self.reserved.pop(handle.alias, None)
+
+    # --- gate-owned statements --------------------------------------------------------------
+
+    async def _owned(self, info: QueryInfo, sink: IResultSink, more: int) -> None:
+        gate = self.gate
+        owned = info.owned
+        result: answers.Result | None = None
+        if owned == OWNED_VERSION_COMMENT:
+            result = answers.single("@@version_comment", gate.settings.version_comment)
+        elif owned == OWNED_VERSION:
+            result = answers.single("VERSION()", gate.settings.server_version)
+        elif owned == OWNED_CONNECTION_ID:
+            result = answers.single("CONNECTION_ID()", self.connection_id, integer=True)
+        elif owned == OWNED_DATABASE:
+            db = self.target.database() if self.target is not None else None
+            result = answers.single("DATABASE()", db)
+        elif owned == OWNED_PROCESSLIST:
+            result = answers.processlist(self._processlist())
+        elif owned == OWNED_TABLETS:
+            result = answers.tablets(gate.discovery.all())
+        elif owned == OWNED_SHARDS:
+            result = answers.shards((k, s) for k in gate.keyspaces() for s in gate.shards(k))
+        elif owned in (OWNED_KEYSPACES, OWNED_DATABASES):
+            result = answers.keyspaces(gate.keyspaces())
+        elif owned in (OWNED_KILL, OWNED_KILL_QUERY):
+            self._kill(int(info.arg), owned == OWNED_KILL_QUERY)
+        elif owned == OWNED_USE:
+            self._use(info.arg)
+        elif owned == OWNED_AUTOCOMMIT:
+            on = info.arg == "1"
+            if on and not self.autocommit:
+                await self._commit_open()
+            self.autocommit = on
+        elif owned == OWNED_SET_NAMES:
+            pass  # the tablets' connections are utf8mb4 already
+        elif owned == OWNED_WORKLOAD:
+            self.olap = info.arg == "olap"
+        if result is None:
+            sink.ok(status=self.status() | more)
+            return
+        columns, rows = result
+        sink.start(columns)
+        sink.rows(rows)
+        sink.done(self.status() | more)
+
+    def _processlist(self) -> list[list[object]]:
+        now = self.gate.clock.seconds()
+        rows: list[list[object]] = []
+        for conn_id in sorted(self.gate.sessions):
+            s = self.gate.sessions[conn_id]
+            current = s.current[:MAX_INFO_CHARS] if s.current is not None else None
+            rows.append(
+                [
+                    conn_id,
+                    s.info.user,
+                    f"{s.info.host}:{s.info.port}" if s.info.port else s.info.host,
+                    s.target.database() if s.target is not None else None,
+                    s.command,
+                    int(now - s.since),
+                    "executing" if s.command == "Query" else "",
+                    current,
+                ]
+            )
+        return rows
+
+    def _kill(self, conn_id: int, query_only: bool) -> None:
+        other = self.gate.sessions.get(conn_id)
+        if other is None:
+            raise MySQLError(ErrorCode.NO_SUCH_THREAD, f"Unknown thread id: {conn_id}")
+        if other.info.user != self.info.user:
+            raise MySQLError(
+                ER_KILL_DENIED,
+                f"You are not owner of thread {conn_id}; only its user ({other.info.user}) "
+                "can kill it",
+            )
+        other.kill_query()
+        if not query_only and other is not self:
+            server = self.gate.server
+            proto = server.connections.get(conn_id) if server is not None else None
+            if proto is not None:
+                proto.close()
+
+    def kill_query(self) -> bool:
+        """Stop the session's statement in flight (its tablet KILLs the query); true if any."""
+        d = self._inflight
+        if d is None or d.called:
+            return False
+        d.cancel()
+        return True
+
+    def _use(self, name: str) -> None:
+        target = parse_target(name, self.gate.settings.default_tablet_type)
+        check_keyspace(target, set(self.gate.keyspaces()))
+        self.target = target
+
+    # --- other commands ---------------------------------------------------------------------
+
+    def init_db(self, schema: str) -> Deferred[None]:
+        """COM_INIT_DB and the login database: the session's target (waiting for the
+        first topo read, at most ``topo_wait`` s, when the gate has just started)."""
+        if self.gate.topo_ready:
+            try:
+                self._use(schema)
+            except MySQLError as e:
+                self.gate.metrics.errors.labels(code=str(e.code)).inc()
+                raise
+            return succeed(None)
+        return Deferred.fromCoroutine(self._init_db_later(schema))
+
+    async def _init_db_later(self, schema: str) -> None:
+        await self.gate.when_topo_ready(self.gate.settings.topo_wait)
+        try:
+            self._use(schema)
+        except MySQLError as e:
+            self.gate.metrics.errors.labels(code=str(e.code)).inc()
+            raise
+
+    def field_list(self, table: str, wildcard: str) -> Deferred[Sequence[ColumnDefinition41]]:
+        """COM_FIELD_LIST: the columns of a field-only query on ``table`` (empty on error)."""
+        quoted = "`" + table.replace("`", "``") + "`"
+        return Deferred.fromCoroutine(self._fields(f"SELECT * FROM {quoted} LIMIT 0".encode()))
+
+    async def _fields(self, sql: bytes) -> list[ColumnDefinition41]:
+        try:
+            result = await self._routed(classify(sql))
+        except MySQLError:
+            return []
+        return [self.gate.column(f) for f in result.fields] if result is not None else []
+
+    def prepare(self, sql: bytes) -> Deferred[PrepareInfo]:
+        """COM_STMT_PREPARE: parameter count from the SQL; columns from a field query."""
+        return Deferred.fromCoroutine(self._prepare(sql))
+
+    async def _prepare(self, sql: bytes) -> PrepareInfo:
+        count = count_placeholders(sql)
+        info = classify(sql)
+        columns: list[ColumnDefinition41] = []
+        if (
+            self.gate.settings.prepare_fields
+            and info.kind == KIND_SELECT
+            and info.owned is None
+            and not info.locks
+            and not info.sets_state
+            and not self.in_transaction
+        ):
+            body = interpolate(sql, [None] * count).rstrip().rstrip(b";")
+            columns = await self._fields(b"SELECT * FROM (" + body + b") AS vt_fields LIMIT 0")
+        return PrepareInfo(count, columns=columns, state=info)
+
+    def execute(
+        self, statement: Statement, params: Sequence[object], sink: IResultSink, cursor: bool
+    ) -> Deferred[None]:
+        """COM_STMT_EXECUTE: the statement with its values bound, routed as a text query."""
+        sql = interpolate(statement.sql, params)
+        return Deferred.fromCoroutine(self._execute_statement(sql, sink))
+
+    async def _execute_statement(self, sql: bytes, sink: IResultSink) -> None:
+        try:
+            await self._statement(sql, sink, 0)
+        except MySQLError as e:
+            self.gate.metrics.errors.labels(code=str(e.code)).inc()
+            raise
+
+    def close_statement(self, statement: Statement) -> Deferred[None]:
+        """Nothing to do: statements are the gate's own."""
+        return succeed(None)
+
+    def reset_connection(self) -> Deferred[None]:
+        """Roll back, release reserved connections, forget settings; keep the target."""
+        return Deferred.fromCoroutine(self._reset())
+
+    async def _reset(self) -> None:
+        pin, self.tx = self.tx, None
+        reserved, self.reserved = self.reserved, {}
+        self.explicit_tx = False
+        self.autocommit = True
+        self.settings = []
+        waits: list[Deferred[Any]] = []
+        for held in reserved.values():
+            if not held.alive:
+                continue
+            if pin is not None and pin.handle is held.handle:
+                pin = None  # releasing the reservation rolls its transaction back
+            waits.append(self._quietly(held.handle, "release", reserved_id=held.reserved_id))
+        if pin is not None and pin.handle.generation == pin.generation:
+            waits.append(self._quietly(pin.handle, "rollback", pin.transaction_id))
+        for d in waits:
+            await d
+
+    def _quietly(self, handle: TabletHandle, op: str, *args: Any, **kwargs: Any) -> Deferred[Any]:
+        try:
+            client = handle.client()
+        except MySQLError:
+            return succeed(None)  # link down: the tablet ends what we held on its side
+        d: Deferred[Any] = getattr(client, op)(*args, deadline=self._deadline(), **kwargs)
+
+        def failed(failure: Any) -> None:
+            log.info(
+                "{op} on tablet {alias} failed: {why}",
+                op=op,
+                alias=handle.alias,
+                why=failure.getErrorMessage(),
+            )
+
+        return d.addErrback(failed)
+
+    def change_user(self, info: ClientInfo) -> Deferred[None]:
+        """A new user: reset the session; the target follows ``info.database``."""
+        self.info = info
+        if info.database:
+            self._use(info.database)
+        return self.reset_connection()
+
+    def ping(self) -> Deferred[None]:
+        """COM_PING: the gate answers."""
+        return succeed(None)
+
+    def statistics(self) -> Deferred[str]:
+        """COM_STATISTICS: uptime, sessions, statements."""
+        gate = self.gate
+        uptime = int(gate.clock.seconds() - gate.started)
+        return succeed(
+            f"Uptime: {uptime}  Threads: {len(gate.sessions)}  Questions: {gate.questions}  "
+            f"Tablets: {len(gate.discovery.handles)}"
+        )
+
+    def set_multi_statements(self, on: bool) -> Deferred[None]:
+        """COM_SET_OPTION: split COM_QUERY text into statements or not."""
+        self.multi = on
+        return succeed(None)
+
+    def close(self) -> None:
+        """The client left: stop its statement, release what it held."""
+        if self.closed:
+            return
+        self.closed = True
+        self.kill_query()
+        self.gate.session_closed(self)
+        d = Deferred.fromCoroutine(self._reset())
+        d.addErrback(
+            lambda f: log.failure("releasing session {id} failed", f, id=self.connection_id)
+        )

@@ -1,0 +1,99 @@
+"""Small pieces of a gate session: its transaction pin, reserved connections, the stream
+relay, and the write-on-replica error (``session`` uses them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
+
+from vtwist.gate.discovery import TabletHandle
+from vtwist.gate.target import Target
+from vtwist.interfaces import IResultSink
+from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
+from vtwist.protocols.tabletrpc_codec import Chunk
+
+if TYPE_CHECKING:
+    from vtwist.gate.gate import Gate
+
+
+@dataclass
+class Pin:
+    """The session's open tablet transaction."""
+
+    handle: TabletHandle
+    keyspace: str
+    shard: str
+    transaction_id: int
+    generation: int
+
+
+@dataclass(frozen=True)
+class Held:
+    """A reserved tablet connection of the session."""
+
+    handle: TabletHandle
+    reserved_id: int
+    generation: int
+
+    @property
+    def alive(self) -> bool:
+        """False once the tablet left or its link reconnected (the tablet dropped it)."""
+        return not self.handle.removed and self.handle.generation == self.generation
+
+
+def read_only_target(target: Target) -> MySQLError:
+    """ERROR 1290 for a write sent with a replica/rdonly target."""
+    ks = target.keyspace or "<keyspace>"
+    return MySQLError(
+        ErrorCode.OPTION_PREVENTS_STATEMENT,
+        f"target {target} is read-only: writes go to the primary; USE {ks} or {ks}@primary "
+        "for writes",
+    )
+
+
+@implementer(IPushProducer)
+class Relay:
+    """Relays a tablet stream into the client's sink; the sink pauses it when the client
+    is congested, and a paused relay holds the chunk's credit (so the tablet pauses too)."""
+
+    def __init__(self, gate: Gate, sink: IResultSink) -> None:
+        self.gate = gate
+        self.sink = sink
+        self.started = False
+        self.paused = False
+        self._waiter: Deferred[None] | None = None
+
+    def on_chunk(self, chunk: Chunk) -> Deferred[None] | None:
+        if chunk.fields and not self.started:
+            self.started = True
+            self.sink.start([self.gate.column(f) for f in chunk.fields])
+        if chunk.rows and self.started:
+            self.sink.rows(chunk.rows)
+        if self.paused:
+            self._waiter = Deferred()
+            return self._waiter
+        return None
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.callback(None)
+
+    def stopProducing(self) -> None:
+        self.resumeProducing()  # the sink aborted: let the stream end (its writes are ignored)
+
+
+def wire_target(keyspace: str, shard: str, tablet_type: str) -> str:
+    return f"{keyspace}:{shard}@{tablet_type}"
+
+
+def sql_text(sql: bytes) -> str:
+    return sql.decode("utf-8", "surrogateescape")

@@ -1,0 +1,461 @@
+"""Gate sessions against fake tablets over real RPC: routing, transactions, state, errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from tests.unit.gate.fakes import Cluster, RecordingSink, tablet
+from vtwist.gate.gate import GateSettings
+from vtwist.gate.policies import RandomPolicy
+from vtwist.interfaces import IQueryHandler, IQueryHandlerFactory, IRoutingPolicy
+from vtwist.protocols.mysql.errors import MySQLError
+from vtwist.protocols.mysql.server_types import Statement
+
+AUTOCOMMIT, IN_TRANS, MORE = 0x2, 0x1, 0x8
+
+
+def cluster(**kw: Any) -> Cluster:
+    c = Cluster(**kw)
+    c.add(
+        tablet("zone1-100", ttype="primary"),
+        tablet("zone1-101", ttype="replica"),
+        tablet("zone1-102", ttype="rdonly"),
+    )
+    return c
+
+
+def served_by(sink: RecordingSink) -> str | None:
+    assert sink.error_code is None, sink.events
+    return sink.table[0][0]
+
+
+def test_handler_and_factory_provide_their_interfaces() -> None:
+    c = cluster()
+    assert verifyObject(IQueryHandlerFactory, c.gate)
+    assert verifyObject(IQueryHandler, c.session())
+
+
+def test_reads_follow_the_target_type() -> None:
+    c = cluster()
+    s = c.session(database="commerce")
+    assert served_by(c.run(s, "select 1")) == "zone1-100"
+    c.run(s, "use commerce@replica")
+    assert served_by(c.run(s, "select 1")) == "zone1-101"
+    c.run(s, "use commerce:0@rdonly")
+    assert served_by(c.run(s, "select 1")) == "zone1-102"
+    assert c.services["zone1-101"].calls[0][1].target == "commerce:0@replica"
+
+
+def test_default_tablet_type_from_settings() -> None:
+    c = cluster(settings=GateSettings(default_tablet_type="replica"))
+    s = c.session(database="commerce")
+    assert served_by(c.run(s, "select 1")) == "zone1-101"
+
+
+def test_write_to_replica_target_is_refused() -> None:
+    c = cluster()
+    s = c.session(database="commerce@replica")
+    sink = c.run(s, "insert into t values (1)")
+    assert sink.error_code == 1290
+    assert "commerce@primary" in sink.events[-1][2]
+    assert c.services["zone1-101"].calls == []
+
+
+def test_locking_read_goes_to_primary() -> None:
+    c = cluster()
+    s = c.session(database="commerce@replica")
+    assert served_by(c.run(s, "select * from t for update")) == "zone1-100"
+
+
+def test_write_goes_to_primary_and_relays_ok() -> None:
+    c = cluster()
+    s = c.session()
+    sink = c.run(s, "insert into t values (1)")
+    assert sink.events == [("ok", 1, 7, AUTOCOMMIT)]
+    assert c.services["zone1-100"].sql() == ["insert into t values (1)"]
+
+
+def test_transaction_is_pinned_and_committed() -> None:
+    c = cluster()
+    s = c.session(database="commerce")
+    assert c.run(s, "begin").events == [("ok", 0, 0, AUTOCOMMIT | IN_TRANS)]
+    assert c.services["zone1-100"].calls == []  # BEGIN is lazy
+    c.run(s, "update t set a = 1")
+    c.run(s, "use commerce@replica")  # reads in the transaction stay on it
+    assert c.run(s, "select a from t").events[-1] == ("done", AUTOCOMMIT | IN_TRANS)
+    assert c.run(s, "commit").events == [("ok", 0, 0, AUTOCOMMIT)]
+    primary = c.services["zone1-100"]
+    assert primary.ops() == ["begin", "execute", "execute", "commit"]
+    tid = primary.calls[2][1].transaction_id
+    assert tid and primary.calls[1][1].transaction_id == tid
+    assert c.services["zone1-101"].calls == []
+
+
+def test_write_inside_transaction_on_replica_target_is_refused() -> None:
+    c = cluster()
+    s = c.session(database="commerce@replica")
+    c.run(s, "begin")
+    assert c.run(s, "insert into t values (1)").error_code == 1290
+
+
+def test_rollback_and_begin_commits_open_transaction() -> None:
+    c = cluster()
+    s = c.session()
+    c.run(s, "begin")
+    c.run(s, "insert into t values (1)")
+    c.run(s, "start transaction")  # implicit commit of the first
+    c.run(s, "insert into t values (2)")
+    c.run(s, "rollback")
+    assert c.services["zone1-100"].ops() == [
+        "begin",
+        "execute",
+        "commit",
+        "begin",
+        "execute",
+        "rollback",
+    ]
+    assert s.status() == AUTOCOMMIT
+
+
+def test_autocommit_off_opens_transactions_on_writes() -> None:
+    c = cluster()
+    s = c.session()
+    c.run(s, "set autocommit = 0")
+    assert s.status() == 0
+    c.run(s, "select 1")  # plain reads before a write run autocommit
+    c.run(s, "insert into t values (1)")
+    assert s.status() == IN_TRANS
+    c.run(s, "commit")
+    c.run(s, "set autocommit=1")
+    assert c.services["zone1-100"].ops() == ["execute", "begin", "execute", "commit"]
+    assert s.status() == AUTOCOMMIT
+
+
+def test_set_autocommit_1_commits() -> None:
+    c = cluster()
+    s = c.session()
+    c.run(s, "set autocommit=0")
+    c.run(s, "delete from t")
+    c.run(s, "set autocommit=1")
+    assert c.services["zone1-100"].ops()[-1] == "commit"
+
+
+def test_session_state_reserves_and_is_released_on_reset() -> None:
+    c = cluster()
+    s = c.session()
+    c.run(s, "set @x = 1")
+    primary = c.services["zone1-100"]
+    assert primary.ops() == ["reserve", "execute"]
+    rid = primary.calls[1][1].reserved_id
+    assert rid in primary.reserved
+    c.run(s, "select @x")
+    assert primary.calls[-1][1].reserved_id == rid
+    c.wait(s.reset_connection())
+    assert primary.ops()[-1] == "release" and primary.reserved == set()
+    c.run(s, "select 1")
+    assert primary.calls[-1][1].reserved_id == 0
+
+
+def test_settings_are_replayed_on_another_tablet() -> None:
+    c = cluster()
+    s = c.session(database="commerce@replica")
+    c.run(s, "set sql_mode = ''")
+    assert c.services["zone1-101"].ops() == ["reserve", "execute"]
+    c.run(s, "select * from t for update")
+    primary = c.services["zone1-100"]
+    assert primary.ops() == ["reserve", "execute"]
+    assert primary.calls[0][1].settings == ["set sql_mode = ''"]
+    assert primary.calls[1][1].reserved_id
+
+
+def test_transaction_after_state_begins_on_the_reservation() -> None:
+    c = cluster()
+    s = c.session()
+    c.run(s, "select get_lock('a', 1)")
+    c.run(s, "begin")
+    c.run(s, "update t set a = 2")
+    c.run(s, "commit")
+    primary = c.services["zone1-100"]
+    assert primary.ops() == ["reserve", "execute", "begin", "execute", "commit"]
+    rid = primary.calls[1][1].reserved_id
+    assert primary.calls[2][1].reserved_id == rid
+    c.run(s, "select 1")
+    assert primary.calls[-1][1].reserved_id == rid  # still reserved after commit
+
+
+def test_state_inside_transaction_reserves_its_connection() -> None:
+    c = cluster()
+    s = c.session()
+    c.run(s, "begin")
+    c.run(s, "insert into t values (1)")
+    c.run(s, "create temporary table tt (a int)")
+    c.run(s, "commit")
+    primary = c.services["zone1-100"]
+    assert primary.ops() == ["begin", "execute", "reserve", "execute", "commit"]
+    assert primary.calls[2][1].transaction_id == primary.calls[1][1].transaction_id
+    c.run(s, "select * from tt")
+    assert primary.calls[-1][1].reserved_id != 0
+
+
+def test_close_releases_everything() -> None:
+    c = cluster()
+    s = c.session()
+    c.run(s, "set @a = 1")
+    c.run(s, "begin")
+    c.run(s, "insert into t values (1)")
+    s.close()
+    c.flush()
+    primary = c.services["zone1-100"]
+    assert primary.ops()[-1] == "release"
+    assert primary.reserved == set() and primary.transactions == {}
+    assert s.connection_id not in c.gate.sessions
+
+
+def test_no_serving_tablet_names_the_target() -> None:
+    c = cluster()
+    c.serve("zone1-101", "replica", serving=False)
+    s = c.session(database="commerce@replica")
+    sink = c.run(s, "select 1")
+    assert sink.error_code == 1105
+    assert "no healthy tablet available for 'commerce/0@replica'" in sink.events[-1][2]
+
+
+def test_tablet_errors_pass_through_and_link_errors_become_1105() -> None:
+    c = cluster()
+    s = c.session()
+    assert c.run(s, "error 1146").error_code == 1146
+    assert c.gate.metrics.errors.labels(code="1146")._value.get() == 1
+    link = c.links["zone1-100"]
+    assert link.client.transport is not None
+    link.client.transport.loseConnection()  # link lost, not yet noticed by discovery
+    c.flush()
+    sink = c.run(s, "select 1")
+    assert sink.error_code == 1105 and "zone1-100" in sink.events[-1][2]
+
+
+def test_unknown_database_and_no_database() -> None:
+    c = cluster()
+    s = c.session(database="")
+    with pytest.raises(MySQLError) as e:
+        s.init_db("nosuch")
+    assert e.value.code == 1049
+    assert c.run(s, "use nosuch").error_code == 1049
+    # One keyspace only: it is used.
+    assert served_by(c.run(s, "select 1")) == "zone1-100"
+    c.cache.add_keyspace("customer")
+    assert c.run(s, "select 1").error_code == 1046
+
+
+def test_transaction_spans_one_shard() -> None:
+    c = cluster()
+    c.cache.add_keyspace("customer")
+    c.add(tablet("zone1-200", keyspace="customer", ttype="primary"))
+    s = c.session()
+    c.run(s, "begin")
+    c.run(s, "insert into t values (1)")
+    c.run(s, "use customer")
+    sink = c.run(s, "insert into t values (1)")
+    assert sink.error_code == 1105 and "COMMIT or ROLLBACK" in sink.events[-1][2]
+
+
+def test_gate_owned_answers() -> None:
+    c = cluster()
+    s = c.session(database="commerce@replica")
+    assert c.run(s, "select @@version_comment limit 1").table == [["vtwist gate"]]
+    assert c.run(s, "select connection_id()").table == [[str(s.connection_id)]]
+    assert c.run(s, "select database()").table == [["commerce@replica"]]
+    assert c.run(s, "show databases").table == [["commerce"]]
+    assert c.run(s, "show vitess_keyspaces").table == [["commerce"]]
+    assert c.run(s, "show vitess_shards").table == [["commerce/0"]]
+    sink = c.run(s, "show vitess_tablets")
+    assert sink.events[0] == (
+        "start",
+        [
+            "Cell",
+            "Keyspace",
+            "Shard",
+            "TabletType",
+            "State",
+            "Alias",
+            "Hostname",
+            "PrimaryTermStartTime",
+        ],
+    )
+    assert [r[5] for r in sink.table] == ["zone1-100", "zone1-101", "zone1-102"]
+    assert sink.table[0][:5] == ["zone1", "commerce", "0", "PRIMARY", "SERVING"]
+    assert all(svc.calls == [] for svc in c.services.values())
+
+
+def test_processlist_and_kill_query() -> None:
+    c = cluster()
+    victim = c.session()
+    d = victim.query(b"sleep 100", RecordingSink())
+    c.flush()
+    admin = c.session()
+    rows = c.run(admin, "show processlist").table
+    assert rows[0][0] == str(victim.connection_id)
+    assert rows[0][4] == "Query" and rows[0][7] == "sleep 100"
+    assert rows[1][7] == "show processlist"
+    assert c.run(admin, f"kill query {victim.connection_id}").events[0][0] == "ok"
+    c.flush()
+    assert d.called
+    assert c.services["zone1-100"].cancelled  # the tablet was told to stop
+    assert victim.command == "Sleep"
+
+
+def test_kill_errors() -> None:
+    c = cluster()
+    other = c.session(user="other")
+    s = c.session()
+    assert c.run(s, "kill 999").error_code == 1094
+    assert c.run(s, f"kill {other.connection_id}").error_code == 1095
+
+
+def test_multi_statements() -> None:
+    c = cluster()
+    s = c.session()
+    c.wait(s.set_multi_statements(True))
+    sink = c.run(s, "select 1; insert into t values (1)")
+    assert sink.events[2] == ("done", AUTOCOMMIT | MORE)
+    assert sink.events[3] == ("ok", 1, 7, AUTOCOMMIT)
+
+
+def test_prepare_and_execute() -> None:
+    c = cluster()
+    s = c.session(database="commerce@replica")
+    info = c.wait(s.prepare(b"select a from t where id = ?"))
+    assert info.param_count == 1
+    assert [col.name for col in info.columns] == ["tablet"]
+    replica = c.services["zone1-101"]
+    assert replica.sql() == ["SELECT * FROM (select a from t where id = NULL) AS vt_fields LIMIT 0"]
+    sink = RecordingSink()
+    c.wait(s.execute(Statement(1, b"select a from t where id = ?", info), [42], sink, False))
+    assert replica.sql()[-1] == "select a from t where id = 42"
+    assert sink.table == [["zone1-101"]]
+    insert = c.wait(s.prepare(b"insert into t values (?, ?)"))
+    assert insert.param_count == 2 and list(insert.columns) == []
+
+
+def test_redirecting_policy() -> None:
+    @implementer(IPlugin, IRoutingPolicy)
+    class Reports(RandomPolicy):
+        name = "reports"
+
+        def redirect(self, query: Any) -> str | None:
+            return "@replica" if b"/* report */" in query.sql else None
+
+    c = cluster(policy=Reports(lambda n: 0))
+    s = c.session()
+    assert served_by(c.run(s, "select /* report */ count(*) from t")) == "zone1-101"
+    assert served_by(c.run(s, "select 1")) == "zone1-100"
+    c.run(s, "begin")
+    assert served_by(c.run(s, "select /* report */ 1")) == "zone1-100"  # not in a transaction
+
+
+def test_least_in_flight_and_metrics() -> None:
+    from vtwist.gate.policies import LeastInFlightPolicy
+
+    c = cluster(policy=LeastInFlightPolicy())
+    c.add(tablet("zone1-103", ttype="replica"))
+    s1 = c.session(database="commerce@replica")
+    s1.query(b"select sleep(1)", RecordingSink())
+    c.flush()
+    busy = next(h for h in c.discovery.all() if h.inflight)
+    s2 = c.session(database="commerce@replica")
+    assert served_by(c.run(s2, "select 1")) != busy.alias
+    assert c.gate.metrics.queries.labels("commerce", "replica", "select")._value.get() == 2
+
+
+def test_lost_reservation_is_reserved_anew_with_settings() -> None:
+    c = cluster()
+    s = c.session()
+    c.run(s, "set @@session.sql_mode = ''")
+    link = c.links["zone1-100"]
+    link.set_connected(False)  # the tablet dropped everything this link held
+    c.serve("zone1-100", "primary")
+    c.run(s, "select 1")
+    primary = c.services["zone1-100"]
+    assert primary.ops() == ["reserve", "execute", "reserve", "execute"]
+    assert primary.calls[2][1].settings == ["set @@session.sql_mode = ''"]
+
+
+def test_lost_transaction_is_reported() -> None:
+    c = cluster()
+    s = c.session()
+    c.run(s, "begin")
+    c.run(s, "insert into t values (1)")
+    c.links["zone1-100"].set_connected(False)
+    c.serve("zone1-100", "primary")
+    sink = c.run(s, "insert into t values (2)")
+    assert sink.error_code == 1105 and "rolled back" in sink.events[-1][2]
+    assert s.status() == AUTOCOMMIT
+
+
+def test_change_user_resets_and_other_commands() -> None:
+    from dataclasses import replace
+
+    c = cluster()
+    s = c.session()
+    c.run(s, "set @a = 1")
+    c.wait(s.change_user(replace(s.info, user="other", database="commerce@replica")))
+    assert c.services["zone1-100"].ops()[-1] == "release"
+    assert s.info.user == "other" and str(s.target) == "commerce@replica"
+    assert served_by(c.run(s, "select 1")) == "zone1-101"
+    assert "Threads: 1" in c.wait(s.statistics())
+    c.wait(s.ping())
+    cols = c.wait(s.field_list("items", ""))
+    assert [col.name for col in cols] == ["tablet"]
+    assert c.services["zone1-101"].sql()[-1] == "SELECT * FROM `items` LIMIT 0"
+
+
+def test_olap_workload_streams_selects() -> None:
+    c = cluster()
+    s = c.session(database="commerce@replica")
+    assert c.run(s, "set workload = 'olap'").events[0][0] == "ok"
+    sink = c.run(s, "select rows 1000")
+    replica = c.services["zone1-101"]
+    assert replica.ops() == ["stream_execute"]
+    assert [int(r[0] or 0) for r in sink.table] == list(range(1000))
+    assert sink.events[0] == ("start", ["tablet"]) and sink.events[-1] == ("done", AUTOCOMMIT)
+    c.run(s, "set workload = oltp")
+    c.run(s, "select 1")
+    assert replica.ops()[-1] == "execute"
+
+
+def test_login_database_waits_for_the_first_topo_read() -> None:
+    c = cluster()
+    c.gate.topo_loading()
+    s = c.gate.open_session(c.session(database="").info)
+    d = s.init_db("commerce@replica")
+    assert not d.called
+    c.gate.topo_loaded()
+    c.wait(d)
+    assert str(s.target) == "commerce@replica"
+    c.gate.topo_loading()
+    d = s.init_db("nosuch")
+    c.clock.advance(c.gate.settings.topo_wait)
+    failures: list[Any] = []
+    d.addErrback(failures.append)
+    assert failures and failures[0].value.code == 1049
+
+
+def test_a_failing_policy_falls_back() -> None:
+    @implementer(IPlugin, IRoutingPolicy)
+    class Broken:
+        name = "broken"
+
+        def choose(self, candidates: Any, query: Any) -> Any:
+            raise RuntimeError("bug")
+
+        def redirect(self, query: Any) -> str | None:
+            raise RuntimeError("bug")
+
+    c = cluster(policy=Broken())
+    c.add(tablet("zone1-103", ttype="replica"))
+    s = c.session(database="commerce@replica")
+    assert served_by(c.run(s, "select 1")) in ("zone1-101", "zone1-103")

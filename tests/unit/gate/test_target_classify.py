@@ -1,0 +1,192 @@
+"""Targets (Vitess syntax) and the cheap statement classifier."""
+
+from __future__ import annotations
+
+import pytest
+
+from vtwist.gate.classify import (
+    KIND_BEGIN,
+    KIND_COMMIT,
+    KIND_DDL,
+    KIND_INSERT,
+    KIND_ROLLBACK,
+    KIND_SAVEPOINT,
+    KIND_SELECT,
+    KIND_SET,
+    KIND_SHOW,
+    OWNED_AUTOCOMMIT,
+    OWNED_CONNECTION_ID,
+    OWNED_DATABASES,
+    OWNED_KILL,
+    OWNED_KILL_QUERY,
+    OWNED_PROCESSLIST,
+    OWNED_SET_NAMES,
+    OWNED_TABLETS,
+    OWNED_USE,
+    OWNED_VERSION_COMMENT,
+    classify,
+    strip_comments,
+)
+from vtwist.gate.target import Target, check_keyspace, parse_target
+from vtwist.protocols.mysql.errors import MySQLError
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("commerce", Target("commerce", "", "primary", False)),
+        ("commerce@replica", Target("commerce", "", "replica", True)),
+        ("commerce@RDONLY", Target("commerce", "", "rdonly", True)),
+        ("commerce@master", Target("commerce", "", "primary", True)),
+        ("commerce:-80@replica", Target("commerce", "-80", "replica", True)),
+        ("`commerce:0`", Target("commerce", "0", "primary", False)),
+        ("@primary", Target("", "", "primary", True)),
+        ("@replica", Target("", "", "replica", True)),
+    ],
+)
+def test_parse_target(text: str, expected: Target) -> None:
+    assert parse_target(text) == expected
+
+
+def test_default_type_applies_without_at() -> None:
+    assert parse_target("commerce", "replica").tablet_type == "replica"
+    assert parse_target("commerce@primary", "replica").tablet_type == "primary"
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("commerce@leader", "unknown tablet type"),
+        (":0@replica", "needs its keyspace"),
+        ("com merce", "not a keyspace name"),
+        ("commerce:@replica", "not a shard name"),
+        ("", "no keyspace"),
+    ],
+)
+def test_bad_target_is_1105_naming_the_syntax(text: str, why: str) -> None:
+    with pytest.raises(MySQLError) as e:
+        parse_target(text)
+    assert e.value.code == 1105
+    assert why in e.value.message
+    assert "keyspace@primary|replica|rdonly" in e.value.message
+
+
+def test_unknown_keyspace_is_1049() -> None:
+    with pytest.raises(MySQLError) as e:
+        check_keyspace(parse_target("nosuch@replica"), {"commerce"})
+    assert e.value.code == 1049
+    assert "Unknown database 'nosuch'" in e.value.message
+    assert check_keyspace(parse_target("@primary"), {"commerce"}).keyspace == ""
+
+
+def test_target_strings() -> None:
+    assert str(parse_target("commerce:0@replica")) == "commerce:0@replica"
+    assert parse_target("commerce").database() == "commerce"
+    assert parse_target("commerce@replica").database() == "commerce@replica"
+
+
+@pytest.mark.parametrize(
+    ("sql", "kind", "write"),
+    [
+        (b"SELECT 1", KIND_SELECT, False),
+        (b"  /* hint */ select * from t", KIND_SELECT, False),
+        (b"(select 1) union (select 2)", KIND_SELECT, False),
+        (b"insert into t values (1)", KIND_INSERT, True),
+        (b"UPDATE t SET a=1", "update", True),
+        (b"delete from t", "delete", True),
+        (b"replace into t values (1)", "replace", True),
+        (b"begin", KIND_BEGIN, False),
+        (b"START TRANSACTION", KIND_BEGIN, False),
+        (b"commit", KIND_COMMIT, False),
+        (b"rollback", KIND_ROLLBACK, False),
+        (b"rollback to savepoint a", KIND_SAVEPOINT, False),
+        (b"show tables", KIND_SHOW, False),
+        (b"create table t (a int)", KIND_DDL, True),
+        (b"set global max_connections = 10", KIND_SET, True),
+        (b"CALL p()", "other", True),
+    ],
+)
+def test_kinds(sql: bytes, kind: str, write: bool) -> None:
+    info = classify(sql)
+    assert (info.kind, info.is_write) == (kind, write)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        b"select * from t where id = 1 for update",
+        b"SELECT * FROM t LOCK IN SHARE MODE",
+        b"select a from t for share",
+    ],
+)
+def test_locking_reads(sql: bytes) -> None:
+    info = classify(sql)
+    assert info.locks and not info.is_write and not info.is_read
+
+
+def test_locking_words_in_strings_or_comments_do_not_count() -> None:
+    assert not classify(b"select 'for update' from t").locks
+    assert not classify(b"select a from t /* for update */").locks
+    assert classify(b"select a from t").is_read
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        b"set @x = 1",
+        b"SET SESSION sql_mode = ''",
+        b"set sql_mode='ANSI'",
+        b"select @x := 1",
+        b"select a into @v from t",
+        b"select get_lock('a', 1)",
+        b"create temporary table tt (a int)",
+        b"lock tables t read",
+        b"select last_insert_id(5)",
+    ],
+)
+def test_session_state(sql: bytes) -> None:
+    info = classify(sql)
+    assert info.sets_state and not info.is_read
+
+
+def test_not_session_state() -> None:
+    assert not classify(b"select '@x := 1'").sets_state
+    assert not classify(b"select @@version").sets_state
+    assert not classify(b"select last_insert_id()").sets_state
+    assert not classify(b"set global x = 1").sets_state
+
+
+@pytest.mark.parametrize(
+    ("sql", "owned", "arg"),
+    [
+        (b"select @@version_comment limit 1", OWNED_VERSION_COMMENT, ""),
+        (b"SELECT  CONNECTION_ID() ;", OWNED_CONNECTION_ID, ""),
+        (b"show full processlist", OWNED_PROCESSLIST, ""),
+        (b"SHOW VITESS_TABLETS", OWNED_TABLETS, ""),
+        (b"show databases", OWNED_DATABASES, ""),
+        (b"kill 12", OWNED_KILL, "12"),
+        (b"KILL CONNECTION 12", OWNED_KILL, "12"),
+        (b"kill query 7", OWNED_KILL_QUERY, "7"),
+        (b"use commerce@replica", OWNED_USE, "commerce@replica"),
+        (b"USE `commerce:0@rdonly`", OWNED_USE, "commerce:0@rdonly"),
+        (b"SET autocommit=0", OWNED_AUTOCOMMIT, "0"),
+        (b"set @@session.autocommit = ON", OWNED_AUTOCOMMIT, "1"),
+        (b"SET NAMES utf8mb4", OWNED_SET_NAMES, ""),
+        (b"SET NAMES 'utf8'", OWNED_SET_NAMES, ""),
+    ],
+)
+def test_gate_owned(sql: bytes, owned: str, arg: str) -> None:
+    info = classify(sql)
+    assert (info.owned, info.arg) == (owned, arg)
+    assert not info.sets_state
+
+
+def test_not_owned() -> None:
+    assert classify(b"select @@version_comment, 1").owned is None
+    assert classify(b"SET NAMES latin1").sets_state
+    assert classify(b"set autocommit=0, sql_mode=''").owned is None
+
+
+def test_strip_comments_keeps_executable_comments() -> None:
+    assert b"hint" not in strip_comments(b"select /* hint */ 1 -- x\n")
+    assert b"/*!40101" in strip_comments(b"/*!40101 SET NAMES utf8 */")
