@@ -64,6 +64,12 @@ class MariaDB:
         return self.base_dir / "mysqld.sock"
 
     @property
+    def tmpdir(self) -> Path:
+        """mysqld's own temporary directory: a shared /tmp lets two instances being
+        installed at the same moment clash on their temporary table files."""
+        return self.base_dir / "tmp"
+
+    @property
     def pidfile(self) -> Path:
         return self.base_dir / "mysqld.pid"
 
@@ -87,6 +93,7 @@ class MariaDB:
             f"--port={self.port}",
             f"--bind-address={LOOPBACK}",
             f"--socket={self.socket_path}",
+            f"--tmpdir={self.tmpdir}",
             f"--pid-file={self.pidfile}",
             f"--log-error={self.log_path}",
             f"--server-id={self.server_id}",
@@ -111,6 +118,7 @@ class MariaDB:
         """Create the data directory if needed, start mariadbd, and create the TCP user."""
         self.base_dir.mkdir(parents=True, exist_ok=True)
         (self.base_dir / "binlog").mkdir(exist_ok=True)
+        self.tmpdir.mkdir(exist_ok=True)
         if not self.port:
             self.port = free_port()
         fresh = not (self.datadir / "mysql").is_dir()
@@ -149,6 +157,7 @@ class MariaDB:
             f"--datadir={self.datadir}",
             "--auth-root-authentication-method=socket",
             "--skip-test-db",
+            f"--tmpdir={self.tmpdir}",  # passed on to the bootstrap mariadbd
         ]
         if os.geteuid() == 0:
             cmd.append("--user=root")

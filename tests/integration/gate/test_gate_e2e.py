@@ -125,14 +125,7 @@ def cluster(mariadb: MariaDB, zookeeper: ZooKeeper) -> Iterator[dict[str, Any]]:
 
 
 def _private_mariadb() -> MariaDB:
-    # mariadb-install-db now and then fails on a clash of temporary files in /tmp when
-    # other tests install a mysqld at the same moment: one retry.
-    from vtwist.local.procs import LaunchError
-
-    try:
-        return MariaDB(servers.scratch_dir("gate-replica-mariadb")).start()
-    except LaunchError:
-        return MariaDB(servers.scratch_dir("gate-replica-mariadb")).start()
+    return MariaDB(servers.scratch_dir("gate-replica-mariadb")).start()
 
 
 def _prepare(db: MariaDB) -> None:

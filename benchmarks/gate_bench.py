@@ -1,0 +1,141 @@
+"""The gate against direct MariaDB and a do-nothing forwarder, on a real local cluster.
+
+Starts a throw-away cluster with ``vtwist up`` (ZooKeeper, one MariaDB primary and one
+replica, their tablets, the gate) in a temporary directory on free ports, then runs, in
+one run and one after the other, sysbench ``oltp_point_select`` and ``oltp_read_only``:
+
+* direct to the primary's MariaDB;
+* through the gate (``commerce`` target: the primary);
+* through Twisted's do-nothing byte forwarder (``twisted.protocols.portforward``) in front
+  of the primary's MariaDB.
+
+Prints QPS and p95 latency of each and the ratios gate/forwarder and gate/direct; stops
+the cluster by PID (``vtwist down``) at the end. Not a test: figures only mean something
+as ratios measured in the same run.
+
+    .venv/bin/python -m benchmarks.gate_bench [--seconds 15] [--threads 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks.common import Forwarder, SysbenchResult, ratio, sysbench
+from vtwist.local.cluster import mariadb_for
+from vtwist.local.procs import free_port
+from vtwist.local.state import load_state
+
+VTWIST = str(Path(sys.executable).with_name("vtwist"))
+TESTS = ("oltp_point_select", "oltp_read_only")
+
+
+def _config(path: Path) -> Path:
+    path.write_text(
+        f"""
+[[keyspaces]]
+name = "commerce"
+shards = ["0"]
+replicas = 1
+durability = "none"
+
+[gate]
+mysql_port = {free_port()}
+http_port = {free_port()}
+
+[[gate.users]]
+name = "app"
+"""
+    )
+    return path
+
+
+def _vtwist(*args: str) -> str:
+    out = subprocess.run([VTWIST, *args], capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        raise RuntimeError(f"vtwist {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
+    return out.stdout
+
+
+def _line(test: str, name: str, r: SysbenchResult) -> str:
+    return f"{test:18} {name:10} {r.qps:10.0f} qps   p95 {r.p95_ms:7.2f} ms   errors {r.errors}"
+
+
+def run(seconds: int, threads: int, table_size: int) -> dict[str, dict[str, SysbenchResult]]:
+    """Start the cluster, measure, stop it; print and return the results by test and path."""
+    base = Path(tempfile.mkdtemp(prefix="vtwist-gate-bench-"))
+    directory = base / "cluster"
+    results: dict[str, dict[str, SysbenchResult]] = {t: {} for t in TESTS}
+    try:
+        _vtwist("up", "--dir", str(directory), "--config", str(_config(base / "local.toml")))
+        status = json.loads(_vtwist("status", "--dir", str(directory), "--json"))
+        state = load_state(directory)
+        assert state is not None
+        primary = mariadb_for(directory, state, state.tablets[0])
+        gate_port = int(status["gate"]["mysql"].rsplit(":", 1)[1])
+        user, password = status["gate"]["user"], status["gate"]["password"]
+        db = "commerce"
+        sysbench(
+            "oltp_point_select",
+            primary.port,
+            primary.user,
+            primary.password,
+            db,
+            threads=4,
+            table_size=table_size,
+            command="prepare",
+        )
+        forwarder = Forwarder(primary.port)
+        try:
+            paths = (
+                ("direct", primary.port, primary.user, primary.password),
+                ("gate", gate_port, user, password),
+                ("forwarder", forwarder.port, primary.user, primary.password),
+            )
+            for test in TESTS:
+                for name, port, u, pw in paths:
+                    r = sysbench(
+                        test,
+                        port,
+                        u,
+                        pw,
+                        db,
+                        threads=threads,
+                        seconds=seconds,
+                        table_size=table_size,
+                        extra=("--mysql-ssl=off",),
+                    )
+                    results[test][name] = r
+                    print(_line(test, name, r), flush=True)
+        finally:
+            forwarder.stop()
+    finally:
+        if (directory / "cluster.json").exists():
+            subprocess.run([VTWIST, "down", "--dir", str(directory)], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+    for test, by in results.items():
+        if len(by) == 3:
+            g, f, d = by["gate"].qps, by["forwarder"].qps, by["direct"].qps
+            print(f"{test:18} gate/forwarder {ratio(g, f)}   gate/direct {ratio(g, d)}")
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the options and run once."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--seconds", type=int, default=15, help="per measurement")
+    p.add_argument("--threads", type=int, default=16)
+    p.add_argument("--table-size", type=int, default=10000)
+    args = p.parse_args(argv)
+    run(args.seconds, args.threads, args.table_size)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
