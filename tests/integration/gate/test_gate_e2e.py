@@ -137,6 +137,16 @@ def _prepare(db: MariaDB) -> None:
     admin.close()
 
 
+def write_gate_files(directory: Path) -> tuple[Path, Path]:
+    """A users file holding USER / PASSWORD and the example vtgate.toml, in ``directory``."""
+    users = directory / "users.toml"
+    entry = hash_password(PASSWORD.encode(), iterations=1000)
+    users.write_text(f"[users.{USER}]\n" + "".join(f'{k} = "{v}"\n' for k, v in entry.items()))
+    config = directory / "vtgate.toml"
+    config.write_text(render_example(GATE_SCHEMA))
+    return users, config
+
+
 def _start(db: MariaDB, replica_db: MariaDB, zk: ZooKeeper, procs: Procs) -> dict[str, Any]:
     _prepare(db)
     _prepare(replica_db)
@@ -169,11 +179,7 @@ def _start(db: MariaDB, replica_db: MariaDB, zk: ZooKeeper, procs: Procs) -> dic
         )
 
     directory = servers.scratch_dir("gate")
-    users = directory / "users.toml"
-    entry = hash_password(PASSWORD.encode(), iterations=1000)
-    users.write_text(f"[users.{USER}]\n" + "".join(f'{k} = "{v}"\n' for k, v in entry.items()))
-    config = directory / "vtgate.toml"
-    config.write_text(render_example(GATE_SCHEMA))
+    users, config = write_gate_files(directory)
     port, http_port = free_port(), free_port()
     procs.start(
         "vtgate",

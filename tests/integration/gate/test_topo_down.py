@@ -20,16 +20,15 @@ from tests.integration.gate.test_gate_e2e import (
     Procs,
     _prepare,
     until,
+    write_gate_files,
 )
 from tests.support import servers
 from vtwist.config import render_example
-from vtwist.gate.config import SCHEMA as GATE_SCHEMA
 from vtwist.local.mariadb import MariaDB
 from vtwist.local.procs import free_port
 from vtwist.local.zookeeper import ZooKeeper
 from vtwist.tablet.config import ENV_APP_PASSWORD, ENV_DBA_PASSWORD
 from vtwist.tablet.config import SCHEMA as TABLET_SCHEMA
-from vtwist.users import hash_password
 
 pytestmark = pytest.mark.integration
 
@@ -80,11 +79,7 @@ def _run(db: MariaDB, zk: ZooKeeper, procs: Procs) -> None:
         },
     )
     directory = servers.scratch_dir("down-gate")
-    users = directory / "users.toml"
-    entry = hash_password(PASSWORD.encode(), iterations=1000)
-    users.write_text(f"[users.{USER}]\n" + "".join(f'{k} = "{v}"\n' for k, v in entry.items()))
-    config = directory / "vtgate.toml"
-    config.write_text(render_example(GATE_SCHEMA))
+    users, config = write_gate_files(directory)
     port = free_port()
     procs.start(
         "vtgate",
