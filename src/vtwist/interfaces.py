@@ -25,6 +25,7 @@ if typing.TYPE_CHECKING:
         BeginArgs,
         ExecuteArgs,
         KillArgs,
+        ManageArgs,
         QueryResult,
         ReleaseArgs,
         ReserveArgs,
@@ -383,6 +384,9 @@ class ITabletService(Interface):
 
     def kill(request: ITabletRPCRequest, args: KillArgs) -> Deferred[bool] | bool:
         """Kill the query (or connection) of a transaction/reservation; true if one was."""
+
+    def manage(request: ITabletRPCRequest, args: ManageArgs) -> Deferred[dict[str, Any]]:
+        """Run a tablet-manager action (reparents, vtorc); return its report as a map."""
 
     def health() -> Mapping[str, Any]:
         """The current health snapshot.

@@ -42,6 +42,7 @@ from vtwist.protocols.tabletrpc_ops import (
     OP_COMMIT,
     OP_EXECUTE,
     OP_KILL,
+    OP_MANAGE,
     OP_RELEASE,
     OP_RESERVE,
     OP_ROLLBACK,
@@ -440,6 +441,17 @@ class TabletRPCClient(FramedRPCProtocol):
             }
         )
         return self._start(OP_KILL, wire, deadline, None, None)
+
+    def manage(
+        self,
+        action: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> Deferred[dict[str, Any]]:
+        """Run a tablet-manager ``action`` (``vtwist.tablet.manager``); fires with its report."""
+        wire = {"action": action, "params": dict(params or {})}
+        return self._start(OP_MANAGE, wire, deadline, None, None)
 
     # --- input ------------------------------------------------------------------------------
 

@@ -18,7 +18,11 @@ reserve            target, settings, begin, tx, opts       ``ReserveResult``
 release            tx, rsv, target                         nil
 kill               req | tx | rsv, conn, target            bool (something was killed)
 stream_health      (none)                                  HEALTH frames until cancelled
+manage             action, params (map of scalars/lists)   a map (the action's report)
 =================  ======================================  ================================
+
+``manage`` carries the tablet-manager actions that reparents and vtorc use (see
+``vtwist.tablet.manager``): the action name and its parameters, answered by a map.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ OP_RESERVE = "reserve"
 OP_RELEASE = "release"
 OP_KILL = "kill"
 OP_STREAM_HEALTH = "stream_health"
+OP_MANAGE = "manage"
 
 ER_NOT_SUPPORTED_YET = 1235
 
@@ -143,6 +148,18 @@ def _encode_none(value: Any) -> Any:
     raise TypeError(f"expected None, got {type(value).__name__}")
 
 
+def _decode_map(wire: Any) -> dict[str, Any]:
+    if type(wire) is dict and all(type(k) is str for k in wire):
+        return wire
+    raise _bad_result("manage")
+
+
+def _encode_map(value: Any) -> Any:
+    if isinstance(value, dict) and all(type(k) is str for k in value):
+        return value
+    raise TypeError(f"expected a map with string keys, got {type(value).__name__}")
+
+
 def _encode_bool(value: Any) -> Any:
     if type(value) is bool:
         return value
@@ -223,6 +240,13 @@ class KillArgs(NamedTuple):
     target: str | None = None
 
 
+class ManageArgs(NamedTuple):
+    """Arguments of ``manage``: a tablet-manager ``action`` and its ``params``."""
+
+    action: str
+    params: dict[str, Any]
+
+
 class StreamHealthArgs(NamedTuple):
     """``stream_health`` takes no argument."""
 
@@ -241,6 +265,8 @@ _WIRE_KEYS: dict[str, str] = {
     "begin": "begin",
     "request_id": "req",
     "connection": "conn",
+    "action": "action",
+    "params": "params",
 }
 
 
@@ -376,6 +402,19 @@ def _parse_kill(op: str, wire: dict[str, Any]) -> KillArgs:
     return args
 
 
+MAX_ACTION_NAME = 64
+
+
+def _parse_manage(op: str, wire: dict[str, Any]) -> ManageArgs:
+    action = wire.get("action")
+    if type(action) is not str or not 0 < len(action) <= MAX_ACTION_NAME:
+        raise _bad_arg(op, "action", f"a non-empty string of at most {MAX_ACTION_NAME} chars")
+    params = wire.get("params", {})
+    if type(params) is not dict or not all(type(k) is str for k in params):
+        raise _bad_arg(op, "params", "a map with string names")
+    return ManageArgs(action, params)
+
+
 def _parse_nothing(op: str, wire: dict[str, Any]) -> StreamHealthArgs:
     return StreamHealthArgs()
 
@@ -402,6 +441,7 @@ OPS: dict[str, OpSpec] = {
         OpSpec(OP_RELEASE, _parse_release, _encode_none, _decode_none, False),
         OpSpec(OP_KILL, _parse_kill, _encode_bool, _decode_bool, False),
         OpSpec(OP_STREAM_HEALTH, _parse_nothing, _encode_none, _decode_none, True),
+        OpSpec(OP_MANAGE, _parse_manage, _encode_map, _decode_map, False),
     )
 }
 

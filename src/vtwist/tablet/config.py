@@ -47,6 +47,7 @@ from vtwist.topo.names import (
 #: Environment variables read when the file and the password-file keys give no password.
 ENV_APP_PASSWORD = "VTWIST_MYSQL_APP_PASSWORD"
 ENV_DBA_PASSWORD = "VTWIST_MYSQL_DBA_PASSWORD"
+ENV_REPL_PASSWORD = "VTWIST_MYSQL_REPL_PASSWORD"
 
 
 def _validator(fn: Callable[[str], object]) -> Callable[[str], str | None]:
@@ -180,6 +181,48 @@ DBA_PASSWORD_FILE = PathOption(
     "",
     must_exist=True,
     doc="File whose first line is the password of mysql.dba_user; wins over mysql.dba_password",
+)
+
+# --- replication (tablet-manager actions of reparents and vtorc) ----------------------------
+REPL_USER = StrOption(
+    "replication.user",
+    "vt_repl",
+    doc="MySQL user a replica of this shard logs in as on the primary (CHANGE MASTER TO)",
+)
+REPL_PASSWORD = StrOption(
+    "replication.password",
+    "",
+    secret=True,
+    doc="Password of replication.user (prefer replication.password_file or the environment)",
+)
+REPL_PASSWORD_FILE = PathOption(
+    "replication.password_file",
+    "",
+    must_exist=True,
+    doc="File whose first line is the password of replication.user; wins over replication.password",
+)
+REPL_NET_TIMEOUT = IntOption(
+    "replication.net_timeout",
+    4,
+    min=2,
+    max=3600,
+    doc="slave_net_timeout set on mysqld when it is pointed at a primary: seconds without "
+    "data before a replica reconnects (and vtorc sees a dead primary confirmed by it)",
+)
+REPL_HEARTBEAT = DurationOption(
+    "replication.heartbeat_interval",
+    1.0,
+    min=0.1,
+    max=1800.0,
+    doc="MASTER_HEARTBEAT_PERIOD of the replication stream; below replication.net_timeout",
+)
+MANAGER_LOCK_WAIT = IntOption(
+    "manager.lock_wait_timeout",
+    5,
+    min=1,
+    max=3600,
+    doc="Longest wait (seconds) of a read_only change or a replication command behind "
+    "other sessions' locks, during a reparent",
 )
 
 # --- pools ----------------------------------------------------------------------------------
@@ -405,6 +448,12 @@ OPTIONS: list[Option[Any]] = [
     DBA_USER,
     DBA_PASSWORD,
     DBA_PASSWORD_FILE,
+    REPL_USER,
+    REPL_PASSWORD,
+    REPL_PASSWORD_FILE,
+    REPL_NET_TIMEOUT,
+    REPL_HEARTBEAT,
+    MANAGER_LOCK_WAIT,
     QUERY_POOL_SIZE,
     QUERY_POOL_WAIT,
     QUERY_POOL_WAITERS,
@@ -464,7 +513,7 @@ def mysql_database(config: Config) -> str:
 
 
 def mysql_password(config: Config, user: str) -> str:
-    """The password of the ``app`` or ``dba`` user.
+    """The password of the ``app``, ``dba`` or ``repl`` user.
 
     Order: the ``*_password_file`` key (first line), the ``*_password`` key, the environment
     variable (``VTWIST_MYSQL_APP_PASSWORD``/``..._DBA_...``), else empty. An unreadable file
@@ -473,6 +522,7 @@ def mysql_password(config: Config, user: str) -> str:
     file_opt, value_opt, env = {
         "app": (APP_PASSWORD_FILE, APP_PASSWORD, ENV_APP_PASSWORD),
         "dba": (DBA_PASSWORD_FILE, DBA_PASSWORD, ENV_DBA_PASSWORD),
+        "repl": (REPL_PASSWORD_FILE, REPL_PASSWORD, ENV_REPL_PASSWORD),
     }[user]
     path = config.value(file_opt)
     if path:

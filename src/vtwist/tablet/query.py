@@ -46,6 +46,7 @@ from vtwist.protocols.tabletrpc_ops import (
     BeginArgs,
     ExecuteArgs,
     KillArgs,
+    ManageArgs,
     QueryResult,
     ReleaseArgs,
     ReserveArgs,
@@ -518,6 +519,21 @@ class TabletQueryService:
             release()
         lease.give_back()
         return True
+
+    # --- tablet manager -----------------------------------------------------------------
+
+    #: Runs ``manage`` actions (``vtwist.tablet.manager.TabletManager``; set by the tap).
+    manager: Any = None
+
+    def manage(self, request: ITabletRPCRequest, args: ManageArgs) -> Deferred[dict[str, Any]]:
+        """See ``ITabletService.manage``: handed to the tablet manager."""
+        if self.manager is None:
+            raise MySQLError(
+                ErrorCode.UNKNOWN_ERROR,
+                f"vttablet {self.state.alias} has no tablet manager; it cannot run {args.action!r}",
+            )
+        d: Deferred[dict[str, Any]] = self.manager.manage(request, args)
+        return d
 
     # --- health -------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from vtwist.protocols.tabletrpc_server import TabletRPCServerFactory
 from vtwist.service import ListenerService
 from vtwist.tablet import config as keys
 from vtwist.tablet.config import SCHEMA
+from vtwist.tablet.manager import ManagerSettings, TabletManager
 from vtwist.tablet.metrics import StateCollector, TabletMetrics
 from vtwist.tablet.policies import QueryPolicy
 from vtwist.tablet.pools import TabletPools
@@ -224,6 +225,18 @@ class Tablet:
                 )
             ],
         )
+        self.manager = TabletManager(
+            self.state,
+            self.pools.dba,
+            ManagerSettings(
+                repl_user=config.value(keys.REPL_USER),
+                repl_password=keys.mysql_password(config, "repl"),
+                net_timeout=config.value(keys.REPL_NET_TIMEOUT),
+                heartbeat=config.value(keys.REPL_HEARTBEAT),
+                lock_wait_timeout=config.value(keys.MANAGER_LOCK_WAIT),
+            ),
+        )
+        self.service.manager = self.manager
         mysql_port = 0 if config.value(keys.MYSQL_SOCKET) else config.value(keys.MYSQL_PORT)
         self.ports = PortRecorder(self.state, self.rpc, self.http, mysql_port)
 
@@ -234,6 +247,8 @@ class Tablet:
         health = build_health_services(
             self.config, self.state, self.topo, self.pools.dba, cast(IReactorTime, self.reactor)
         )
+        probe = health[-1]
+        self.manager.on_change = getattr(probe, "probe_now", None)
         return [
             TopoService(self.topo, self.config.value(keys.TOPO_CONNECT_TIMEOUT)),
             QueryLifecycle(self.service, self.pools),
