@@ -36,7 +36,11 @@ from vtwist.cli.common import (
 from vtwist.interfaces import ITopoServer
 from vtwist.topo.errors import TopoError, TopoUnavailableError
 
-COMMAND_MODULES: list[str] = ["vtwist.cli.topo_cmds", "vtwist.cli.local_cmds"]
+COMMAND_MODULES: list[str] = [
+    "vtwist.cli.topo_cmds",
+    "vtwist.cli.local_cmds",
+    "vtwist.cli.reparent_cmds",
+]
 ENV_DEBUG = "VTWIST_DEBUG"
 
 

@@ -409,6 +409,10 @@ def tablet_values(directory: Path, state: ClusterState, t: TabletPlan) -> dict[s
         "mysql.app_password_file": str(d / "app.password"),
         "mysql.dba_user": repl.DBA_USER,
         "mysql.dba_password_file": str(d / "dba.password"),
+        "replication.user": repl.REPL_USER,
+        "replication.password_file": str(d / "repl.password"),
+        "replication.net_timeout": repl.NET_TIMEOUT,
+        "replication.heartbeat_interval": repl.HEARTBEAT,
         "rpc.listen": f"tcp:{t.rpc_port}:interface={LOOPBACK}",
         "http.listen": f"tcp:{t.http_port}:interface={LOOPBACK}",
         "topo.address": state.topo_address,
@@ -427,6 +431,7 @@ def _start_tablets(
         daemon.directory.mkdir(parents=True, exist_ok=True)
         _secret_file(daemon.directory / "app.password", state.passwords["app"])
         _secret_file(daemon.directory / "dba.password", state.passwords["dba"])
+        _secret_file(daemon.directory / "repl.password", state.passwords["repl"])
         values: dict[str, object] = {
             "topo.session_timeout": config.topo_session_timeout,
             **tablet_values(directory, state, t),

@@ -118,16 +118,29 @@ def setup_primary(db: MariaDB, databases: Sequence[str], passwords: dict[str, st
     _execute(db, *stmts)
 
 
+#: A replica reconnects after this many seconds without data from its primary (heartbeats
+#: every second): vtorc relies on it to confirm a dead or frozen primary quickly. The same
+#: values as the tablets' ``replication.net_timeout``/``heartbeat_interval`` defaults.
+NET_TIMEOUT = 4
+HEARTBEAT = 1.0
+
+
 def point_replica(db: MariaDB, primary: MariaDB, repl_password: str) -> None:
-    """(Re)point ``db`` at ``primary`` by GTID and start replicating; read_only stays ON."""
+    """(Re)point ``db`` at ``primary`` by GTID and start replicating; read_only stays ON.
+
+    ``current_pos``: a former primary (after a failover, then ``down``/``up``) resumes from
+    its own binlog position, not from a stale ``gtid_slave_pos``.
+    """
     _execute(
         db,
         "SET GLOBAL read_only = ON",
         "SET GLOBAL rpl_semi_sync_master_enabled = OFF",
         "STOP SLAVE",
+        f"SET GLOBAL slave_net_timeout = {NET_TIMEOUT}",
         (
             "CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = %s, MASTER_USER = %s,"
-            " MASTER_PASSWORD = %s, MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1",
+            " MASTER_PASSWORD = %s, MASTER_USE_GTID = current_pos, MASTER_CONNECT_RETRY = 1,"
+            f" MASTER_HEARTBEAT_PERIOD = {HEARTBEAT}",
             (primary.host, primary.port, REPL_USER, repl_password),
         ),
         "START SLAVE",

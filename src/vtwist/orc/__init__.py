@@ -1,0 +1,1 @@
+"""vtorc and reparents: keep every shard with exactly one serving, writable primary."""
