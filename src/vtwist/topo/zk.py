@@ -21,6 +21,7 @@ With digest credentials every node is created with creator-all + world-read ACLs
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable
@@ -245,11 +246,19 @@ class ZkConn:
         for recipe in list(self.recipes):
             recipe.abandon()
         self._wrappers.clear()
-        try:
-            if self._started:
+        if self._started and self._session_id is None:
+            # Never connected, so no session to end. kazoo's stop() joins its connection
+            # thread, which can sit in one connection attempt for a whole session timeout
+            # (a server that accepts but does not answer: paused, overloaded): let it
+            # finish in the background rather than make the caller wait for nothing.
+            threading.Thread(
+                target=self._stop_client_quietly, name="vtwist-zk-close", daemon=True
+            ).start()
+        elif self._started:
+            try:
                 await self.in_thread(self._stop_client, self.config.session_timeout + 5, "close")
-        except Exception:
-            log.failure("topo: closing the ZooKeeper client failed")
+            except Exception:
+                log.failure("topo: closing the ZooKeeper client failed")
         self._closing = False
         self._set_state(TopoState.CLOSED)
         waiters, self._connect_waiters = self._connect_waiters, []
@@ -260,6 +269,11 @@ class ZkConn:
     def _stop_client(self) -> None:
         self.client.stop()
         self.client.close()
+
+    def _stop_client_quietly(self) -> None:
+        # In a daemon thread nobody waits on: kazoo logs its own errors.
+        with contextlib.suppress(Exception):
+            self._stop_client()
 
     def expire_session(self) -> Deferred[None]:
         """Make ZooKeeper expire this client's session now (fault injection for tests).

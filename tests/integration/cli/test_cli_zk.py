@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -81,6 +82,14 @@ def test_error_paths_give_a_message_and_status_not_a_traceback(topo: str, tmp_pa
     r = vtwist("--json", "keyspace", "list", "--topo-timeout", "1", topo=dead)
     assert r.returncode == 3 and json.loads(r.stderr)["error"]["kind"] == "unavailable"
 
+    with socket.socket() as silent:  # accepts connections, never answers: a paused server
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        mute = f"zk:127.0.0.1:{silent.getsockname()[1]}/vtwist"
+        r = vtwist("tablets", "--topo-timeout", "1", topo=mute)
+    assert r.returncode == 3 and r.stdout == ""
+    assert r.stderr.startswith(f"vtwist: error: topo unreachable at {mute}")
+
     r = vtwist("keyspace", "list", topo=None)
     assert r.returncode == 2 and "no topo address" in r.stderr
 
@@ -105,5 +114,5 @@ def test_error_paths_give_a_message_and_status_not_a_traceback(topo: str, tmp_pa
     r = vtwist("keyspace", "list", "--topo-auth-file", str(auth), topo=topo)
     assert r.returncode == 1 and "must hold one line 'user:password'" in r.stderr
 
-    assert len(RESULTS) >= 9
+    assert len(RESULTS) >= 10
     assert not [x.args for x in RESULTS if "Traceback" in x.stderr + x.stdout]

@@ -3,12 +3,18 @@ and kazoo states map onto TopoState events (with ``new_session`` after an expiry
 
 from __future__ import annotations
 
+import re
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from twisted.internet.task import Clock
 
+import vtwist
 from vtwist.topo.conn import ConnEvent, TopoState
 from vtwist.topo.errors import TopoUnavailableError
 from vtwist.topo.zk import ZkConfig, ZkConn
@@ -76,6 +82,42 @@ def test_operations_fail_fast_unless_connected() -> None:
     conn.create("/vtwist", b"").addErrback(failures.append)
     assert [f.type for f in failures] == [TopoUnavailableError, TopoUnavailableError]
     assert "not connected to ZooKeeper (connecting)" in str(failures[0].value)
+
+
+def test_close_before_any_session_does_not_wait_for_kazoo() -> None:
+    # A server that accepts connections but never answers (a paused or overloaded
+    # ZooKeeper): kazoo's connection thread sits in its handshake for a session timeout,
+    # and stop() would join it. With no session to end, close() must not wait for that:
+    # the CLI would hang well past --topo-timeout.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        reactor = FakeReactor()
+        port = silent.getsockname()[1]
+        conn = ZkConn(reactor, ZkConfig(hosts=f"127.0.0.1:{port}", session_timeout=2.0))
+        failures: list[Any] = []
+        conn.connect(0.5).addErrback(failures.append)
+        reactor.advance(0.5)
+        assert [f.type for f in failures] == [TopoUnavailableError]
+        closed = conn.close()
+        assert closed.called and conn.state is TopoState.CLOSED
+
+
+def test_zk_is_the_only_module_importing_kazoo() -> None:
+    src = Path(vtwist.__file__).parent
+    kazoo_import = re.compile(r"^\s*(import|from)\s+kazoo\b", re.MULTILINE)
+    importers = sorted(
+        p.relative_to(src).as_posix()
+        for p in src.rglob("*.py")
+        if kazoo_import.search(p.read_text())
+    )
+    assert importers == ["topo/zk.py"]
+    # The memory topo and the CLI's parsing work without loading kazoo at all.
+    code = "import sys, vtwist.topo, vtwist.cli.main; print('kazoo' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "False"
 
 
 class _Spy:
