@@ -9,6 +9,7 @@ reactor thread.
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import replace
 from typing import Any
@@ -17,7 +18,16 @@ from zope.interface.verify import verifyObject
 
 from tests.unit.topo.helpers import Recorder, eventually, eventually_async, with_timeout
 from vtwist.interfaces import ITopoCache, ITopoElection, ITopoLock, ITopoServer, ITopoWatch
-from vtwist.topo import Keyspace, Shard, Tablet, TabletHealth, TopoCache, TopoServer, VSchema
+from vtwist.topo import (
+    FORMAT_VERSION,
+    Keyspace,
+    Shard,
+    Tablet,
+    TabletHealth,
+    TopoCache,
+    TopoServer,
+    VSchema,
+)
 from vtwist.topo.errors import (
     BadVersionError,
     LockLostError,
@@ -156,6 +166,31 @@ class TopoConformance:
             await topo.get_tablet("zone1-999")
         await topo.unregister_tablet("zone1-101")
         assert [t.alias for t in await topo.list_tablets("zone1")] == ["zone1-100"]
+
+    async def test_records_are_versioned_json_at_the_architecture_paths(self) -> None:
+        topo = await self.new_client()
+        await topo.create_keyspace(Keyspace("customer", sharded=True, durability="semi_sync"))
+        await topo.create_shard(Shard.new("customer", "-80"))
+        await topo.save_vschema("customer", VSchema.parse(SHARDED_VSCHEMA))
+        await topo.register_tablet(tablet("zone1-100", keyspace="customer", shard="-80"))
+        root = topo.layout.root
+        expected: dict[str, dict[str, Any]] = {
+            f"{root}/global/keyspaces/customer": {"sharded": True, "durability": "semi_sync"},
+            f"{root}/global/keyspaces/customer/vschema": {"tables": SHARDED_VSCHEMA["tables"]},
+            f"{root}/global/keyspaces/customer/shards/-80": {
+                "key_range": {"start": "", "end": "80"}
+            },
+            f"{root}/cells/zone1/tablets/zone1-100": {"alias": "zone1-100", "type": "replica"},
+        }
+        owners: dict[str, int | None] = {}
+        for path, fields in expected.items():
+            data, stat = await topo.conn.get(path)
+            stored = json.loads(data)
+            assert stored["version"] == FORMAT_VERSION, path
+            assert {k: stored[k] for k in fields} == fields, path
+            owners[path.rsplit("/", 1)[1]] = stat.ephemeral_owner
+        # Only the tablet is ephemeral, and it belongs to this client's session.
+        assert owners == {"customer": 0, "vschema": 0, "-80": 0, "zone1-100": topo.conn.session_id}
 
     async def test_tablet_is_ephemeral(self) -> None:
         owner, observer = await self.new_client(), await self.new_client()
