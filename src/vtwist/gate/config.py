@@ -154,6 +154,27 @@ POLICY = StrOption(
     "random",
     doc="Routing policy plugin: random, least-in-flight, lag-aware or an installed one",
 )
+BUFFER_ENABLED = BoolOption(
+    "buffer.enabled",
+    True,
+    doc="Hold primary-bound statements outside transactions while their shard has no serving "
+    "primary (a failover), then run them on the new one",
+)
+BUFFER_WINDOW = DurationOption(
+    "buffer.window", 10.0, doc="Longest one statement waits in the buffer (then ERROR 1105)"
+)
+BUFFER_MAX_FAILOVER_DURATION = DurationOption(
+    "buffer.max_failover_duration",
+    20.0,
+    doc="Longest one shard stays in buffering mode; then what it holds fails, and so do new "
+    "statements until a primary serves",
+)
+BUFFER_SIZE = IntOption(
+    "buffer.size",
+    1000,
+    min=0,
+    doc="Statements buffered at once across the gate; more fail at once",
+)
 
 OPTIONS: list[Option[Any]] = [
     MYSQL_LISTEN,
@@ -184,6 +205,10 @@ OPTIONS: list[Option[Any]] = [
     QUERY_TIMEOUT,
     PREPARE_FIELDS,
     POLICY,
+    BUFFER_ENABLED,
+    BUFFER_WINDOW,
+    BUFFER_MAX_FAILOVER_DURATION,
+    BUFFER_SIZE,
 ]
 
 

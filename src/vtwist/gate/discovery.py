@@ -27,6 +27,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from vtwist.interfaces import ITopoCache
+from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
 from vtwist.protocols.tabletrpc_client import TabletRPCClient
 from vtwist.topo.records import Tablet
 
@@ -53,6 +54,17 @@ class TabletLink(Protocol):
 
 
 LinkFactory = Callable[[Tablet], TabletLink]
+
+
+class NoServingTabletError(MySQLError):
+    """ERROR 1105: no tablet of ``keyspace/shard@tablet_type`` serves right now (the
+    failover buffer waits on this one when the type is PRIMARY)."""
+
+    def __init__(self, keyspace: str, shard: str, tablet_type: str, message: str) -> None:
+        super().__init__(ErrorCode.UNKNOWN_ERROR, message)
+        self.keyspace = keyspace
+        self.shard = shard
+        self.tablet_type = tablet_type
 
 
 class TabletHandle:

@@ -3,14 +3,16 @@
 ``Gate`` is the ``IQueryHandlerFactory`` the MySQL server calls for each authenticated
 client; it resolves targets to a keyspace and shard, picks a tablet through the routing
 policy, decodes (and caches) column definitions, and keeps the session table that
-``SHOW PROCESSLIST`` and ``KILL`` read. ``GateServerFactory`` is the MySQL server factory
-with the gate's auth-failure throttling (``AuthThrottle``).
+``SHOW PROCESSLIST`` and ``KILL`` read; its ``FailoverBuffer`` (``buffer``) holds
+primary-bound statements while a shard has no serving primary. ``GateServerFactory`` is
+the MySQL server factory with the gate's auth-failure throttling (``AuthThrottle``).
 
 Errors (documented in the README):
 
 - no serving tablet: ERROR 1105 (HY000) ``no healthy tablet available for
   'commerce/0@replica'`` (1105 rather than a client-side 2002: the client's own connection
-  is fine, and the statement may be retried);
+  is fine, and the statement may be retried); for a primary, after the failover buffer's
+  bounds: ERROR 1105 ``no primary is serving commerce/0 (a failover may be in progress)``;
 - a throttled host: ERROR 1129 (HY000) ``Host 'x' is blocked because of many connection
   errors``, until ``auth.block_time`` has passed.
 """
@@ -27,8 +29,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from vtwist.gate.buffer import BufferSettings, FailoverBuffer
 from vtwist.gate.classify import QueryInfo
-from vtwist.gate.discovery import Discovery, TabletHandle
+from vtwist.gate.discovery import Discovery, NoServingTabletError, TabletHandle
 from vtwist.gate.metrics import GateMetrics
 from vtwist.gate.target import PRIMARY, Target
 from vtwist.interfaces import IQueryHandlerFactory, IRoutingPolicy, ITopoCache
@@ -49,7 +52,8 @@ MAX_READY_WAITERS = 4096  # sessions waiting for the first topo read
 
 @dataclass(frozen=True)
 class GateSettings:
-    """The gate's session behaviour (from the ``session.*``/``routing.*`` config keys)."""
+    """The gate's session behaviour (from the ``session.*``/``routing.*``/``buffer.*``
+    config keys)."""
 
     default_tablet_type: str = PRIMARY
     query_timeout: float = 30.0
@@ -57,18 +61,21 @@ class GateSettings:
     server_version: str = "5.7.9-vtwist"
     prepare_fields: bool = True
     topo_wait: float = 10.0
+    buffer: BufferSettings = field(default_factory=BufferSettings)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def no_tablet(keyspace: str, shard: str, tablet_type: str) -> MySQLError:
+def no_tablet(keyspace: str, shard: str, tablet_type: str) -> NoServingTabletError:
     """ERROR 1105 when no tablet serves ``keyspace/shard@tablet_type`` right now."""
     hint = (
         "the shard has no serving primary (failover in progress?); retry shortly"
         if tablet_type == PRIMARY
         else f"use {keyspace}@primary, or wait for a {tablet_type} to catch up or start"
     )
-    return MySQLError(
-        ErrorCode.UNKNOWN_ERROR,
+    return NoServingTabletError(
+        keyspace,
+        shard,
+        tablet_type,
         f"no healthy tablet available for '{keyspace}/{shard}@{tablet_type}': {hint}",
     )
 
@@ -93,6 +100,7 @@ class Gate:
         self.clock = clock
         self.settings = settings or GateSettings()
         self.metrics = metrics or GateMetrics()
+        self.buffer = FailoverBuffer(discovery, clock, self.metrics, self.settings.buffer)
         self.sessions: dict[int, GateSession] = {}
         self.server: MySQLServerFactory | None = None
         self.started = clock.seconds()

@@ -2,7 +2,10 @@
 
 ``vtgate_queries_total{keyspace,tablet_type,kind}``, ``vtgate_query_seconds{kind}``
 (histogram), ``vtgate_errors_total{code}``, ``vtgate_client_connections``,
-``vtgate_auth_failures_total``, ``vtgate_hosts_blocked_total``, and, computed at scrape
+``vtgate_auth_failures_total``, ``vtgate_hosts_blocked_total``, the failover buffer's
+``vtgate_buffer_buffered_total{keyspace,shard}``, ``vtgate_buffer_drained_total{keyspace,
+shard}``, ``vtgate_buffer_failed_total{keyspace,shard,reason}`` (reason: window, size,
+duration, disabled) and ``vtgate_buffer_statements`` (waiting now), and, computed at scrape
 time, ``vtgate_tablets{state,tablet_type}`` and ``vtgate_topo_state{state}``.
 """
 
@@ -49,6 +52,28 @@ class GateMetrics:
             "vtgate_hosts_blocked",
             "Client connections refused because their host failed auth too often.",
             registry=r,
+        )
+        self.buffered = Counter(
+            "vtgate_buffer_buffered",
+            "Primary-bound statements that waited in the failover buffer.",
+            ["keyspace", "shard"],
+            registry=r,
+        )
+        self.drained = Counter(
+            "vtgate_buffer_drained",
+            "Buffered statements released to a new primary.",
+            ["keyspace", "shard"],
+            registry=r,
+        )
+        self.buffer_failed = Counter(
+            "vtgate_buffer_failed",
+            "Statements the failover buffer failed, by bound (window, size, duration) or "
+            "because buffering is off (disabled).",
+            ["keyspace", "shard", "reason"],
+            registry=r,
+        )
+        self.buffer_statements = Gauge(
+            "vtgate_buffer_statements", "Statements waiting in the failover buffer now.", registry=r
         )
 
     def add_state(self, discovery: Discovery, topo_state: Callable[[], str]) -> None:

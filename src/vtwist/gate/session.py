@@ -7,6 +7,9 @@ BEGIN/COMMIT/ROLLBACK drive a tablet transaction; everything else is routed:
 - writes, locking reads and transactions go to the primary; a write with a replica or
   rdonly target is refused (ERROR 1290, "use ks@primary"); plain reads go to the target's
   tablet type, or wherever the routing policy's ``redirect`` sends them;
+- failover: a primary-bound statement outside a transaction waits in the gate's failover
+  buffer (``buffer``) while its shard has no serving primary, or after the primary refused
+  it as read-only (1290), then runs on the new primary;
 - transactions: BEGIN is lazy, the first statement opens the tablet transaction on the
   primary and later ones are pinned to it until COMMIT/ROLLBACK. With autocommit off a
   write or locking read opens one implicitly (plain reads before it run autocommit, as in
@@ -218,16 +221,30 @@ class GateSession:
         else:
             tablet_type = PRIMARY if (info.is_write or info.locks) else target.tablet_type
         keyspace, shard = self.gate.resolve(target)
-        handle = self.gate.route(keyspace, shard, tablet_type, info, prefer=list(self.reserved))
         where = wire_target(keyspace, shard, tablet_type)
-        self.gate.metrics.queries.labels(keyspace, tablet_type, info.kind).inc()
         stream = self._streams(info, sink)
-        if info.sets_state or self.reserved or self.settings:
-            rid = await self._reservation(handle, where)
-            result = await self._execute(handle, info.sql, where, reserved_id=rid, sink=stream)
-            self._remember(info)
-            return result
-        return await self._execute(handle, info.sql, where, sink=stream)
+
+        def route() -> TabletHandle:
+            return self.gate.route(keyspace, shard, tablet_type, info, prefer=list(self.reserved))
+
+        async def run(handle: TabletHandle) -> QueryResult | None:
+            self.gate.metrics.queries.labels(keyspace, tablet_type, info.kind).inc()
+            if info.sets_state or self.reserved or self.settings:
+                rid = await self._reservation(handle, where)
+                result = await self._execute(handle, info.sql, where, reserved_id=rid, sink=stream)
+                self._remember(info)
+                return result
+            return await self._execute(handle, info.sql, where, sink=stream)
+
+        if tablet_type != PRIMARY:
+            return await run(route())
+        # Outside a transaction a primary-bound statement waits out a failover (buffer).
+        return await self.gate.buffer.run(
+            keyspace, shard, route, run, retry_refused=stream is None, track=self._track
+        )
+
+    def _track(self, d: Deferred[Any]) -> None:
+        self._inflight = d  # KILL QUERY and disconnecting end a buffered wait too
 
     def _streams(self, info: QueryInfo, sink: IResultSink | None) -> IResultSink | None:
         return sink if self.olap and info.kind == KIND_SELECT else None

@@ -21,7 +21,8 @@ def gate_health(gate: Gate) -> Callable[[], Health]:
 
 
 def gate_sections(gate: Gate, config: Config) -> Callable[[], Iterable[Section]]:
-    """Gate summary, tablets with their health and roles, client sessions, config."""
+    """Gate summary, tablets with their health and roles, shards buffering, client
+    sessions, config."""
 
     def sections() -> list[Section]:
         now = gate.clock.seconds()
@@ -78,6 +79,20 @@ def gate_sections(gate: Gate, config: Config) -> Callable[[], Iterable[Section]]
                     "rpc",
                 ],
                 tablets,
+            ),
+            Table(
+                "Failover buffering (shards without a serving primary)",
+                ["keyspace", "shard", "for (s)", "statements waiting", "state"],
+                [
+                    [
+                        ks,
+                        shard,
+                        int(now - since),
+                        waiting,
+                        "failing: buffer.max_failover_duration passed" if expired else "buffering",
+                    ]
+                    for ks, shard, since, waiting, expired in gate.buffer.buffering()
+                ],
             ),
             Table("Sessions", ["id", "user", "host", "db", "command", "time", "info"], sessions),
             KeyValues("Config", list(config.redacted().items())),

@@ -23,6 +23,7 @@ from twisted.logger import Logger
 
 from vtwist.config import Config, ConfigOptions
 from vtwist.gate import config as keys
+from vtwist.gate.buffer import BufferSettings
 from vtwist.gate.config import SCHEMA
 from vtwist.gate.discovery import Discovery, TabletLink
 from vtwist.gate.gate import AuthThrottle, Gate, GateServerFactory, GateSettings
@@ -171,6 +172,12 @@ class GateRole:
                 server_version=config.value(keys.SERVER_VERSION),
                 prepare_fields=config.value(keys.PREPARE_FIELDS),
                 topo_wait=config.value(keys.TOPO_CONNECT_TIMEOUT),
+                buffer=BufferSettings(
+                    enabled=config.value(keys.BUFFER_ENABLED),
+                    window=config.value(keys.BUFFER_WINDOW),
+                    max_failover_duration=config.value(keys.BUFFER_MAX_FAILOVER_DURATION),
+                    size=config.value(keys.BUFFER_SIZE),
+                ),
             ),
             metrics=self.metrics,
         )
