@@ -74,6 +74,57 @@ def test_admin_commands_end_to_end(topo: str, tmp_path: Path) -> None:
     assert (r.returncode, json.loads(r.stdout)) == (0, [])
 
 
+# A tablet process: registers two tablets, keeps its session until stdin closes.
+TABLET_PROCESS = """
+import sys
+from twisted.internet import task, threads
+from twisted.internet.defer import Deferred
+from vtwist.topo import Tablet, open_topo
+
+async def main(reactor):
+    topo = open_topo(sys.argv[1], reactor)
+    await topo.connect(10)
+    await topo.register_tablet(Tablet("zone1-100", "customer", "-80", "primary",
+                                      mysql_port=17100, serving=True, primary_term=2))
+    await topo.register_tablet(Tablet("zone2-200", "customer", "80-"))
+    print("registered", flush=True)
+    await threads.deferToThread(sys.stdin.read)
+    await topo.close()
+
+task.react(lambda reactor: Deferred.fromCoroutine(main(reactor)))
+"""
+
+
+def test_tablets_lists_live_tablets_of_every_cell_or_one(topo: str) -> None:
+    owner = subprocess.Popen(
+        [sys.executable, "-c", TABLET_PROCESS, topo],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None and owner.stdout.readline() == "registered\n"
+        r = vtwist("tablets", "--json", topo=topo)
+        assert r.returncode == 0, r.stderr
+        assert [(t["cell"], t["alias"], t["type"], t["serving"]) for t in json.loads(r.stdout)] == [
+            ("zone1", "zone1-100", "primary", True),
+            ("zone2", "zone2-200", "replica", False),
+        ]
+        r = vtwist("tablets", "--cell", "zone1", topo=topo)
+        header, row = r.stdout.splitlines()
+        assert header.split()[:5] == ["CELL", "ALIAS", "KEYSPACE", "SHARD", "TYPE"]
+        assert row.split()[:8] == [
+            "zone1", "zone1-100", "customer", "-80", "primary", "yes", "127.0.0.1:17100", "2"
+        ]  # fmt: skip
+    finally:
+        if owner.stdin is not None:
+            owner.stdin.close()  # the owner closes its session: its tablets vanish
+        owner.wait(timeout=30)
+    assert owner.returncode == 0
+    r = vtwist("tablets", topo=topo)
+    assert (r.returncode, r.stdout) == (0, "no tablets\n")
+
+
 def test_error_paths_give_a_message_and_status_not_a_traceback(topo: str, tmp_path: Path) -> None:
     dead = f"zk:127.0.0.1:{free_port()}/vtwist"
     r = vtwist("keyspace", "list", "--topo-timeout", "1", topo=dead)
