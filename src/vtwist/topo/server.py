@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, cast
 
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -89,6 +89,12 @@ class TopoServer:
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
     def connect(self, timeout: float) -> Deferred[None]:
+        if not timeout >= 0:  # also refuses NaN (e.g. from a --topo-timeout option)
+            return fail(
+                ValidationError(
+                    f"topo connect timeout {timeout!r} is invalid: give a number of seconds >= 0"
+                )
+            )
         return self._conn.connect(timeout)
 
     def close(self) -> Deferred[None]:

@@ -148,6 +148,13 @@ class CliTests(unittest.TestCase):
         assert err.startswith("vtwist: error: topo unreachable at memory:")
         code, out, err = await self.vt("--json", "keyspace", "list", "--topo-timeout", "0.05")
         assert code == 3 and json.loads(err)["error"]["kind"] == "unavailable"
+        for bad in ("-1", "nan"):
+            code, out, err = await self.vt("keyspace", "list", "--topo-timeout", bad)
+            assert (code, out) == (1, "")
+            assert err == (
+                f"vtwist: error: topo connect timeout {float(bad)!r} is invalid:"
+                " give a number of seconds >= 0\n"
+            )
         code, _, err = await self.vt("--topo", "zk:nohost", "keyspace", "list", topo=False)
         assert code == 1 and "not HOST:PORT" in err
         assert "Traceback" not in err
