@@ -5,10 +5,10 @@ Sans-IO (no Twisted). ``classify(sql)`` looks at a statement just enough to deci
 - its ``kind`` for metrics (select, insert, update, delete, begin, commit, rollback, other);
 - whether it writes (refused unless the tablet is a serving primary: ERROR 1290);
 - whether it sets session state a pooled connection cannot keep (``SET``, user-variable
-  assignment, ``CREATE TEMPORARY TABLE``, ``GET_LOCK``, ``LOCK TABLES``, ``USE``,
-  ``PREPARE``...): refused in autocommit on a pooled connection (ERROR 1235, "reserve a
-  connection"), allowed in a transaction or on a reserved connection, whose connection is
-  then reset before it goes back to the pool;
+  assignment, ``CREATE TEMPORARY TABLE``, ``GET_LOCK``, ``LOCK TABLES``, ``FLUSH TABLES
+  WITH READ LOCK``, ``HANDLER``, ``USE``, ``PREPARE``...): refused in autocommit on a
+  pooled connection (ERROR 1235, "reserve a connection"), allowed in a transaction or on a
+  reserved connection, whose connection is then reset before it goes back to the pool;
 - whether it may have touched session state anyway (``CALL``, ``LAST_INSERT_ID(expr)``...):
   allowed, and its pooled connection is reset after it.
 
@@ -104,6 +104,7 @@ _READ_ONLY_WORDS: Final = frozenset(
         b"UNLOCK",
         b"LOCK",
         b"XA",
+        b"HANDLER",
     }
 )
 _KIND_BY_WORD: Final = {
@@ -117,11 +118,14 @@ _KIND_BY_WORD: Final = {
     b"DELETE": KIND_DELETE,
 }
 # Statements that always carry session state (checked on the first word).
-_STATE_WORDS: Final = frozenset({b"SET", b"USE", b"LOCK", b"PREPARE", b"EXECUTE", b"DEALLOCATE"})
+_STATE_WORDS: Final = frozenset(
+    {b"SET", b"USE", b"LOCK", b"PREPARE", b"EXECUTE", b"DEALLOCATE", b"HANDLER"}
+)
 # A cheap pre-filter: only statements containing one of these bytes get the full scan.
 _STATE_HINT: Final = re.compile(rb"@|lock|temporary|last_insert_id|call|into", re.IGNORECASE)
 _STATE_ANYWHERE: Final = re.compile(
-    rb"@[A-Za-z0-9_$.]+\s*:=|\bINTO\s+@|\bGET_LOCK\s*\(|\bTEMPORARY\s+TABLE\b",
+    rb"@[A-Za-z0-9_$.]+\s*:=|\bINTO\s+@|\bGET_LOCK\s*\(|\bTEMPORARY\s+TABLE\b"
+    rb"|\bWITH\s+READ\s+LOCK\b",
     re.IGNORECASE,
 )
 _MAYBE_DIRTY: Final = re.compile(

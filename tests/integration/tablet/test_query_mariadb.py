@@ -105,8 +105,9 @@ class TabletQueryTests(unittest.TestCase):
         c, other = h.client, await h.another_client()  # two gates, two RPC connections
         await h.sql("CREATE TABLE IF NOT EXISTS iso (id INT PRIMARY KEY)")
         await h.sql("DELETE FROM iso")
-        err = await error_of(c.execute("SET @who = 'x'"))
-        assert err.code == 1235 and "reserve" in err.message
+        for state in ("SET @who = 'x'", "HANDLER iso OPEN", "FLUSH TABLES WITH READ LOCK"):
+            err = await error_of(c.execute(state))  # would outlive the statement: refused
+            assert err.code == 1235 and "reserve" in err.message, (state, err)
         a = await c.reserve(["SET @who = 'a'", "SELECT GET_LOCK('iso_lock_a', 0)"])
         b = await other.reserve(["SET @who = 'b'", "CREATE TEMPORARY TABLE tmp_b (x INT)"])
         ra = await c.execute("SELECT @who, CONNECTION_ID()", reserved_id=a.reserved_id)

@@ -42,6 +42,10 @@ from vtwist.tablet.policies import QueryPolicy, bind, classify, referenced_table
         ("SELECT LAST_INSERT_ID()", "select", False, False, False),
         ("/*!40101 SET @x = 1 */", "other", False, True, True),
         ("FLUSH TABLES", "other", True, False, False),
+        # Session state that COM_RESET_CONNECTION would otherwise have to undo.
+        ("FLUSH TABLES WITH READ LOCK", "other", True, True, True),
+        ("HANDLER t OPEN", "other", False, True, True),
+        ("handler t read first", "other", False, True, True),
     ],
 )
 def test_classify(sql: str, kind: str, write: bool, state: bool, dirty: bool) -> None:
