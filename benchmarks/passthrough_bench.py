@@ -11,7 +11,9 @@ One run, one throw-away MariaDB (the project's launcher), one sysbench table of
   own process.
 
 It prints each QPS and 95th-percentile latency and the ratios passthrough/forwarder and
-passthrough/direct (the issue's aim: the passthrough at or above 0.8x the forwarder).
+passthrough/direct (the issue's aim: the passthrough at or above 0.8x the forwarder). For
+the two proxies it also prints the CPU time their process used per query (user + system,
+from ``/proc``): on a shared machine that cost is steadier than the QPS.
 ``--profile FILE`` runs the passthrough under cProfile and prints its hottest functions.
 
     .venv/bin/python -m benchmarks.passthrough_bench [--seconds 15] [--threads 16]
@@ -69,8 +71,19 @@ class PassthroughProcess:
         self.proc.wait()
 
 
-def _line(name: str, r: SysbenchResult) -> str:
-    return f"{name:<12} {r.qps:>10.0f} qps   p95 {r.p95_ms:>7.2f} ms   errors {r.errors}"
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process ``pid`` so far (None where /proc cannot tell)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # After the command name: state is field 3, utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _line(name: str, r: SysbenchResult, cpu_us: float | None = None) -> str:
+    cpu = f"   cpu {cpu_us:>6.1f} us/query" if cpu_us is not None else ""
+    return f"{name:<12} {r.qps:>10.0f} qps   p95 {r.p95_ms:>7.2f} ms   errors {r.errors}{cpu}"
 
 
 def run(seconds: int, threads: int, table_size: int, profile: Path | None) -> dict[str, float]:
@@ -91,7 +104,8 @@ def run(seconds: int, threads: int, table_size: int, profile: Path | None) -> di
         )
         results: dict[str, SysbenchResult] = {}
 
-        def bench(name: str, port: int, user: str, password: str) -> None:
+        def bench(name: str, port: int, user: str, password: str, pid: int = 0) -> None:
+            before = cpu_seconds(pid) if pid else None
             results[name] = r = sysbench(
                 "oltp_point_select",
                 port,
@@ -102,17 +116,21 @@ def run(seconds: int, threads: int, table_size: int, profile: Path | None) -> di
                 seconds=seconds,
                 table_size=table_size,
             )
-            print(_line(name, r), flush=True)
+            after = cpu_seconds(pid) if pid else None
+            cpu_us = None
+            if before is not None and after is not None and r.qps:
+                cpu_us = (after - before) * 1e6 / (r.qps * seconds)
+            print(_line(name, r, cpu_us), flush=True)
 
         bench("direct", db.port, db.user, db.password)
         passthrough = PassthroughProcess(db, users, profile)
         try:
-            bench("passthrough", passthrough.port, "app", APP_PASSWORD)
+            bench("passthrough", passthrough.port, "app", APP_PASSWORD, passthrough.proc.pid)
         finally:
             passthrough.stop()
         forwarder = Forwarder(db.port)
         try:
-            bench("forwarder", forwarder.port, db.user, db.password)
+            bench("forwarder", forwarder.port, db.user, db.password, forwarder.proc.pid)
         finally:
             forwarder.stop()
     finally:

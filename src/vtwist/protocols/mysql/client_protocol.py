@@ -76,6 +76,7 @@ from vtwist.protocols.mysql.messages import (
     Ok,
     SSLRequest,
 )
+from vtwist.protocols.mysql.output import reading, write_through
 from vtwist.protocols.mysql.wire import Message
 
 __all__ = [
@@ -230,7 +231,11 @@ class MySQLClientProtocol(Protocol):
         self.conn.receive_data(data)
         if self._current is not None:
             self._arm_timer()
-        self._process()
+        reading.enter()  # what this read makes others write goes out when it is handled
+        try:
+            self._process()
+        finally:
+            reading.leave()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """The socket is gone: fail what was pending (after delivering what was read)."""
@@ -320,7 +325,7 @@ class MySQLClientProtocol(Protocol):
     def _write(self, msg: Message) -> None:
         data = self.conn.send(msg)
         assert self.transport is not None
-        self.transport.write(data)
+        write_through(self.transport, data)
 
     # -- login -------------------------------------------------------------------------------
 

@@ -72,6 +72,7 @@ from vtwist.protocols.mysql.messages import (
     HandshakeV10,
     SSLRequest,
 )
+from vtwist.protocols.mysql.output import OutputBuffer, reading
 from vtwist.protocols.mysql.server_login import Authenticator
 from vtwist.protocols.mysql.server_session import ServerSession
 from vtwist.protocols.mysql.server_sink import (
@@ -107,6 +108,9 @@ log = Logger()
 
 ER_CLIENT_INTERACTION_TIMEOUT: Final = 4031
 _AUTOCOMMIT: Final = int(ServerStatus.AUTOCOMMIT)
+# States in which the server is in the middle of a reply: its bytes wait in the output
+# buffer for the rest (written together at the end of the reply or of the current read).
+_MID_REPLY: Final = frozenset({State.RESULT, State.COLUMNS, State.COLUMNS_END, State.ROWS})
 
 
 @implementer(IPushProducer)
@@ -138,6 +142,7 @@ class MySQLServerProtocol(Protocol):
         self._idle_timer: IDelayedCall | None = None
         self._last_activity = 0.0
         self._close_timer: IDelayedCall | None = None
+        self._out = OutputBuffer()
 
     def _transport(self) -> Any:
         """The transport, with the producer/consumer and TCP methods Twisted's give."""
@@ -162,6 +167,7 @@ class MySQLServerProtocol(Protocol):
     def _connection_made(self) -> None:
         transport = self.transport
         assert transport is not None
+        self._out.transport = transport
         if ITCPTransport.providedBy(transport):
             transport.setTcpNoDelay(True)
         if isinstance(transport, FileDescriptor):
@@ -202,6 +208,7 @@ class MySQLServerProtocol(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Abort what is in progress and release the session."""
         self._lost = True
+        self._out.discard()
         try:
             self._cancel_timers(close=True)
             self._inbox.clear()
@@ -248,6 +255,7 @@ class MySQLServerProtocol(Protocol):
         self._cancel_timers()
         transport = self.transport
         assert transport is not None
+        self._out.flush()
         if self._greeted:
             # A registered producer would hold a TLS shutdown back.
             self._transport().unregisterProducer()
@@ -260,6 +268,7 @@ class MySQLServerProtocol(Protocol):
         if self._lost or self.transport is None:
             return
         self._closing = True
+        self._out.discard()
         self._transport().abortConnection()
 
     def handshake_done(self) -> None:
@@ -318,6 +327,7 @@ class MySQLServerProtocol(Protocol):
         """Bytes from the client: parse them now, or keep them until the command ends."""
         if self._closing or self._lost or not data:
             return
+        reading.enter()  # replies made while handling these bytes go out together
         try:
             self._last_activity = self.clock.seconds()
             if self._busy:
@@ -334,6 +344,8 @@ class MySQLServerProtocol(Protocol):
         except Exception:
             log.failure("MySQL server: error handling client data")
             self._abort()
+        finally:
+            reading.leave()
 
     def _process(self) -> None:
         """Handle every complete event while no command is in progress."""
@@ -443,6 +455,7 @@ class MySQLServerProtocol(Protocol):
             raise RuntimeError("TLS was requested but the transport cannot start it")
         # Bytes after the SSLRequest are the client's TLS handshake: keep them for TLS.
         leftover = self.conn.take_buffered()
+        self._out.flush()
         ITLSTransport(transport).startTLS(creator)
         self.conn.start_tls_done()
         if leftover:
@@ -456,8 +469,11 @@ class MySQLServerProtocol(Protocol):
     def _write(self, events: Sequence[Message]) -> int:
         if self._lost or self.transport is None:
             return 0
-        data = self.conn.send_many(events)
-        self.transport.write(data)
+        conn = self.conn
+        data = conn.send_many(events)
+        # Not in the middle of a reply: the reply (or the greeting, an auth step...) is
+        # complete and goes out now.
+        self._out.write(data, conn.state not in _MID_REPLY)
         return len(data)
 
     def send_events(self, events: Sequence[Message]) -> int:
