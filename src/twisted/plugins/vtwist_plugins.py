@@ -18,5 +18,12 @@ vtgate = ServiceMaker(
     "vtgate",
 )
 
+vtorc = ServiceMaker(
+    "vtorc",
+    "vtwist.orc.tap",
+    "vtwist orchestrator: detects dead primaries and broken replication, and repairs them.",
+    "vtorc",
+)
+
 # The gate's built-in routing policies (IRoutingPolicy plugins; vtwist.gate.policies is light).
 from vtwist.gate.policies import lag_aware, least_inflight, random_choice  # noqa: E402, F401

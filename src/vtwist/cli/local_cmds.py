@@ -227,6 +227,10 @@ def status_data(
             "password": password,
             "running": running.get("vtgate", False),
         },
+        "vtorc": [
+            {"http": f"{LOOPBACK}:{port}", "running": running.get(f"vtorc {i}", False)}
+            for i, port in enumerate(state.vtorc_http_ports)
+        ],
         "topo": state.zookeeper_hosts,
         "topo_address": state.topo_address,
         "tablets": tablets,

@@ -52,10 +52,16 @@ MAX_REFUSED_RETRIES = 1  # a statement refused with 1290 is retried once
 NOT_SERVING_MARK = " is not serving ("  # in the tablet's refusal (tablet/policies.py)
 
 
+class NotExecutedError(MySQLError):
+    """ERROR 1105 for a statement that certainly did not run: the tablet (or the gate's
+    link to it) could not even connect (2002/2003), e.g. its mysqld was just killed."""
+
+
 def refused(error: MySQLError) -> bool:
-    """True when a tablet refused a statement without running it: ERROR 1290 (read-only)
-    or the tablet's not-serving refusal (1105 ``vttablet ALIAS is not serving (...)``)."""
-    if error.code == ErrorCode.OPTION_PREVENTS_STATEMENT:
+    """True when a tablet refused a statement without running it: ERROR 1290 (read-only),
+    the tablet's not-serving refusal (1105 ``vttablet ALIAS is not serving (...)``), or a
+    ``NotExecutedError``."""
+    if error.code == ErrorCode.OPTION_PREVENTS_STATEMENT or isinstance(error, NotExecutedError):
         return True
     return (
         error.code == ErrorCode.UNKNOWN_ERROR

@@ -40,6 +40,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from vtwist.gate import answers
+from vtwist.gate.buffer import NotExecutedError
 from vtwist.gate.classify import (
     KIND_BEGIN,
     KIND_COMMIT,
@@ -80,6 +81,9 @@ if TYPE_CHECKING:
     from vtwist.gate.gate import Gate
 
 log = Logger()
+
+#: Client error codes meaning "could not connect": nothing was sent to mysqld.
+_NOT_SENT = (ErrorCode.CR_CONNECTION_ERROR, ErrorCode.CR_CONN_HOST_ERROR)
 
 AUTOCOMMIT = int(ServerStatus.AUTOCOMMIT)
 IN_TRANS = int(ServerStatus.IN_TRANS)
@@ -409,7 +413,9 @@ class GateSession:
             return await d
         except MySQLError as e:
             if e.code >= 2000:
-                raise MySQLError(
+                # Could not connect: the statement never ran, so the buffer may retry it.
+                cls = MySQLError if e.code not in _NOT_SENT else NotExecutedError
+                raise cls(
                     ErrorCode.UNKNOWN_ERROR,
                     f"tablet {handle.alias}: {e.message}; retry the statement",
                 ) from None

@@ -69,6 +69,7 @@ Say = Callable[[str], None]
 
 GATE_ROLE = "vtgate"
 TABLET_ROLE = "vttablet"
+ORC_ROLE = "vtorc"
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,10 @@ def tablet_daemon(directory: Path, alias: str) -> Daemon:
 
 def gate_daemon(directory: Path) -> Daemon:
     return Daemon(GATE_ROLE, directory / "gate")
+
+
+def orc_daemon(directory: Path, index: int) -> Daemon:
+    return Daemon(ORC_ROLE, directory / "vtorc" / str(index))
 
 
 def zk_pidfile(directory: Path) -> Path:
@@ -143,6 +148,10 @@ def components(directory: Path, state: ClusterState) -> list[Component]:
     g = gate_daemon(directory)
     if state.gate_started or g.pid is not None:
         out.append(Component("vtgate", GATE_ROLE, g.pid, g.running()))
+    for i in range(len(state.vtorc_http_ports)):
+        o = orc_daemon(directory, i)
+        if state.vtorc_started or o.pid is not None:
+            out.append(Component(f"vtorc {i}", ORC_ROLE, o.pid, o.running()))
     return out
 
 
@@ -186,8 +195,10 @@ def up(directory: Path, config: LocalConfig, run_topo: TopoRunner, say: Say) -> 
             if alive:
                 return _restart_daemons(directory, previous, comps, config, run_topo, say)
         state = plan_cluster(config, previous)
-        skipped = [why for role in (TABLET_ROLE, GATE_ROLE) if (why := role_available(role))]
+        roles = (TABLET_ROLE, GATE_ROLE, ORC_ROLE)
+        skipped = [why for role in roles if (why := role_available(role))]
         gate_ok = role_available(GATE_ROLE) is None
+        orc_ok = role_available(ORC_ROLE) is None and bool(state.vtorc_http_ports)
         tablets_ok = role_available(TABLET_ROLE) is None
         if gate_ok:
             for key, port in (
@@ -199,6 +210,11 @@ def up(directory: Path, config: LocalConfig, run_topo: TopoRunner, say: Say) -> 
                         f"port {port} on {LOOPBACK} ({key}) is already taken: stop what uses it"
                         f" (another vtwist cluster? see `vtwist status`) or set {key} in the config"
                     )
+        if orc_ok and port_open(LOOPBACK, state.vtorc_http_ports[0]):
+            raise LaunchError(
+                f"port {state.vtorc_http_ports[0]} on {LOOPBACK} (vtorc.http_port) is already"
+                " taken: stop what uses it or set vtorc.http_port in the config"
+            )
         _refresh_ports(state)
         save_state(directory, state)
         try:
@@ -218,6 +234,11 @@ def up(directory: Path, config: LocalConfig, run_topo: TopoRunner, say: Say) -> 
                 not_serving = _wait_serving(state, config.serving_timeout, run_topo, say)
                 if gate_ok and not not_serving:
                     _wait_gate_routes(state, config.serving_timeout, say)
+            # vtorc last: a shard still starting must not look broken to it.
+            state.vtorc_started = orc_ok
+            save_state(directory, state)
+            if orc_ok:
+                _start_orcs(directory, state, config, say)
         except BaseException:
             say("start failed; stopping what was started")
             for line in down_locked(directory, state):
@@ -237,7 +258,8 @@ def _restart_daemons(
     """Part of the cluster runs: restart the dead daemons when ZooKeeper and every MariaDB
     run (their generated configs are still right); anything else needs ``down`` first."""
     dead = [c for c in comps if not c.running]
-    servers_dead = [c.name for c in dead if c.kind in ("zookeeper", "mariadb")]
+    dead_mysql = {c.name.split(" ", 1)[1] for c in dead if c.kind == "mariadb"}
+    servers_dead = [c.name for c in dead if c.kind == "zookeeper"]
     if servers_dead:
         raise LaunchError(
             f"the cluster in {directory} is partly running ({', '.join(servers_dead)} not"
@@ -255,11 +277,23 @@ def _restart_daemons(
             if not dead_tablets & {t.alias for t in listed}:
                 break
             time.sleep(0.2)
+    for t in state.tablets:
+        if str(t.uid) in dead_mysql:
+            # Its data and replication settings are on disk; if it was a primary that lost
+            # its place in a failover, vtorc repoints it at the new primary.
+            db = mariadb_for(directory, state, t)
+            db.start()
+            db.proc = None
+            say(f"restarted mariadb {t.uid} (pid {db.pid})")
     for c in dead:
         if c.kind == GATE_ROLE:
             daemon = gate_daemon(directory)
-        else:
+        elif c.kind == ORC_ROLE:
+            daemon = orc_daemon(directory, int(c.name.split(" ", 1)[1]))
+        elif c.kind == TABLET_ROLE:
             daemon = tablet_daemon(directory, c.name.split(" ", 1)[1])
+        else:
+            continue
         pid = start_daemon(daemon, timeout=config.start_timeout)
         say(f"restarted {c.name} (pid {pid})")
     not_serving = _wait_serving(state, config.serving_timeout, run_topo, say)
@@ -271,6 +305,12 @@ def _restart_daemons(
 def _refresh_ports(state: ClusterState) -> None:
     """Replace saved ports that something else took while the cluster was down."""
     seen: set[int] = {state.gate_mysql_port, state.gate_http_port}
+    for i, port in enumerate(state.vtorc_http_ports):
+        if i:  # the first is vtorc.http_port, checked by up
+            while port in seen or port_open(LOOPBACK, port):
+                port = free_port()
+            state.vtorc_http_ports[i] = port
+        seen.add(port)
     for t in state.tablets:
         for name in ("mysql_port", "rpc_port", "http_port"):
             port = getattr(t, name)
@@ -494,6 +534,31 @@ def _start_gate(directory: Path, state: ClusterState, config: LocalConfig, say: 
     )
 
 
+def orc_values(directory: Path, state: ClusterState, index: int) -> dict[str, object]:
+    """The vtorc config keys ``up`` sets for instance ``index``."""
+    return {
+        "orc.id": f"vtorc-{index}",
+        "orc.cells": [state.cell],
+        "http.listen": f"tcp:{state.vtorc_http_ports[index]}:interface={LOOPBACK}",
+        "topo.address": state.topo_address,
+    }
+
+
+def _start_orcs(directory: Path, state: ClusterState, config: LocalConfig, say: Say) -> None:
+    for i in range(len(state.vtorc_http_ports)):
+        daemon = orc_daemon(directory, i)
+        daemon.directory.mkdir(parents=True, exist_ok=True)
+        values: dict[str, object] = {
+            "topo.session_timeout": config.topo_session_timeout,
+            **orc_values(directory, state, i),
+            **config.vtorc_options,
+        }
+        for key in write_role_config(ORC_ROLE, daemon.config, values):
+            say(f"warning: vtorc has no config key {key}; left out")
+        pid = start_daemon(daemon, timeout=config.start_timeout)
+        say(f"vtorc {i}: http {LOOPBACK}:{state.vtorc_http_ports[i]} (pid {pid})")
+
+
 def _wait_serving(state: ClusterState, timeout: float, run_topo: TopoRunner, say: Say) -> list[str]:
     """Wait until every tablet's topo record says serving; return those that never did."""
     aliases = {t.alias for t in state.tablets}
@@ -569,7 +634,10 @@ def down_locked(directory: Path, state: ClusterState) -> list[str]:
     def report(name: str, pid: int | None) -> None:
         said.append(f"stopped {name} (pid {pid})" if pid else f"{name}: not running")
 
-    # Clients first, then tablets (they end their ZooKeeper sessions), then the servers.
+    # vtorc first (it must not fail over a shard that is being stopped), then the clients,
+    # then tablets (they end their ZooKeeper sessions), then the servers.
+    for i in range(len(state.vtorc_http_ports)):
+        report(f"vtorc {i}", stop_daemon(orc_daemon(directory, i)))
     report("vtgate", stop_daemon(gate_daemon(directory)))
     daemons = [tablet_daemon(directory, t.alias) for t in state.tablets]
     with ThreadPoolExecutor(max_workers=8) as pool:

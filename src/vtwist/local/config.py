@@ -28,7 +28,10 @@ DEFAULT_GATE_MYSQL_PORT = 15306
 DEFAULT_GATE_HTTP_PORT = 15001
 MAX_REPLICAS = 9  # tablet uids are 100 * (shard number) + replica index: 0..9 fit
 MAX_SHARDS = 64
-TOP_KEYS = frozenset({"cell", "keyspaces", "gate", "tablet", "zookeeper", "timeouts"})
+TOP_KEYS = frozenset({"cell", "keyspaces", "gate", "tablet", "vtorc", "zookeeper", "timeouts"})
+VTORC_KEYS = frozenset({"instances", "http_port", "options"})
+DEFAULT_VTORC_HTTP_PORT = 15000
+MAX_VTORCS = 3
 KEYSPACE_KEYS = frozenset({"name", "shards", "replicas", "durability"})
 GATE_KEYS = frozenset({"mysql_port", "http_port", "users", "options"})
 USER_KEYS = frozenset({"name", "password"})
@@ -75,6 +78,9 @@ class LocalConfig:
     gate_users: tuple[GateUser, ...] = (GateUser("app"),)
     gate_options: Mapping[str, Any] = field(default_factory=dict)
     tablet_options: Mapping[str, Any] = field(default_factory=dict)
+    vtorc_instances: int = 1
+    vtorc_http_port: int = DEFAULT_VTORC_HTTP_PORT
+    vtorc_options: Mapping[str, Any] = field(default_factory=dict)
     topo_session_timeout: float = 10.0
     start_timeout: float = 60.0
     serving_timeout: float = 60.0
@@ -238,6 +244,17 @@ def parse_local_config(text: str, source: str = "<local config>") -> LocalConfig
     tablet = r.table("tablet", top.get("tablet", {}), TABLET_KEYS)
     tablet_options = _options(r, "tablet.options", tablet.get("options", {}))
 
+    orc = r.table("vtorc", top.get("vtorc", {}), VTORC_KEYS)
+    vtorc_instances = r.integer(
+        "vtorc.instances", orc.get("instances", defaults.vtorc_instances), 0, MAX_VTORCS
+    )
+    vtorc_http_port = r.integer(
+        "vtorc.http_port", orc.get("http_port", defaults.vtorc_http_port), 1, 65535
+    )
+    if vtorc_instances and vtorc_http_port in (mysql_port, http_port):
+        raise r.fail("vtorc.http_port", "must differ from the gate's ports")
+    vtorc_options = _options(r, "vtorc.options", orc.get("options", {}))
+
     zk = r.table("zookeeper", top.get("zookeeper", {}), ZOOKEEPER_KEYS)
     session = r.seconds(
         "zookeeper.session_timeout", zk.get("session_timeout", defaults.topo_session_timeout)
@@ -251,6 +268,9 @@ def parse_local_config(text: str, source: str = "<local config>") -> LocalConfig
         gate_users=users,
         gate_options=gate_options,
         tablet_options=tablet_options,
+        vtorc_instances=vtorc_instances,
+        vtorc_http_port=vtorc_http_port,
+        vtorc_options=vtorc_options,
         topo_session_timeout=session,
         start_timeout=r.seconds("timeouts.start", timeouts.get("start", defaults.start_timeout)),
         serving_timeout=r.seconds(

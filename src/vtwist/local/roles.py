@@ -22,7 +22,11 @@ from typing import Any
 
 from vtwist.local.procs import LaunchError, pid_alive, read_pidfile, stop_pid, wait_until
 
-SCHEMAS = {"vttablet": "vtwist.tablet.config", "vtgate": "vtwist.gate.config"}
+SCHEMAS = {
+    "vttablet": "vtwist.tablet.config",
+    "vtgate": "vtwist.gate.config",
+    "vtorc": "vtwist.orc.config",
+}
 
 
 def twistd_path() -> str:

@@ -59,6 +59,8 @@ class ClusterState:
     topo_root: str = "/vtwist"
     gate_started: bool = False
     tablets_started: bool = False
+    vtorc_http_ports: list[int] = field(default_factory=list)  # one per vtorc instance
+    vtorc_started: bool = False
     version: int = STATE_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -160,4 +162,16 @@ def plan_cluster(config: LocalConfig, previous: ClusterState | None) -> ClusterS
         durability={ks.name: ks.durability for ks in config.keyspaces},
         shards={ks.name: list(ks.shards) for ks in config.keyspaces},
         zookeeper_hosts=previous.zookeeper_hosts if previous else "",
+        vtorc_http_ports=_vtorc_ports(config, previous),
     )
+
+
+def _vtorc_ports(config: LocalConfig, previous: ClusterState | None) -> list[int]:
+    """``vtorc.http_port`` for the first vtorc, the previous (or free) ports for the others."""
+    if not config.vtorc_instances:
+        return []
+    before = previous.vtorc_http_ports if previous else []
+    ports = [config.vtorc_http_port]
+    for i in range(1, config.vtorc_instances):
+        ports.append(before[i] if i < len(before) else free_port())
+    return ports
