@@ -20,7 +20,8 @@ stop_replication          ``{"wait_relay": bool, "timeout"}``: stop the IO threa
                           until the relay log is applied, stop the SQL thread
 promote_replica           ``{"semi_sync": bool}``: stop and forget replication,
                           semi-sync primary side as asked, ``read_only=OFF``
-set_replication_source    ``{"host", "port", "semi_sync"}``: ``read_only=ON``, repoint by
+set_replication_source    ``{"host", "port", "semi_sync"}``: ``read_only=ON`` (a former
+                          primary's app connections killed first), repoint by
                           GTID (``current_pos``: a former primary keeps its history),
                           heartbeat and ``slave_net_timeout`` from the config, start
 ========================  =============================================================
@@ -51,6 +52,8 @@ log = Logger()
 #: Longest wait an action accepts for a position (seconds), whatever the caller asks.
 MAX_WAIT = 600.0
 
+ER_NO_SUCH_THREAD = 1094
+
 DEMOTED = "demoted by a reparent: mysqld is read_only and this tablet takes no writes"
 
 
@@ -58,6 +61,7 @@ DEMOTED = "demoted by a reparent: mysqld is read_only and this tablet takes no w
 class ManagerSettings:
     """What the manager needs from the tablet's config (``from_config`` in the tap)."""
 
+    app_user: str = "vt_app"
     repl_user: str = "vt_repl"
     repl_password: str = ""
     net_timeout: int = 4
@@ -290,6 +294,19 @@ class TabletManager:
         self._changed()
         return await self._status()
 
+    async def _kill_app_connections(self) -> None:
+        user = quote(self.settings.app_user)
+
+        async def run(client: Any) -> None:
+            result = await client.query(
+                "SELECT ID FROM information_schema.PROCESSLIST"
+                f" WHERE USER = {user} AND ID <> CONNECTION_ID()"
+            )
+            for row in result.rows:
+                await _ignore_gone(client.query(f"KILL CONNECTION {int(_text(row[0]))}"))
+
+        await self.dba.run(run)
+
     async def _set_replication_source(self, args: ManageArgs) -> dict[str, Any]:
         host = _param(args, "host", str)
         port = _param(args, "port", int)
@@ -299,8 +316,14 @@ class TabletManager:
         heartbeat = min(s.heartbeat, s.net_timeout / 2)
         if self.state.tablet_type == "primary":
             self.state.update(serving=False, error=DEMOTED)
+        before = await self._status()
+        await self._sql("SET GLOBAL read_only = ON")
+        if before["semi_sync_primary"] or before["replication"] is None:
+            # A former primary: commits may still wait for a semi-sync ack that will never
+            # come. Turning semi-sync off below would let them return OK to their clients
+            # although no replica has them; kill their connections first (error, not OK).
+            await self._kill_app_connections()
         await self._sql(
-            "SET GLOBAL read_only = ON",
             "SET GLOBAL rpl_semi_sync_master_enabled = OFF",
             "STOP SLAVE",
             f"SET GLOBAL slave_net_timeout = {s.net_timeout}",
@@ -312,6 +335,14 @@ class TabletManager:
         )
         self._changed()
         return await self._status()
+
+
+async def _ignore_gone(d: Any) -> None:
+    try:
+        await d
+    except MySQLError as e:
+        if e.code != ER_NO_SUCH_THREAD:
+            raise
 
 
 def _describe(replication: dict[str, Any] | None) -> str:

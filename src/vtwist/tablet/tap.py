@@ -229,6 +229,7 @@ class Tablet:
             self.state,
             self.pools.dba,
             ManagerSettings(
+                app_user=config.value(keys.APP_USER),
                 repl_user=config.value(keys.REPL_USER),
                 repl_password=keys.mysql_password(config, "repl"),
                 net_timeout=config.value(keys.REPL_NET_TIMEOUT),

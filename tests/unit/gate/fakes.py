@@ -35,6 +35,7 @@ from vtwist.protocols.tabletrpc_ops import (
     BeginArgs,
     ExecuteArgs,
     KillArgs,
+    ManageArgs,
     QueryResult,
     ReleaseArgs,
     ReserveArgs,
@@ -129,6 +130,10 @@ class FakeTablet:
     def kill(self, request: ITabletRPCRequest, args: KillArgs) -> bool:
         self.calls.append(("kill", args))
         return True
+
+    def manage(self, request: ITabletRPCRequest, args: ManageArgs) -> dict[str, Any]:
+        self.calls.append(("manage", args))
+        return {"action": args.action, **args.params}
 
     def health(self) -> Mapping[str, Any]:
         return self._health

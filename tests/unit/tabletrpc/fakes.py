@@ -29,6 +29,7 @@ from vtwist.protocols.tabletrpc_ops import (
     BeginArgs,
     ExecuteArgs,
     KillArgs,
+    ManageArgs,
     QueryResult,
     ReleaseArgs,
     ReserveArgs,
@@ -197,6 +198,12 @@ class FakeTabletService:
     def kill(self, request: ITabletRPCRequest, args: KillArgs) -> Deferred[bool] | bool:
         self.calls.append(("kill", args))
         return args.transaction_id == 42
+
+    def manage(
+        self, request: ITabletRPCRequest, args: ManageArgs
+    ) -> Deferred[dict[str, Any]] | dict[str, Any]:
+        self.calls.append(("manage", args))
+        return {"action": args.action, **args.params}
 
     def health(self) -> Mapping[str, Any]:
         return dict(self._health)
