@@ -76,7 +76,7 @@ capped at ``max_packet_size``).
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Final
 
@@ -130,7 +130,7 @@ from vtwist.protocols.mysql.messages import (
     StatisticsResponse,
     StmtPrepareOK,
 )
-from vtwist.protocols.mysql.packets import PacketReader, frame_into
+from vtwist.protocols.mysql.packets import MAX_CHUNK, PacketReader, frame_into
 from vtwist.protocols.mysql.wire import Message, Reader, lenenc_int
 
 __all__ = [
@@ -151,16 +151,22 @@ _PROTOCOL_41: Final = int(Capability.PROTOCOL_41)
 _SSL_BYTE1: Final = int(Capability.SSL) >> 8  # the SSL bit, in the 2nd byte of the caps
 _CURSOR: Final = int(ServerStatus.CURSOR_EXISTS)
 # Flags that belong to one reply and must not leak into a synthesized intermediate EOF.
+_MORE: Final = int(ServerStatus.MORE_RESULTS_EXISTS)
 _PER_REPLY: Final = (
     int(ServerStatus.MORE_RESULTS_EXISTS) | _CURSOR | int(ServerStatus.LAST_ROW_SENT)
 )
 _EXECUTE: Final = 0x17
+_QUERY: Final = 0x03
+_COLUMNS_END: Final = State.COLUMNS_END
+_IDLE: Final = State.IDLE
 _MALFORMED: Final = int(ErrorCode.MALFORMED_PACKET)
 _ROWS: Final = State.ROWS
 # Decoded column definitions kept per connection (see ``_d_column``): entries, and the
 # largest payload kept.
 _COLUMN_CACHE_ENTRIES: Final = 256
 _COLUMN_CACHE_MAX_PAYLOAD: Final = 1024
+# Encoded column definitions kept per connection (see ``send_columns``).
+_ENCODED_COLUMNS_ENTRIES: Final = 256
 
 _Decoder = Callable[["Connection", bytes], "Message | None"]
 _EOF_PACK: Final = struct.Struct("<BHH").pack
@@ -184,6 +190,9 @@ class Connection(Machine):
         self._peer_closed = False
         self._error: RemoteProtocolError | None = None
         self._columns_seen: dict[bytes, ColumnDefinition41] = {}
+        # id(definition) -> (definition, its payload); the definition is kept so that its
+        # id cannot be reused while the entry exists.
+        self._columns_encoded: dict[int, tuple[ColumnDefinition41, bytes]] = {}
 
     # -- introspection ---------------------------------------------------------------------
 
@@ -381,6 +390,88 @@ class Connection(Machine):
                     self._seq = (seq + 1) & 0xFF
                     continue
             self._send_into(out, ev)
+        return b"".join(out)
+
+    # The server's result-set hot path: the same bytes and transitions as ``send_many`` with
+    # ResultSetStart/Column/Row/ResultSetDone events, without building the events. Anything
+    # off the common path (wrong role or state, cursors, huge rows) goes to ``send_many``,
+    # which also raises the LocalProtocolError a misuse deserves.
+
+    def send_columns(self, columns: Sequence[ColumnDefinition41]) -> bytes:
+        """``send_many([ResultSetStart(len(columns)), *(Column(c) for c in columns)])``."""
+        n = len(columns)
+        if not (n and self._server and self._state is State.RESULT):
+            return self.send_many([ResultSetStart(n), *(Column(c) for c in columns)])
+        cache = self._columns_encoded
+        out: list[bytes] = []
+        seq = frame_into(out, lenenc_int(n), self._seq)
+        for c in columns:
+            hit = cache.get(id(c))
+            if hit is not None and hit[0] is c:
+                payload = hit[1]
+            else:
+                payload = c.encode()
+                if len(cache) >= _ENCODED_COLUMNS_ENTRIES:
+                    cache.clear()
+                cache[id(c)] = (c, payload)
+            seq = frame_into(out, payload, seq)
+        self._seq = seq
+        self._remaining = 0
+        self._state = _ROWS if self._deprecate_eof else _COLUMNS_END
+        return b"".join(out)
+
+    def send_row(self, payload: bytes) -> bytes:
+        """``send_many([Row(payload)])``."""
+        state = self._state
+        n = len(payload)
+        if self._server and n < MAX_CHUNK:
+            seq = self._seq
+            if state is _ROWS:
+                self._seq = (seq + 1) & 0xFF
+                return (n | (seq << 24)).to_bytes(4, "little") + payload
+            if state is _COLUMNS_END:  # the EOF owed after the columns comes first
+                out: list[bytes] = []
+                seq = frame_into(out, _eof(0, self._status & ~_PER_REPLY), seq)
+                seq = frame_into(out, payload, seq)
+                self._seq = seq
+                self._state = _ROWS
+                return b"".join(out)
+        return self.send_many([Row(payload)])
+
+    def send_done(
+        self,
+        status: int = 0,
+        warnings: int = 0,
+        affected_rows: int = 0,
+        last_insert_id: int = 0,
+        info: bytes = b"",
+    ) -> bytes:
+        """``send_many([ResultSetDone(status, warnings, affected_rows, ...)])``."""
+        state = self._state
+        if not self._server or not (
+            state is _ROWS
+            or (state is _COLUMNS_END and not (self._cmd == _EXECUTE and status & _CURSOR))
+        ):
+            return self.send_many(
+                [ResultSetDone(status, warnings, affected_rows, last_insert_id, info)]
+            )
+        out: list[bytes] = []
+        seq = self._seq
+        if state is _COLUMNS_END:
+            seq = frame_into(out, _eof(0, status & ~_PER_REPLY), seq)
+        if self._deprecate_eof:
+            ok = Ok(affected_rows, last_insert_id, status, warnings, info)
+            seq = frame_into(out, ok.encode(self._caps, 0xFE), seq)
+        else:
+            seq = frame_into(out, _eof(warnings, status), seq)
+        self._status = status
+        cmd = self._cmd
+        if status & _MORE and cmd in (_QUERY, _EXECUTE):
+            self._state = State.RESULT
+            self._seq = seq
+        else:
+            self._state = _IDLE
+            self._seq = 0
         return b"".join(out)
 
     def _send_into(self, out: list[bytes], ev: Message) -> None:

@@ -67,6 +67,7 @@ from vtwist.protocols.mysql.constants import (
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError, RemoteProtocolError
 from vtwist.protocols.mysql.messages import (
     AuthData,
+    ColumnDefinition41,
     Err,
     HandshakeResponse41,
     HandshakeV10,
@@ -479,6 +480,35 @@ class MySQLServerProtocol(Protocol):
     def send_events(self, events: Sequence[Message]) -> int:
         """Frame and write ``events`` (nothing once the connection is lost)."""
         return self._write(events)
+
+    # The result-set hot path (``Connection.send_columns`` and co.): no event objects.
+
+    def send_columns(self, columns: Sequence[ColumnDefinition41]) -> int:
+        """``send_events`` of ResultSetStart and a Column per definition."""
+        if self._lost or self.transport is None:
+            return 0
+        data = self.conn.send_columns(columns)
+        self._out.write(data, False)  # the rows and the end follow
+        return len(data)
+
+    def send_row(self, payload: bytes) -> int:
+        """``send_events`` of one Row."""
+        if self._lost or self.transport is None:
+            return 0
+        data = self.conn.send_row(payload)
+        self._out.write(data, False)
+        return len(data)
+
+    def send_done(
+        self, status: int, warnings: int, affected_rows: int, last_insert_id: int, info: bytes
+    ) -> int:
+        """``send_events`` of one ResultSetDone."""
+        if self._lost or self.transport is None:
+            return 0
+        conn = self.conn
+        data = conn.send_done(status, warnings, affected_rows, last_insert_id, info)
+        self._out.write(data, conn.state not in _MID_REPLY)
+        return len(data)
 
     def call_soon(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` in a later reactor turn, errors logged."""

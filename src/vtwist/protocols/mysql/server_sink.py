@@ -33,7 +33,7 @@ from vtwist.protocols.mysql.errors import (
     MySQLError,
     RemoteProtocolError,
 )
-from vtwist.protocols.mysql.events import Column, ResultSetDone, ResultSetStart, Row
+from vtwist.protocols.mysql.events import Column, ResultSetStart, Row
 from vtwist.protocols.mysql.messages import ColumnDefinition41, Err, Ok
 from vtwist.protocols.mysql.values import ColumnSpec, text_row_to_binary
 from vtwist.protocols.mysql.wire import Message
@@ -69,6 +69,17 @@ class Output(Protocol):
 
     def send_events(self, events: Sequence[Message]) -> int:
         """Frame and write ``events``; the number of bytes written (0 once closed)."""
+
+    def send_columns(self, columns: Sequence[ColumnDefinition41]) -> int:
+        """``send_events`` of ResultSetStart and one Column per definition."""
+
+    def send_row(self, payload: bytes) -> int:
+        """``send_events`` of one Row."""
+
+    def send_done(
+        self, status: int, warnings: int, affected_rows: int, last_insert_id: int, info: bytes
+    ) -> int:
+        """``send_events`` of one ResultSetDone."""
 
     def call_soon(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` in a later reactor turn (never inside the caller's stack)."""
@@ -270,7 +281,7 @@ class SinkBase:
             return False
         raise LocalProtocolError(f"result sink: not allowed while {self._state.value}")
 
-    def _columns(self, columns: Sequence[ColumnDefinition41], binary: bool) -> list[Message]:
+    def _check_columns(self, columns: Sequence[ColumnDefinition41], binary: bool) -> None:
         if not columns:
             raise LocalProtocolError("a result set needs at least one column (use ok())")
         if binary and not self.binary:
@@ -281,6 +292,9 @@ class SinkBase:
             self._types = [
                 cast(ColumnSpec, (c.column_type, bool(c.flags & _UNSIGNED))) for c in columns
             ]
+
+    def _columns(self, columns: Sequence[ColumnDefinition41], binary: bool) -> list[Message]:
+        self._check_columns(columns, binary)
         return [ResultSetStart(len(columns)), *(Column(c) for c in columns)]
 
     def _convert(self, payloads: Iterable[bytes]) -> list[Row] | MySQLError:
@@ -369,15 +383,24 @@ class ResultSink(SinkBase):
 
     def start(self, columns: Sequence[ColumnDefinition41], binary: bool = False) -> None:
         """See ``IResultSink.start``."""
-        if self._writable(SinkState.RESULT):
-            events = self._columns(columns, binary)
+        if self._state is SinkState.RESULT or self._writable(SinkState.RESULT):
+            self._check_columns(columns, binary)
             self._state = SinkState.ROWS
-            self._write(events)
+            if TRANSPORT not in self.flow._reasons:  # the hot path (see ``_write``)
+                self._overrun = 0
+                self.out.send_columns(columns)
+            else:
+                self._write([ResultSetStart(len(columns)), *(Column(c) for c in columns)])
 
     def row(self, payload: bytes) -> None:
         """See ``IResultSink.row``."""
         if self._state is SinkState.ROWS and self._types is None:
-            self._write([Row(payload)])  # the hot path: a row relayed as it is
+            # The hot path: a row relayed as it is.
+            if TRANSPORT not in self.flow._reasons:
+                self._overrun = 0
+                self.out.send_row(payload)
+            else:
+                self._write([Row(payload)])
         else:
             self.rows((payload,))
 
@@ -400,10 +423,8 @@ class ResultSink(SinkBase):
         info: bytes = b"",
     ) -> None:
         """See ``IResultSink.done``."""
-        if self._writable(SinkState.ROWS):
-            self.out.send_events(
-                [ResultSetDone(status, warnings, affected_rows, last_insert_id, info)]
-            )
+        if self._state is SinkState.ROWS or self._writable(SinkState.ROWS):
+            self.out.send_done(status, warnings, affected_rows, last_insert_id, info)
             if status & _MORE:
                 self._state = SinkState.RESULT
             else:
