@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred, gatherResults
+from twisted.internet.defer import CancelledError, Deferred, fail, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -209,8 +209,85 @@ class TabletQueryService:
     # --- execute ------------------------------------------------------------------------
 
     def execute(self, request: ITabletRPCRequest, args: ExecuteArgs) -> Deferred[QueryResult]:
-        """See ``ITabletService.execute``."""
-        return Deferred.fromCoroutine(self._execute(request, args, None))
+        """See ``ITabletService.execute``.
+
+        The common case (autocommit, a pooled connection idle right now) is a plain
+        callback chain; the others (held connections, waiting for the pool) a coroutine.
+        """
+        if args.transaction_id or args.reserved_id:
+            return Deferred.fromCoroutine(self._execute(request, args, None))
+        start = self.clock.seconds()
+        sql = _encode(args.sql)
+        kind = KIND_OTHER
+        try:
+            sql, stmt = self._statement(sql, args)
+            kind = stmt.kind
+            self._check_target(args.target)
+            self._check_serving()
+            self._check_write(stmt)
+            if stmt.sets_state:
+                raise self._refuse("session_state", session_state_error(stmt.first_word))
+        except MySQLError as e:
+            self.metrics.error(e, sql)
+            self.metrics.observe(kind, self.clock.seconds() - start)
+            return fail(e)
+        pool = self.pools.query
+        pc = pool.try_acquire()
+        if pc is None:
+            return Deferred.fromCoroutine(self._pooled_later(request, sql, stmt, args, start))
+        lease = Lease(pool, pc)
+        timeout, key = self._timeout(args, False)
+        collector = Collector(self.policy.row_limit(args.max_rows), self.settings.max_result_bytes)
+        d = self.runner.start(
+            lease, sql, collector, timeout=timeout, timeout_key=key, request=request
+        )
+        return d.addBoth(self._pooled_done, lease, stmt, sql, collector, start)
+
+    def _pooled_done(
+        self,
+        summary: Any,
+        lease: Lease,
+        stmt: Statement,
+        sql: bytes,
+        collector: Collector,
+        start: float,
+    ) -> QueryResult | Failure:
+        """The end of ``execute``'s fast path: what ``_run``, ``_pooled`` and ``_execute``
+        do after the statement, in the same order."""
+        try:
+            if isinstance(summary, Failure):
+                if isinstance(summary.value, MySQLError):
+                    self.metrics.error(summary.value, sql)
+                return summary
+            if collector.error is not None:
+                self.metrics.rows_exceeded.inc()
+            try:
+                result = collector.result(summary)
+            except MySQLError as e:
+                self.metrics.error(e, sql)
+                raise
+            self._warn_rows(len(result.rows), sql)
+            return result
+        finally:
+            lease.give_back(reset=stmt.maybe_dirty)
+            self.metrics.observe(stmt.kind, self.clock.seconds() - start)
+
+    async def _pooled_later(
+        self,
+        request: ITabletRPCRequest,
+        sql: bytes,
+        stmt: Statement,
+        args: ExecuteArgs,
+        start: float,
+    ) -> QueryResult:
+        """``execute`` when the query pool has no idle connection: wait for one."""
+        try:
+            return await self._pooled(request, sql, stmt, args, None)
+        except MySQLError as e:
+            self.metrics.error(e, sql)
+            raise
+        finally:
+            self.metrics.observe(stmt.kind, self.clock.seconds() - start)
 
     def stream_execute(
         self, request: ITabletRPCRequest, args: ExecuteArgs, sink: IRowSink

@@ -22,7 +22,7 @@ cannot reach the statement of the connection's next borrower.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
@@ -43,22 +43,8 @@ from vtwist.tablet.pools import Lease, Pool
 
 log = Logger()
 
-T = TypeVar("T")
-
 _NO_MORE = ~int(ServerStatus.MORE_RESULTS_EXISTS)
 _INTERRUPTED = (ErrorCode.QUERY_INTERRUPTED, ErrorCode.CR_SERVER_LOST, ErrorCode.STATEMENT_TIMEOUT)
-
-
-def detach(d: Deferred[T]) -> Deferred[T]:
-    """A Deferred with ``d``'s outcome whose cancellation leaves ``d`` running."""
-    out: Deferred[T] = Deferred()
-
-    def relay(result: Any) -> None:
-        if not out.called:
-            out.callback(result)  # a Failure errbacks
-
-    d.addBoth(relay)
-    return out
 
 
 class Collector:
@@ -188,27 +174,86 @@ class StreamRelay:
 
 
 class _Running:
-    """One statement in flight on a lease, and what stops it."""
+    """One statement in flight on a lease, and what stops it.
 
-    def __init__(self, runner: Runner, lease: Lease) -> None:
+    It also relays the statement's outcome into ``out``, the Deferred the caller holds:
+    cancelling ``out`` leaves the statement running (its cancel hook kills it on mysqld).
+    """
+
+    __slots__ = (
+        "_grace",
+        "_release_statement",
+        "finished",
+        "kill_reason",
+        "lease",
+        "out",
+        "runner",
+        "timeout",
+        "timeout_key",
+        "timer",
+    )
+
+    def __init__(
+        self, runner: Runner, lease: Lease, timeout: float | None, timeout_key: str
+    ) -> None:
         self.runner = runner
         self.lease = lease
+        self.timeout = timeout
+        self.timeout_key = timeout_key
         self.finished = False
         self.kill_reason: str | None = None
+        self.timer: IDelayedCall | None = None
         self._grace: IDelayedCall | None = None
         self._release_statement = lease.hold()
+        self.out: Deferred[Result] = Deferred(self._out_cancelled)
 
     @property
     def connection_id(self) -> int:
         """mysqld's id of the statement's connection (read only when killing)."""
         return self.lease.connection_id
 
-    def statement_over(self, result: Any) -> Any:
-        """The statement's Deferred fired: forget it on the runner, then ``done``."""
+    def _stop_timer(self) -> None:
+        timer = self.timer
+        if timer is not None:
+            self.timer = None
+            if timer.active():
+                timer.cancel()
+
+    def _out_cancelled(self, out: Deferred[Result]) -> None:
+        # The caller gave up (its request was cancelled): the statement goes on in the
+        # background until its kill lands; only the timeout is no longer wanted.
+        self._stop_timer()
+
+    def statement_over(self, result: Any) -> None:
+        """The statement's Deferred fired: forget it on the runner, ``done``, then hand the
+        outcome (timeouts and kills translated) to ``out`` unless the caller gave up."""
         running = self.runner._running
         if running.get(self.lease) is self:
             del running[self.lease]
-        return self.done(result)
+        self.done(result)
+        self._stop_timer()
+        out = self.out
+        if out.called:
+            return  # the caller gave up: nobody waits for the outcome any more
+        if isinstance(result, Failure):
+            e = result.value
+            if isinstance(e, MySQLError):
+                out.errback(self._translate(e))
+            else:
+                out.errback(result)
+        elif self.kill_reason == "timeout":
+            # mysqld may answer a killed statement normally (SLEEP returns 1).
+            out.errback(timeout_error(self.timeout or 0.0, self.timeout_key))
+        else:
+            out.callback(result)
+
+    def _translate(self, e: MySQLError) -> MySQLError:
+        reason = self.kill_reason
+        if reason is None or e.code not in _INTERRUPTED:
+            return e
+        if reason == "timeout":
+            return timeout_error(self.timeout or 0.0, self.timeout_key)
+        return killed_error(reason)
 
     def cancelled(self, reason: str) -> None:
         """The gate cancelled the request (an ``on_cancel`` hook)."""
@@ -313,6 +358,31 @@ class Runner:
         """Whether a statement runs on ``lease``."""
         return lease in self._running
 
+    def start(
+        self,
+        lease: Lease,
+        sql: bytes,
+        consumer: Callable[[StreamEvent], object],
+        *,
+        timeout: float | None,
+        timeout_key: str,
+        request: ITabletRPCRequest | None,
+    ) -> Deferred[Result]:
+        """Run ``sql`` on ``lease`` feeding ``consumer``; fires with the reply's summary, or
+        fails with MySQLError. Cancelling it detaches the caller from the statement, which
+        finishes in the background (the request's cancel hook kills it on mysqld).
+
+        A plain callback chain, no coroutine: this is every query's path.
+        """
+        running = _Running(self, lease, timeout, timeout_key)
+        self._running[lease] = running
+        lease.client.stream_query(sql, consumer).addBoth(running.statement_over)
+        if timeout and not running.finished:
+            running.timer = self.clock.callLater(timeout, running.kill, "timeout")
+        if request is not None:
+            request.on_cancel(running.cancelled)
+        return running.out
+
     async def run(
         self,
         lease: Lease,
@@ -323,37 +393,10 @@ class Runner:
         timeout_key: str,
         request: ITabletRPCRequest | None,
     ) -> Result:
-        """Run ``sql`` on ``lease`` feeding ``consumer``; the reply's summary, or MySQLError."""
-        running = _Running(self, lease)
-        self._running[lease] = running
-        statement = lease.client.stream_query(sql, consumer)
-        statement.addBoth(running.statement_over)  # bound methods, not per-query closures
-        timer = None
-        if timeout:
-            timer = self.clock.callLater(timeout, running.kill, "timeout")
-        if request is not None:
-            request.on_cancel(running.cancelled)
-        try:
-            summary = await detach(statement)
-        except MySQLError as e:
-            raise self._translate(running, e, timeout, timeout_key) from None
-        finally:
-            if timer is not None and timer.active():
-                timer.cancel()
-        if running.kill_reason == "timeout":
-            # mysqld may answer a killed statement normally (SLEEP returns 1).
-            raise timeout_error(timeout or 0.0, timeout_key)
-        return summary
-
-    def _translate(
-        self, running: _Running, e: MySQLError, timeout: float | None, timeout_key: str
-    ) -> MySQLError:
-        reason = running.kill_reason
-        if reason is None or e.code not in _INTERRUPTED:
-            return e
-        if reason == "timeout":
-            return timeout_error(timeout or 0.0, timeout_key)
-        return killed_error(reason)
+        """``start`` for coroutines: the reply's summary, or MySQLError."""
+        return await self.start(
+            lease, sql, consumer, timeout=timeout, timeout_key=timeout_key, request=request
+        )
 
 
 def swallow(failure: Failure) -> None:
