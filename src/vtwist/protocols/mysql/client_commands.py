@@ -319,9 +319,14 @@ class ResultHandler(CommandHandler):
             )
             return LocalInfileData(b"")
         else:
+            if t is Err:
+                self._on_err()
             return super().event(ev)
         self._deliver(ev)  # type: ignore[arg-type]
         return None
+
+    def _on_err(self) -> None:
+        """mysqld answered ERR (a hook: ``event`` still records the error)."""
 
     def _row(self, ev: Row) -> None:
         res = self._current
@@ -432,8 +437,6 @@ class ExecuteHandler(ResultHandler):
             values=values,
         )
 
-    def event(self, ev: Message) -> Message | None:
-        """As ``ResultHandler``; an ERR forgets the bound types (bind again next time)."""
-        if isinstance(ev, Err):
-            self.stmt.bound_types = None
-        return super().event(ev)
+    def _on_err(self) -> None:
+        """An ERR forgets the bound types (bind them again next time)."""
+        self.stmt.bound_types = None

@@ -139,11 +139,19 @@ class ClientConfig:
         return caps
 
 
-@dataclass(eq=False)
 class _Pending:
-    handler: CommandHandler
-    deferred: Deferred[Any]
-    cancelled: bool = False
+    """A submitted command: its handler and the Deferred of its caller."""
+
+    __slots__ = ("cancelled", "deferred", "handler", "protocol")
+
+    def __init__(self, handler: CommandHandler, protocol: MySQLClientProtocol) -> None:
+        self.handler = handler
+        self.protocol = protocol
+        self.deferred: Deferred[Any] = Deferred(self._cancel)
+        self.cancelled = False
+
+    def _cancel(self, d: Deferred[Any]) -> None:
+        self.protocol._cancel_command(self)
 
 
 def _gone(reason: str) -> MySQLError:
@@ -433,7 +441,7 @@ class MySQLClientProtocol(Protocol):
                     f"(max_queued={self.config.max_queued}); wait for them or use a pool"
                 )
             )
-        pending = _Pending(handler, Deferred(lambda d: self._cancel_command(pending)))
+        pending = _Pending(handler, self)
         self._queue.append(pending)
         self._pump()
         return pending.deferred

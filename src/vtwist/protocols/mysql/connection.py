@@ -189,7 +189,7 @@ class Connection(Machine):
         self._reader = PacketReader(max_packet_size)
         self._peer_closed = False
         self._error: RemoteProtocolError | None = None
-        self._columns_seen: dict[bytes, ColumnDefinition41] = {}
+        self._columns_seen: dict[bytes, Column] = {}
         # id(definition) -> (definition, its payload); the definition is kept so that its
         # id cannot be reused while the entry exists.
         self._columns_encoded: dict[int, tuple[ColumnDefinition41, bytes]] = {}
@@ -607,16 +607,16 @@ class Connection(Machine):
 
     def _d_column(self, p: bytes) -> Message:
         # The same definitions come back query after query (a prepared statement's on every
-        # execute): decode each distinct payload once. Definitions are immutable.
+        # execute): decode each distinct payload once. Events are immutable.
         cache = self._columns_seen
-        definition = cache.get(p)
-        if definition is None:
-            definition = ColumnDefinition41.decode(p)
+        ev = cache.get(p)
+        if ev is None:
+            ev = Column(ColumnDefinition41.decode(p))
             if len(p) <= _COLUMN_CACHE_MAX_PAYLOAD:
                 if len(cache) >= _COLUMN_CACHE_ENTRIES:
                     cache.clear()
-                cache[p] = definition
-        return Column(definition)
+                cache[p] = ev
+        return ev
 
     def _is_end(self, p: bytes) -> bool:
         return bool(p) and p[0] == 0xFE and len(p) < (0xFFFFFF if self._deprecate_eof else 9)
