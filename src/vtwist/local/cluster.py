@@ -636,8 +636,12 @@ def down_locked(directory: Path, state: ClusterState) -> list[str]:
 
     # vtorc first (it must not fail over a shard that is being stopped), then the clients,
     # then tablets (they end their ZooKeeper sessions), then the servers.
-    for i in range(len(state.vtorc_http_ports)):
-        report(f"vtorc {i}", stop_daemon(orc_daemon(directory, i)))
+    # All at once: stopping the leader alone would hand the election to a standby that
+    # then "repairs" a cluster being stopped.
+    orcs = [orc_daemon(directory, i) for i in range(len(state.vtorc_http_ports))]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for i, pid in enumerate(pool.map(stop_daemon, orcs)):
+            report(f"vtorc {i}", pid)
     report("vtgate", stop_daemon(gate_daemon(directory)))
     daemons = [tablet_daemon(directory, t.alias) for t in state.tablets]
     with ThreadPoolExecutor(max_workers=8) as pool:

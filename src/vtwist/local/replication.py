@@ -119,10 +119,10 @@ def setup_primary(db: MariaDB, databases: Sequence[str], passwords: dict[str, st
 
 
 #: A replica reconnects after this many seconds without data from its primary (heartbeats
-#: every second): vtorc relies on it to confirm a dead or frozen primary quickly. The same
+#: twice a second): vtorc relies on it to confirm a dead or frozen primary quickly. The same
 #: values as the tablets' ``replication.net_timeout``/``heartbeat_interval`` defaults.
-NET_TIMEOUT = 4
-HEARTBEAT = 1.0
+NET_TIMEOUT = 2
+HEARTBEAT = 0.5
 
 
 def point_replica(db: MariaDB, primary: MariaDB, repl_password: str) -> None:

@@ -15,9 +15,10 @@ replicating again), so the shard keeps exactly one writable primary, and the err
 the step.
 
 **Emergency** (the primary is dead): stop replication on every reachable replica after its
-relay log is applied, refuse replicas whose position shows errant transactions, pick the
-most advanced (or check that the asked-for candidate is), fence the old primary if its
-tablet still answers (``read_only``), promote, record the new term, repoint the rest.
+relay log is applied and, at the same time, fence the old primary if its tablet still
+answers (``read_only``, bounded by ``fence_timeout``); refuse replicas whose position shows
+errant transactions, pick the most advanced (or check that the asked-for candidate is),
+promote, record the new term, repoint the rest.
 """
 
 from __future__ import annotations
@@ -372,7 +373,21 @@ class Reparenter:
             except MySQLError as e:
                 report.warnings.append(f"{t.alias} left out: {e.message}")
 
-        await DeferredList([Deferred.fromCoroutine(stop(t)) for t in replicas], consumeErrors=True)
+        async def fence(t: Tablet) -> None:
+            # Alongside the replicas' stop: a frozen primary would only make us wait.
+            try:
+                await self._manage(t, "set_read_only", {"on": True}, self.settings.fence_timeout)
+                report.steps.append(f"fenced {t.alias} (read_only)")
+            except MySQLError as e:
+                report.warnings.append(
+                    f"could not fence {t.alias} ({e.message}); its tablet demotes itself when it"
+                    " sees the new term"
+                )
+
+        work = [Deferred.fromCoroutine(stop(t)) for t in replicas]
+        if old is not None:
+            work.append(Deferred.fromCoroutine(fence(old)))
+        await DeferredList(work, consumeErrors=True)
         report.steps.append(
             "stopped replication on " + (", ".join(sorted(statuses)) or "no replica")
         )
@@ -429,16 +444,7 @@ class Reparenter:
         candidate = tablets[chosen]
         report.position = gtid.format_position(valid[chosen])
         report.steps.append(f"chose {chosen} at {report.position or 'empty position'}")
-        # 3. fence the old primary if it still answers
-        if old is not None:
-            try:
-                await self._manage(old, "set_read_only", {"on": True}, self.settings.fence_timeout)
-                report.steps.append(f"fenced {old.alias} (read_only)")
-            except MySQLError as e:
-                report.warnings.append(
-                    f"could not fence {old.alias} ({e.message}); its tablet demotes itself when it"
-                    " sees the new term"
-                )
+        # 3. (the old primary was fenced alongside step 1)
         # 4. promote
         try:
             lock.check()

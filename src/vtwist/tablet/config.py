@@ -203,15 +203,16 @@ REPL_PASSWORD_FILE = PathOption(
 )
 REPL_NET_TIMEOUT = IntOption(
     "replication.net_timeout",
-    4,
-    min=2,
+    2,
+    min=1,
     max=3600,
     doc="slave_net_timeout set on mysqld when it is pointed at a primary: seconds without "
-    "data before a replica reconnects (and vtorc sees a dead primary confirmed by it)",
+    "data before a replica reconnects (and vtorc sees a dead primary confirmed by it); it "
+    "also bounds how long stopping replication from a frozen primary takes",
 )
 REPL_HEARTBEAT = DurationOption(
     "replication.heartbeat_interval",
-    1.0,
+    0.5,
     min=0.1,
     max=1800.0,
     doc="MASTER_HEARTBEAT_PERIOD of the replication stream; below replication.net_timeout",

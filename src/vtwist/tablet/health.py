@@ -425,6 +425,7 @@ def build_health_services(
         clock,
         init_primary=config.value(ROLE_INIT_PRIMARY),
         retry_interval=config.value(ROLE_RETRY_INTERVAL),
+        app_user=str(config["mysql.app_user"]) if "mysql.app_user" in config else "",
     )
     probe = HealthProbe(
         state,

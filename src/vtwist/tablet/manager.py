@@ -64,8 +64,8 @@ class ManagerSettings:
     app_user: str = "vt_app"
     repl_user: str = "vt_repl"
     repl_password: str = ""
-    net_timeout: int = 4
-    heartbeat: float = 1.0
+    net_timeout: int = 2
+    heartbeat: float = 0.5
     lock_wait_timeout: int = 5
 
 
@@ -295,17 +295,7 @@ class TabletManager:
         return await self._status()
 
     async def _kill_app_connections(self) -> None:
-        user = quote(self.settings.app_user)
-
-        async def run(client: Any) -> None:
-            result = await client.query(
-                "SELECT ID FROM information_schema.PROCESSLIST"
-                f" WHERE USER = {user} AND ID <> CONNECTION_ID()"
-            )
-            for row in result.rows:
-                await _ignore_gone(client.query(f"KILL CONNECTION {int(_text(row[0]))}"))
-
-        await self.dba.run(run)
+        await self.dba.run(kill_user_connections(self.settings.app_user))
 
     async def _set_replication_source(self, args: ManageArgs) -> dict[str, Any]:
         host = _param(args, "host", str)
@@ -317,12 +307,13 @@ class TabletManager:
         if self.state.tablet_type == "primary":
             self.state.update(serving=False, error=DEMOTED)
         before = await self._status()
-        await self._sql("SET GLOBAL read_only = ON")
         if before["semi_sync_primary"] or before["replication"] is None:
             # A former primary: commits may still wait for a semi-sync ack that will never
-            # come. Turning semi-sync off below would let them return OK to their clients
-            # although no replica has them; kill their connections first (error, not OK).
+            # come. They hold the commit lock (read_only would wait behind them), and turning
+            # semi-sync off would let them return OK to their clients although no replica
+            # has them: kill their connections first (an error, not an OK).
             await self._kill_app_connections()
+        await self._sql("SET GLOBAL read_only = ON")
         await self._sql(
             "SET GLOBAL rpl_semi_sync_master_enabled = OFF",
             "STOP SLAVE",
@@ -343,6 +334,20 @@ async def _ignore_gone(d: Any) -> None:
     except MySQLError as e:
         if e.code != ER_NO_SUCH_THREAD:
             raise
+
+
+def kill_user_connections(user: str) -> Callable[[Any], Awaitable[None]]:
+    """For ``pool.run``: ``KILL CONNECTION`` every session of MySQL ``user`` but this one."""
+
+    async def run(client: Any) -> None:
+        result = await client.query(
+            "SELECT ID FROM information_schema.PROCESSLIST"
+            f" WHERE USER = {quote(user)} AND ID <> CONNECTION_ID()"
+        )
+        for row in result.rows:
+            await _ignore_gone(client.query(f"KILL CONNECTION {int(_text(row[0]))}"))
+
+    return run
 
 
 def _describe(replication: dict[str, Any] | None) -> str:

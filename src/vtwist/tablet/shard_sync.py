@@ -50,6 +50,7 @@ from twisted.logger import Logger
 
 from vtwist.interfaces import ITopoServer, ITopoWatch
 from vtwist.protocols.mysql.pool import MySQLPool
+from vtwist.tablet.manager import kill_user_connections
 from vtwist.tablet.state import TabletState
 from vtwist.topo.errors import BadVersionError, NodeExistsError, NoNodeError
 from vtwist.topo.records import Shard
@@ -76,6 +77,7 @@ class ShardSync(Service):
         *,
         init_primary: bool,
         retry_interval: float,
+        app_user: str = "",
     ) -> None:
         self.state = state
         self.topo = topo
@@ -83,6 +85,8 @@ class ShardSync(Service):
         self.clock = clock
         self.init_primary = init_primary
         self.retry_interval = retry_interval
+        #: Whose connections a demotion kills before read_only (empty: none).
+        self.app_user = app_user
         self.initial_type = state.tablet_type
         self.settled = False
         #: The last shard record seen (None: absent or not read yet).
@@ -97,6 +101,7 @@ class ShardSync(Service):
         self._want_read_only: bool | None = None
         self._applied_read_only: bool | None = None
         self._enforcing = False
+        self._kill_first = False
         self._claiming = False
         self._sleeps: set[Deferred[None]] = set()
 
@@ -210,6 +215,10 @@ class ShardSync(Service):
             error=f"demoted to replica: {why}",
         )
         log.warn("tablet {alias} demoted to replica: {why}", alias=self.state.alias, why=why)
+        # Its app connections go first: a commit of the old term waiting for a semi-sync ack
+        # that will never come holds the commit lock, so read_only could not be set behind it
+        # (and, were semi-sync later switched off, it would return OK to its client).
+        self._kill_first = True
         self._set_read_only(True)
         self._role_changed()
 
@@ -315,6 +324,9 @@ class ShardSync(Service):
                 want = self._want_read_only
                 sql = f"SET GLOBAL read_only = {'ON' if want else 'OFF'}"
                 try:
+                    if want and self._kill_first and self.app_user:
+                        await self.pool.run(kill_user_connections(self.app_user))
+                        self._kill_first = False
                     await self.pool.run(_run_sql(sql))
                 except CancelledError:
                     return
