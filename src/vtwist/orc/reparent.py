@@ -40,8 +40,9 @@ from vtwist.topo.records import Shard, Tablet
 
 log = Logger()
 
-PROMOTABLE = ("replica",)
-REPLICA_TYPES = ("replica", "rdonly")
+#: Types that may never become primary. Any other tablet but the recorded primary may: its
+#: own record can still say "primary" for a moment after an earlier reparent.
+NOT_PROMOTABLE = ("rdonly",)
 
 
 class ReparentError(Exception):
@@ -276,7 +277,7 @@ class Reparenter:
                 )
             if cand.alias == old.alias:
                 raise ReparentError("check", f"{new_primary} is already the primary")
-            if cand.tablet_type not in PROMOTABLE:
+            if cand.tablet_type in NOT_PROMOTABLE:
                 raise ReparentError(
                     "check",
                     f"{new_primary} is a {cand.tablet_type}; only a replica can be promoted",
@@ -284,7 +285,7 @@ class Reparenter:
             return cand
         best: tuple[tuple[int, ...], Tablet] | None = None
         for t in tablets.values():
-            if t.alias == old.alias or t.tablet_type not in PROMOTABLE:
+            if t.alias == old.alias or t.tablet_type in NOT_PROMOTABLE:
                 continue
             try:
                 status = await self._manage(t, "status", timeout=self.settings.fence_timeout)
@@ -354,9 +355,7 @@ class Reparenter:
         old_alias = shard.primary_alias
         report.old_primary = old_alias
         old = tablets.get(old_alias or "")
-        replicas = [
-            t for t in tablets.values() if t.alias != old_alias and t.tablet_type in REPLICA_TYPES
-        ]
+        replicas = [t for t in tablets.values() if t.alias != old_alias]
         if not replicas:
             raise ReparentError("check", f"shard {ks}/{name} has no live replica tablet to promote")
         # 1. stop replication everywhere, after the relay logs are applied
@@ -416,7 +415,11 @@ class Reparenter:
                 f"({'; '.join(report.warnings) or 'none answered'})",
             )
         best = max(
-            valid, key=lambda a: (gtid.advance_key(valid[a]), tablets[a].tablet_type in PROMOTABLE)
+            valid,
+            key=lambda a: (
+                gtid.advance_key(valid[a]),
+                tablets[a].tablet_type not in NOT_PROMOTABLE,
+            ),
         )
         if new_primary:
             if new_primary not in valid:
@@ -433,7 +436,7 @@ class Reparenter:
                 )
             chosen = new_primary
         else:
-            promotable = [a for a in valid if tablets[a].tablet_type in PROMOTABLE]
+            promotable = [a for a in valid if tablets[a].tablet_type not in NOT_PROMOTABLE]
             if not promotable:
                 raise ReparentError("choose", "only rdonly tablets are left; none can be promoted")
             chosen = max(promotable, key=lambda a: gtid.advance_key(valid[a]))
