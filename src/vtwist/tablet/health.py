@@ -120,8 +120,8 @@ def evaluate(
     if not sample.replication:
         return Verdict(
             False,
-            "replication is not configured on this replica's mysqld: point it at the primary"
-            " (CHANGE MASTER TO ... MASTER_USE_GTID=slave_pos; START SLAVE)",
+            "replication is not configured on this replica's mysqld: vtorc repoints it at the"
+            " primary, or run CHANGE MASTER TO ... MASTER_USE_GTID=current_pos; START SLAVE",
             None,
         )
     lag: float | None = 0.0
