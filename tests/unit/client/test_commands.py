@@ -542,3 +542,27 @@ def test_a_handler_bug_fails_the_command_and_closes_the_connection() -> None:
     err = error_of(d, MySQLError)
     assert err.code == 2000 and "KeyError" in err.message
     assert s.client.is_broken and s.transport.aborted
+
+
+def test_execute_relays_parameters_a_server_decoded_as_they_were_sent() -> None:
+    s = logged_in()
+    d = s.client.prepare("SELECT id FROM t WHERE id = ? AND name = ?")
+    s.received()
+    s.send(StmtPrepareOK(7, 1, 2), Column(PARAM), Column(PARAM), Column(ID))
+    stmt = result_of(d)
+    # As a server decoded them: the client sent an unsigned TINY and a BLOB.
+    types = ((int(ColumnType.TINY), True), (int(ColumnType.BLOB), False))
+    params = decode_execute_params(2, b"\x00", types, b"\xff\x02hi")
+    assert params == [255, b"hi"]
+    s.client.execute(stmt, params)
+    [cmd] = s.received()
+    assert isinstance(cmd, ComStmtExecute)
+    assert (cmd.null_bitmap, cmd.param_types, cmd.values) == (b"\x00", types, b"\xff\x02hi")
+    assert cmd.new_params_bound
+    s.send(ResultSetStart(1), Column(ID), ResultSetDone(AUTOCOMMIT))
+    # A plain list is encoded from the values (the types chosen from them).
+    s.client.execute(stmt, [255, b"hi"])
+    [cmd] = s.received()
+    assert isinstance(cmd, ComStmtExecute)
+    assert cmd.new_params_bound  # other types than last time: bound again
+    assert cmd.param_types == ((ColumnType.LONGLONG, False), (ColumnType.BLOB, False))

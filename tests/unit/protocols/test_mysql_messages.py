@@ -464,3 +464,17 @@ def test_decoders_only_raise_remote_protocol_errors(data: bytes) -> None:
     for decode in decoders:
         with contextlib.suppress(RemoteProtocolError):
             decode(data)
+
+
+def test_stmt_execute_decode_takes_every_shape_and_refuses_short_ones() -> None:
+    bound = ComStmtExecute(4, 0, 1, b"\x01", True, ((8, True), (0xFD, False)), b"\x03abc")
+    data = bound.encode()
+    assert ComStmtExecute.decode(data, 2) == bound
+    assert ComStmtExecute.decode(data, 2) == bound  # the parsed types are reused
+    cached = ((8, True), (0xFD, False))
+    unbound = ComStmtExecute(4, 0, 1, b"\x01", False, cached, b"\x03abc")
+    assert ComStmtExecute.decode(unbound.encode(), 2, cached) == unbound
+    for cut in range(5, len(data) - len(b"\x03abc")):
+        # Cut inside the header, the bitmap, the bound flag or the types: refused.
+        with pytest.raises(RemoteProtocolError):
+            ComStmtExecute.decode(data[:cut], 2)

@@ -14,6 +14,7 @@ from vtwist.protocols.mysql.errors import RemoteProtocolError
 from vtwist.protocols.mysql.values import (
     DateTimeValue,
     DateValue,
+    ExecuteParams,
     TimeValue,
     choose_param_type,
     decode_execute_params,
@@ -229,3 +230,14 @@ def test_params_fuzz_never_crashes(
     except RemoteProtocolError:
         return
     assert len(out) == len(specs)
+
+
+def test_decoded_parameters_keep_their_wire_form_unless_long_data_came() -> None:
+    types = ((int(T.LONG), False), (int(T.VAR_STRING), False))
+    params = decode_execute_params(2, b"\x00", types, b"\x05\x00\x00\x00\x01x")
+    assert params == [5, b"x"]
+    assert isinstance(params, ExecuteParams) and isinstance(params, list)
+    assert params.wire == (b"\x00", types, b"\x05\x00\x00\x00\x01x")
+    with_long = decode_execute_params(2, b"\x00", types, b"\x05\x00\x00\x00", {1: b"long"})
+    assert with_long == [5, b"long"]
+    assert with_long.wire is None

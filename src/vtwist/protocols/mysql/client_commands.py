@@ -39,6 +39,8 @@ from vtwist.protocols.mysql.messages import (
 )
 from vtwist.protocols.mysql.values import (
     ColumnSpec,
+    ExecuteParams,
+    WireParams,
     decode_binary_row,
     decode_text_row,
     encode_execute_params,
@@ -130,7 +132,7 @@ class PreparedStatement:
     params: list[ColumnDefinition41] = field(default_factory=list)
     columns: list[ColumnDefinition41] = field(default_factory=list)
     warnings: int = 0
-    bound_types: list[ColumnSpec] | None = None
+    bound_types: tuple[tuple[int, bool], ...] | None = None
     closed: bool = False
 
     @property
@@ -420,7 +422,14 @@ class ExecuteHandler(ResultHandler):
             consumer=consumer,
         )
         self.stmt = stmt
-        self._encoded = encode_execute_params(params) if params else None
+        self._encoded: WireParams | None = None
+        if params:
+            # Parameters a server decoded come with their wire form: relay it as it is.
+            wire = params.wire if type(params) is ExecuteParams else None
+            if wire is None:
+                bitmap, specs, values = encode_execute_params(params)
+                wire = (bitmap, tuple((int(t), u) for t, u in specs), values)
+            self._encoded = wire
 
     def first(self) -> Message:
         """The COM_STMT_EXECUTE, binding types only when they changed."""
@@ -433,7 +442,7 @@ class ExecuteHandler(ResultHandler):
             self.stmt.statement_id,
             null_bitmap=bitmap,
             new_params_bound=bind,
-            param_types=tuple((int(t), u) for t, u in types),
+            param_types=types,
             values=values,
         )
 

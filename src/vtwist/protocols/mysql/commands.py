@@ -11,6 +11,7 @@ bytes for ``values.decode_execute_params``.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Final
@@ -54,9 +55,14 @@ _SECURE: Final = int(Capability.SECURE_CONNECTION)
 _PLUGIN_AUTH: Final = int(Capability.PLUGIN_AUTH)
 _ATTRS: Final = int(Capability.CONNECT_ATTRS)
 _MALFORMED: Final = int(ErrorCode.MALFORMED_PACKET)
+_EXECUTE_HEAD: Final = struct.Struct("<IBI")  # statement id, flags, iteration count
 
 # A parameter type of COM_STMT_EXECUTE: (ColumnType value, unsigned flag).
 ParamType = tuple[int, bool]
+# Parsed parameter-type sections (clients send the same few again and again).
+_TYPES_SEEN: dict[bytes, tuple[ParamType, ...]] = {}
+_TYPES_SEEN_ENTRIES: Final = 256
+_TYPES_SEEN_MAX_BYTES: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +307,33 @@ class ComStmtExecute(Message):
         cached_types: tuple[ParamType, ...] = (),
     ) -> ComStmtExecute:
         """Parse for a statement with ``num_params`` parameters."""
+        if num_params > 0:
+            # The common case, without a Reader; anything short goes the checked way below.
+            nb = (num_params + 7) >> 3
+            at = 11 + nb  # after the header, the bitmap and the new-params-bound byte
+            end = at + 2 * num_params if payload[at - 1 : at] not in (b"", b"\x00") else at
+            if len(payload) >= end:
+                stmt_id, flags, iterations = _EXECUTE_HEAD.unpack_from(payload, 1)
+                if end == at:
+                    types = cached_types
+                    bound = False
+                else:
+                    raw = payload[at:end]
+                    seen = _TYPES_SEEN.get(raw)
+                    if seen is None:
+                        seen = tuple(
+                            (raw[i], bool(raw[i + 1] & PARAM_UNSIGNED))
+                            for i in range(0, len(raw), 2)
+                        )
+                        if len(raw) <= _TYPES_SEEN_MAX_BYTES:
+                            if len(_TYPES_SEEN) >= _TYPES_SEEN_ENTRIES:
+                                _TYPES_SEEN.clear()
+                            _TYPES_SEEN[raw] = seen
+                    types = seen
+                    bound = True
+                return cls(
+                    stmt_id, flags, iterations, payload[10 : 10 + nb], bound, types, payload[end:]
+                )
         r = Reader(payload, 1)
         stmt_id = r.int4()
         flags = r.int1()

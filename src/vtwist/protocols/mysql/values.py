@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
@@ -46,7 +46,9 @@ __all__ = [
     "ColumnSpec",
     "DateTimeValue",
     "DateValue",
+    "ExecuteParams",
     "TimeValue",
+    "WireParams",
     "choose_param_type",
     "decode_binary_row",
     "decode_execute_params",
@@ -66,6 +68,24 @@ ColumnSpec = tuple[ColumnType, bool]
 """A column or parameter type and whether it is unsigned (only meaningful for integers)."""
 
 _BYTE = [bytes((i,)) for i in range(256)]
+
+WireParams = tuple[bytes, tuple[tuple[int, bool], ...], bytes]
+"""COM_STMT_EXECUTE parameters as sent: NULL bitmap, ``(type, unsigned)`` each, values."""
+
+
+class ExecuteParams(list[object]):
+    """The decoded parameters of a COM_STMT_EXECUTE (a list), with their wire form.
+
+    ``wire`` is what the client sent (``WireParams``), or None when some parameter came
+    with COM_STMT_SEND_LONG_DATA. A client relaying the execute to mysqld sends ``wire`` as
+    it is (``client_commands.ExecuteHandler``) instead of encoding the values again.
+    """
+
+    __slots__ = ("wire",)
+
+    def __init__(self, values: Iterable[object] = (), wire: WireParams | None = None) -> None:
+        super().__init__(values)
+        self.wire = wire
 
 
 def _read_lenenc_str(buf: bytes, pos: int) -> tuple[bytes, int]:
@@ -502,8 +522,9 @@ def decode_execute_params(
     long_data: Mapping[int, bytes] | None = None,
     *,
     string_encoding: str | None = None,
-) -> list[object]:
-    """The parameter values of a COM_STMT_EXECUTE.
+) -> ExecuteParams:
+    """The parameter values of a COM_STMT_EXECUTE (with their wire form, see
+    ``ExecuteParams``).
 
     ``null_bitmap`` has offset 0. A parameter that received COM_STMT_SEND_LONG_DATA takes
     that data and is absent from ``values_bytes`` (even when flagged NULL, as in mysqld).
@@ -517,7 +538,7 @@ def decode_execute_params(
     if len(param_types) != num_params:
         raise RemoteProtocolError(f"{len(param_types)} parameter types for {num_params}")
     long_data = long_data or {}
-    out: list[object] = []
+    out = ExecuteParams()
     pos = 0
     try:
         for i, (ctype, unsigned) in enumerate(param_types):
@@ -537,4 +558,11 @@ def decode_execute_params(
         raise RemoteProtocolError(f"malformed COM_STMT_EXECUTE parameter: {e}") from None
     if pos != len(values_bytes):
         raise RemoteProtocolError(f"{len(values_bytes) - pos} bytes after the parameters")
+    if not long_data:
+        types = (
+            param_types  # already (type, unsigned) pairs, as ``commands`` decodes them
+            if type(param_types) is tuple
+            else tuple((int(t), bool(u)) for t, u in param_types)
+        )
+        out.wire = (null_bitmap, types, values_bytes)
     return out
