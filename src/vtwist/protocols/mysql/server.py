@@ -403,7 +403,10 @@ class MySQLServerProtocol(Protocol):
         else:
             assert self.session is not None  # commands only arrive after login
             self.factory.metrics.command(t.__name__)
-            self.begin(self.session.run(ev))
+            self._busy = True
+            d = self.session.run(ev)  # None: it calls command_done() when it is over
+            if d is not None:
+                self.begin(d)
 
     # -- commands in progress ----------------------------------------------------------------
 
@@ -412,6 +415,11 @@ class MySQLServerProtocol(Protocol):
         self._busy = True
         self._command_d = d
         d.addBoth(self._command_ended)
+
+    def command_done(self) -> None:
+        """The command in progress is over (``ServerSession.run`` returned None)."""
+        if self._busy:
+            self._command_ended(None)
 
     def _command_ended(self, result: object) -> None:
         self._busy = False

@@ -75,6 +75,9 @@ class SessionIO(Output, Protocol):
     def set_active_flow(self, flow: Flow | None) -> None:
         """Route client-socket congestion to ``flow`` (the reply being written)."""
 
+    def command_done(self) -> None:
+        """The command ``run`` returned None for is over: dispatch the next one."""
+
 
 def _log_failure(failure: Failure, what: str) -> None:
     if not isinstance(failure.value, CancelledError):
@@ -195,10 +198,32 @@ class ServerSession:
             raise
         return sink.when_replied().addBoth(ended)
 
+    def _reply_with(self, sink: ResultSink, fn: Callable[..., Any], *args: Any) -> None:
+        """``_with_sink`` for ``run``'s hot path: the protocol learns that the command is
+        over from ``io.command_done`` (no Deferred, no callbacks)."""
+        self._current = sink
+        io = self.io
+        io.set_active_flow(sink.flow)
+        sink.on_replied = self._replied
+        try:
+            sink.attach(call_handler(fn, *args))
+        except BaseException:
+            sink.on_replied = None
+            self._current = None
+            io.set_active_flow(None)
+            raise
+
+    def _replied(self) -> None:
+        self._current = None
+        io = self.io
+        io.set_active_flow(None)
+        io.command_done()
+
     # -- dispatch --------------------------------------------------------------------------
 
-    def run(self, command: Message) -> Deferred[None]:
-        """Handle one command; fires when the next one may be dispatched."""
+    def run(self, command: Message) -> Deferred[None] | None:
+        """Handle one command; fires when the next one may be dispatched. None: the
+        session calls ``io.command_done()`` then (maybe before returning)."""
         t = type(command)
         # Queries and executes skip the coroutine machinery: it costs more than the rest of
         # the session's work for a one-row result.
@@ -222,7 +247,7 @@ class ServerSession:
 
     # -- text protocol ---------------------------------------------------------------------
 
-    def _query(self, ev: ComQuery) -> Deferred[None]:
+    def _query(self, ev: ComQuery) -> Deferred[None] | None:
         sql = ev.sql
         if not self.multi_statements:
             offset = second_statement(sql, bool(self.status() & _NO_BACKSLASH))
@@ -235,7 +260,8 @@ class ServerSession:
             self._err(MySQLError(ErrorCode.EMPTY_QUERY, "Query was empty"))
             return succeed(None)
         sink = ResultSink(self.io, self.limits, binary=False)
-        return self._with_sink(sink, self.handler.query, sql, sink)
+        self._reply_with(sink, self.handler.query, sql, sink)
+        return None
 
     async def _ping(self, ev: ComPing) -> None:
         await self._simple("ping", self.handler.ping)
@@ -349,7 +375,7 @@ class ServerSession:
         except RemoteProtocolError as e:
             raise _bad_arguments(str(e)) from None
 
-    def _execute(self, ev: ComStmtExecute) -> Deferred[None]:
+    def _execute(self, ev: ComStmtExecute) -> Deferred[None] | None:
         """COM_STMT_EXECUTE without a cursor (``_execute_cursor`` opens one)."""
         stmt = self._execute_statement(ev)
         if stmt is None:
@@ -360,7 +386,8 @@ class ServerSession:
             self._err(e)
             return succeed(None)
         sink = ResultSink(self.io, self.limits, binary=True)
-        return self._with_sink(sink, self.handler.execute, stmt, params, sink, False)
+        self._reply_with(sink, self.handler.execute, stmt, params, sink, False)
+        return None
 
     def _execute_statement(self, ev: ComStmtExecute) -> Statement | None:
         stmt = self.statements.get(ev.stmt_id)

@@ -227,8 +227,11 @@ class SinkBase:
         self._types: list[ColumnSpec] | None = None
         self._handler_d: Deferred[Any] | None = None
         self._handler_done = False
-        self._replied: Deferred[None] = Deferred()
+        self._replied: Deferred[None] | None = None  # made by ``when_replied``
         self._replied_fired = False
+        # Called (before ``when_replied`` fires) when the session may go on: the session's
+        # hot path uses it instead of a Deferred.
+        self.on_replied: Callable[[], None] | None = None
 
     # -- IResultSink attributes --------------------------------------------------------------
 
@@ -261,6 +264,8 @@ class SinkBase:
 
     def when_replied(self) -> Deferred[None]:
         """Fires when the session may dispatch the next command (see subclasses)."""
+        if self._replied is None:
+            self._replied = succeed(None) if self._replied_fired else Deferred()
         return self._replied
 
     def _maybe_replied(self) -> None:
@@ -271,7 +276,10 @@ class SinkBase:
     def _fire_replied(self) -> None:
         if not self._replied_fired:
             self._replied_fired = True
-            self._replied.callback(None)
+            if self.on_replied is not None:
+                self.on_replied()
+            if self._replied is not None:
+                self._replied.callback(None)
 
     def _writable(self, *states: SinkState) -> bool:
         """True if a write is allowed now; False if it must be ignored (closed)."""
