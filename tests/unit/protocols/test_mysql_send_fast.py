@@ -142,3 +142,29 @@ def test_misuse_is_refused_like_send_many(deprecate_eof: bool) -> None:
         busy.send_columns([])
     with pytest.raises(LocalProtocolError):
         busy.send_row(b"\x01a")  # no columns yet
+
+
+@pytest.mark.parametrize("bound", [True, False])
+def test_a_clients_execute_is_framed_as_send_many_frames_it(bound: bool) -> None:
+    clients = []
+    for _ in range(2):
+        p = ConnectionPair()
+        p.login()
+        p.client_sends(ComStmtPrepare(b"select a from t where a = ?"))
+        p.server_sends(StmtPrepareOK(3, 1, 1), Column(COL_A), Column(COL_A))
+        clients.append(p.client)
+    fast, slow = clients
+    types = ((int(ColumnType.LONGLONG), False),)
+    execute = ComStmtExecute(3, 0, 1, b"\x00", bound, types, b"\x05" + b"\x00" * 7)
+    assert fast.send(execute) == slow.send_many([execute])
+    assert fast.state is slow.state
+    assert fast._seq == slow._seq == 1
+    assert fast.statements[3].param_types == slow.statements[3].param_types
+
+
+def test_drained_says_whether_bytes_wait() -> None:
+    p = ConnectionPair()
+    p.login()
+    assert p.client.drained
+    p.client.receive_data(b"\x01\x00")  # half a header
+    assert not p.client.drained

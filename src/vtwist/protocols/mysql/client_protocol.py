@@ -300,6 +300,8 @@ class MySQLClientProtocol(Protocol):
                 try:
                     if self.logged_in:
                         self._command_event(ev)
+                        if conn.state is _IDLE and conn.drained:
+                            return  # the reply is complete and nothing else was read
                     else:
                         self._login_event(ev)
                 except MySQLError as e:

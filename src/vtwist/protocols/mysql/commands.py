@@ -61,6 +61,7 @@ _EXECUTE_HEAD: Final = struct.Struct("<IBI")  # statement id, flags, iteration c
 ParamType = tuple[int, bool]
 # Parsed parameter-type sections (clients send the same few again and again).
 _TYPES_SEEN: dict[bytes, tuple[ParamType, ...]] = {}
+_TYPES_PACKED: dict[tuple[ParamType, ...], bytes] = {}  # the other way round
 _TYPES_SEEN_ENTRIES: Final = 256
 _TYPES_SEEN_MAX_BYTES: Final = 64
 
@@ -291,13 +292,20 @@ class ComStmtExecute(Message):
 
     def encode(self) -> bytes:
         """The payload (types are written only when ``new_params_bound``)."""
-        head = b"\x17" + int4(self.stmt_id) + bytes((self.flags,)) + int4(self.iteration_count)
+        head = b"\x17" + _EXECUTE_HEAD.pack(self.stmt_id, self.flags, self.iteration_count)
         if not self.null_bitmap:
             return head + self.values
         if self.new_params_bound:
-            types = b"".join(bytes((t, PARAM_UNSIGNED if u else 0)) for t, u in self.param_types)
-            return head + self.null_bitmap + b"\x01" + types + self.values
-        return head + self.null_bitmap + b"\x00" + self.values
+            types = _TYPES_PACKED.get(self.param_types)
+            if types is None:
+                types = b"".join(
+                    bytes((t, PARAM_UNSIGNED if u else 0)) for t, u in self.param_types
+                )
+                if len(_TYPES_PACKED) >= _TYPES_SEEN_ENTRIES:
+                    _TYPES_PACKED.clear()
+                _TYPES_PACKED[self.param_types] = types
+            return b"".join((head, self.null_bitmap, b"\x01", types, self.values))
+        return b"".join((head, self.null_bitmap, b"\x00", self.values))
 
     @classmethod
     def decode(

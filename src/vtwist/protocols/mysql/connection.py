@@ -262,6 +262,12 @@ class Connection(Machine):
             return  # nothing more will be parsed: don't keep the bytes
         self._reader.feed(data)
 
+    @property
+    def drained(self) -> bool:
+        """True when every byte received was parsed, the peer has not closed and nothing
+        failed: ``next_event`` would only say NEED_DATA (in IDLE) or wait for our turn."""
+        return self._reader.empty and not self._peer_closed and self._error is None
+
     def take_buffered(self) -> bytes:
         """Remove and return the received bytes not parsed yet (the TLS handshake, after an
         SSLRequest)."""
@@ -369,6 +375,17 @@ class Connection(Machine):
 
     def send(self, event: Message) -> bytes:
         """Validate ``event`` against the state and return it framed for the wire."""
+        if type(event) is ComStmtExecute and self._state is _IDLE and not self._server:
+            # A client's hot path: the same transition and bytes as ``_send_into``.
+            assert isinstance(event, ComStmtExecute)
+            self._t_execute(event)
+            payload = event.encode()
+            if len(payload) < MAX_CHUNK:
+                self._seq = 1
+                return len(payload).to_bytes(3, "little") + b"\x00" + payload
+            out_: list[bytes] = []
+            self._seq = frame_into(out_, payload, 0)
+            return b"".join(out_)
         out: list[bytes] = []
         self._send_into(out, event)
         return b"".join(out)

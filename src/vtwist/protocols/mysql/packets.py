@@ -107,6 +107,11 @@ class PacketReader:
         return len(self._buf) - self._pos + self._more_len
 
     @property
+    def empty(self) -> bool:
+        """True when every byte fed was returned as packets."""
+        return self._pos >= len(self._buf) and not self._more_len and not self._parts
+
+    @property
     def in_packet(self) -> bool:
         """True when part of a packet (or of a split payload) has been read."""
         return self.buffered > 0 or bool(self._parts)

@@ -447,6 +447,10 @@ class MySQLServerProtocol(Protocol):
             if self._reading_paused:
                 self._reading_paused = False
                 self._transport().resumeProducing()
+            conn = self.conn
+            if conn.state is State.IDLE and conn.drained and self.session is not None:
+                self._arm_idle()  # nothing to parse (what ``_process`` would find out)
+                return
             self._process()
         except Exception:
             log.failure(
