@@ -4,7 +4,9 @@
 during one reactor turn are joined into one write: at the end of ``dataReceived`` when they
 happen while handling input, otherwise by a ``callLater(0)``. That write goes straight to
 the socket when nothing is queued on the transport (``write_through``), saving the
-reactor's extra turn and the two epoll updates of a buffered ``transport.write``.
+reactor's extra turn and the two epoll updates of a buffered ``transport.write``. Input is
+handled inside ``mysql.output.reading``, so the MySQL replies a gate builds from a tablet's
+answer (written while this protocol reads) go out as one write per reply too.
 Subclasses (``TabletRPCClient``, ``TabletRPCServer``) implement ``message_received``.
 """
 
@@ -18,7 +20,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from vtwist.protocols.mysql.errors import ErrorCode, RemoteProtocolError
-from vtwist.protocols.mysql.output import write_through
+from vtwist.protocols.mysql.output import reading, write_through
 from vtwist.protocols.tabletrpc_codec import (
     HEADER_SIZE,
     PROTOCOL_VERSION,
@@ -108,11 +110,15 @@ class FramedRPCProtocol(Protocol):
         if self.closing:
             return
         self._batching = True
+        reading.enter()  # MySQL replies written meanwhile go out whole, at the end
         try:
             self._receive(data)
         finally:
             self._batching = False
-            self.flush()
+            try:
+                self.flush()
+            finally:
+                reading.leave()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Drop buffered output; subclasses fail or cancel what was in flight."""
