@@ -13,7 +13,10 @@ so does the gate.
 
 ``candidates(keyspace, shard, tablet_type)``: serving tablets of that shard and type;
 replicas lagging more than ``max_lag`` are skipped; for PRIMARY only the tablet(s) with the
-highest ``primary_term`` count (two tablets claiming PRIMARY: the newer term wins).
+highest ``primary_term`` count (two tablets claiming PRIMARY: the newer term wins). Every
+statement asks, so the answers are cached until the next change (a health push, a link
+state change, a topo sync); a cached tablet that stopped serving meanwhile (its link
+closing before the state change is reported) makes the answer be computed again.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from vtwist.topo.records import Tablet
 log = Logger()
 
 DEFAULT_MAX_TABLETS = 4096
+# Distinct (keyspace, shard, type) answers cached; beyond, the cache starts over.
+MAX_CACHED_CANDIDATES = 1024
 
 
 class TabletLink(Protocol):
@@ -205,6 +210,7 @@ class Discovery(Service):
         self.handles: dict[str, TabletHandle] = {}
         self._unsubscribe: Callable[[], None] | None = None
         self._listeners: list[Callable[[], object]] = []
+        self._candidates: dict[tuple[str, str, str], list[TabletHandle]] = {}
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -295,6 +301,7 @@ class Discovery(Service):
         return handle.link.stopService()
 
     def _changed(self) -> None:
+        self._candidates.clear()
         for listener in list(self._listeners):
             try:
                 listener()
@@ -309,6 +316,24 @@ class Discovery(Service):
 
     def candidates(self, keyspace: str, shard: str, tablet_type: str) -> list[TabletHandle]:
         """Serving tablets of ``keyspace/shard`` at ``tablet_type`` (module docstring)."""
+        key = (keyspace, shard, tablet_type)
+        cached = self._candidates.get(key)
+        if cached is not None:
+            for h in cached:
+                if not h.serving:
+                    break
+            else:
+                return list(cached)
+        found = self._find(keyspace, shard, tablet_type)
+        if found:
+            if len(self._candidates) >= MAX_CACHED_CANDIDATES:
+                self._candidates.clear()
+            self._candidates[key] = found
+            return list(found)
+        self._candidates.pop(key, None)
+        return found
+
+    def _find(self, keyspace: str, shard: str, tablet_type: str) -> list[TabletHandle]:
         found = [
             h
             for h in self.handles.values()

@@ -12,6 +12,7 @@ time, ``vtgate_tablets{state,tablet_type}`` and ``vtgate_topo_state{state}``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -19,6 +20,7 @@ from prometheus_client.registry import Collector
 
 from vtwist.gate.discovery import Discovery
 
+MAX_CACHED_CHILDREN = 4096
 TOPO_STATES = ("connected", "degraded", "expired", "connecting", "closed")
 
 
@@ -75,6 +77,27 @@ class GateMetrics:
         self.buffer_statements = Gauge(
             "vtgate_buffer_statements", "Statements waiting in the failover buffer now.", registry=r
         )
+        # Labelled children of the per-statement metrics: ``labels()`` costs a lock and a
+        # tuple per call. Bounded like the metrics themselves (label sets seen so far).
+        self._queries: dict[tuple[str, str, str], Any] = {}
+        self._latency: dict[str, Any] = {}
+
+    def count_query(self, keyspace: str, tablet_type: str, kind: str) -> None:
+        """``queries{keyspace, tablet_type, kind}`` + 1 (the labelled child is cached)."""
+        key = (keyspace, tablet_type, kind)
+        child = self._queries.get(key)
+        if child is None:
+            if len(self._queries) >= MAX_CACHED_CHILDREN:
+                self._queries.clear()
+            child = self._queries[key] = self.queries.labels(keyspace, tablet_type, kind)
+        child.inc()
+
+    def observe(self, kind: str, seconds: float) -> None:
+        """``latency{kind}`` observes ``seconds`` (the labelled child is cached)."""
+        child = self._latency.get(kind)
+        if child is None:
+            child = self._latency[kind] = self.latency.labels(kind=kind)
+        child.observe(seconds)
 
     def add_state(self, discovery: Discovery, topo_state: Callable[[], str]) -> None:
         """Export tablets by state/type and the topo state, computed at scrape time."""

@@ -168,7 +168,7 @@ class GateSession:
                 if result is not None:
                     self._send(result, sink, more)
         finally:
-            gate.metrics.latency.labels(kind=info.kind).observe(gate.clock.seconds() - start)
+            gate.metrics.observe(info.kind, gate.clock.seconds() - start)
             self.command, self.since, self.current = "Sleep", gate.clock.seconds(), None
 
     def _send(self, result: QueryResult, sink: IResultSink, more: int) -> None:
@@ -232,7 +232,7 @@ class GateSession:
             return self.gate.route(keyspace, shard, tablet_type, info, prefer=list(self.reserved))
 
         async def run(handle: TabletHandle) -> QueryResult | None:
-            self.gate.metrics.queries.labels(keyspace, tablet_type, info.kind).inc()
+            self.gate.metrics.count_query(keyspace, tablet_type, info.kind)
             if info.sets_state or self.reserved or self.settings:
                 rid = await self._reservation(handle, where)
                 result = await self._execute(handle, info.sql, where, reserved_id=rid, sink=stream)
@@ -275,7 +275,7 @@ class GateSession:
                 f"a transaction is open on {pin.keyspace}/{pin.shard}; COMMIT or ROLLBACK "
                 f"before using {keyspace}/{shard} (a transaction spans one shard)",
             )
-        self.gate.metrics.queries.labels(keyspace, PRIMARY, info.kind).inc()
+        self.gate.metrics.count_query(keyspace, PRIMARY, info.kind)
         handle = pin.handle
         if info.sets_state and handle.alias not in self.reserved:
             reply = await self._call(
