@@ -278,8 +278,8 @@ class ResultHandler(CommandHandler):
     def event(self, ev: Message) -> Message | None:
         """One reply event."""
         t = type(ev)
+        consumer = self.consumer
         if t is Row:
-            consumer = self.consumer
             if consumer is None:
                 self._row(ev)  # type: ignore[arg-type]
                 return None
@@ -324,7 +324,11 @@ class ResultHandler(CommandHandler):
             if t is Err:
                 self._on_err()
             return super().event(ev)
-        self._deliver(ev)  # type: ignore[arg-type]
+        if consumer is not None and self.error is None:  # (``_deliver``, inlined)
+            try:
+                consumer(ev)  # type: ignore[arg-type]
+            except Exception as e:  # the consumer's bug: read the reply to its end, then fail
+                self.fail(e)
         return None
 
     def _on_err(self) -> None:

@@ -152,6 +152,8 @@ _SSL_BYTE1: Final = int(Capability.SSL) >> 8  # the SSL bit, in the 2nd byte of 
 _CURSOR: Final = int(ServerStatus.CURSOR_EXISTS)
 # Flags that belong to one reply and must not leak into a synthesized intermediate EOF.
 _MORE: Final = int(ServerStatus.MORE_RESULTS_EXISTS)
+_SESSION_TRACK: Final = int(Capability.SESSION_TRACK)
+_STATUS_WARNINGS: Final = struct.Struct("<HH")
 _PER_REPLY: Final = (
     int(ServerStatus.MORE_RESULTS_EXISTS) | _CURSOR | int(ServerStatus.LAST_ROW_SENT)
 )
@@ -640,6 +642,10 @@ class Connection(Machine):
 
     def _done(self, p: bytes) -> ResultSetDone:
         if self._deprecate_eof:
+            if len(p) >= 7 and p[1] < 0xFB and p[2] < 0xFB and not self._caps & _SESSION_TRACK:
+                # The usual end (as ``Ok.decode``'s own fast path, without the Ok).
+                status, warnings = _STATUS_WARNINGS.unpack_from(p, 3)
+                return ResultSetDone(status, warnings, p[1], p[2], p[7:])
             ok = Ok.decode(p, self._caps)
             return ResultSetDone(
                 ok.status, ok.warnings, ok.affected_rows, ok.last_insert_id, ok.info
