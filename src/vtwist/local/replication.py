@@ -59,6 +59,10 @@ def server_args(durability: str) -> list[str]:
             "--rpl-semi-sync-master-wait-point=AFTER_SYNC",
             "--rpl-semi-sync-slave-enabled=ON",
             "--rpl-semi-sync-master-enabled=OFF",
+            # Crash recovery as a replica: a killed primary restarts without the commits no
+            # replica acknowledged (it truncates them from its binlog instead of committing
+            # them), so it can rejoin under the new primary instead of holding errant GTIDs.
+            "--init-rpl-role=SLAVE",
         ]
     return args
 

@@ -138,6 +138,7 @@ class Writer(threading.Thread):
         self.table = table
         self.thread_id = self.conn.thread_id()
         self.acked: list[tuple[int, float]] = []  # (id, time acknowledged)
+        self.sent: dict[int, float] = {}
         self.errors: list[tuple[int, float, str]] = []
         self.stop_at: float | None = None
         self._halt = threading.Event()
@@ -146,6 +147,7 @@ class Writer(threading.Thread):
         i = 0
         while not self._halt.is_set() and i < 200_000:
             i += 1
+            self.sent[i] = time.time()
             try:
                 with self.conn.cursor() as cur:
                     cur.execute(f"INSERT INTO {self.table} VALUES (%s, %s)", (i, time.time()))
@@ -167,7 +169,8 @@ class Writer(threading.Thread):
         self.conn.close()
 
     def first_ack_after(self, when: float) -> float | None:
-        return next((t - when for _, t in self.acked if t > when), None)
+        """Seconds from ``when`` to the first acknowledgement of a write sent after it."""
+        return next((t - when for i, t in self.acked if self.sent[i] > when), None)
 
 
 def assert_everywhere(cluster: Cluster, table: str, ids: list[int], uids: tuple[int, ...]) -> None:
