@@ -232,7 +232,8 @@ class Machine:
 
     def _t_greeting(self, ev: HandshakeV10) -> None:
         self.handshake = ev
-        self._server_caps = ev.capabilities
+        # Plain ints: an IntFlag here would make every later ``caps & FLAG`` a Python call.
+        self._server_caps = int(ev.capabilities)
         self._state = State.LOGIN
 
     def _t_closing_err(self, ev: Err) -> None:
@@ -254,8 +255,8 @@ class Machine:
                 ErrorCode.NOT_SUPPORTED_AUTH_MODE,
             )
         self.handshake_response = ev
-        self._client_caps = ev.capabilities
-        self._caps = self._server_caps & ev.capabilities
+        self._client_caps = int(ev.capabilities)
+        self._caps = self._server_caps & self._client_caps
         self._deprecate_eof = bool(self._caps & _DEPRECATE_EOF)
         self._change_user = False
         self._auth_client_turn = False
