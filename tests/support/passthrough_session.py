@@ -236,11 +236,14 @@ class PassthroughSession:
         self,
         sink: IResultSink,
         binary: bool,
-        run: Callable[[Relay], Deferred[Any]],
-        cursor: bool = False,
+        cursor: bool,
+        run: Callable[..., Deferred[Any]],
+        *args: Any,
     ) -> Deferred[None]:
+        """``run(*args, relay)`` (a streaming client call), relayed into ``sink``."""
         # Plain callbacks rather than a coroutine: this is every query's hot path.
-        self._end_cursor()
+        if self._cursor_relay is not None:
+            self._end_cursor()
         relay = Relay(sink, self.client, binary, self.factory)
         sink.register_producer(relay)
         if cursor:
@@ -257,7 +260,7 @@ class PassthroughSession:
                 return result
             return None
 
-        d = run(relay)
+        d = run(*args, relay)
         if cursor:
             # A cursor closed before its last row aborts the sink, which cancels this
             # Deferred: the backend connection must survive that (the rest is dropped).
@@ -277,8 +280,7 @@ class PassthroughSession:
             sink.row(encode_text_row([VERSION_COMMENT]))
             sink.done(self.status())
             return succeed(None)
-        client = self.client
-        return self._relay(sink, False, lambda relay: client.stream_query(sql, relay))
+        return self._relay(sink, False, False, self.client.stream_query, sql)
 
     def init_db(self, schema: str) -> Deferred[None]:
         """COM_INIT_DB (the login database is already the backend's: nothing to do)."""
@@ -318,9 +320,7 @@ class PassthroughSession:
                     "mysqld_stmt_execute; prepare it again",
                 )
             )
-        return self._relay(
-            sink, True, lambda relay: client.stream_execute(stmt, params, relay), cursor
-        )
+        return self._relay(sink, True, cursor, client.stream_execute, stmt, params)
 
     def close_statement(self, statement: Statement) -> Deferred[None]:
         """COM_STMT_CLOSE of the backend statement (no reply)."""

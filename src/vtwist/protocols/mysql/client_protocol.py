@@ -444,6 +444,16 @@ class MySQLClientProtocol(Protocol):
                 )
             )
         pending = _Pending(handler, self)
+        if self._current is None and not self._queue and not self._pumping and self.logged_in:
+            # Idle: send it now (what ``_pump`` would do, without its loop).
+            self._current = pending
+            self._send_step(pending, handler.first())
+            state = self.conn.state
+            if state is _IDLE or state is _CLOSED:
+                self._pump()  # no reply to wait for (or the send failed): finish it
+            else:
+                self._arm_timer()
+            return pending.deferred
         self._queue.append(pending)
         self._pump()
         return pending.deferred
