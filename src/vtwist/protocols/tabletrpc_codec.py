@@ -293,8 +293,11 @@ def is_bytes_list(value: object) -> bool:
     return type(value) is list and set(map(type, value)) <= _ONLY_BYTES
 
 
+_ONLY_STR = frozenset((str,))
+
+
 def is_str_dict(value: object) -> bool:
-    return type(value) is dict and all(type(k) is str for k in value)
+    return type(value) is dict and set(map(type, value)) <= _ONLY_STR
 
 
 def decode_message(payload: bytes) -> Message:

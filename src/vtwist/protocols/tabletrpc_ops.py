@@ -335,23 +335,36 @@ def _get_bind_vars(op: str, wire: dict[str, Any]) -> dict[str, BindValue] | None
 
 
 def _parse_execute(op: str, wire: dict[str, Any]) -> ExecuteArgs:
-    sql = wire.get("sql")
+    # Every query's path: the optional keys are checked inline, the same way as the
+    # _get_* helpers check them (and with their errors).
+    get = wire.get
+    sql = get("sql")
     if type(sql) is not str or not sql:
         raise _bad_arg(op, "sql", "a non-empty string")
-    max_rows = wire.get("max_rows", 0)
+    max_rows = get("max_rows", 0)
     if type(max_rows) is not int or max_rows < 0:
         raise _bad_arg(op, "max_rows", "an int >= 0")
-    window = wire.get("window", 0)
+    window = get("window", 0)
     if type(window) is not int or not 0 <= window <= 1 << 20:
         raise _bad_arg(op, "window", "an int in [0, 1048576]")
+    bind = None if get("bind") is None else _get_bind_vars(op, wire)
+    target = get("target")
+    if target is not None and type(target) is not str:
+        raise _bad_arg(op, "target", "a string")
+    tx = get("tx", 0)
+    if type(tx) is not int or not 0 <= tx <= MAX_REQUEST_ID:
+        raise _bad_arg(op, "tx", "an id (int >= 0)")
+    rsv = get("rsv", 0)
+    if type(rsv) is not int or not 0 <= rsv <= MAX_REQUEST_ID:
+        raise _bad_arg(op, "rsv", "an id (int >= 0)")
     return ExecuteArgs(
         sql,
-        _get_bind_vars(op, wire),
-        _get_target(op, wire),
-        _get_id(op, wire, "tx"),
-        _get_id(op, wire, "rsv"),
+        bind,
+        target,
+        tx,
+        rsv,
         max_rows,
-        _get_options(op, wire),
+        None if get("opts") is None else _get_options(op, wire),
         window,
     )
 

@@ -190,9 +190,26 @@ def classify(sql: bytes) -> Statement:
     if word == b"SELECT" and sets_state:
         is_write = False
     multi = b";" in sql and second_statement(sql) is not None
-    return Statement(
-        kind, word.decode("ascii").lower(), is_write, sets_state, maybe_dirty or sets_state, multi
-    )
+    key = (word, kind, is_write, sets_state, maybe_dirty or sets_state, multi)
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        # Statements are immutable and few tell apart: share them (a frozen dataclass
+        # costs more to build than this lookup).
+        if len(_STATEMENTS) >= MAX_SHARED_STATEMENTS:
+            _STATEMENTS.clear()
+        stmt = _STATEMENTS[key] = Statement(
+            kind,
+            word.decode("ascii").lower(),
+            is_write,
+            sets_state,
+            maybe_dirty or sets_state,
+            multi,
+        )
+    return stmt
+
+
+MAX_SHARED_STATEMENTS: Final = 1024
+_STATEMENTS: dict[tuple[bytes, str, bool, bool, bool, bool], Statement] = {}
 
 
 # --- bind variables -------------------------------------------------------------------------
