@@ -312,8 +312,18 @@ class TopoServer:
                 pass
         current = await self._conn.exists(path)
         if current is None:
-            stat = await self._conn.create(path, tablet.to_json(), ephemeral=True, makepath=True)
-        elif current.ephemeral_owner != self._conn.session_id:
+            try:
+                stat = await self._conn.create(
+                    path, tablet.to_json(), ephemeral=True, makepath=True
+                )
+                return replace(self._tablets[alias], node_version=stat.version)
+            except NodeExistsError:
+                # A concurrent write of ours (re-publish after reconnecting, and an update)
+                # created it in between: look again and update it in place.
+                current = await self._conn.exists(path)
+                if current is None:
+                    raise
+        if current.ephemeral_owner != self._conn.session_id:
             raise NodeExistsError(
                 f"tablet {alias} is registered by another ZooKeeper session"
                 f" ({current.ephemeral_owner:#x}); if it is a previous run of this tablet, its"
