@@ -160,6 +160,9 @@ _PER_REPLY: Final = (
 _EXECUTE: Final = 0x17
 _QUERY: Final = 0x03
 _COLUMNS_END: Final = State.COLUMNS_END
+# ResultSetStart events are immutable: the usual ones are made once.
+_SMALL_COUNTS: Final = 64
+_RESULT_STARTS: Final = [ResultSetStart(max(n, 1)) for n in range(_SMALL_COUNTS)]
 _IDLE: Final = State.IDLE
 _MALFORMED: Final = int(ErrorCode.MALFORMED_PACKET)
 _ROWS: Final = State.ROWS
@@ -167,6 +170,9 @@ _ROWS: Final = State.ROWS
 # largest payload kept.
 _COLUMN_CACHE_ENTRIES: Final = 256
 _COLUMN_CACHE_MAX_PAYLOAD: Final = 1024
+# Decoded result-set ends kept per connection (see ``_done``): entries, largest payload.
+_DONE_CACHE_ENTRIES: Final = 32
+_DONE_CACHE_MAX_PAYLOAD: Final = 64
 # Encoded column definitions kept per connection (see ``send_columns``).
 _ENCODED_COLUMNS_ENTRIES: Final = 256
 
@@ -195,6 +201,7 @@ class Connection(Machine):
         # id(definition) -> (definition, its payload); the definition is kept so that its
         # id cannot be reused while the entry exists.
         self._columns_encoded: dict[int, tuple[ColumnDefinition41, bytes]] = {}
+        self._done_seen: dict[bytes, ResultSetDone] = {}
 
     # -- introspection ---------------------------------------------------------------------
 
@@ -618,6 +625,8 @@ class Connection(Machine):
             return LocalInfileRequest.decode(p)
         if b0 < 0:
             raise RuleError("empty packet where a result was expected")
+        if len(p) == 1 and b0 < _SMALL_COUNTS:
+            return _RESULT_STARTS[b0]  # one-byte column count (0 is refused below)
         r = Reader(p)
         n = r.lenenc_int()
         if n == 0:
@@ -641,6 +650,19 @@ class Connection(Machine):
         return bool(p) and p[0] == 0xFE and len(p) < (0xFFFFFF if self._deprecate_eof else 9)
 
     def _done(self, p: bytes) -> ResultSetDone:
+        # The same few ends come back result after result: decode each once (immutable).
+        seen = self._done_seen
+        ev = seen.get(p)
+        if ev is not None:
+            return ev
+        ev = self._decode_done(p)
+        if len(p) <= _DONE_CACHE_MAX_PAYLOAD:
+            if len(seen) >= _DONE_CACHE_ENTRIES:
+                seen.clear()
+            seen[p] = ev
+        return ev
+
+    def _decode_done(self, p: bytes) -> ResultSetDone:
         if self._deprecate_eof:
             if len(p) >= 7 and p[1] < 0xFB and p[2] < 0xFB and not self._caps & _SESSION_TRACK:
                 # The usual end (as ``Ok.decode``'s own fast path, without the Ok).
