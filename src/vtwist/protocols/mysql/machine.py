@@ -112,6 +112,27 @@ class State(enum.IntEnum):
 
 
 _S = State
+# Members as module constants: a global is read faster than an enum class attribute.
+_S_GREETING: Final = State.GREETING
+_S_LOGIN: Final = State.LOGIN
+_S_TLS: Final = State.TLS
+_S_AUTH: Final = State.AUTH
+_S_IDLE: Final = State.IDLE
+_S_RESULT: Final = State.RESULT
+_S_INFILE: Final = State.INFILE
+_S_COLUMNS: Final = State.COLUMNS
+_S_COLUMNS_END: Final = State.COLUMNS_END
+_S_ROWS: Final = State.ROWS
+_S_PREPARE: Final = State.PREPARE
+_S_PREPARE_PARAMS: Final = State.PREPARE_PARAMS
+_S_PARAMS_END: Final = State.PARAMS_END
+_S_PREPARE_COLUMNS: Final = State.PREPARE_COLUMNS
+_S_PREPARE_COLUMNS_END: Final = State.PREPARE_COLUMNS_END
+_S_FIELDS: Final = State.FIELDS
+_S_SIMPLE: Final = State.SIMPLE
+_S_SET_OPTION: Final = State.SET_OPTION
+_S_STATISTICS: Final = State.STATISTICS
+_S_CLOSED: Final = State.CLOSED
 
 
 class PreparedStatement:
@@ -207,7 +228,7 @@ class Machine:
     def __init__(self, server: bool, max_packet_size: int) -> None:
         self.max_packet_size = max_packet_size
         self._server = server
-        self._state = State.GREETING
+        self._state = _S_GREETING
         self._seq = 0
         self._server_caps = 0
         self._client_caps = 0
@@ -227,17 +248,17 @@ class Machine:
     # -- transitions (shared by send and receive) ------------------------------------------
 
     def _idle(self) -> None:
-        self._state = State.IDLE
+        self._state = _S_IDLE
         self._seq = 0
 
     def _t_greeting(self, ev: HandshakeV10) -> None:
         self.handshake = ev
         # Plain ints: an IntFlag here would make every later ``caps & FLAG`` a Python call.
         self._server_caps = int(ev.capabilities)
-        self._state = State.LOGIN
+        self._state = _S_LOGIN
 
     def _t_closing_err(self, ev: Err) -> None:
-        self._state = State.CLOSED
+        self._state = _S_CLOSED
 
     def _t_ssl(self, ev: SSLRequest) -> None:
         if self._tls or not self._server_caps & _SSL:
@@ -245,7 +266,7 @@ class Machine:
                 "SSL connection requested but the server did not offer it",
                 ErrorCode.HANDSHAKE_ERROR,
             )
-        self._state = State.TLS
+        self._state = _S_TLS
 
     def _t_login(self, ev: HandshakeResponse41) -> None:
         if not ev.capabilities & _PROTOCOL_41:
@@ -260,7 +281,7 @@ class Machine:
         self._deprecate_eof = bool(self._caps & _DEPRECATE_EOF)
         self._change_user = False
         self._auth_client_turn = False
-        self._state = State.AUTH
+        self._state = _S_AUTH
 
     def _t_auth_request(self, ev: Message) -> None:
         self._auth_client_turn = True
@@ -280,7 +301,7 @@ class Machine:
         if self._change_user:
             self._idle()  # mysqld keeps the previous user after a failed COM_CHANGE_USER
         else:
-            self._state = State.CLOSED
+            self._state = _S_CLOSED
 
     def _command(self, ev: Message, state: State) -> None:
         self._cmd = ev.CODE  # type: ignore[attr-defined]
@@ -288,7 +309,7 @@ class Machine:
 
     def _t_query(self, ev: ComQuery) -> None:
         self._cmd = _QUERY
-        self._state = State.RESULT
+        self._state = _S_RESULT
 
     def _t_execute(self, ev: ComStmtExecute) -> None:
         self._cmd = _EXECUTE
@@ -299,33 +320,33 @@ class Machine:
             if st.long_data:
                 st.long_data = {}
                 st.long_data_size = 0
-        self._state = State.RESULT
+        self._state = _S_RESULT
 
     def _t_prepare(self, ev: ComStmtPrepare) -> None:
-        self._command(ev, State.PREPARE)
+        self._command(ev, _S_PREPARE)
 
     def _t_field_list(self, ev: ComFieldList) -> None:
-        self._command(ev, State.FIELDS)
+        self._command(ev, _S_FIELDS)
 
     def _t_statistics(self, ev: ComStatistics) -> None:
-        self._command(ev, State.STATISTICS)
+        self._command(ev, _S_STATISTICS)
 
     def _t_set_option(self, ev: ComSetOption) -> None:
-        self._command(ev, State.SET_OPTION)
+        self._command(ev, _S_SET_OPTION)
 
     def _t_simple(self, ev: Message) -> None:
         self._cmd = ev.code if type(ev) is UnknownCommand else ev.CODE  # type: ignore[attr-defined]
-        self._state = State.SIMPLE
+        self._state = _S_SIMPLE
 
     def _t_stmt_reset(self, ev: ComStmtReset) -> None:
         st = self._stmts.get(ev.stmt_id)
         if st is not None:
             st.long_data = {}
             st.long_data_size = 0
-        self._command(ev, State.SIMPLE)
+        self._command(ev, _S_SIMPLE)
 
     def _t_fetch(self, ev: ComStmtFetch) -> None:
-        self._command(ev, State.ROWS)
+        self._command(ev, _S_ROWS)
 
     def _t_stmt_close(self, ev: ComStmtClose) -> None:
         self._stmts.pop(ev.stmt_id, None)
@@ -342,18 +363,18 @@ class Machine:
         self._idle()
 
     def _t_quit(self, ev: ComQuit) -> None:
-        self._state = State.CLOSED
+        self._state = _S_CLOSED
 
     def _t_change_user(self, ev: ComChangeUser) -> None:
         self._cmd = ComChangeUser.CODE
         self._change_user = True
         self._auth_client_turn = False
-        self._state = State.AUTH
+        self._state = _S_AUTH
 
     def _t_result_ok(self, ev: Ok) -> None:
         self._status = ev.status
         if ev.status & _MORE:
-            self._state = State.RESULT
+            self._state = _S_RESULT
         else:
             self._idle()
 
@@ -364,22 +385,22 @@ class Machine:
         if ev.column_count <= 0:
             raise RuleError("a result set needs at least one column (send Ok instead)")
         self._remaining = ev.column_count
-        self._state = State.COLUMNS
+        self._state = _S_COLUMNS
 
     def _t_infile_request(self, ev: LocalInfileRequest) -> None:
-        self._state = State.INFILE
+        self._state = _S_INFILE
 
     def _t_infile_data(self, ev: LocalInfileData) -> None:
         if not ev.data:
-            self._state = State.RESULT
+            self._state = _S_RESULT
 
     def _t_column(self, ev: Column) -> None:
         self._remaining -= 1
         if self._remaining == 0:
-            self._state = State.ROWS if self._deprecate_eof else State.COLUMNS_END
+            self._state = _S_ROWS if self._deprecate_eof else _S_COLUMNS_END
 
     def _t_first_row(self, ev: Row) -> None:
-        self._state = State.ROWS
+        self._state = _S_ROWS
 
     def _t_row(self, ev: Row) -> None:
         pass
@@ -387,7 +408,7 @@ class Machine:
     def _t_done(self, ev: ResultSetDone) -> None:
         self._status = ev.status
         if ev.status & _MORE and (self._cmd == _QUERY or self._cmd == _EXECUTE):
-            self._state = State.RESULT
+            self._state = _S_RESULT
         else:
             self._idle()
 
@@ -399,10 +420,10 @@ class Machine:
         self._prep_columns = ev.num_columns
         if ev.num_params:
             self._remaining = ev.num_params
-            self._state = State.PREPARE_PARAMS
+            self._state = _S_PREPARE_PARAMS
         elif ev.num_columns:
             self._remaining = ev.num_columns
-            self._state = State.PREPARE_COLUMNS
+            self._state = _S_PREPARE_COLUMNS
         else:
             self._idle()
 
@@ -410,10 +431,10 @@ class Machine:
         self._remaining -= 1
         if self._remaining == 0:
             if not self._deprecate_eof:
-                self._state = State.PARAMS_END
+                self._state = _S_PARAMS_END
             elif self._prep_columns:
                 self._remaining = self._prep_columns
-                self._state = State.PREPARE_COLUMNS
+                self._state = _S_PREPARE_COLUMNS
             else:
                 self._idle()
 
@@ -423,16 +444,16 @@ class Machine:
             if self._deprecate_eof:
                 self._idle()
             else:
-                self._state = State.PREPARE_COLUMNS_END
+                self._state = _S_PREPARE_COLUMNS_END
 
     def _eof_done(self) -> None:
         """The classic EOF owed in a *_END state was sent or received."""
         s = self._state
-        if s is State.COLUMNS_END:
-            self._state = State.ROWS
-        elif s is State.PARAMS_END and self._prep_columns:
+        if s is _S_COLUMNS_END:
+            self._state = _S_ROWS
+        elif s is _S_PARAMS_END and self._prep_columns:
             self._remaining = self._prep_columns
-            self._state = State.PREPARE_COLUMNS
+            self._state = _S_PREPARE_COLUMNS
         else:
             self._idle()
 

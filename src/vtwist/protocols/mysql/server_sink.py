@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.interfaces import IPushProducer
@@ -210,6 +210,11 @@ class SinkState(enum.Enum):
 
 
 CLOSED_STATES = frozenset({SinkState.ENDED, SinkState.ABORTED, SinkState.COMPLETE})
+# Members as module constants (read faster than enum class attributes).
+_SS_ABORTED: Final = SinkState.ABORTED
+_SS_ENDED: Final = SinkState.ENDED
+_SS_RESULT: Final = SinkState.RESULT
+_SS_ROWS: Final = SinkState.ROWS
 
 
 class SinkBase:
@@ -223,7 +228,7 @@ class SinkBase:
         self.out = out
         self.limits = limits
         self.flow = Flow()
-        self._state = SinkState.RESULT
+        self._state = _SS_RESULT
         self._types: list[ColumnSpec] | None = None
         self._handler_d: Deferred[Any] | None = None
         self._handler_done = False
@@ -247,7 +252,7 @@ class SinkBase:
 
     def register_producer(self, producer: IPushProducer) -> None:
         """See ``IResultSink.register_producer``."""
-        if self._state is SinkState.ABORTED:
+        if self._state is _SS_ABORTED:
             try:
                 producer.stopProducing()
             except Exception:
@@ -270,7 +275,7 @@ class SinkBase:
 
     def _maybe_replied(self) -> None:
         """Fire ``when_replied`` if the reply ended and the handler's Deferred fired."""
-        if self._state is SinkState.ENDED and self._handler_done:
+        if self._state is _SS_ENDED and self._handler_done:
             self._fire_replied()
 
     def _fire_replied(self) -> None:
@@ -318,7 +323,7 @@ class SinkBase:
         """Watch the handler's Deferred for this reply (cancelled if the reply is aborted)."""
         self._handler_d = d
         d.addBoth(self._handler_finished)
-        if self._state is SinkState.ABORTED:
+        if self._state is _SS_ABORTED:
             self._cancel_handler()  # aborted while the handler was still in its call
 
     def _handler_finished(self, result: object) -> None:
@@ -329,8 +334,8 @@ class SinkBase:
             and isinstance(failure.value, CancelledError)
             and self._state
             in (
-                SinkState.ABORTED,
-                SinkState.ENDED,
+                _SS_ABORTED,
+                _SS_ENDED,
             )
         ):
             failure = None  # we cancelled it
@@ -350,11 +355,11 @@ class SinkBase:
         """End the reply now: send ``error`` if given and possible, stop the producer,
         cancel the handler's Deferred. Used when the client is gone, the cursor is
         closed, or the handler wrote too much while paused."""
-        if self._state is SinkState.ABORTED:
+        if self._state is _SS_ABORTED:
             return
-        if error is not None and self._state in (SinkState.RESULT, SinkState.ROWS):
+        if error is not None and self._state in (_SS_RESULT, _SS_ROWS):
             self.out.send_events([Err.from_error(error)])
-        self._state = SinkState.ABORTED
+        self._state = _SS_ABORTED
         self.flow.stop()
         self._cancel_handler()
         self._fire_replied()
@@ -384,16 +389,16 @@ class ResultSink(SinkBase):
         info: bytes = b"",
     ) -> None:
         """See ``IResultSink.ok``."""
-        if self._writable(SinkState.RESULT):
+        if self._writable(_SS_RESULT):
             self.out.send_events([Ok(affected_rows, last_insert_id, status, warnings, info)])
             if not status & _MORE:
                 self._end()
 
     def start(self, columns: Sequence[ColumnDefinition41], binary: bool = False) -> None:
         """See ``IResultSink.start``."""
-        if self._state is SinkState.RESULT or self._writable(SinkState.RESULT):
+        if self._state is _SS_RESULT or self._writable(_SS_RESULT):
             self._check_columns(columns, binary)
-            self._state = SinkState.ROWS
+            self._state = _SS_ROWS
             if TRANSPORT not in self.flow._reasons:  # the hot path (see ``_write``)
                 self._overrun = 0
                 self.out.send_columns(columns)
@@ -402,7 +407,7 @@ class ResultSink(SinkBase):
 
     def row(self, payload: bytes) -> None:
         """See ``IResultSink.row``."""
-        if self._state is SinkState.ROWS and self._types is None:
+        if self._state is _SS_ROWS and self._types is None:
             # The hot path: a row relayed as it is.
             if TRANSPORT not in self.flow._reasons:
                 self._overrun = 0
@@ -414,7 +419,7 @@ class ResultSink(SinkBase):
 
     def rows(self, payloads: Iterable[bytes]) -> None:
         """See ``IResultSink.rows``."""
-        if not self._writable(SinkState.ROWS):
+        if not self._writable(_SS_ROWS):
             return
         events = self._convert(payloads)
         if isinstance(events, MySQLError):
@@ -431,16 +436,16 @@ class ResultSink(SinkBase):
         info: bytes = b"",
     ) -> None:
         """See ``IResultSink.done``."""
-        if self._state is SinkState.ROWS or self._writable(SinkState.ROWS):
+        if self._state is _SS_ROWS or self._writable(_SS_ROWS):
             self.out.send_done(status, warnings, affected_rows, last_insert_id, info)
             if status & _MORE:
-                self._state = SinkState.RESULT
+                self._state = _SS_RESULT
             else:
                 self._end()
 
     def error(self, error: MySQLError) -> None:
         """See ``IResultSink.error``."""
-        if self._writable(SinkState.RESULT, SinkState.ROWS):
+        if self._writable(_SS_RESULT, _SS_ROWS):
             self.out.send_events([Err.from_error(error)])
             self._end()
 
@@ -466,12 +471,12 @@ class ResultSink(SinkBase):
         self._overrun += self.out.send_events(events)
 
     def _end(self) -> None:
-        self._state = SinkState.ENDED
+        self._state = _SS_ENDED
         self.flow.unregister()
         self._maybe_replied()
 
     def _on_handler_result(self, failure: Failure | None) -> None:
-        if self._state in (SinkState.RESULT, SinkState.ROWS):
+        if self._state in (_SS_RESULT, _SS_ROWS):
             if failure is None:
                 log.error("query handler finished without completing its reply")
                 self.error(internal_error("the query handler did not complete its reply"))
