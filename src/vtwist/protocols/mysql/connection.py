@@ -154,6 +154,7 @@ _CURSOR: Final = int(ServerStatus.CURSOR_EXISTS)
 _MORE: Final = int(ServerStatus.MORE_RESULTS_EXISTS)
 _SESSION_TRACK: Final = int(Capability.SESSION_TRACK)
 _STATUS_WARNINGS: Final = struct.Struct("<HH")
+_U32: Final = struct.Struct("<I")
 _PER_REPLY: Final = (
     int(ServerStatus.MORE_RESULTS_EXISTS) | _CURSOR | int(ServerStatus.LAST_ROW_SENT)
 )
@@ -582,12 +583,16 @@ class Connection(Machine):
         return st.num_params, st.param_types
 
     def _d_command(self, p: bytes) -> Message:
-        ev = decode_command(p, self._caps, self._params_for)
-        if type(ev) is ComStmtExecute:
-            st = self._stmts.get(ev.stmt_id)
-            if st is not None and st.long_data:
+        if len(p) >= 5 and p[0] == _EXECUTE:
+            # The hot path (``decode_command`` would do the same, through ``_params_for``).
+            st = self._stmts.get(_U32.unpack_from(p, 1)[0])
+            if st is None:
+                return ComStmtExecute.decode(p, 0)
+            ev = ComStmtExecute.decode(p, st.num_params, st.param_types)
+            if st.long_data:
                 ev = replace(ev, long_data={k: bytes(v) for k, v in st.long_data.items()})
-        return ev
+            return ev
+        return decode_command(p, self._caps, self._params_for)
 
     def _d_login(self, p: bytes) -> Message:
         if len(p) == SSLRequest.LENGTH and not self._tls and p[1] & _SSL_BYTE1:
