@@ -14,8 +14,9 @@ closed when the client leaves. Commands are relayed:
   an execute go out raw. The relay is also the sink's push producer: pausing it pauses
   the backend socket, so a slow client slows the backend down.
 * Prepared statements are backend server-side statements (the server's statement keeps
-  the backend's ``PreparedStatement`` in ``PrepareInfo.state``); the server decodes the
-  client's parameters and the backend client re-encodes them.
+  the backend's ``PreparedStatement`` in ``PrepareInfo.state``); the server decodes and
+  checks the client's parameters, and the backend client sends them on in the wire form
+  the client used (``values.ExecuteParams``).
 * Cursors: an execute asked with a cursor streams into the server's bounded cursor
   buffer, which answers COM_STMT_FETCH. The backend connection is busy until the result
   is exhausted; a command that needs the backend before then closes the cursor (its next

@@ -13,6 +13,10 @@ Ordering: one command at a time. Bytes that arrive while a command is in progres
 unparsed, in a buffer of at most ``max_pipeline_bytes`` (then reading from the socket is
 paused), so pipelined commands are answered in order with bounded memory.
 
+Output: a reply made while bytes are being read (the passthrough's, made while reading its
+backend) goes out with one ``send`` when it is complete or the read is handled
+(``output``); other writes go to the transport at once.
+
 Back-pressure: the protocol is its transport's streaming producer; when the client's
 socket is congested it pauses the producer the current reply's handler registered on its
 sink, and resumes it later (see ``IResultSink``).
