@@ -52,7 +52,7 @@ from vtwist.protocols.mysql.auth import (
     RsaKey,
     make_scramble,
 )
-from vtwist.protocols.mysql.commands import ComChangeUser, ComQuit
+from vtwist.protocols.mysql.commands import ComChangeUser, ComQuery, ComQuit, ComStmtExecute
 from vtwist.protocols.mysql.connection import (
     CLOSED,
     DEFAULT_MAX_PACKET_SIZE,
@@ -118,6 +118,8 @@ _S_CLOSED: Final = State.CLOSED
 _S_IDLE: Final = State.IDLE
 # States in which the server is in the middle of a reply: its bytes wait in the output
 # buffer for the rest (written together at the end of the reply or of the current read).
+# The hot commands: handed to the session before the login and COM_QUIT checks.
+_SESSION_COMMANDS: Final = frozenset({ComStmtExecute, ComQuery})
 _MID_REPLY: Final = frozenset({State.RESULT, State.COLUMNS, State.COLUMNS_END, State.ROWS})
 
 
@@ -394,7 +396,9 @@ class MySQLServerProtocol(Protocol):
 
     def _handle(self, ev: Message) -> None:
         t = type(ev)
-        if t is HandshakeResponse41:
+        if t in _SESSION_COMMANDS:  # the usual case, tested first
+            self._run(ev)
+        elif t is HandshakeResponse41:
             assert isinstance(ev, HandshakeResponse41)
             self._login.login(ev)
         elif t is AuthData:
@@ -408,12 +412,15 @@ class MySQLServerProtocol(Protocol):
             assert isinstance(ev, ComChangeUser)
             self._login.change_user(ev)
         else:
-            assert self.session is not None  # commands only arrive after login
-            self.factory.metrics.command(t.__name__)
-            self._busy = True
-            d = self.session.run(ev)  # None: it calls command_done() when it is over
-            if d is not None:
-                self.begin(d)
+            self._run(ev)
+
+    def _run(self, ev: Message) -> None:
+        assert self.session is not None  # commands only arrive after login
+        self.factory.metrics.command(type(ev).__name__)
+        self._busy = True
+        d = self.session.run(ev)  # None: it calls command_done() when it is over
+        if d is not None:
+            self.begin(d)
 
     # -- commands in progress ----------------------------------------------------------------
 

@@ -394,7 +394,8 @@ class ServerSession:
         if stmt is None:
             self._err(_unknown_statement(ev.stmt_id, "mysqld_stmt_execute"))
             return None
-        self._close_cursor(stmt.statement_id)  # a new execute closes the previous cursor
+        if self.cursors:
+            self._close_cursor(stmt.statement_id)  # a new execute closes the previous cursor
         return stmt
 
     async def _execute_cursor(self, ev: ComStmtExecute) -> None:
