@@ -51,6 +51,9 @@ http_port = {free_port()}
 
 [[gate.users]]
 name = "app"
+
+[vtorc]
+instances = 0
 """
     )
     return path

@@ -62,6 +62,9 @@ name = "app"
 [gate.options]
 "routing.policy" = "reports-to-replica"
 
+[vtorc]
+http_port = {free_port()}
+
 [zookeeper]
 session_timeout = 4
 """

@@ -220,7 +220,9 @@ http_port = {free_port()}
 "orc.recovery_block" = "5s"
 
 [zookeeper]
-session_timeout = 4
+# Short, so a killed tablet's node goes soon; not shorter: on a loaded machine a tablet's
+# session could expire, and the gate drops a tablet's link (and what runs on it) with it.
+session_timeout = 6
 """
     )
     out = vtwist("up", "--dir", str(directory), "--config", str(config))

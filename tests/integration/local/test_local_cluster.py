@@ -49,6 +49,9 @@ def write_config(path: Path, mysql_port: int, http_port: int) -> Path:
 mysql_port = {mysql_port}
 http_port = {http_port}
 
+[vtorc]
+http_port = {free_port()}
+
 [[gate.users]]
 name = "app"
 

@@ -72,6 +72,9 @@ health.interval = "200ms"
         ("[gate]\nmysql_port = 1\nhttp_port = 1", "gate.http_port"),
         ('[[gate.users]]\npassword = "x"', "gate.users[0].name"),
         ("[zookeeper]\nsession_timeout = -1", "zookeeper.session_timeout"),
+        ("[vtorc]\ninstances = 4", "vtorc.instances"),
+        ("[vtorc]\nhttp_port = 15306", "vtorc.http_port"),
+        ("[vtorc]\nbogus = 1", "vtorc.bogus"),
     ],
 )
 def test_errors_name_the_key(text: str, key: str) -> None:
