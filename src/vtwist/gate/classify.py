@@ -118,7 +118,8 @@ _STATE_WORDS: Final = frozenset(
 )
 _STATE_ANYWHERE: Final = re.compile(
     rb"@[A-Za-z0-9_$.]+\s*:=|\bINTO\s+@|\bGET_LOCK\s*\(|\bTEMPORARY\s+TABLE\b"
-    rb"|\bLAST_INSERT_ID\s*\(\s*[^)\s]|\bRELEASE_(?:ALL_)?LOCKS?\s*\(|\bSQL_CALC_FOUND_ROWS\b",
+    rb"|\bLAST_INSERT_ID\s*\(\s*[^)\s]|\bRELEASE_(?:ALL_)?LOCKS?\s*\(|\bSQL_CALC_FOUND_ROWS\b"
+    rb"|\bWITH\s+READ\s+LOCK\b",
     re.IGNORECASE,
 )
 _STATE_HINT: Final = re.compile(rb"@|lock|temporary|last_insert_id|into|calc", re.IGNORECASE)

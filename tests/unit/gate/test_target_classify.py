@@ -142,6 +142,9 @@ def test_locking_words_in_strings_or_comments_do_not_count() -> None:
         b"create temporary table tt (a int)",
         b"lock tables t read",
         b"select last_insert_id(5)",
+        b"flush tables with read lock",
+        b"FLUSH TABLES t1, t2 WITH READ LOCK",
+        b"handler t open",
     ],
 )
 def test_session_state(sql: bytes) -> None:
