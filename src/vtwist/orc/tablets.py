@@ -9,12 +9,12 @@ own check that a primary's mysqld is down, which needs no credentials.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import IReactorTCP, IReactorTime
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -55,8 +55,7 @@ class TabletClients:
             self.reactor, tablet.host, tablet.rpc_port, timeout=max(1, int(self.connect_timeout))
         )
         try:
-            proto = self.factory.buildProtocol(None)
-            await connectProtocol(endpoint, proto)  # type: ignore[no-untyped-call]
+            proto = cast(TabletRPCClient, await endpoint.connect(self.factory))
             ready = proto.when_ready()
             timer = self.clock.callLater(self.connect_timeout, ready.cancel)
             try:
@@ -113,6 +112,11 @@ class _Greeting(Protocol):
             self.got.callback(False)
 
 
+class _GreetingFactory(Factory):
+    noisy = False  # vtorc probes often: no "Starting/Stopping factory" log lines
+    protocol = _Greeting
+
+
 async def mysqld_reachable(reactor: Any, host: str, port: int, timeout: float) -> bool:
     """True if a MySQL server at ``host:port`` sends its greeting within ``timeout``.
 
@@ -123,9 +127,9 @@ async def mysqld_reachable(reactor: Any, host: str, port: int, timeout: float) -
         return False
     clock: IReactorTime = reactor
     endpoint = TCP4ClientEndpoint(cast_tcp(reactor), host, port, timeout=max(1, int(timeout)))
-    proto = _Greeting()
+    factory = _GreetingFactory()
     try:
-        await connectProtocol(endpoint, proto)  # type: ignore[no-untyped-call]
+        proto = cast(_Greeting, await endpoint.connect(factory))
     except Exception:
         return False
     timer = clock.callLater(timeout, _give_up, proto)

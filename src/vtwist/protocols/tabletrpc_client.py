@@ -610,6 +610,8 @@ def _execute_wire(
 class TabletRPCClientFactory(Factory):
     """Builds ``TabletRPCClient``s with the given clock and bounds (see the client)."""
 
+    noisy = False
+
     def __init__(
         self,
         clock: IReactorTime,

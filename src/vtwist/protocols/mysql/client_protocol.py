@@ -655,6 +655,8 @@ class MySQLClientFactory(ClientFactory):
     """Builds one ``MySQLClientProtocol`` per connection attempt with ``config``."""
 
     protocol = MySQLClientProtocol
+    #: Pools open and close connections all day: no "Starting/Stopping factory" log lines.
+    noisy = False
 
     def __init__(self, config: ClientConfig, clock: IReactorTime) -> None:
         self.config = config
