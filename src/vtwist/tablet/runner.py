@@ -44,6 +44,10 @@ from vtwist.tablet.pools import Lease, Pool
 log = Logger()
 
 _NO_MORE = ~int(ServerStatus.MORE_RESULTS_EXISTS)
+# The shared timeout timer is re-armed _EARLY before a deadline and kills what is due
+# within _SLACK of now, so that rounding the delay never delays a kill.
+_EARLY = 1e-6
+_SLACK = 2e-6
 _INTERRUPTED = (ErrorCode.QUERY_INTERRUPTED, ErrorCode.CR_SERVER_LOST, ErrorCode.STATEMENT_TIMEOUT)
 
 
@@ -183,6 +187,7 @@ class _Running:
     __slots__ = (
         "_grace",
         "_release_statement",
+        "deadline",
         "finished",
         "kill_reason",
         "lease",
@@ -190,7 +195,6 @@ class _Running:
         "runner",
         "timeout",
         "timeout_key",
-        "timer",
     )
 
     def __init__(
@@ -202,7 +206,7 @@ class _Running:
         self.timeout_key = timeout_key
         self.finished = False
         self.kill_reason: str | None = None
-        self.timer: IDelayedCall | None = None
+        self.deadline: float | None = None  # when the timeout kills it (Runner's timer)
         self._grace: IDelayedCall | None = None
         self._release_statement = lease.hold()
         self.out: Deferred[Result] = Deferred(self._out_cancelled)
@@ -212,26 +216,22 @@ class _Running:
         """mysqld's id of the statement's connection (read only when killing)."""
         return self.lease.connection_id
 
-    def _stop_timer(self) -> None:
-        timer = self.timer
-        if timer is not None:
-            self.timer = None
-            if timer.active():
-                timer.cancel()
-
     def _out_cancelled(self, out: Deferred[Result]) -> None:
         # The caller gave up (its request was cancelled): the statement goes on in the
         # background until its kill lands; only the timeout is no longer wanted.
-        self._stop_timer()
+        self.deadline = None
 
     def statement_over(self, result: Any) -> None:
         """The statement's Deferred fired: forget it on the runner, ``done``, then hand the
         outcome (timeouts and kills translated) to ``out`` unless the caller gave up."""
-        running = self.runner._running
+        runner = self.runner
+        running = runner._running
         if running.get(self.lease) is self:
             del running[self.lease]
+            if not running:
+                runner._idle()
         self.done(result)
-        self._stop_timer()
+        self.deadline = None
         out = self.out
         if out.called:
             return  # the caller gave up: nobody waits for the outcome any more
@@ -306,7 +306,14 @@ class _Running:
 
 
 class Runner:
-    """Runs statements with timeouts and kills (see the module docstring)."""
+    """Runs statements with timeouts and kills (see the module docstring).
+
+    Timeouts share one timer, armed for the earliest deadline of the running statements
+    and only moved earlier: a statement that ends leaves it alone (setting and cancelling
+    a timer per statement costs more than the rest of the runner), so it may fire with
+    nothing to do, and then re-arms itself for the earliest deadline left, if any. It is
+    cancelled when no statement runs, so an idle tablet holds no timer.
+    """
 
     def __init__(
         self, dba_pool: Pool, clock: IReactorTime, metrics: TabletMetrics, kill_grace: float
@@ -316,6 +323,8 @@ class Runner:
         self.metrics = metrics
         self.kill_grace = kill_grace
         self._running: dict[Lease, _Running] = {}
+        self._timer: IDelayedCall | None = None
+        self._timer_at = 0.0  # when the armed ``_timer`` fires
 
     def kill_query(self, connection_id: int, connection: bool = False) -> Deferred[bool]:
         """``KILL QUERY id`` (``KILL CONNECTION id`` with ``connection``) via the dba pool.
@@ -378,10 +387,46 @@ class Runner:
         self._running[lease] = running
         lease.client.stream_query(sql, consumer).addBoth(running.statement_over)
         if timeout and not running.finished:
-            running.timer = self.clock.callLater(timeout, running.kill, "timeout")
+            now = self.clock.seconds()
+            running.deadline = deadline = now + timeout
+            timer = self._timer
+            if timer is None:
+                self._timer = self.clock.callLater(timeout, self._expire)
+                self._timer_at = deadline
+            elif deadline < self._timer_at:
+                timer.reset(timeout)
+                self._timer_at = deadline
         if request is not None:
             request.on_cancel(running.cancelled)
         return running.out
+
+    def _idle(self) -> None:
+        """No statement runs any more: drop the timeout timer (none is left behind)."""
+        timer = self._timer
+        if timer is not None:
+            self._timer = None
+            if timer.active():
+                timer.cancel()
+
+    def _expire(self) -> None:
+        """The timeout timer fired: kill the statements past their deadline, re-arm for the
+        earliest deadline left."""
+        self._timer = None
+        now = self.clock.seconds()
+        earliest: float | None = None
+        for running in list(self._running.values()):
+            deadline = running.deadline
+            if deadline is None:
+                continue
+            if deadline <= now + _SLACK:
+                running.deadline = None
+                running.kill("timeout")
+            elif earliest is None or deadline < earliest:
+                earliest = deadline
+        if earliest is not None:
+            # A hair early (float rounding must never make it late): _SLACK covers it.
+            self._timer = self.clock.callLater(max(0.0, earliest - now - _EARLY), self._expire)
+            self._timer_at = earliest
 
     async def run(
         self,

@@ -50,7 +50,7 @@ class QueryServiceTests(SynchronousTestCase):
         stats = self.service.pools.query.stats()
         assert stats.in_use == 0 and stats.idle == 1
         assert self.mysql.statements() == ["SELECT rows 3"]
-        assert self.service.metrics.queries.labels(kind="select")._value.get() == 1
+        assert self.service.metrics.query_count("select") == 1
 
     def test_bind_variables(self) -> None:
         self.successResultOf(
@@ -150,6 +150,34 @@ class QueryServiceTests(SynchronousTestCase):
         assert any(s.startswith("KILL QUERY ") for s in mysql.statements())
         assert service.pools.query.stats().in_use == 0
         assert service.metrics.kills.labels(reason="timeout")._value.get() == 1
+
+    def test_timeouts_share_one_timer_yet_each_fires_on_time(self) -> None:
+        service, mysql = make_service(
+            self.clock, settings=QuerySettings(query_timeout=3.0), query_size=4
+        )
+        first = service.execute(FakeRequest(), ExecuteArgs("SELECT SLEEP(60)"))
+        self.clock.advance(0.5)
+        second = service.execute(FakeRequest(), ExecuteArgs("SELECT SLEEP(61)"))
+        # A shorter deadline than the armed one moves the timer earlier.
+        third = service.execute(
+            FakeRequest(),
+            ExecuteArgs("SELECT SLEEP(62)", options={"query_timeout_ms": 700}),
+        )
+        quick = service.execute(FakeRequest(), ExecuteArgs("SELECT 1"))
+        self.successResultOf(quick)  # over at once: leaves the timer alone
+        self.clock.advance(0.7)
+        assert self.failureResultOf(third, MySQLError).value.code == 1317
+        self.assertNoResult(first)
+        self.assertNoResult(second)
+        self.clock.advance(1.8)  # t = 3.0: the first one's deadline
+        assert self.failureResultOf(first, MySQLError).value.code == 1317
+        self.assertNoResult(second)
+        self.clock.advance(0.5)  # t = 3.5
+        err = self.failureResultOf(second, MySQLError).value
+        assert err.code == 1317 and "query.timeout (3s)" in err.message
+        assert service.metrics.kills.labels(reason="timeout")._value.get() == 3
+        assert not self.clock.getDelayedCalls()  # nothing left to time: not re-armed
+        assert sum(s.startswith("KILL QUERY ") for s in mysql.statements()) == 3
 
     def test_timeout_reported_even_if_mysqld_answers_after_the_kill(self) -> None:
         service, mysql = make_service(self.clock, settings=QuerySettings(query_timeout=1.0))
