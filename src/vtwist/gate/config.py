@@ -29,32 +29,7 @@ from vtwist.protocols.mysql.server_types import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_SERVER_VERSION,
 )
-
-
-def _check_topo(address: str) -> str | None:
-    from vtwist.topo.address import parse_topo_address
-    from vtwist.topo.errors import ValidationError
-
-    try:
-        parse_topo_address(address)
-    except (ValidationError, ValueError) as e:
-        return str(e)
-    return None
-
-
-def _check_cells(cells: tuple[str, ...]) -> str | None:
-    from vtwist.topo.errors import ValidationError
-    from vtwist.topo.names import validate_cell_name
-
-    if not cells:
-        return "name at least one cell to watch"
-    for cell in cells:
-        try:
-            validate_cell_name(cell)
-        except ValidationError as e:
-            return str(e)
-    return None
-
+from vtwist.topo.config_checks import check_cells, check_topo_address
 
 MYSQL_LISTEN = EndpointOption(
     "mysql.listen", "tcp:15306:interface=127.0.0.1", doc="MySQL listener for applications"
@@ -108,7 +83,7 @@ HTTP_LISTEN = EndpointOption(
 TOPO_ADDRESS = StrOption(
     "topo.address",
     "zk:127.0.0.1:2181/vtwist",
-    check=_check_topo,
+    check=check_topo_address,
     doc="Topo server: zk:HOST:PORT[,HOST:PORT...][/ROOT]",
 )
 TOPO_SESSION_TIMEOUT = DurationOption(
@@ -118,7 +93,7 @@ TOPO_CONNECT_TIMEOUT = DurationOption(
     "topo.connect_timeout", 10.0, min=0.1, doc="How long start waits for the topo (then retries)"
 )
 CELLS = ListOption(
-    "discovery.cells", ("zone1",), check=_check_cells, doc="Cells whose tablets the gate uses"
+    "discovery.cells", ("zone1",), check=check_cells, doc="Cells whose tablets the gate uses"
 )
 MAX_LAG = DurationOption(
     "discovery.max_replica_lag",

@@ -20,36 +20,11 @@ from vtwist.config import (
     Schema,
     StrOption,
 )
-
-
-def _check_topo(address: str) -> str | None:
-    from vtwist.topo.address import parse_topo_address
-    from vtwist.topo.errors import ValidationError
-
-    try:
-        parse_topo_address(address)
-    except (ValidationError, ValueError) as e:
-        return str(e)
-    return None
-
-
-def _check_cells(cells: tuple[str, ...]) -> str | None:
-    from vtwist.topo.errors import ValidationError
-    from vtwist.topo.names import validate_cell_name
-
-    if not cells:
-        return "name at least one cell to watch"
-    for cell in cells:
-        try:
-            validate_cell_name(cell)
-        except ValidationError as e:
-            return str(e)
-    return None
-
+from vtwist.topo.config_checks import check_cells, check_topo_address
 
 IDENTIFIER = StrOption("orc.id", "", doc="This instance's name in the election (empty: host:pid)")
 CELLS = ListOption(
-    "orc.cells", ("zone1",), check=_check_cells, doc="Cells whose tablets vtorc watches"
+    "orc.cells", ("zone1",), check=check_cells, doc="Cells whose tablets vtorc watches"
 )
 KEYSPACES = ListOption(
     "orc.keyspaces", (), doc="Keyspaces vtorc looks after (empty: every keyspace)"
@@ -112,7 +87,7 @@ HTTP_LISTEN = EndpointOption(
 TOPO_ADDRESS = StrOption(
     "topo.address",
     "zk:127.0.0.1:2181/vtwist",
-    check=_check_topo,
+    check=check_topo_address,
     doc="Topo server: zk:HOST:PORT[,HOST:PORT...][/ROOT]",
 )
 TOPO_SESSION_TIMEOUT = DurationOption(

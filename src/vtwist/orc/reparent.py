@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -82,6 +82,15 @@ class ReparentReport:
             "warnings": list(self.warnings),
             "seconds": round(self.seconds, 3),
         }
+
+
+@dataclass(frozen=True)
+class _ShardView:
+    """What a reparent reads first: the shard record, its durability, its live tablets."""
+
+    shard: Shard
+    semi_sync: bool
+    tablets: dict[str, Tablet]
 
 
 @dataclass(frozen=True)
@@ -178,28 +187,44 @@ class Reparenter:
         self, keyspace: str, shard_name: str, new_primary: str | None = None
     ) -> ReparentReport:
         """Move the primary of a healthy shard to ``new_primary`` (or the best replica)."""
+        return await self._run("planned", keyspace, shard_name, new_primary, self._planned)
+
+    async def _run(
+        self,
+        kind: str,
+        keyspace: str,
+        shard_name: str,
+        new_primary: str | None,
+        body: Callable[[ReparentReport, ITopoLock, _ShardView, str | None], Awaitable[None]],
+    ) -> ReparentReport:
+        """Under the shard lock: read the shard, then run ``body``; time the whole."""
         start = self.now()
-        report = ReparentReport("planned", keyspace, shard_name)
-        lock = await self._lock(keyspace, shard_name, "planned reparent")
+        report = ReparentReport(kind, keyspace, shard_name)
+        lock = await self._lock(keyspace, shard_name, f"{kind} reparent")
         try:
-            await self._planned(report, lock, new_primary)
+            view = await self._read(keyspace, shard_name)
+            report.old_primary = view.shard.primary_alias
+            await body(report, lock, view, new_primary)
         finally:
             await lock.release()
         report.seconds = self.now() - start
         return report
 
-    async def _planned(
-        self, report: ReparentReport, lock: ITopoLock, new_primary: str | None
-    ) -> None:
-        ks, name = report.keyspace, report.shard
+    async def _read(self, ks: str, name: str) -> _ShardView:
         try:
             shard = await self.topo.get_shard(ks, name)
             semi_sync = await self._semi_sync(ks)
             tablets = {t.alias: t for t in await shard_tablets(self.topo, ks, name)}
         except TopoError as e:
             raise ReparentError("read", f"cannot read shard {ks}/{name}: {e}") from None
+        return _ShardView(shard, semi_sync, tablets)
+
+    async def _planned(
+        self, report: ReparentReport, lock: ITopoLock, view: _ShardView, new_primary: str | None
+    ) -> None:
+        ks, name = report.keyspace, report.shard
+        shard, semi_sync, tablets = view.shard, view.semi_sync, view.tablets
         old_alias = shard.primary_alias
-        report.old_primary = old_alias
         old = tablets.get(old_alias or "")
         if old is None:
             raise ReparentError(
@@ -332,28 +357,14 @@ class Reparenter:
         self, keyspace: str, shard_name: str, new_primary: str | None = None
     ) -> ReparentReport:
         """Promote the most advanced replica of a shard whose primary is dead."""
-        start = self.now()
-        report = ReparentReport("emergency", keyspace, shard_name)
-        lock = await self._lock(keyspace, shard_name, "emergency reparent")
-        try:
-            await self._emergency(report, lock, new_primary)
-        finally:
-            await lock.release()
-        report.seconds = self.now() - start
-        return report
+        return await self._run("emergency", keyspace, shard_name, new_primary, self._emergency)
 
     async def _emergency(
-        self, report: ReparentReport, lock: ITopoLock, new_primary: str | None
+        self, report: ReparentReport, lock: ITopoLock, view: _ShardView, new_primary: str | None
     ) -> None:
         ks, name = report.keyspace, report.shard
-        try:
-            shard = await self.topo.get_shard(ks, name)
-            semi_sync = await self._semi_sync(ks)
-            tablets = {t.alias: t for t in await shard_tablets(self.topo, ks, name)}
-        except TopoError as e:
-            raise ReparentError("read", f"cannot read shard {ks}/{name}: {e}") from None
+        shard, semi_sync, tablets = view.shard, view.semi_sync, view.tablets
         old_alias = shard.primary_alias
-        report.old_primary = old_alias
         old = tablets.get(old_alias or "")
         replicas = [t for t in tablets.values() if t.alias != old_alias]
         if not replicas:

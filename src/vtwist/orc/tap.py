@@ -28,6 +28,7 @@ from vtwist.orc.reparent import Reparenter, ReparentSettings
 from vtwist.orc.status import orc_health, orc_sections
 from vtwist.orc.tablets import TabletClients
 from vtwist.topo.cache import TopoCache
+from vtwist.topo.config_checks import topo_auth as read_topo_auth
 from vtwist.topo.server import TopoServer
 
 log = Logger()
@@ -46,16 +47,7 @@ class Options(ConfigOptions):
 
 def topo_auth(config: Config) -> tuple[str, str] | None:
     """The ZooKeeper digest credentials of ``topo.auth_file`` (ConfigError naming the key)."""
-    from vtwist.topo.address import read_auth_file
-    from vtwist.topo.errors import ValidationError
-
-    path = config.value(keys.TOPO_AUTH_FILE)
-    if not path:
-        return None
-    try:
-        return read_auth_file(path)
-    except ValidationError as e:
-        raise config.problem(keys.TOPO_AUTH_FILE.key, str(e)) from None
+    return read_topo_auth(config, keys.TOPO_AUTH_FILE)
 
 
 class TopoService(Service):

@@ -35,6 +35,7 @@ from vtwist.config import (
 )
 from vtwist.protocols.tabletrpc_codec import DEFAULT_MAX_FRAME_SIZE
 from vtwist.tablet.health_keys import HEALTH_CHECKS, HEALTH_OPTIONS
+from vtwist.topo.config_checks import check_topo_address
 from vtwist.topo.errors import ValidationError
 from vtwist.topo.names import (
     alias_cell,
@@ -74,16 +75,6 @@ def _check_tables(tables: tuple[str, ...]) -> str | None:
     for name in tables:
         if not re.fullmatch(r"[A-Za-z0-9_$]+(\.[A-Za-z0-9_$]+)?", name):
             return f"{name!r} is not a table name (TABLE or DATABASE.TABLE, no quotes)"
-    return None
-
-
-def _check_topo(address: str) -> str | None:
-    from vtwist.topo.address import parse_topo_address
-
-    try:
-        parse_topo_address(address)
-    except ValidationError as e:
-        return str(e)
     return None
 
 
@@ -386,7 +377,7 @@ TOPO_ADDRESS = StrOption(
     "topo.address",
     REQUIRED,
     example="zk:127.0.0.1:2181/vtwist",
-    check=_check_topo,
+    check=check_topo_address,
     doc="Topo server: zk:HOST:PORT[,HOST:PORT...][/ROOT] (memory: for tests)",
 )
 TOPO_SESSION_TIMEOUT = DurationOption(
