@@ -101,6 +101,12 @@ MAX_LAG = DurationOption(
     doc="Replicas lagging more than this get no reads (0: no limit)",
 )
 MAX_TABLETS = IntOption("discovery.max_tablets", 4096, min=1, doc="Tablets the gate links to")
+DRAIN_TIMEOUT = DurationOption(
+    "discovery.drain_timeout",
+    30.0,
+    doc="A tablet whose topo node vanished gets no new query; its link stays open this long "
+    "at most for the queries already running on it",
+)
 RPC_TIMEOUT = DurationOption(
     "rpc.hello_timeout", 5.0, min=0.1, doc="Time from TCP connect to the tablet's HELLO"
 )
@@ -173,6 +179,7 @@ OPTIONS: list[Option[Any]] = [
     CELLS,
     MAX_LAG,
     MAX_TABLETS,
+    DRAIN_TIMEOUT,
     RPC_TIMEOUT,
     RPC_MAX_BACKOFF,
     RPC_MAX_INFLIGHT,

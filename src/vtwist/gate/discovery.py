@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from vtwist.interfaces import ITopoCache
@@ -37,6 +37,8 @@ from vtwist.topo.records import Tablet
 log = Logger()
 
 DEFAULT_MAX_TABLETS = 4096
+DEFAULT_DRAIN_TIMEOUT = 30.0
+DRAIN_POLL = 0.05  # seconds between two looks at a retired tablet's requests in flight
 # Distinct (keyspace, shard, type) answers cached; beyond, the cache starts over.
 MAX_CACHED_CANDIDATES = 1024
 
@@ -188,7 +190,10 @@ class Discovery(Service):
     """Tablets of the watched cells with their links and health (module docstring).
 
     Bounds: ``max_tablets`` (links kept; more tablets are ignored and logged), ``max_lag``
-    (seconds; replicas lagging more are skipped, None: never skipped).
+    (seconds; replicas lagging more are skipped, None: never skipped), ``drain_timeout``
+    (seconds a tablet that left the topo keeps its link for the requests already running on
+    it: its node also vanishes when only its ZooKeeper session expired, and those requests
+    should finish rather than fail with "may or may not have run").
     """
 
     def __init__(
@@ -200,6 +205,7 @@ class Discovery(Service):
         cells: list[str],
         max_lag: float | None = 30.0,
         max_tablets: int = DEFAULT_MAX_TABLETS,
+        drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
     ) -> None:
         self.cache = cache
         self.clock = clock
@@ -207,6 +213,8 @@ class Discovery(Service):
         self.cells = list(cells)
         self.max_lag = max_lag
         self.max_tablets = max_tablets
+        self.drain_timeout = drain_timeout
+        self._draining: dict[TabletHandle, IDelayedCall] = {}
         self.handles: dict[str, TabletHandle] = {}
         self._unsubscribe: Callable[[], None] | None = None
         self._listeners: list[Callable[[], object]] = []
@@ -227,6 +235,11 @@ class Discovery(Service):
             self._unsubscribe()
             self._unsubscribe = None
         handles, self.handles = list(self.handles.values()), {}
+        for handle, call in list(self._draining.items()):
+            if call.active():
+                call.cancel()
+            handles.append(handle)
+        self._draining.clear()
         waits: list[Deferred[Any]] = []
         for h in handles:
             d = self._stop(h)
@@ -254,7 +267,7 @@ class Discovery(Service):
         for alias in [a for a in self.handles if a not in wanted]:
             handle = self.handles.pop(alias)
             log.info("tablet {alias} left the topo; no more queries to it", alias=alias)
-            self._stop(handle)
+            self._retire(handle)
         for alias, tablet in sorted(wanted.items()):
             known = self.handles.get(alias)
             if known is not None:
@@ -294,6 +307,18 @@ class Discovery(Service):
         link.subscribe_state(on_state)
         self.handles[tablet.alias] = handle
         link.startService()
+
+    def _retire(self, handle: TabletHandle, waited: float = 0.0) -> None:
+        """No new query goes to ``handle``; its link closes once what runs on it is done
+        (or ``drain_timeout`` passed)."""
+        self._draining.pop(handle, None)
+        handle.removed = True
+        if handle.inflight <= 0 or waited >= self.drain_timeout or not self.running:
+            self._stop(handle)
+            return
+        self._draining[handle] = self.clock.callLater(
+            DRAIN_POLL, self._retire, handle, waited + DRAIN_POLL
+        )
 
     def _stop(self, handle: TabletHandle) -> Deferred[None] | None:
         handle.removed = True

@@ -158,6 +158,7 @@ class GateRole:
             cells=cells,
             max_lag=max_lag or None,
             max_tablets=config.value(keys.MAX_TABLETS),
+            drain_timeout=config.value(keys.DRAIN_TIMEOUT),
         )
         self.policy = routing_policy(config)
         self.gate = Gate(

@@ -99,3 +99,36 @@ def test_stop_closes_every_link() -> None:
     c.discovery.stopService()
     assert all(link.stopped for link in c.links.values())
     assert c.discovery.handles == {}
+
+
+def test_vanished_node_drains_requests_in_flight_then_stops_link() -> None:
+    c = Cluster()
+    c.add(tablet("zone1-101"), tablet("zone1-102"))
+    handle = c.discovery.handles["zone1-101"]
+    link = c.links["zone1-101"]
+    handle.inflight = 1  # a statement is running on it
+    c.remove("zone1-101")
+    # No new query goes to it at once, but its link stays for the running statement.
+    assert aliases(c.discovery.candidates("commerce", "0", "replica")) == ["zone1-102"]
+    assert handle.removed and not link.stopped
+    c.clock.advance(1.0)
+    assert not link.stopped
+    handle.inflight = 0
+    c.clock.advance(0.1)
+    assert link.stopped
+
+
+def test_drain_is_bounded_by_drain_timeout() -> None:
+    c = Cluster()
+    c.discovery.drain_timeout = 2.0
+    c.add(tablet("zone1-101"))
+    handle = c.discovery.handles["zone1-101"]
+    link = c.links["zone1-101"]
+    handle.inflight = 3  # stuck
+    c.remove("zone1-101")
+    for _ in range(30):
+        c.clock.advance(0.05)
+    assert not link.stopped
+    for _ in range(20):
+        c.clock.advance(0.05)
+    assert link.stopped
