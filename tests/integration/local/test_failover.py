@@ -244,11 +244,26 @@ def test_planned_reparent_under_write_load(cluster: Cluster) -> None:
     term = cluster.shard()["primary_term"]
     writer = Writer(cluster, "prs")
     writer.start()
+    # A transaction left open on the old primary across the reparent.
+    tx = cluster.connect()
+    with tx.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute("INSERT INTO prs VALUES (-1, 0)")
     time.sleep(1.5)
     out = vtwist("reparent", "planned", "commerce/0", "--topo", cluster.status["topo_address"])
     assert out.returncode == 0, out.stdout + out.stderr
     time.sleep(1.5)
     writer.finish()
+    # It fails cleanly (a MySQL error, the connection stays usable) and is not committed.
+    with pytest.raises(pymysql.MySQLError) as e, tx.cursor() as cur:
+        cur.execute("COMMIT")
+    assert e.value.args[0] in (1105, 1290), e.value.args
+    with tx.cursor() as cur:
+        cur.execute("ROLLBACK")
+        cur.execute("SELECT COUNT(*) FROM prs WHERE id = -1")
+        assert cur.fetchone()[0] == 0
+        cur.execute("INSERT INTO prs VALUES (-2, 0)")  # autocommit again, on the new primary
+    tx.close()
     shard = cluster.shard()
     assert shard["primary_term"] == term + 1 and shard["primary_alias"] != f"zone1-{old:010d}"
     # Statements outside transactions saw no error: buffered across the switch.
