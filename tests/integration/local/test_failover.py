@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -102,8 +103,6 @@ class Cluster:
         return int(str(self.shard()["primary_alias"]).rsplit("-", 1)[1])
 
     def orc_metric(self, index: int, name: str) -> float:
-        import urllib.request
-
         url = f"http://{self.status['vtorc'][index]['http']}/metrics"
         text = urllib.request.urlopen(url, timeout=5).read().decode()
         total = 0.0
@@ -355,6 +354,47 @@ def test_killing_only_the_primary_tablet_does_not_fail_over(cluster: Cluster) ->
     finally:
         conn.close()
     assert cluster.shard()["primary_term"] == shard["primary_term"]
+
+
+def test_vtorc_repairs_a_writable_replica_and_one_that_stopped_replicating(
+    cluster: Cluster,
+) -> None:
+    replica = next(u for u in UIDS if u != cluster.primary_uid())
+    conn = cluster.direct(replica)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET GLOBAL read_only = OFF")
+
+        def read_only() -> bool:
+            with conn.cursor() as cur:
+                cur.execute("SELECT @@global.read_only")
+                return bool(cur.fetchone()[0] == 1)
+
+        wait_for("vtorc to make the replica read_only again", read_only, 15)
+        with conn.cursor() as cur:
+            cur.execute("STOP SLAVE")
+            cur.execute("RESET SLAVE ALL")
+
+        def replicating() -> bool:
+            with conn.cursor() as cur:
+                cur.execute("SHOW SLAVE STATUS")
+                names = [d[0] for d in cur.description or ()]
+                row = cur.fetchone()
+            status = dict(zip(names, row or (), strict=False))
+            return status.get("Slave_IO_Running") == "Yes"
+
+        wait_for("vtorc to repoint the replica", replicating, 15)
+    finally:
+        conn.close()
+    alias = f"zone1-{replica:010d}"
+    wait_for("the repaired replica serving", lambda: cluster.tablets()[alias]["serving"], 15)
+    kinds = {"replica_writable", "replica_wrong_source"}
+    text = "".join(
+        urllib.request.urlopen(f"http://{o['http']}/metrics", timeout=5).read().decode()
+        for o in cluster.status["vtorc"]
+    )
+    for kind in kinds:
+        assert f'recovery="{kind}"' in text, kind
 
 
 def test_two_vtorcs_one_acts_and_the_other_takes_over(cluster: Cluster) -> None:
