@@ -180,7 +180,7 @@ class Lease:
             # The per-query case: nothing to wait for or reset, so no coroutine.
             pc = self.pc
             if pc.lent:
-                self.pool.release(pc, self.broken or pc.client.is_broken)
+                self.pool.release(pc, self.broken)  # (release checks is_broken itself)
             return succeed(None)
         return Deferred.fromCoroutine(self._give_back(reset))
 

@@ -385,7 +385,7 @@ class Runner:
         """
         running = _Running(self, lease, timeout, timeout_key)
         self._running[lease] = running
-        lease.client.stream_query(sql, consumer).addBoth(running.statement_over)
+        lease.client.stream_query_notify(sql, consumer, running.statement_over)
         if timeout and not running.finished:
             now = self.clock.seconds()
             running.deadline = deadline = now + timeout

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from twisted.internet.defer import CancelledError
+from twisted.python.failure import Failure
 
 from tests.unit.client.scripted import AUTOCOMMIT, Scripted, error_of, result_of
 from vtwist.protocols.mysql.client_commands import SimpleHandler, column_specs
@@ -566,3 +567,49 @@ def test_execute_relays_parameters_a_server_decoded_as_they_were_sent() -> None:
     assert isinstance(cmd, ComStmtExecute)
     assert cmd.new_params_bound  # other types than last time: bound again
     assert cmd.param_types == ((ColumnType.LONGLONG, False), (ColumnType.BLOB, False))
+
+
+def test_stream_query_notify_calls_done_with_the_summary_or_a_failure() -> None:
+    s = logged_in()
+    events: list[Any] = []
+    outcomes: list[Any] = []
+    s.client.stream_query_notify("SELECT id FROM t", events.append, outcomes.append)
+    assert s.received() == [ComQuery(b"SELECT id FROM t")]
+    s.send(*result_set([ID], [[b"1"], [b"2"]]))
+    assert [type(e).__name__ for e in events] == [
+        "ResultSetStart",
+        "Column",
+        "Row",
+        "Row",
+        "ResultSetDone",
+    ]
+    assert len(outcomes) == 1 and outcomes[0].row_count == 2 and not s.client.busy
+    # An ERR fails that command only, with the same error as stream_query's Deferred.
+    s.client.stream_query_notify("SELECT nope", events.append, outcomes.append)
+    s.received()
+    s.send(Err(1054, "Unknown column 'nope'", "42S22"))
+    assert isinstance(outcomes[1], Failure) and outcomes[1].value.code == 1054
+    # Lost mid-reply: 2013, and a later command is refused at once with 2006.
+    s.client.stream_query_notify("SELECT id FROM t", events.append, outcomes.append)
+    s.received()
+    s.send(ResultSetStart(1))
+    s.lose()
+    assert outcomes[2].value.code == 2013
+    s.client.stream_query_notify("SELECT 1", events.append, outcomes.append)
+    assert outcomes[3].value.code == 2006 and len(outcomes) == 4
+
+
+def test_stream_query_notify_done_raising_is_logged_and_the_connection_kept() -> None:
+    s = logged_in()
+
+    def done(result: Any) -> None:
+        raise RuntimeError("bug in done")
+
+    s.client.stream_query_notify("SELECT id FROM t", lambda ev: None, done)
+    s.received()
+    s.send(*result_set([ID], [[b"1"]]))
+    assert not s.client.is_broken and not s.client.busy
+    d = s.client.ping()
+    s.received()
+    s.send(Ok())
+    assert result_of(d) is None

@@ -81,6 +81,11 @@ class FakeClient:
         consumer(Ok(affected_rows=1))
         return succeed(Result(affected_rows=1))
 
+    def stream_query_notify(
+        self, sql: bytes | str, consumer: Callable[[Any], object], done: Callable[[Any], object]
+    ) -> None:
+        self.stream_query(sql, consumer).addBoth(done)
+
     def query(self, sql: str) -> Deferred[Result]:
         self.server.log.append((self.connection_id, sql))
         parts = sql.split()

@@ -49,7 +49,7 @@ socket read is buffered.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -66,6 +66,7 @@ from twisted.internet.interfaces import (
     IReactorTime,
     IStreamClientEndpoint,
 )
+from twisted.python.failure import Failure
 
 from vtwist import __version__ as _vtwist_version
 from vtwist.protocols.mysql.client_commands import (
@@ -239,6 +240,22 @@ class MySQLClient:
             consumer=consumer,
         )
         return self.protocol.submit(handler)
+
+    def stream_query_notify(
+        self, sql: bytes | str, consumer: Consumer, done: Callable[[Result | Failure], object]
+    ) -> None:
+        """``stream_query`` without a Deferred, for a caller on every query's path (the
+        tablet): ``done`` is called once with the summary or a Failure (the same errors),
+        synchronously if the connection refuses the command at once. It cannot be
+        cancelled; an exception ``done`` raises is logged."""
+        handler = ResultHandler(
+            ComQuery(_sql(sql)),
+            binary=False,
+            python=False,
+            max_result_size=self.protocol.config.max_result_size,
+            consumer=consumer,
+        )
+        self.protocol.submit_notify(handler, done)
 
     def prepare(self, sql: bytes | str) -> Deferred[PreparedStatement]:
         """COM_STMT_PREPARE: a statement with its parameter and column definitions."""

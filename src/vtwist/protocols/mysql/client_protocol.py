@@ -27,6 +27,7 @@ Rules:
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -64,7 +65,7 @@ from vtwist.protocols.mysql.errors import (
     MySQLError,
     RemoteProtocolError,
 )
-from vtwist.protocols.mysql.events import Signal
+from vtwist.protocols.mysql.events import Row, Signal
 from vtwist.protocols.mysql.messages import (
     AuthData,
     AuthMoreData,
@@ -153,6 +154,40 @@ class _Pending:
     def _cancel(self, d: Deferred[Any]) -> None:
         self.protocol._cancel_command(self)
 
+    def resolve(self, result: Any) -> None:
+        """The command succeeded with ``result``."""
+        self.deferred.callback(result)
+
+    def reject(self, error: BaseException) -> None:
+        """The command failed."""
+        self.deferred.errback(error)
+
+
+class _Notifying(_Pending):
+    """A submitted command whose outcome goes to a function (``submit_notify``): no
+    Deferred and no callback chain on the per-query path. It cannot be cancelled."""
+
+    __slots__ = ("done",)
+
+    def __init__(
+        self, handler: CommandHandler, protocol: MySQLClientProtocol, done: Callable[[Any], object]
+    ) -> None:
+        self.handler = handler
+        self.protocol = protocol
+        self.done = done
+        self.cancelled = False
+
+    def resolve(self, result: Any) -> None:
+        """Hand ``result`` to ``done``."""
+        try:
+            self.done(result)
+        except Exception:  # like an errback nobody handles: say so, keep the connection
+            log.failure("MySQL client: the completion function of a command failed")
+
+    def reject(self, error: BaseException) -> None:
+        """Hand the error, as a Failure, to ``done``."""
+        self.resolve(Failure(error))  # type: ignore[no-untyped-call]
+
 
 def _gone(reason: str) -> MySQLError:
     return MySQLError(
@@ -237,7 +272,7 @@ class MySQLClientProtocol(Protocol):
         if self._closed:
             return
         self.conn.receive_data(data)
-        if self._current is not None:
+        if self._current is not None and self.config.read_timeout is not None:
             self._arm_timer()
         reading.enter()  # what this read makes others write goes out when it is handled
         try:
@@ -298,12 +333,27 @@ class MySQLClientProtocol(Protocol):
                     self._break(_gone("mysqld closed the connection"))
                     return
                 try:
-                    if self.logged_in:
-                        self._command_event(ev)
-                        if conn.state is _IDLE and conn.drained:
-                            return  # the reply is complete and nothing else was read
-                    else:
+                    p = self._current
+                    if type(ev) is Row and p is not None:
+                        # The hot path of a result: a row never ends the reply nor asks for
+                        # an answer, so no state check.
+                        p.handler.event(ev)
+                        continue
+                    if not self.logged_in:
                         self._login_event(ev)
+                        continue
+                    if p is None:
+                        self._command_event(ev)  # unsolicited
+                    else:  # (``_command_event``, inlined)
+                        reply = p.handler.event(ev)
+                        if reply is not None:
+                            self._write(reply)
+                        state = conn.state
+                        if state is not _IDLE and state is not _CLOSED:
+                            continue  # more of the reply to come
+                        self._pump()  # the reply (or one step of it) is complete
+                    if conn.state is _IDLE and conn.drained:
+                        return  # the reply is complete and nothing else was read
                 except MySQLError as e:
                     self._break(e)
                     return
@@ -432,31 +482,49 @@ class MySQLClientProtocol(Protocol):
 
     def submit(self, handler: CommandHandler) -> Deferred[Any]:
         """Queue ``handler``'s command; the Deferred fires with ``handler.result()`` or fails."""
-        if self.broken is not None:
-            return fail(_gone(f"the connection broke: {self.broken.message}"))
-        if not self.connected:
-            return fail(_gone("not connected"))
-        if len(self._queue) >= self.config.max_queued:
-            return fail(
-                LocalProtocolError(
-                    f"{len(self._queue)} commands already queued on this MySQL connection "
-                    f"(max_queued={self.config.max_queued}); wait for them or use a pool"
-                )
-            )
+        refused = self._refusal()
+        if refused is not None:
+            return fail(refused)
         pending = _Pending(handler, self)
+        self._start(pending)
+        return pending.deferred
+
+    def submit_notify(self, handler: CommandHandler, done: Callable[[Any], object]) -> None:
+        """Like ``submit``, but call ``done`` once with ``handler.result()`` or a Failure
+        (synchronously if the command is refused at once): no Deferred, no cancel."""
+        pending = _Notifying(handler, self, done)
+        refused = self._refusal()
+        if refused is not None:
+            pending.reject(refused)
+            return
+        self._start(pending)
+
+    def _refusal(self) -> Exception | None:
+        """Why a command cannot be submitted now, if it cannot."""
+        if self.broken is not None:
+            return _gone(f"the connection broke: {self.broken.message}")
+        if not self.connected:
+            return _gone("not connected")
+        if len(self._queue) >= self.config.max_queued:
+            return LocalProtocolError(
+                f"{len(self._queue)} commands already queued on this MySQL connection "
+                f"(max_queued={self.config.max_queued}); wait for them or use a pool"
+            )
+        return None
+
+    def _start(self, pending: _Pending) -> None:
         if self._current is None and not self._queue and not self._pumping and self.logged_in:
             # Idle: send it now (what ``_pump`` would do, without its loop).
             self._current = pending
-            self._send_step(pending, handler.first())
+            self._send_step(pending, pending.handler.first())
             state = self.conn.state
             if state is _IDLE or state is _CLOSED:
                 self._pump()  # no reply to wait for (or the send failed): finish it
-            else:
+            elif self.config.read_timeout is not None:
                 self._arm_timer()
-            return pending.deferred
+            return
         self._queue.append(pending)
         self._pump()
-        return pending.deferred
 
     def _cancel_command(self, pending: _Pending) -> None:
         pending.cancelled = True
@@ -503,8 +571,9 @@ class MySQLClientProtocol(Protocol):
         finally:
             self._pumping = False
         if self._current is not None:
-            self._arm_timer()
-        else:
+            if self.config.read_timeout is not None:
+                self._arm_timer()
+        elif self._timer is not None:
             self._cancel_timer()
 
     def _send_step(self, p: _Pending, msg: Message) -> None:
@@ -521,11 +590,11 @@ class MySQLClientProtocol(Protocol):
             try:
                 result = p.handler.result()
             except Exception as e:
-                p.deferred.errback(e)
+                p.reject(e)
                 return
-            p.deferred.callback(result)
+            p.resolve(result)
         else:
-            p.deferred.errback(err)
+            p.reject(err)
 
     def _command_event(self, ev: Message) -> None:
         p = self._current
@@ -557,12 +626,12 @@ class MySQLClientProtocol(Protocol):
             self.ready.errback(err)
         cur, self._current = self._current, None
         if cur is not None and not cur.cancelled:
-            cur.deferred.errback(err)
+            cur.reject(err)
         queued, self._queue = self._queue, deque()
         gone = _gone(f"the connection broke: {err.message}")
         for p in queued:
             if not p.cancelled:
-                p.deferred.errback(gone)
+                p.reject(gone)
         if self.connected and self.transport is not None:
             if abort:
                 self.transport.abortConnection()  # type: ignore[attr-defined]

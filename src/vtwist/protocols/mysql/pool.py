@@ -266,7 +266,7 @@ class MySQLPool(Generic[C]):
 
     def _dispatch(self) -> None:
         """Serve waiters from idle connections; open new ones for those left over."""
-        if self._closed:
+        if self._closed or not self._waiters:  # (nobody waits: the per-query case)
             return
         now = self.clock.seconds()
         while self._waiters and self._idle and len(self._waiters) > self._busy:
@@ -295,18 +295,24 @@ class MySQLPool(Generic[C]):
         self._in_use.add(pc)
         w.deferred.callback(pc)
 
-    def _available(self, pc: PooledConnection[C]) -> None:
+    def _available(self, pc: PooledConnection[C], now: float | None = None) -> None:
         """``pc`` is ready for reuse: give it to the first waiter or keep it idle."""
         if self._closed:
             self._discard(pc)
             return
         if self._waiters:
             self._lend(pc)
-        else:
-            pc.last_used = self.clock.seconds()
-            self._idle.append(pc)
-            self._reap_by(self._deadline(pc))
-        self._dispatch()
+            self._dispatch()
+            return
+        pc.last_used = self.clock.seconds() if now is None else now
+        self._idle.append(pc)
+        deadline = self._deadline(pc)
+        reaper = self._reaper
+        # (``_reap_by``'s early return inlined: the reaper is usually armed early enough)
+        if deadline is not None and (
+            reaper is None or not reaper.active() or self._reaper_at > deadline
+        ):
+            self._reap_by(deadline)
 
     def _track(self, d: Deferred[Any], pc: PooledConnection[C], what: str) -> None:
         """Run a ping/reset of ``pc``: reusable on success, discarded on failure."""
@@ -381,7 +387,7 @@ class MySQLPool(Generic[C]):
         elif self.reset_on_release or client.in_transaction:
             self._track(_call(client.reset_connection), pc, "reset")
         else:
-            self._available(pc)
+            self._available(pc, now)
 
     def _discard(self, pc: PooledConnection[C]) -> None:
         """Close ``pc`` for good."""
