@@ -104,6 +104,9 @@ class QuerySettings:
         )
 
 
+_QUERY_TIMEOUT_KEY = keys.QUERY_TIMEOUT.key
+
+
 def _ignore(ev: StreamEvent) -> None:
     """Consumer of statements whose rows nobody wants (BEGIN, COMMIT, settings)."""
 
@@ -217,12 +220,13 @@ class TabletQueryService:
         if args.transaction_id or args.reserved_id:
             return Deferred.fromCoroutine(self._execute(request, args, None))
         start = self.clock.seconds()
-        sql = _encode(args.sql)
+        sql = args.sql.encode("utf-8", "surrogateescape")  # (``_encode``, inlined)
         kind = KIND_OTHER
         try:
             sql, stmt = self._statement(sql, args)
             kind = stmt.kind
-            self._check_target(args.target)
+            if args.target:
+                self._check_target(args.target)
             self._check_serving()
             self._check_write(stmt)
             if stmt.sets_state:
@@ -236,7 +240,10 @@ class TabletQueryService:
         if pc is None:
             return Deferred.fromCoroutine(self._pooled_later(request, sql, stmt, args, start))
         lease = Lease(pool, pc)
-        timeout, key = self._timeout(args, False)
+        if args.options:
+            timeout, key = self._timeout(args, False)
+        else:  # (what ``_timeout`` answers without options)
+            timeout, key = self.settings.query_timeout, _QUERY_TIMEOUT_KEY
         collector = Collector(self.policy.row_limit(args.max_rows), self.settings.max_result_bytes)
         d = self.runner.start(
             lease, sql, collector, timeout=timeout, timeout_key=key, request=request

@@ -201,9 +201,10 @@ class MySQLPool(Generic[C]):
         pc = idle[-1]
         now = self.clock.seconds()
         after = self.ping_on_checkout_after
+        life = self.max_lifetime
         if (
             pc.client.is_broken
-            or self._expired(pc, now)
+            or (life is not None and now - pc.created_at >= life)  # (``_expired``)
             or (after is not None and now - pc.last_used >= after)
         ):
             return None
