@@ -25,7 +25,7 @@ buffer. Timers use the injected clock.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -136,7 +136,7 @@ class FailoverBuffer:
 
     # --- what the session calls -------------------------------------------------------------
 
-    async def run(
+    def run(
         self,
         keyspace: str,
         shard: str,
@@ -145,13 +145,43 @@ class FailoverBuffer:
         *,
         retry_refused: bool = True,
         track: Callable[[Deferred[Any]], object] | None = None,
-    ) -> T:
+    ) -> Coroutine[Any, Any, T]:
         """``attempt(route())`` for a primary-bound statement outside a transaction, waiting
         in the buffer while routing finds no primary or the primary refuses it (``refused``;
         only when ``retry_refused``: nothing reached the client yet). ``track`` is given
         each wait's Deferred (cancelling it ends the wait with ERROR 1317)."""
-        deadline: float | None = None
-        refusals = 0
+        return self._run(keyspace, shard, route, attempt, retry_refused, track, None, 0)
+
+    async def resume(
+        self,
+        keyspace: str,
+        shard: str,
+        route: Callable[[], TabletHandle],
+        attempt: Callable[[TabletHandle], Awaitable[T]],
+        error: MySQLError,
+        by: tuple[TabletHandle, int, int],
+        *,
+        track: Callable[[Deferred[Any]], object] | None = None,
+    ) -> T:
+        """``run`` (with ``retry_refused``) after a first attempt made without it (the
+        session's fast path): the primary ``by`` (handle, generation and term before the
+        attempt) refused the statement with ``error`` (``refused``); wait and retry as
+        ``run`` would have."""
+        deadline = self._refusal(keyspace, shard, error, by[0], None)
+        await self._wait(keyspace, shard, deadline, error, by, track)
+        return await self._run(keyspace, shard, route, attempt, True, track, deadline, 1)
+
+    async def _run(
+        self,
+        keyspace: str,
+        shard: str,
+        route: Callable[[], TabletHandle],
+        attempt: Callable[[TabletHandle], Awaitable[T]],
+        retry_refused: bool,
+        track: Callable[[Deferred[Any]], object] | None,
+        deadline: float | None,
+        refusals: int,
+    ) -> T:
         while True:
             try:
                 handle = route()
@@ -169,17 +199,21 @@ class FailoverBuffer:
                 if not (retry_refused and refused(e)) or refusals >= MAX_REFUSED_RETRIES:
                     raise
                 refusals += 1
-                log.info(
-                    "primary {alias} of {ks}/{shard} refused a statement ({code}); "
-                    "buffering it until a primary serves",
-                    code=e.code,
-                    alias=handle.alias,
-                    ks=keyspace,
-                    shard=shard,
-                )
-                if deadline is None:
-                    deadline = self.clock.seconds() + self.settings.window
+                deadline = self._refusal(keyspace, shard, e, handle, deadline)
                 await self._wait(keyspace, shard, deadline, e, (handle, generation, term), track)
+
+    def _refusal(
+        self, keyspace: str, shard: str, e: MySQLError, handle: TabletHandle, deadline: float | None
+    ) -> float:
+        log.info(
+            "primary {alias} of {ks}/{shard} refused a statement ({code}); "
+            "buffering it until a primary serves",
+            code=e.code,
+            alias=handle.alias,
+            ks=keyspace,
+            shard=shard,
+        )
+        return self.clock.seconds() + self.settings.window if deadline is None else deadline
 
     def buffering(self) -> list[tuple[str, str, float, int, bool]]:
         """Shards in buffering mode: keyspace, shard, since, statements waiting, and

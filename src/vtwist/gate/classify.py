@@ -280,3 +280,26 @@ def classify(sql: bytes) -> QueryInfo:
     return QueryInfo(
         sql, kind, word.decode("ascii").lower(), is_write, locks, sets_state, owned, arg
     )
+
+
+_TEMPLATE_KINDS: Final = frozenset(
+    {KIND_SELECT, KIND_INSERT, KIND_UPDATE, KIND_DELETE, KIND_REPLACE}
+)
+
+
+def reusable(info: QueryInfo) -> bool:
+    """True when ``info``, the classification of a prepared statement's text, holds for
+    every execute of it (its ``?`` replaced by ``sql_literal`` values), so executes need
+    not classify again: a SELECT, INSERT, UPDATE, DELETE or REPLACE, not gate-owned, with
+    no session state or lock, whose text has none of the words the state (and, for a
+    SELECT, lock) checks look for. A value adds no such word outside its quotes (it is a
+    number, NULL, a quoted string or ``_binary X'..'``), and the first word, which sets
+    the rest, is never a placeholder."""
+    return (
+        info.kind in _TEMPLATE_KINDS
+        and info.owned is None
+        and not info.sets_state
+        and not info.locks
+        and _STATE_HINT.search(info.sql) is None
+        and (info.kind != KIND_SELECT or _LOCK_HINT.search(info.sql) is None)
+    )

@@ -32,15 +32,16 @@ tablet, since the client's own connection is fine.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from vtwist.gate import answers
-from vtwist.gate.buffer import NotExecutedError
+from vtwist.gate.buffer import refused
 from vtwist.gate.classify import (
     KIND_BEGIN,
     KIND_COMMIT,
@@ -64,9 +65,19 @@ from vtwist.gate.classify import (
     OWNED_WORKLOAD,
     QueryInfo,
     classify,
+    reusable,
 )
-from vtwist.gate.discovery import TabletHandle
-from vtwist.gate.session_parts import Held, Pin, Relay, read_only_target, sql_text, wire_target
+from vtwist.gate.discovery import NoServingTabletError, TabletHandle
+from vtwist.gate.session_parts import (
+    Held,
+    Pin,
+    Prepared,
+    Relay,
+    link_error,
+    read_only_target,
+    sql_text,
+    wire_target,
+)
 from vtwist.gate.target import PRIMARY, Target, check_keyspace, parse_target
 from vtwist.interfaces import IQueryHandler, IResultSink
 from vtwist.protocols.mysql.constants import ServerStatus
@@ -82,8 +93,7 @@ if TYPE_CHECKING:
 
 log = Logger()
 
-#: Client error codes meaning "could not connect": nothing was sent to mysqld.
-_NOT_SENT = (ErrorCode.CR_CONNECTION_ERROR, ErrorCode.CR_CONN_HOST_ERROR)
+_TX_KINDS = frozenset({KIND_BEGIN, KIND_COMMIT, KIND_ROLLBACK})
 
 AUTOCOMMIT = int(ServerStatus.AUTOCOMMIT)
 IN_TRANS = int(ServerStatus.IN_TRANS)
@@ -133,21 +143,42 @@ class GateSession:
 
     def query(self, sql: bytes, sink: IResultSink) -> Deferred[None]:
         """Run ``sql`` (several statements when multi-statements are on)."""
-        return Deferred.fromCoroutine(self._query(sql, sink))
-
-    async def _query(self, sql: bytes, sink: IResultSink) -> None:
         statements = (split_statements(sql) if self.multi else [sql]) or [sql]
+        if len(statements) != 1:
+            return Deferred.fromCoroutine(self._query(statements, sink))
+        d = self._run_statement(statements[0], None, sink, 0)
+        return d.addErrback(self._query_failed, sink)
+
+    def _query_failed(self, failure: Failure, sink: IResultSink) -> None:
+        e = failure.value
+        if isinstance(e, MySQLError):
+            self.gate.metrics.errors.labels(code=str(e.code)).inc()
+            sink.error(e)
+            return
+        failure.raiseException()  # anything else goes on to the server
+
+    async def _query(self, statements: list[bytes], sink: IResultSink) -> None:
         for i, statement in enumerate(statements):
             more = MORE if i < len(statements) - 1 else 0
             try:
-                await self._statement(statement, sink, more)
+                await self._run_statement(statement, None, sink, more)
             except MySQLError as e:
                 self.gate.metrics.errors.labels(code=str(e.code)).inc()
                 sink.error(e)
                 return
 
-    async def _statement(self, sql: bytes, sink: IResultSink, more: int) -> None:
-        info = classify(sql)
+    def _run_statement(
+        self, sql: bytes, info: QueryInfo | None, sink: IResultSink, more: int
+    ) -> Deferred[None]:
+        """One statement (``info``: its classification if known): the common case on the
+        fast path (``_fast``), anything else through ``_statement``."""
+        if info is None:
+            info = classify(sql)
+        if self._plain(info):
+            return self._fast(sql, info, sink, more)
+        return Deferred.fromCoroutine(self._statement(sql, info, sink, more))
+
+    async def _statement(self, sql: bytes, info: QueryInfo, sink: IResultSink, more: int) -> None:
         gate = self.gate
         gate.questions += 1
         start = gate.clock.seconds()
@@ -170,6 +201,130 @@ class GateSession:
         finally:
             gate.metrics.observe(info.kind, gate.clock.seconds() - start)
             self.command, self.since, self.current = "Sleep", gate.clock.seconds(), None
+
+    # --- the fast path ---------------------------------------------------------------------
+
+    def _plain(self, info: QueryInfo) -> bool:
+        """True for the common statement: routed (not gate-owned, not BEGIN/COMMIT/ROLLBACK),
+        autocommit outside a transaction, no session state or reserved connection, not
+        streamed. ``_fast`` runs it as a chain of callbacks (no coroutine per layer)."""
+        return (
+            info.owned is None
+            and not info.sets_state
+            and not self.explicit_tx
+            and self.tx is None
+            and not self.reserved
+            and not self.settings
+            and info.kind not in _TX_KINDS
+            and (self.autocommit or not (info.is_write or info.locks))
+            and not (self.olap and info.kind == KIND_SELECT)
+        )
+
+    def _fast(self, sql: bytes, info: QueryInfo, sink: IResultSink, more: int) -> Deferred[None]:
+        """``_statement`` for a ``_plain`` statement, with the same bookkeeping, routing,
+        failover buffering (handed to ``buffer`` when no primary serves or the primary
+        refuses it), metrics and results, as callbacks."""
+        gate = self.gate
+        gate.questions += 1
+        start = gate.clock.seconds()
+        self.command, self.since, self.current = "Query", start, sql_text(sql)
+        self._more = more
+        try:
+            target = self.target
+            if target is None:
+                target = Target("", "", gate.settings.default_tablet_type)
+            if info.is_write and target.tablet_type != PRIMARY:
+                raise read_only_target(target)
+            if info.is_read:
+                target = self._redirected(info, target)
+                tablet_type = target.tablet_type
+            else:
+                tablet_type = PRIMARY if (info.is_write or info.locks) else target.tablet_type
+            keyspace, shard = gate.resolve(target)
+            where = wire_target(keyspace, shard, tablet_type)
+            try:
+                handle = gate.route(keyspace, shard, tablet_type, info)
+            except NoServingTabletError:
+                if tablet_type != PRIMARY:
+                    raise
+                route, run = self._steps(info, keyspace, shard, tablet_type, where, None)
+                d: Deferred[Any] = Deferred.fromCoroutine(
+                    gate.buffer.run(keyspace, shard, route, run, track=self._track)
+                )
+            else:
+                generation, term = handle.generation, handle.primary_term
+                d = self._attempt(handle, info, keyspace, tablet_type, where)
+                if tablet_type == PRIMARY:
+                    d.addErrback(
+                        self._refused, (handle, generation, term), info, keyspace, shard, where
+                    )
+        except BaseException:
+            self._ended(info.kind, start)
+            return fail()
+        d.addBoth(self._fast_done, sink, more, info.kind, start)
+        # A Deferred of its own: it fires when the statement is over, not when the tablet
+        # answers (a refused statement then waits in the buffer); cancelling it cancels
+        # what the statement waits for, as with a coroutine's.
+        done: Deferred[None] = Deferred(lambda _: d.cancel())
+        d.chainDeferred(done)
+        return done
+
+    def _attempt(
+        self, handle: TabletHandle, info: QueryInfo, keyspace: str, tablet_type: str, where: str
+    ) -> Deferred[QueryResult]:
+        """``run``/``_execute``/``_call`` of ``_steps`` without a reservation, as callbacks."""
+        self.gate.metrics.count_query(keyspace, tablet_type, info.kind)
+        d: Deferred[QueryResult] = handle.client().execute(
+            sql_text(info.sql), target=where, deadline=self._deadline()
+        )
+        self._inflight = d
+        handle.inflight += 1
+        return d.addBoth(self._landed, handle, d)
+
+    def _landed(self, result: Any, handle: TabletHandle, d: Deferred[Any]) -> Any:
+        handle.inflight -= 1
+        if self._inflight is d:
+            self._inflight = None
+        if isinstance(result, Failure):
+            e = result.value
+            if isinstance(e, MySQLError):
+                error = link_error(handle, e)
+                if error is not None:
+                    return Failure(error)  # type: ignore[no-untyped-call]
+        return result
+
+    def _refused(
+        self,
+        failure: Failure,
+        by: tuple[TabletHandle, int, int],
+        info: QueryInfo,
+        keyspace: str,
+        shard: str,
+        where: str,
+    ) -> Any:
+        # The first attempt's refusal: the buffer waits and retries, as in ``buffer.run``.
+        e = failure.value
+        if not isinstance(e, MySQLError) or not refused(e):
+            return failure
+        route, run = self._steps(info, keyspace, shard, PRIMARY, where, None)
+        return Deferred.fromCoroutine(
+            self.gate.buffer.resume(keyspace, shard, route, run, e, by, track=self._track)
+        )
+
+    def _fast_done(
+        self, result: Any, sink: IResultSink, more: int, kind: str, start: float
+    ) -> Failure | None:
+        try:
+            if not isinstance(result, Failure):
+                self._send(result, sink, more)
+        finally:
+            self._ended(kind, start)
+        return result if isinstance(result, Failure) else None
+
+    def _ended(self, kind: str, start: float) -> None:
+        gate = self.gate
+        gate.metrics.observe(kind, gate.clock.seconds() - start)
+        self.command, self.since, self.current = "Sleep", gate.clock.seconds(), None
 
     def _send(self, result: QueryResult, sink: IResultSink, more: int) -> None:
         status = self.status() | more
@@ -227,6 +382,24 @@ class GateSession:
         keyspace, shard = self.gate.resolve(target)
         where = wire_target(keyspace, shard, tablet_type)
         stream = self._streams(info, sink)
+        route, run = self._steps(info, keyspace, shard, tablet_type, where, stream)
+        if tablet_type != PRIMARY:
+            return await run(route())
+        # Outside a transaction a primary-bound statement waits out a failover (buffer).
+        return await self.gate.buffer.run(
+            keyspace, shard, route, run, retry_refused=stream is None, track=self._track
+        )
+
+    def _steps(
+        self,
+        info: QueryInfo,
+        keyspace: str,
+        shard: str,
+        tablet_type: str,
+        where: str,
+        stream: IResultSink | None,
+    ) -> tuple[Callable[[], TabletHandle], Callable[[TabletHandle], Awaitable[QueryResult | None]]]:
+        """Routing and running one statement outside a transaction, for ``buffer.run``."""
 
         def route() -> TabletHandle:
             return self.gate.route(keyspace, shard, tablet_type, info, prefer=list(self.reserved))
@@ -240,12 +413,7 @@ class GateSession:
                 return result
             return await self._execute(handle, info.sql, where, sink=stream)
 
-        if tablet_type != PRIMARY:
-            return await run(route())
-        # Outside a transaction a primary-bound statement waits out a failover (buffer).
-        return await self.gate.buffer.run(
-            keyspace, shard, route, run, retry_refused=stream is None, track=self._track
-        )
+        return route, run
 
     def _track(self, d: Deferred[Any]) -> None:
         self._inflight = d  # KILL QUERY and disconnecting end a buffered wait too
@@ -412,13 +580,9 @@ class GateSession:
         try:
             return await d
         except MySQLError as e:
-            if e.code >= 2000:
-                # Could not connect: the statement never ran, so the buffer may retry it.
-                cls = MySQLError if e.code not in _NOT_SENT else NotExecutedError
-                raise cls(
-                    ErrorCode.UNKNOWN_ERROR,
-                    f"tablet {handle.alias}: {e.message}; retry the statement",
-                ) from None
+            error = link_error(handle, e)
+            if error is not None:
+                raise error from None
             raise
         finally:
             handle.inflight -= 1
@@ -596,21 +760,28 @@ class GateSession:
         ):
             body = interpolate(sql, [None] * count).rstrip().rstrip(b";")
             columns = await self._fields(b"SELECT * FROM (" + body + b") AS vt_fields LIMIT 0")
-        return PrepareInfo(count, columns=columns, state=info)
+        return PrepareInfo(count, columns=columns, state=Prepared(info, reusable(info)))
 
     def execute(
         self, statement: Statement, params: Sequence[object], sink: IResultSink, cursor: bool
     ) -> Deferred[None]:
         """COM_STMT_EXECUTE: the statement with its values bound, routed as a text query."""
         sql = interpolate(statement.sql, params)
-        return Deferred.fromCoroutine(self._execute_statement(sql, sink))
+        info: QueryInfo | None = None
+        prepared = statement.prepared.state
+        if isinstance(prepared, Prepared) and prepared.reusable:
+            template = prepared.info
+            info = QueryInfo(
+                sql, template.kind, template.first_word, template.is_write, template.locks
+            )
+        d = self._run_statement(sql, info, sink, 0)
+        return d.addErrback(self._execute_failed)
 
-    async def _execute_statement(self, sql: bytes, sink: IResultSink) -> None:
-        try:
-            await self._statement(sql, sink, 0)
-        except MySQLError as e:
+    def _execute_failed(self, failure: Failure) -> Failure:
+        e = failure.value
+        if isinstance(e, MySQLError):
             self.gate.metrics.errors.labels(code=str(e.code)).inc()
-            raise
+        return failure
 
     def close_statement(self, statement: Statement) -> Deferred[None]:
         """Nothing to do: statements are the gate's own."""

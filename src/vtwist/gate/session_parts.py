@@ -1,5 +1,5 @@
-"""Small pieces of a gate session: its transaction pin, reserved connections, the stream
-relay, and the write-on-replica error (``session`` uses them)."""
+"""Small pieces of a gate session: its transaction pin, reserved connections, prepared
+statements, the stream relay, and the write-on-replica and link errors (``session`` uses them)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
+from vtwist.gate.buffer import NotExecutedError
+from vtwist.gate.classify import QueryInfo
 from vtwist.gate.discovery import TabletHandle
 from vtwist.gate.target import Target
 from vtwist.interfaces import IResultSink
@@ -29,6 +31,15 @@ class Pin:
     shard: str
     transaction_id: int
     generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A prepared statement's ``PrepareInfo.state``: the classification of its text and
+    whether executes may reuse it (``classify.reusable``)."""
+
+    info: QueryInfo
+    reusable: bool
 
 
 @dataclass(frozen=True)
@@ -97,3 +108,17 @@ def wire_target(keyspace: str, shard: str, tablet_type: str) -> str:
 
 def sql_text(sql: bytes) -> str:
     return sql.decode("utf-8", "surrogateescape")
+
+
+#: Client error codes meaning "could not connect": nothing was sent to mysqld.
+_NOT_SENT = (ErrorCode.CR_CONNECTION_ERROR, ErrorCode.CR_CONN_HOST_ERROR)
+
+
+def link_error(handle: TabletHandle, e: MySQLError) -> MySQLError | None:
+    """The ERROR 1105 naming the tablet for a client-side error of the gate's link to it
+    (2000 and up), a ``NotExecutedError`` when it could not connect (the statement never
+    ran, so the buffer may retry it); None for the tablet's own errors."""
+    if e.code < 2000:
+        return None
+    cls = MySQLError if e.code not in _NOT_SENT else NotExecutedError
+    return cls(ErrorCode.UNKNOWN_ERROR, f"tablet {handle.alias}: {e.message}; retry the statement")

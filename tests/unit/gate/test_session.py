@@ -341,6 +341,61 @@ def test_prepare_and_execute() -> None:
     assert insert.param_count == 2 and list(insert.columns) == []
 
 
+def _executed(c: Cluster, s: Any, stmt: Statement, params: list[object]) -> int | None:
+    """Run a prepared ``stmt``: None, or the MySQL error code it failed with."""
+    try:
+        c.wait(s.execute(stmt, params, RecordingSink(), False))
+    except MySQLError as e:
+        return e.code
+    return None
+
+
+def test_executes_of_prepared_writes_locks_and_owned_statements_route_like_text() -> None:
+    c = cluster()
+    s = c.session(database="commerce@replica")
+    primary, replica = c.services["zone1-100"], c.services["zone1-101"]
+    sql = b"update t set a = ? where id = 1"
+    update = Statement(1, sql, c.wait(s.prepare(sql)))
+    assert _executed(c, s, update, [7]) == 1290  # a write with a replica target
+    c.run(s, "use commerce")
+    assert _executed(c, s, update, [7]) is None
+    assert primary.sql()[-1] == "update t set a = 7 where id = 1"
+    c.run(s, "use commerce@replica")
+    sql = b"select a from t where id = ? for update"
+    locked = Statement(2, sql, c.wait(s.prepare(sql)))
+    assert _executed(c, s, locked, [3]) is None
+    assert primary.sql()[-1] == "select a from t where id = 3 for update"
+    sql = b"select a from t where id = ?"
+    read = Statement(3, sql, c.wait(s.prepare(sql)))
+    assert _executed(c, s, read, [4]) is None
+    assert replica.sql()[-1] == "select a from t where id = 4"
+    sql = b"set autocommit = ?"
+    owned = Statement(4, sql, c.wait(s.prepare(sql)))
+    assert _executed(c, s, owned, [0]) is None
+    assert not s.autocommit  # gate-owned once its value is bound: classified per execute
+
+
+def test_kill_query_and_processlist_of_a_prepared_execute() -> None:
+    c = cluster()
+    victim = c.session()
+    sql = b"select sleep(?)"
+    stmt = Statement(1, sql, c.wait(victim.prepare(sql)))
+    d = victim.execute(stmt, [100], RecordingSink(), False)
+    c.flush()
+    admin = c.session()
+    rows = c.run(admin, "show processlist").table
+    assert rows[0][4] == "Query" and rows[0][7] == "select sleep(100)"
+    assert c.gate.discovery.handles["zone1-100"].inflight == 1
+    assert c.run(admin, f"kill query {victim.connection_id}").events[0][0] == "ok"
+    c.flush()
+    assert d.called and victim.command == "Sleep" and victim._inflight is None
+    assert c.gate.discovery.handles["zone1-100"].inflight == 0
+    assert c.services["zone1-100"].cancelled
+    failures: list[Any] = []
+    d.addErrback(failures.append)
+    assert failures and isinstance(failures[0].value, MySQLError)
+
+
 def test_redirecting_policy() -> None:
     @implementer(IPlugin, IRoutingPolicy)
     class Reports(RandomPolicy):

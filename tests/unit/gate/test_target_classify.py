@@ -24,11 +24,14 @@ from vtwist.gate.classify import (
     OWNED_TABLETS,
     OWNED_USE,
     OWNED_VERSION_COMMENT,
+    QueryInfo,
     classify,
+    reusable,
     strip_comments,
 )
 from vtwist.gate.target import Target, check_keyspace, parse_target
 from vtwist.protocols.mysql.errors import MySQLError
+from vtwist.protocols.mysql.literals import interpolate
 
 
 @pytest.mark.parametrize(
@@ -193,3 +196,48 @@ def test_not_owned() -> None:
 def test_strip_comments_keeps_executable_comments() -> None:
     assert b"hint" not in strip_comments(b"select /* hint */ 1 -- x\n")
     assert b"/*!40101" in strip_comments(b"/*!40101 SET NAMES utf8 */")
+
+
+VALUES: list[object] = [
+    None,
+    0,
+    -7,
+    1.5,
+    "x",
+    "it's a 'quote' \\ and /* not a comment */ -- nor this # nor this",
+    "@x := 1 FOR UPDATE LOCK IN SHARE MODE GET_LOCK('a', 1) INTO @v",
+    "select @@version_comment limit 1",
+    b"\x00\xff",
+]
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        (b"SELECT c FROM sbtest1 WHERE id=?", True),
+        (b"SELECT DISTINCT c FROM sbtest1 WHERE id BETWEEN ? AND ? ORDER BY c", True),
+        (b"UPDATE sbtest1 SET k=k+1 WHERE id=?", True),
+        (b"DELETE FROM sbtest1 WHERE id=?", True),
+        (b"/* c */ select a, ? from t where b in (?, ?)", True),
+        (b"INSERT INTO t VALUES (?)", False),  # INTO: the state check looks again
+        (b"SELECT a FROM t WHERE id = ? FOR UPDATE", False),
+        (b"SELECT a FROM t WHERE id = ? LOCK IN SHARE MODE", False),
+        (b"SELECT @x := ?", False),
+        (b"SELECT LAST_INSERT_ID(?)", False),
+        (b"SET autocommit = ?", False),
+        (b"SET @x = ?", False),
+        (b"KILL ?", False),
+        (b"SHOW TABLES LIKE ?", False),
+        (b"select @@version_comment limit ?", False),
+    ],
+)
+def test_reusable_templates_classify_like_every_execute(template: bytes, expected: bool) -> None:
+    info = classify(template)
+    assert reusable(info) is expected
+    if not expected:
+        return
+    for value in VALUES:
+        params = [value] * template.count(b"?")
+        sql = interpolate(template, params)
+        again = QueryInfo(sql, info.kind, info.first_word, info.is_write, info.locks)
+        assert classify(sql) == again, sql
