@@ -227,7 +227,8 @@ class GateSession:
         gate = self.gate
         gate.questions += 1
         start = gate.clock.seconds()
-        self.command, self.since, self.current = "Query", start, sql_text(sql)
+        text = sql_text(sql)  # info.sql is sql
+        self.command, self.since, self.current = "Query", start, text
         self._more = more
         try:
             target = self.target
@@ -253,7 +254,7 @@ class GateSession:
                 )
             else:
                 generation, term = handle.generation, handle.primary_term
-                d = self._attempt(handle, info, keyspace, tablet_type, where)
+                d = self._attempt(handle, info, text, keyspace, tablet_type, where)
                 if tablet_type == PRIMARY:
                     d.addErrback(
                         self._refused, (handle, generation, term), info, keyspace, shard, where
@@ -270,12 +271,18 @@ class GateSession:
         return done
 
     def _attempt(
-        self, handle: TabletHandle, info: QueryInfo, keyspace: str, tablet_type: str, where: str
+        self,
+        handle: TabletHandle,
+        info: QueryInfo,
+        text: str,
+        keyspace: str,
+        tablet_type: str,
+        where: str,
     ) -> Deferred[QueryResult]:
         """``run``/``_execute``/``_call`` of ``_steps`` without a reservation, as callbacks."""
         self.gate.metrics.count_query(keyspace, tablet_type, info.kind)
         d: Deferred[QueryResult] = handle.client().execute(
-            sql_text(info.sql), target=where, deadline=self._deadline()
+            text, target=where, deadline=self._deadline()
         )
         self._inflight = d
         handle.inflight += 1
