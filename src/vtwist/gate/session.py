@@ -267,7 +267,7 @@ class GateSession:
         # answers (a refused statement then waits in the buffer); cancelling it cancels
         # what the statement waits for, as with a coroutine's.
         done: Deferred[None] = Deferred(lambda _: d.cancel())
-        d.chainDeferred(done)
+        d.addBoth(_settle, done)
         return done
 
     def _attempt(
@@ -869,3 +869,14 @@ class GateSession:
         d.addErrback(
             lambda f: log.failure("releasing session {id} failed", f, id=self.connection_id)
         )
+
+
+def _settle(result: Any, done: Deferred[None]) -> None:
+    # Fires the fast path's own Deferred, unless a canceller that does not fire at once
+    # already ended it with CancelledError.
+    if done.called:
+        return
+    if isinstance(result, Failure):
+        done.errback(result)
+    else:
+        done.callback(result)

@@ -514,3 +514,17 @@ def test_a_failing_policy_falls_back() -> None:
     c.add(tablet("zone1-103", ttype="replica"))
     s = c.session(database="commerce@replica")
     assert served_by(c.run(s, "select 1")) in ("zone1-101", "zone1-103")
+
+
+def test_cancelling_a_running_statement_stops_it_on_the_tablet() -> None:
+    c = cluster()
+    s = c.session()
+    sink = RecordingSink()
+    d = s.query(b"sleep 100", sink)
+    c.flush()
+    d.cancel()  # the server does this when the client goes away mid-statement
+    c.flush()
+    assert d.called and sink.error_code == 1317
+    assert s.command == "Sleep" and s._inflight is None
+    assert c.gate.discovery.handles["zone1-100"].inflight == 0
+    assert c.services["zone1-100"].cancelled
