@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, cast
 
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -34,9 +33,8 @@ from vtwist.interfaces import IRoutingPolicy
 from vtwist.protocols.tabletrpc_client import TabletRPCClientFactory
 from vtwist.protocols.tabletrpc_connector import TabletRPCConnector
 from vtwist.service import ListenerService, SignalHookService, role_service
-from vtwist.topo.cache import TopoCache
+from vtwist.topo.cache import TopoCache, TopoCacheService
 from vtwist.topo.records import Tablet
-from vtwist.topo.server import TopoServer
 from vtwist.users import StaticUsers
 
 log = Logger()
@@ -90,41 +88,6 @@ def check_config(config: Config) -> None:
     load_users(config)
     tls_options(config)
     routing_policy(config)
-
-
-class TopoService(Service):
-    """Connects the topo and starts its cache at start (serving does not wait; logins wait
-    for the first full read, see ``Gate.when_topo_ready``); closes both at stop."""
-
-    def __init__(
-        self, topo: TopoServer, cache: TopoCache, connect_timeout: float, gate: Gate
-    ) -> None:
-        self.topo = topo
-        self.cache = cache
-        self.connect_timeout = connect_timeout
-        self.gate = gate
-
-    def startService(self) -> None:
-        """Start connecting and watching; a slow topo is logged while the client retries."""
-        super().startService()
-
-        def failed(failure: Any) -> None:
-            log.warn(
-                "topo not reachable within {timeout}s ({error}); still trying",
-                timeout=self.connect_timeout,
-                error=failure.getErrorMessage(),
-            )
-
-        self.gate.topo_loading()
-        self.topo.connect(self.connect_timeout).addErrback(failed)
-        self.cache.start()
-        self.cache.when_ready().addBoth(lambda _: self.gate.topo_loaded())
-
-    def stopService(self) -> Deferred[None]:
-        """Stop watching, close the session."""
-        super().stopService()
-        self.cache.stop()
-        return self.topo.close()
 
 
 class GateRole:
@@ -233,8 +196,12 @@ class GateRole:
     def services(self) -> list[Service]:
         """The services in start order (twistd stops them together, in reverse)."""
         return [
-            TopoService(
-                self.topo, self.cache, self.config.value(keys.TOPO_CONNECT_TIMEOUT), self.gate
+            TopoCacheService(
+                self.topo,
+                self.cache,
+                self.config.value(keys.TOPO_CONNECT_TIMEOUT),
+                on_loading=self.gate.topo_loading,
+                on_loaded=self.gate.topo_loaded,
             ),
             self.discovery,
             self.mysql,

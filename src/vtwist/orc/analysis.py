@@ -79,12 +79,11 @@ def analyze(obs: Observation) -> list[Problem]:
         return []
     primary_status = obs.statuses.get(alias)
     primary_live = obs.live.get(alias)
-    primary_down = primary_live is None or not primary_live.serving or primary_status is None
     replicas = [
         a for a, t in obs.live.items() if a != alias and t.tablet_type in ("replica", "rdonly")
     ]
     answered = [a for a in replicas if a in obs.statuses]
-    if primary_down and primary_status is None:
+    if primary_status is None:
         why = "its tablet is gone" if primary_live is None else obs.errors.get(alias, "")
         if primary_live is not None and not primary_live.serving and not why:
             why = f"its tablet is not serving ({primary_live.health.error or 'no reason'})"

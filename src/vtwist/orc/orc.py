@@ -172,9 +172,7 @@ class Orchestrator(Service):
     async def poll(self) -> None:
         """Observe every shard once; repair what needs it while leading."""
         start = self.clock.seconds()
-        for cell_tablets in [self.cache.tablets()]:
-            for alias, tablet in cell_tablets.items():
-                self.known[alias] = tablet
+        self.known.update(self.cache.tablets())
         shards = list(self._shards())
         ds = [Deferred.fromCoroutine(self._shard(shard)) for shard in shards]
         await DeferredList(ds, consumeErrors=True)

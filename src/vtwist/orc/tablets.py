@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.interfaces import IReactorTCP, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -126,7 +126,7 @@ async def mysqld_reachable(reactor: Any, host: str, port: int, timeout: float) -
     if not port:
         return False
     clock: IReactorTime = reactor
-    endpoint = TCP4ClientEndpoint(cast_tcp(reactor), host, port, timeout=max(1, int(timeout)))
+    endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=max(1, int(timeout)))
     factory = _GreetingFactory()
     try:
         proto = cast(_Greeting, await endpoint.connect(factory))
@@ -145,9 +145,3 @@ def _give_up(proto: _Greeting) -> None:
         proto.got.callback(False)
     if proto.transport is not None:
         proto.transport.abortConnection()  # type: ignore[attr-defined]
-
-
-def cast_tcp(reactor: Any) -> IReactorTCP:
-    """``reactor`` as an ``IReactorTCP`` (for the endpoint's typing)."""
-    tcp: IReactorTCP = reactor
-    return tcp

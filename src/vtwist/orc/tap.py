@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any, cast
 
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -27,9 +26,8 @@ from vtwist.orc.orc import Orchestrator, OrcSettings
 from vtwist.orc.reparent import Reparenter, ReparentSettings
 from vtwist.orc.status import orc_health, orc_sections
 from vtwist.orc.tablets import TabletClients
-from vtwist.topo.cache import TopoCache
+from vtwist.topo.cache import TopoCache, TopoCacheService
 from vtwist.topo.config_checks import topo_auth as read_topo_auth
-from vtwist.topo.server import TopoServer
 
 log = Logger()
 
@@ -48,33 +46,6 @@ class Options(ConfigOptions):
 def topo_auth(config: Config) -> tuple[str, str] | None:
     """The ZooKeeper digest credentials of ``topo.auth_file`` (ConfigError naming the key)."""
     return read_topo_auth(config, keys.TOPO_AUTH_FILE)
-
-
-class TopoService(Service):
-    """Connects the topo and starts its cache; closes both at stop."""
-
-    def __init__(self, topo: TopoServer, cache: TopoCache, connect_timeout: float) -> None:
-        self.topo = topo
-        self.cache = cache
-        self.connect_timeout = connect_timeout
-
-    def startService(self) -> None:
-        super().startService()
-
-        def failed(failure: Any) -> None:
-            log.warn(
-                "topo not reachable within {timeout}s ({error}); still trying",
-                timeout=self.connect_timeout,
-                error=failure.getErrorMessage(),
-            )
-
-        self.topo.connect(self.connect_timeout).addErrback(failed)
-        self.cache.start()
-
-    def stopService(self) -> Deferred[None]:
-        super().stopService()
-        self.cache.stop()
-        return self.topo.close()
 
 
 class OrcRole:
@@ -135,7 +106,7 @@ class OrcRole:
     def services(self) -> list[Service]:
         """The services in start order."""
         return [
-            TopoService(self.topo, self.cache, self.config.value(keys.TOPO_CONNECT_TIMEOUT)),
+            TopoCacheService(self.topo, self.cache, self.config.value(keys.TOPO_CONNECT_TIMEOUT)),
             self.orc,
             self.http,
         ]

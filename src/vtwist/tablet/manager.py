@@ -43,6 +43,7 @@ from twisted.logger import Logger
 from vtwist.interfaces import ITabletRPCRequest
 from vtwist.protocols.mysql.client_commands import Result
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
+from vtwist.protocols.mysql.literals import sql_literal
 from vtwist.protocols.mysql.pool import MySQLPool
 from vtwist.protocols.tabletrpc_ops import ManageArgs
 from vtwist.tablet.state import TabletState
@@ -83,8 +84,8 @@ def _rows(result: Result) -> list[dict[str, str]]:
 
 
 def quote(value: str) -> str:
-    """``value`` as a SQL string literal (backslashes and quotes escaped)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """``value`` as a SQL string literal (``sql_literal``, as text)."""
+    return sql_literal(value).decode("utf-8", "surrogateescape")
 
 
 def _param(args: ManageArgs, name: str, kind: type, default: Any = None) -> Any:
@@ -191,10 +192,7 @@ class TabletManager:
             " ('Rpl_semi_sync_master_status', 'Rpl_semi_sync_master_clients')",
         )
         row = [_text(v) for v in top.rows[0]] if top.rows else ["0", "", "", "", ""]
-        status = {
-            k.lower(): v
-            for k, v in ((r[0], r[1]) for r in (list(map(_text, x)) for x in semi.rows))
-        }
+        status = {r["Variable_name"].lower(): r["Value"] for r in _rows(semi)}
         channels = _rows(repl)
         replication: dict[str, Any] | None = None
         if channels:
@@ -294,9 +292,6 @@ class TabletManager:
         self._changed()
         return await self._status()
 
-    async def _kill_app_connections(self) -> None:
-        await self.dba.run(kill_user_connections(self.settings.app_user))
-
     async def _set_replication_source(self, args: ManageArgs) -> dict[str, Any]:
         host = _param(args, "host", str)
         port = _param(args, "port", int)
@@ -312,7 +307,7 @@ class TabletManager:
             # come. They hold the commit lock (read_only would wait behind them), and turning
             # semi-sync off would let them return OK to their clients although no replica
             # has them: kill their connections first (an error, not an OK).
-            await self._kill_app_connections()
+            await self.dba.run(kill_user_connections(self.settings.app_user))
         await self._sql("SET GLOBAL read_only = ON")
         await self._sql(
             "SET GLOBAL rpl_semi_sync_master_enabled = OFF",

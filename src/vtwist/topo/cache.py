@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
+from typing import Any
 
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -177,3 +179,48 @@ class TopoCache:
     def _on_tablets(self, cell: str, tablets: dict[str, Tablet]) -> None:
         self._tablets[cell] = dict(tablets)
         self._notify("tablets", (cell,))
+
+
+class TopoCacheService(Service):
+    """A role's topo session and watching cache as one service: at start, connect (a slow
+    topo is logged while the client keeps retrying; nothing waits for it) and start the
+    cache; ``on_loading``/``on_loaded`` hear when the first full read starts and ends. At
+    stop, stop watching and close the session."""
+
+    def __init__(
+        self,
+        topo: ITopoServer,
+        cache: TopoCache,
+        connect_timeout: float,
+        *,
+        on_loading: Callable[[], object] | None = None,
+        on_loaded: Callable[[], object] | None = None,
+    ) -> None:
+        self.topo = topo
+        self.cache = cache
+        self.connect_timeout = connect_timeout
+        self.on_loading = on_loading
+        self.on_loaded = on_loaded
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+
+        def failed(failure: Any) -> None:
+            log.warn(
+                "topo not reachable within {timeout}s ({error}); still trying",
+                timeout=self.connect_timeout,
+                error=failure.getErrorMessage(),
+            )
+
+        if self.on_loading is not None:
+            self.on_loading()
+        self.topo.connect(self.connect_timeout).addErrback(failed)
+        self.cache.start()
+        on_loaded = self.on_loaded
+        if on_loaded is not None:
+            self.cache.when_ready().addBoth(lambda _: on_loaded())
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()  # type: ignore[no-untyped-call]
+        self.cache.stop()
+        return self.topo.close()
