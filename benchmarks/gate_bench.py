@@ -7,9 +7,13 @@ one run and one after the other, sysbench ``oltp_point_select`` and ``oltp_read_
 * direct to the primary's MariaDB;
 * through the gate (``commerce`` target: the primary);
 * through Twisted's do-nothing byte forwarder (``twisted.protocols.portforward``) in front
-  of the primary's MariaDB.
+  of the primary's MariaDB;
+* through two such forwarders in a chain: a reference, not an aim. The gate path has two
+  processes between the client and mysqld (vtgate, then vttablet), so two forwarders that
+  do nothing at all show what two Python hops cost on this machine before any work.
 
-Prints QPS and p95 latency of each and the ratios gate/forwarder and gate/direct; stops
+Prints QPS and p95 latency of each and the ratios gate/forwarder, gate/direct and
+gate/two-forwarders; stops
 the cluster by PID (``vtwist down``) at the end. Not a test: figures only mean something
 as ratios measured in the same run.
 
@@ -95,11 +99,13 @@ def run(seconds: int, threads: int, table_size: int) -> dict[str, dict[str, Sysb
             command="prepare",
         )
         forwarder = Forwarder(primary.port)
+        chained = Forwarder(forwarder.port)
         try:
             paths = (
                 ("direct", primary.port, primary.user, primary.password),
                 ("gate", gate_port, user, password),
                 ("forwarder", forwarder.port, primary.user, primary.password),
+                ("2 fwd", chained.port, primary.user, primary.password),
             )
             for test in TESTS:
                 for name, port, u, pw in paths:
@@ -117,15 +123,19 @@ def run(seconds: int, threads: int, table_size: int) -> dict[str, dict[str, Sysb
                     results[test][name] = r
                     print(_line(test, name, r), flush=True)
         finally:
+            chained.stop()
             forwarder.stop()
     finally:
         if (directory / "cluster.json").exists():
             subprocess.run([VTWIST, "down", "--dir", str(directory)], capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
     for test, by in results.items():
-        if len(by) == 3:
-            g, f, d = by["gate"].qps, by["forwarder"].qps, by["direct"].qps
-            print(f"{test:18} gate/forwarder {ratio(g, f)}   gate/direct {ratio(g, d)}")
+        if len(by) == 4:
+            g, f, d, f2 = by["gate"].qps, by["forwarder"].qps, by["direct"].qps, by["2 fwd"].qps
+            print(
+                f"{test:18} gate/forwarder {ratio(g, f)}   gate/direct {ratio(g, d)}   "
+                f"gate/two-forwarders {ratio(g, f2)}   two-forwarders/forwarder {ratio(f2, f)}"
+            )
     return results
 
 

@@ -445,6 +445,7 @@ def tablet_values(directory: Path, state: ClusterState, t: TabletPlan) -> dict[s
         "hostname": LOOPBACK,
         "mysql.host": LOOPBACK,
         "mysql.port": t.mysql_port,
+        "mysql.socket": str(mariadb_for(directory, state, t).socket_path),
         "mysql.app_user": repl.APP_USER,
         "mysql.app_password_file": str(d / "app.password"),
         "mysql.dba_user": repl.DBA_USER,

@@ -1,8 +1,13 @@
 """Twisted base of both tablet RPC peers: framing, HELLO, write coalescing, TCP_NODELAY.
 
-``FramedRPCProtocol`` turns bytes into ``tabletrpc_codec`` messages and back. Writes made
-during one reactor turn are joined into one write: at the end of ``dataReceived`` when they
-happen while handling input, otherwise by a ``callLater(0)``. That write goes straight to
+``FramedRPCProtocol`` turns bytes into ``tabletrpc_codec`` messages and back. Frames made
+while one read is handled are joined into one write, sent when that read is done: this
+protocol's own ``dataReceived`` (replies to a batch of requests), or another protocol's
+read inside ``mysql.output.reading`` (the request a gate makes from one client's command,
+the reply a tablet makes from one mysqld answer). Frames made outside any read (timers)
+go out by a ``callLater(0)``. Nothing waits for later reads: holding a gate's requests until
+every client of the reactor turn was read would make the tablet idle meanwhile, and the
+two processes would take turns instead of working together. The write goes straight to
 the socket when nothing is queued on the transport (``write_through``), saving the
 reactor's extra turn and the two epoll updates of a buffered ``transport.write``. Input is
 handled inside ``mysql.output.reading``, so the MySQL replies a gate builds from a tablet's
@@ -70,6 +75,8 @@ class FramedRPCProtocol(Protocol):
         self._flush_call: IDelayedCall | None = None
         # True while a flush is certain to follow (handling input, or flushing itself).
         self._batching = False
+        # True while this protocol waits in ``reading.dirty`` for another read's end.
+        self._flush_on_read = False
         self.closing = False
         self.peer = "?"
 
@@ -191,6 +198,13 @@ class FramedRPCProtocol(Protocol):
             return
         self._out.append(frame)
         self.out_bytes += len(frame)
+        if self._batching:
+            return  # this protocol's read (or flush) is in progress: it flushes at its end
+        if reading.depth:
+            if not self._flush_on_read:  # another protocol's read: out when it is handled
+                self._flush_on_read = True
+                reading.dirty.append(self)
+            return
         self.schedule_flush()
 
     def schedule_flush(self) -> None:
@@ -204,6 +218,7 @@ class FramedRPCProtocol(Protocol):
 
     def flush(self) -> None:
         """Send everything queued now, as one write."""
+        self._flush_on_read = False
         batching, self._batching = self._batching, True  # writes below join this flush
         try:
             self.before_flush()

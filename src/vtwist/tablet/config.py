@@ -118,11 +118,19 @@ HOSTNAME = StrOption(
 
 # --- mysqld ---------------------------------------------------------------------------------
 MYSQL_HOST = StrOption("mysql.host", "127.0.0.1", doc="Address of the local mysqld (TCP)")
-MYSQL_PORT = IntOption("mysql.port", 3306, min=1, max=65535, doc="TCP port of the local mysqld")
+MYSQL_PORT = IntOption(
+    "mysql.port",
+    3306,
+    min=1,
+    max=65535,
+    doc="TCP port of the local mysqld; published in the topo (replicas replicate from it), "
+    "also when the tablet itself connects over mysql.socket",
+)
 MYSQL_SOCKET = PathOption(
     "mysql.socket",
     "",
-    doc="Unix socket of the local mysqld; when set it is used instead of host and port",
+    doc="Unix socket of the local mysqld; when set the tablet's own connections use it "
+    "instead of host and port (cheaper per statement than loopback TCP)",
 )
 MYSQL_DATABASE = StrOption(
     "mysql.database",

@@ -230,8 +230,7 @@ class Tablet:
             ),
         )
         self.service.manager = self.manager
-        mysql_port = 0 if config.value(keys.MYSQL_SOCKET) else config.value(keys.MYSQL_PORT)
-        self.ports = PortRecorder(self.state, self.rpc, self.http, mysql_port)
+        self.ports = PortRecorder(self.state, self.rpc, self.http, config.value(keys.MYSQL_PORT))
 
     def services(self) -> list[Service]:
         """The services in start order (they are stopped one by one, in reverse)."""

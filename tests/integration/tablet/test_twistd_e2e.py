@@ -91,6 +91,8 @@ class TwistdTabletTests(unittest.TestCase):
                 "tablet_type": "primary",
                 "topo.address": address,
                 "topo.session_timeout": f"{SESSION_TIMEOUT}s",
+                # The tablet's own connections use the socket; the TCP port is published.
+                "mysql.socket": db.socket_path,
                 "mysql.port": db.port,
                 "mysql.database": DATABASE,
                 "mysql.app_user": db.user,
@@ -122,6 +124,8 @@ class TwistdTabletTests(unittest.TestCase):
         subscription.addErrback(_ended)
         r = await client.execute("SELECT 40 + 2")
         assert first_value(r.rows[0]) == b"42"
+        r = await client.execute("SELECT USER()")  # over the socket, not loopback TCP
+        assert first_value(r.rows[0]) == f"{db.user}@localhost".encode()
         tx = await client.begin(target="commerce:0@primary")
         await client.execute("SELECT 1", transaction_id=tx)
         assert await client.commit(tx) == 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from twisted.internet import tcp
+from twisted.internet import tcp, unix
 from twisted.internet.testing import StringTransport
 
 from vtwist.protocols.mysql.output import FLUSH_BYTES, OutputBuffer, reading, write_through
@@ -116,6 +116,27 @@ def test_write_through_sends_on_a_plain_tcp_transport_with_nothing_queued() -> N
         write_through(t, big)
         rest = written[-1]
         assert 0 < len(rest) < len(big) and big.endswith(rest)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_write_through_sends_on_a_unix_transport_unless_descriptors_are_queued() -> None:
+    a, b = socket.socketpair()  # AF_UNIX
+    a.setblocking(False)
+    b.settimeout(2)  # fails, not hangs, when nothing was sent
+    try:
+        t: Any = object.__new__(unix.Server)
+        t.socket, t.TLS, t.connected, t.disconnecting = a, False, True, False
+        t.dataBuffer, t._tempDataBuffer, t._sendmsgQueue = b"", [], []
+        written: list[bytes] = []
+        t.write = written.append
+        write_through(t, b"direct")
+        assert b.recv(100) == b"direct"
+        assert written == []
+        t._sendmsgQueue = [5]  # a descriptor waits: Twisted sends it with the next bytes
+        write_through(t, b"later")
+        assert written == [b"later"]
     finally:
         a.close()
         b.close()

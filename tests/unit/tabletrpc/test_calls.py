@@ -13,6 +13,7 @@ from zope.interface.verify import verifyObject
 from tests.unit.tabletrpc.fakes import FakeTabletService, Pair, result_of, text_row
 from vtwist.interfaces import IRowSink, ITabletRPCRequest, ITabletService
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
+from vtwist.protocols.mysql.output import reading
 from vtwist.protocols.tabletrpc_codec import (
     encode_frame,
     encode_request,
@@ -136,6 +137,31 @@ def test_writes_of_one_turn_coalesce_into_one_transport_write() -> None:
     p.flush()
     assert len(writes) == 1
     assert all(len(result_of(d).rows) == i for i, d in enumerate(calls))
+
+
+def test_frames_made_while_another_read_is_handled_leave_when_that_read_returns() -> None:
+    # A gate makes one request per client command, inside that client's read: it must leave
+    # when the read is handled, not wait for the reads of every other client of the turn
+    # (the tablet would idle meanwhile and the two processes would take turns).
+    p = Pair()
+    writes: list[bytes] = []
+    transport = p.client.transport
+    assert transport is not None
+    real_write = transport.write
+    transport.write = lambda data: (writes.append(data), real_write(data))[1]  # type: ignore[method-assign]
+    calls = []
+    for i in range(3):
+        reading.enter()  # one client's read
+        calls.append(p.client.execute(f"rows {i}"))
+        calls.append(p.client.execute(f"rows {i + 3}"))
+        assert len(writes) == i  # held until the read is handled...
+        reading.leave()
+        assert len(writes) == i + 1  # ...then its two requests leave in one write
+    assert p.client.execute("rows 1") is not None  # outside any read: end of the turn
+    assert len(writes) == 3
+    p.flush()
+    assert len(writes) == 4
+    assert [len(result_of(d).rows) for d in calls] == [0, 3, 1, 4, 2, 5]
 
 
 def test_service_errors_reach_the_caller() -> None:

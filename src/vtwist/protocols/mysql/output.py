@@ -7,10 +7,10 @@ small query per packet that round costs as much as the rest of the query. Two he
 it:
 
 * ``write_through(transport, data)`` sends at once with ``socket.send`` when the transport
-  is a plain TCP connection (no TLS) with nothing queued; whatever the kernel does not
-  take (or any error) goes through ``transport.write``, which keeps Twisted's ordering,
-  back-pressure and error handling. Any other transport (TLS, unix, test fakes) simply
-  gets ``transport.write``.
+  is a plain TCP or unix-socket connection (no TLS) with nothing queued; whatever the
+  kernel does not take (or any error) goes through ``transport.write``, which keeps
+  Twisted's ordering, back-pressure and error handling. Any other transport (TLS, test
+  fakes) simply gets ``transport.write``.
 * ``OutputBuffer`` collects the pieces of one reply (column definitions, rows, the end of
   the result) made while a read is being handled (``reading``: the MySQL protocols wrap
   their ``dataReceived`` with it, so a passthrough's reply, produced while reading the
@@ -24,16 +24,18 @@ still follows every reply's bytes within the read that produced them.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
-from twisted.internet import tcp
+from twisted.internet import tcp, unix
 from twisted.internet.interfaces import ITransport
 
-__all__ = ["FLUSH_BYTES", "OutputBuffer", "reading", "write_through"]
+__all__ = ["FLUSH_BYTES", "Flushable", "OutputBuffer", "reading", "write_through"]
 
 FLUSH_BYTES: Final = 64 * 1024
 
-_DIRECT: Final = frozenset({tcp.Server, tcp.Client})
+# Plain stream sockets. A unix transport only qualifies with no file descriptor queued
+# (vtwist never sends any; Twisted would send them with the first bytes).
+_DIRECT: Final = frozenset({tcp.Server, tcp.Client, unix.Server, unix.Client})
 
 
 def write_through(transport: ITransport, data: bytes) -> None:
@@ -46,6 +48,7 @@ def write_through(transport: ITransport, data: bytes) -> None:
             and not t.disconnecting
             and not t.dataBuffer
             and not t._tempDataBuffer
+            and not getattr(t, "_sendmsgQueue", None)
         ):
             try:
                 sent = t.socket.send(data)
@@ -58,6 +61,12 @@ def write_through(transport: ITransport, data: bytes) -> None:
     transport.write(data)
 
 
+class Flushable(Protocol):
+    """Something holding bytes that ``flush()`` writes out."""
+
+    def flush(self) -> None: ...
+
+
 class _Reading:
     """The buffers to flush when the outermost read being handled returns."""
 
@@ -65,7 +74,7 @@ class _Reading:
 
     def __init__(self) -> None:
         self.depth = 0
-        self.dirty: list[OutputBuffer] = []
+        self.dirty: list[Flushable] = []
 
     def enter(self) -> None:
         self.depth += 1
