@@ -36,7 +36,7 @@ from vtwist.protocols.tabletrpc_codec import (
     encode_message,
     encode_request,
 )
-from vtwist.protocols.tabletrpc_framing import FramedRPCProtocol
+from vtwist.protocols.tabletrpc_framing import COALESCE_INFLIGHT, FramedRPCProtocol
 from vtwist.protocols.tabletrpc_ops import (
     OP_BEGIN,
     OP_COMMIT,
@@ -258,6 +258,10 @@ class TabletRPCClient(FramedRPCProtocol):
     def cancel(self, d: Deferred[Any]) -> None:
         """Cancel a call (same as ``d.cancel()``): it fails with 1317, the tablet stops it."""
         d.cancel()
+
+    def coalescing(self) -> bool:
+        """The tablet has more than ``COALESCE_INFLIGHT`` calls sent and not answered."""
+        return len(self.pending) - len(self._out) > COALESCE_INFLIGHT
 
     def _start(
         self,

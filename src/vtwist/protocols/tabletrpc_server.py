@@ -36,7 +36,7 @@ from vtwist.protocols.tabletrpc_codec import (
     encode_message,
     encode_reply,
 )
-from vtwist.protocols.tabletrpc_framing import FramedRPCProtocol
+from vtwist.protocols.tabletrpc_framing import COALESCE_INFLIGHT, FramedRPCProtocol
 from vtwist.protocols.tabletrpc_ops import (
     OP_KILL,
     OP_STREAM_EXECUTE,
@@ -423,6 +423,10 @@ class TabletRPCServer(FramedRPCProtocol):
             sink.dirty = True
             self._dirty.append(sink)
         self.schedule_flush()
+
+    def coalescing(self) -> bool:
+        """More than ``COALESCE_INFLIGHT`` requests are still running: more replies follow."""
+        return len(self.inflight) > COALESCE_INFLIGHT
 
     def before_flush(self) -> None:
         """Emit the partial chunks of streams that got rows during this turn."""

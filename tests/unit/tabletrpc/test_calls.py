@@ -18,6 +18,7 @@ from vtwist.protocols.tabletrpc_codec import (
     encode_frame,
     encode_request,
 )
+from vtwist.protocols.tabletrpc_framing import COALESCE_INFLIGHT
 from vtwist.protocols.tabletrpc_ops import (
     ExecuteArgs,
     KillArgs,
@@ -139,29 +140,65 @@ def test_writes_of_one_turn_coalesce_into_one_transport_write() -> None:
     assert all(len(result_of(d).rows) == i for i, d in enumerate(calls))
 
 
-def test_frames_made_while_another_read_is_handled_leave_when_that_read_returns() -> None:
-    # A gate makes one request per client command, inside that client's read: it must leave
-    # when the read is handled, not wait for the reads of every other client of the turn
-    # (the tablet would idle meanwhile and the two processes would take turns).
-    p = Pair()
+def _record_writes(proto: Any) -> list[bytes]:
     writes: list[bytes] = []
-    transport = p.client.transport
+    transport = proto.transport
     assert transport is not None
     real_write = transport.write
-    transport.write = lambda data: (writes.append(data), real_write(data))[1]  # type: ignore[method-assign]
+    transport.write = lambda data: (writes.append(data), real_write(data))[1]
+    return writes
+
+
+def test_requests_leave_when_the_read_that_made_them_returns_while_the_tablet_has_little() -> None:
+    # A gate makes one request per client command, inside that client's read: it leaves
+    # when the read is handled, not after every other client of the turn was read (the
+    # tablet would idle meanwhile and the two processes would take turns).
+    p = Pair()
+    writes = _record_writes(p.client)
     calls = []
-    for i in range(3):
+    for i in range(4):
         reading.enter()  # one client's read
         calls.append(p.client.execute(f"rows {i}"))
-        calls.append(p.client.execute(f"rows {i + 3}"))
         assert len(writes) == i  # held until the read is handled...
         reading.leave()
-        assert len(writes) == i + 1  # ...then its two requests leave in one write
-    assert p.client.execute("rows 1") is not None  # outside any read: end of the turn
-    assert len(writes) == 3
-    p.flush()
+        assert len(writes) == i + 1  # ...then it leaves (nothing answered yet)
+    # More than COALESCE_INFLIGHT unanswered: the tablet has work; wait for the turn's end.
+    assert COALESCE_INFLIGHT == 3
+    for i in (4, 5):
+        reading.enter()
+        calls.append(p.client.execute(f"rows {i}"))
+        reading.leave()
     assert len(writes) == 4
-    assert [len(result_of(d).rows) for d in calls] == [0, 3, 1, 4, 2, 5]
+    p.flush()
+    assert len(writes) == 5  # the two held requests in one write
+    assert [len(result_of(d).rows) for d in calls] == list(range(6))
+    # Nothing in flight any more: the next one leaves with its read again.
+    reading.enter()
+    last = p.client.execute("rows 2")
+    reading.leave()
+    assert len(writes) == 6
+    p.flush()
+    assert len(result_of(last).rows) == 2
+
+
+def test_replies_wait_for_the_turns_end_while_more_than_a_few_requests_run() -> None:
+    p = Pair()
+    writes = _record_writes(p.server)
+    calls = [p.client.execute(f"sleep {k} t{k}") for k in range(1, 6)]
+    p.flush()
+    before = len(writes)
+    assert p.server.coalescing()  # 5 running, more than COALESCE_INFLIGHT
+    reading.enter()  # the tablet reads mysqld's answer to the first statement
+    p.clock.advance(1)  # (a test Clock also runs the end-of-turn callLater(0) in here)
+    assert len(writes) == before + 1  # 4 still running: it went with the turn's end
+    reading.leave()
+    reading.enter()
+    p.clock.advance(1)  # the second answer: 3 still running
+    assert len(writes) == before + 1  # held until the read is handled...
+    reading.leave()
+    assert len(writes) == before + 2  # ...then it leaves
+    p.advance(3)
+    assert [result_of(d).rows for d in calls] == [[text_row(f"t{k}")] for k in range(1, 6)]
 
 
 def test_service_errors_reach_the_caller() -> None:
