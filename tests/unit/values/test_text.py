@@ -23,6 +23,7 @@ from vtwist.protocols.mysql.values import (
     encode_text_row,
     parse_text_value,
     text_row_to_binary,
+    text_to_binary_converter,
     text_value,
 )
 
@@ -184,3 +185,64 @@ def test_text_form_converts_to_the_same_binary_row(
     assert text_row_to_binary(encode_text_row(as_text), specs) == binary
     parsed = [parse_text_value(t, c, u) for t, (c, u) in zip(as_text, specs, strict=True)]
     assert parsed == decode_binary_row(binary, specs)
+
+
+_LENENC_SPECS = st.lists(
+    st.sampled_from([(T.VAR_STRING, False), (T.BLOB, False), (T.STRING, False)]),
+    min_size=1,
+    max_size=8,
+)
+
+
+@given(row=typed_rows())
+def test_a_converter_gives_what_text_row_to_binary_gives(
+    row: tuple[list[tuple[T, bool]], list[object]],
+) -> None:
+    specs, values = row
+    assume(not any(isinstance(v, float) and not math.isfinite(v) for v in values))
+    text = encode_text_row([text_value(v) for v in values])
+    assert text_to_binary_converter(specs)(text) == text_row_to_binary(text, specs)
+
+
+@given(specs=_LENENC_SPECS, data=st.data())
+def test_string_columns_keep_their_bytes_and_match_the_general_path(
+    specs: list[tuple[T, bool]], data: st.DataObject
+) -> None:
+    values = data.draw(
+        st.lists(
+            st.none()
+            | st.binary(max_size=300)
+            | st.sampled_from([b"", b"x" * 251, b"y" * 0xFFFF, b"z" * 0x10000]),
+            min_size=len(specs),
+            max_size=len(specs),
+        )
+    )
+    text = encode_text_row(values)
+    converted = text_to_binary_converter(specs)(text)
+    assert converted == text_row_to_binary(text, specs)
+    assert decode_binary_row(converted, specs) == values
+    if None not in values:  # the values are copied as they are, after header and bitmap
+        assert converted.endswith(text)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"", b"\x03ab", b"\x01a", b"\xff", b"\xfc\x05", b"\x01a\x00"],
+)
+def test_a_converter_refuses_malformed_rows_like_the_general_path(payload: bytes) -> None:
+    specs = [(T.VAR_STRING, False), (T.VAR_STRING, False)]
+    if payload == b"\x01a\x00":
+        payload = b"\x01a\x00\x00"  # three values for two columns
+    with pytest.raises(RemoteProtocolError):
+        text_row_to_binary(payload, specs)
+    with pytest.raises(RemoteProtocolError):
+        text_to_binary_converter(specs)(payload)
+
+
+def test_a_converter_handles_decimals_and_nulls_among_string_columns() -> None:
+    specs = [(T.NEWDECIMAL, False), (T.VAR_STRING, False)]
+    convert = text_to_binary_converter(specs)
+    for values in ([b"12.50", b"x"], [b"12.50", None], [None, None]):
+        text = encode_text_row(values)
+        assert convert(text) == text_row_to_binary(text, specs)
+    assert convert(encode_text_row([b"12.50", b"x"])) == b"\x00\x00\x0512.50\x01x"

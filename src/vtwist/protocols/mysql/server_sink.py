@@ -35,7 +35,7 @@ from vtwist.protocols.mysql.errors import (
 )
 from vtwist.protocols.mysql.events import Column, ResultSetStart, Row
 from vtwist.protocols.mysql.messages import ColumnDefinition41, Err, Ok
-from vtwist.protocols.mysql.values import ColumnSpec, text_row_to_binary
+from vtwist.protocols.mysql.values import ColumnSpec, text_to_binary_converter
 from vtwist.protocols.mysql.wire import Message
 
 __all__ = [
@@ -229,7 +229,8 @@ class SinkBase:
         self.limits = limits
         self.flow = Flow()
         self._state = _SS_RESULT
-        self._types: list[ColumnSpec] | None = None
+        # Set when text rows answer an execute: re-encodes each row in the binary protocol.
+        self._types: Callable[[bytes], bytes] | None = None
         self._handler_d: Deferred[Any] | None = None
         self._handler_done = False
         self._replied: Deferred[None] | None = None  # made by ``when_replied``
@@ -302,20 +303,20 @@ class SinkBase:
         # Text rows of an execute are re-encoded in the binary protocol.
         self._types = None
         if self.binary and not binary:
-            self._types = [
-                cast(ColumnSpec, (c.column_type, bool(c.flags & _UNSIGNED))) for c in columns
-            ]
+            self._types = text_to_binary_converter(
+                [cast(ColumnSpec, (c.column_type, bool(c.flags & _UNSIGNED))) for c in columns]
+            )
 
     def _columns(self, columns: Sequence[ColumnDefinition41], binary: bool) -> list[Message]:
         self._check_columns(columns, binary)
         return [ResultSetStart(len(columns)), *(Column(c) for c in columns)]
 
     def _convert(self, payloads: Iterable[bytes]) -> list[Row] | MySQLError:
-        types = self._types
-        if types is None:
+        convert = self._types
+        if convert is None:
             return [Row(p) for p in payloads]
         try:
-            return [Row(text_row_to_binary(p, types)) for p in payloads]
+            return [Row(convert(p)) for p in payloads]
         except (ValueError, TypeError, RemoteProtocolError) as e:
             return internal_error(f"a row cannot be converted to the binary protocol: {e}")
 

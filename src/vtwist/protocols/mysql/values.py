@@ -24,9 +24,10 @@ from __future__ import annotations
 import math
 import re
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Final
 
 from vtwist.protocols.mysql.constants import PARAM_UNSIGNED, ColumnType
 from vtwist.protocols.mysql.errors import RemoteProtocolError
@@ -60,6 +61,7 @@ __all__ = [
     "pack_param_types",
     "parse_text_value",
     "text_row_to_binary",
+    "text_to_binary_converter",
     "text_value",
     "unpack_param_types",
 ]
@@ -412,6 +414,56 @@ def text_row_to_binary(payload: bytes, column_types: Sequence[ColumnSpec]) -> by
     its column type's text form.
     """
     return encode_binary_row(decode_text_row(payload, len(column_types)), column_types)
+
+
+_LENENC_KINDS: Final = frozenset({_K_STRING, _K_BINARY, _K_DECIMAL})
+
+
+def text_to_binary_converter(column_types: Sequence[ColumnSpec]) -> Callable[[bytes], bytes]:
+    """``text_row_to_binary`` for one result set's columns, built once for all its rows.
+
+    When every column is a string, blob or DECIMAL (the common ``SELECT c ...``), both
+    protocols write a non-NULL value as the same length-encoded bytes: a row then only
+    gains the binary header and NULL bitmap, and its values are copied as they are.
+    """
+    types = tuple(column_types)
+    if not types or any(_KIND.get(t) not in _LENENC_KINDS for t, _ in types):
+        return lambda payload: text_row_to_binary(payload, types)
+    ncols = len(types)
+    no_nulls = b"\x00" + bytes((ncols + 9) // 8)
+
+    def convert(payload: bytes) -> bytes:
+        pos = 0
+        nulls: list[int] | None = None
+        try:
+            for i in range(ncols):
+                first = payload[pos]
+                if first < 0xFB:
+                    pos += 1 + first
+                elif first == 0xFB:
+                    if nulls is None:
+                        nulls = []
+                    nulls.append(i)
+                    pos += 1
+                elif first == 0xFC:
+                    pos += 3 + (payload[pos + 1] | payload[pos + 2] << 8)
+                elif first == 0xFD:
+                    pos += 4 + (payload[pos + 1] | payload[pos + 2] << 8 | payload[pos + 3] << 16)
+                elif first == 0xFE:
+                    pos += 9 + int.from_bytes(payload[pos + 1 : pos + 9], "little")
+                else:
+                    raise RemoteProtocolError(f"text row value starts with 0x{first:02x}")
+        except IndexError:
+            raise RemoteProtocolError(f"text row has fewer than {ncols} values") from None
+        if pos != len(payload):
+            raise RemoteProtocolError(
+                f"text row of {len(payload)} bytes does not hold exactly {ncols} values"
+            )
+        if nulls is None:
+            return no_nulls + payload
+        return text_row_to_binary(payload, types)  # rare: let the general path drop the NULLs
+
+    return convert
 
 
 def parse_text_value(raw: bytes | None, column_type: int, unsigned: bool = False) -> object:
