@@ -6,9 +6,10 @@ One run, one throw-away MariaDB (the project's launcher), one sysbench table of
 
 * direct to MariaDB,
 * through the test passthrough (``tests.support.passthrough``: vtwist's MySQL server in
-  front, one vtwist client connection per session behind it) in its own process,
+  front, one vtwist client connection per session behind it) in its own process, on
+  vtwist's reactor (``vtwist.reactor``, what ``vtwist up`` runs the roles on),
 * through Twisted's do-nothing byte forwarder (``twisted.protocols.portforward``) in its
-  own process.
+  own process, on Twisted's default reactor.
 
 It prints each QPS and 95th-percentile latency and the ratios passthrough/forwarder and
 passthrough/direct (the issue's aim: the passthrough at or above 0.8x the forwarder). For

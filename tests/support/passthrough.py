@@ -293,11 +293,21 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--tls-cert", type=Path, help="PEM certificate (with --tls-key)")
     p.add_argument("--tls-key", type=Path, help="PEM private key")
     p.add_argument("--verbose", action="store_true", help="log info messages too")
+    p.add_argument(
+        "--stock-reactor",
+        action="store_true",
+        help="run on Twisted's default reactor, not vtwist's (vtwist.reactor)",
+    )
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the passthrough until SIGTERM/SIGINT (see the module docstring)."""
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    if not args.stock_reactor:
+        from vtwist.reactor import install
+
+        install()  # what the vtwist roles run on (vtwist up starts them with it)
     from twisted.internet import reactor as global_reactor
     from twisted.internet.ssl import PrivateCertificate
     from twisted.logger import (
@@ -310,7 +320,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from vtwist.users import StaticUsers
 
-    args = _parse(sys.argv[1:] if argv is None else argv)
     level = LogLevel.info if args.verbose else LogLevel.warn
     observer = FilteringLogObserver(
         textFileLogObserver(sys.stderr), [LogLevelFilterPredicate(defaultLogLevel=level)]

@@ -25,5 +25,14 @@ vtorc = ServiceMaker(
     "vtorc",
 )
 
+# vtwist's reactor (twistd --reactor=vtwist-epoll): see vtwist.reactor.
+from twisted.application.reactors import Reactor  # noqa: E402
+
+vtwist_epoll = Reactor(
+    "vtwist-epoll",
+    "vtwist.reactor",
+    "epoll reactor without the per-event log context (vtwist's roles run on it)",
+)
+
 # The gate's built-in routing policies (IRoutingPolicy plugins; vtwist.gate.policies is light).
 from vtwist.gate.policies import lag_aware, least_inflight, random_choice  # noqa: E402, F401

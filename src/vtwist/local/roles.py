@@ -4,8 +4,9 @@
 imports (the roles land independently of the local cluster). ``write_role_config`` writes
 only the keys the cluster sets, typed by the role's schema, and validates the file with the
 role's own loader before anything starts, so a mismatch is reported with the key.
-``start_daemon`` runs ``twistd --pidfile P --logfile L ROLE --config C`` (twistd forks into
-the background) and waits for the pidfile; ``stop_daemon`` stops it by that PID.
+``start_daemon`` runs ``twistd --pidfile P --logfile L --reactor=vtwist-epoll ROLE --config
+C`` (twistd forks into the background; ``vtwist.reactor``) and waits for the pidfile;
+``stop_daemon`` stops it by that PID.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vtwist.local.procs import LaunchError, pid_alive, read_pidfile, stop_pid, wait_until
+from vtwist.reactor import REACTOR_NAME
 
 SCHEMAS = {
     "vttablet": "vtwist.tablet.config",
@@ -177,6 +179,7 @@ def start_daemon(
         f"--logfile={daemon.logfile}",
         f"--rundir={daemon.directory}",
         "--umask=0077",
+        f"--reactor={REACTOR_NAME}",
         daemon.role,
         "--config",
         str(daemon.config),

@@ -224,6 +224,12 @@ def test_up_status_replication_gate_down_up_again(cluster_dir: Path, tmp_path: P
         assert data["gate"]["running"] is True
         check_gate(data, marker=1)
 
+    # Every role runs on vtwist's reactor (twistd --reactor=vtwist-epoll).
+    logs = [*cluster_dir.glob("tablets/*/twistd.log"), *cluster_dir.glob("gate/twistd.log")]
+    assert logs
+    for log in logs:
+        assert "reactor class: vtwist.reactor.DirectEPollReactor" in log.read_text(), log
+
     pids = [p["pid"] for p in data["processes"]]
     second = up(cluster_dir, config)
     assert "already running" in second.stdout
