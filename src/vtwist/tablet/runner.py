@@ -82,6 +82,20 @@ class Collector:
         elif t is ResultSetDone or t is Ok:
             self.index += 1
 
+    def row_batch(self, payloads: list[bytes]) -> None:
+        """Several rows at once (the MySQL client's batch path): as many ``Row`` events."""
+        if self.index or self.error is not None:
+            return
+        rows = self.rows
+        rows.extend(payloads)
+        self.size += sum(map(len, payloads))
+        if len(rows) > self.max_rows:
+            self.error = row_limit_error(self.max_rows)
+            self.rows = []
+        elif self.size > self.max_bytes:
+            self.error = result_size_error(self.max_bytes)
+            self.rows = []
+
     def result(self, summary: Result) -> QueryResult:
         """The ``QueryResult`` of the first result of the reply."""
         if self.error is not None:

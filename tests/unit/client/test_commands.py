@@ -13,6 +13,7 @@ from twisted.python.failure import Failure
 
 from tests.unit.client.scripted import AUTOCOMMIT, Scripted, error_of, result_of
 from vtwist.protocols.mysql.client_commands import SimpleHandler, column_specs
+from vtwist.protocols.mysql.client_protocol import ROW_BATCH
 from vtwist.protocols.mysql.constants import (
     SERVER_CAPABILITIES,
     Capability,
@@ -223,6 +224,61 @@ def test_stream_query_delivers_events_without_collecting(deprecate_eof: bool) ->
     assert [e.payload for e in events if isinstance(e, Row)] == [encode_text_row(r) for r in rows]
     r = result_of(d)
     assert r.rows == [] and r.row_count == 5 and r.more[0].affected_rows == 2
+
+
+class BatchConsumer:
+    """A consumer with ``row_batch``: rows already received come in one call."""
+
+    def __init__(self, fail_on_batch: bool = False) -> None:
+        self.events: list[Any] = []
+        self.batches: list[list[bytes]] = []
+        self.rows: list[bytes] = []  # in order, however they came
+        self.fail_on_batch = fail_on_batch
+
+    def __call__(self, ev: Any) -> None:
+        self.events.append(ev)
+        if isinstance(ev, Row):
+            self.rows.append(ev.payload)
+
+    def row_batch(self, payloads: list[bytes]) -> None:
+        if self.fail_on_batch:
+            raise RuntimeError("batch consumer bug")
+        self.batches.append(payloads)
+        self.rows.extend(payloads)
+
+
+@both_modes
+def test_a_batch_consumer_gets_the_rows_of_one_read_in_one_call(deprecate_eof: bool) -> None:
+    s = logged_in(deprecate_eof)
+    consumer = BatchConsumer()
+    d = s.client.stream_query("SELECT id FROM t", consumer)
+    s.received()
+    rows = [[str(i).encode()] for i in range(300)]  # > 256: sequence ids wrap
+    s.send(*result_set([ID], rows, AUTOCOMMIT | MORE), Ok(affected_rows=2, status=AUTOCOMMIT))
+    assert consumer.rows == [encode_text_row(r) for r in rows]
+    kinds = [type(e).__name__ for e in consumer.events]
+    if deprecate_eof:
+        assert kinds == ["ResultSetStart", "Column", "ResultSetDone", "Ok"]  # no Row event
+        assert [len(b) for b in consumer.batches] == [ROW_BATCH, 300 - ROW_BATCH]
+    else:  # the first row comes with the EOF after the columns, as an event
+        assert kinds == ["ResultSetStart", "Column", "Row", "ResultSetDone", "Ok"]
+        assert [len(b) for b in consumer.batches] == [ROW_BATCH, 299 - ROW_BATCH]
+    r = result_of(d)
+    assert r.row_count == 300 and r.more[0].affected_rows == 2
+    assert not s.client.busy and not s.client.is_broken
+
+
+def test_a_failing_batch_consumer_drains_the_reply_then_fails() -> None:
+    s = logged_in()
+    d = s.client.stream_query("SELECT id FROM t", BatchConsumer(fail_on_batch=True))
+    s.received()
+    s.send(*result_set([ID], [[b"1"], [b"2"]]))
+    assert str(error_of(d, RuntimeError)) == "batch consumer bug"
+    assert not s.client.busy and not s.client.is_broken
+    d2 = s.client.query("SELECT 1")  # the connection is still in step
+    s.received()
+    s.send(*result_set([ID], [[b"1"]]))
+    assert result_of(d2).rows == [[b"1"]]
 
 
 def test_pause_reading_holds_events_and_the_socket() -> None:

@@ -83,7 +83,12 @@ StreamEvent = ResultSetStart | Column | Row | ResultSetDone | Ok
 ``ResultSetStart``, ``Column`` x n, ``Row`` x any (the raw payload), ``ResultSetDone``."""
 
 Consumer = Callable[[StreamEvent], object]
-"""A streaming consumer: called once per event, in order; its return value is ignored."""
+"""A streaming consumer: called once per event, in order; its return value is ignored.
+
+A consumer that also has a ``row_batch(payloads: list[bytes])`` method gets the rows already
+received in one call instead of a ``Row`` event each (cheaper for many rows). Only a
+consumer that never pauses reading should offer it: rows already received are delivered
+together, so a pause asked for in the middle takes effect after them."""
 
 
 def column_specs(columns: Sequence[ColumnDefinition41]) -> list[ColumnSpec]:
@@ -145,6 +150,13 @@ class CommandHandler:
     """Base handler: one command, the reply events, the result (see the module docstring)."""
 
     error: BaseException | None = None
+    #: Set by handlers that take the rows already buffered in one call (``rows``), not a
+    #: ``Row`` event each.
+    takes_row_batches: bool = False
+
+    def rows(self, payloads: list[bytes]) -> None:
+        """Rows of the current result, in order (only when ``takes_row_batches``)."""
+        raise NotImplementedError
 
     def first(self) -> Message:
         """The command to send."""
@@ -270,10 +282,25 @@ class ResultHandler(CommandHandler):
         self._current: Result | None = None
         self._specs: list[ColumnSpec] = []
         self._size = 0
+        batch = getattr(consumer, "row_batch", None)
+        self._consume_rows: Callable[[list[bytes]], object] | None = (
+            batch if callable(batch) else None
+        )
+        self.takes_row_batches = self._consume_rows is not None
 
     def first(self) -> Message:
         """The command."""
         return self.message
+
+    def rows(self, payloads: list[bytes]) -> None:
+        """Rows of the current result, for a consumer with a ``row_batch`` method."""
+        assert self._current is not None and self._consume_rows is not None
+        self._current.row_count += len(payloads)
+        if self.error is None:
+            try:
+                self._consume_rows(payloads)
+            except Exception as e:  # the consumer's bug: read to the end, then fail
+                self.fail(e)
 
     def event(self, ev: Message) -> Message | None:
         """One reply event."""

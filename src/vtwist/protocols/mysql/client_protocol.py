@@ -91,6 +91,9 @@ __all__ = [
 
 log = Logger()
 
+#: Rows handed to a handler that takes batches, per call (they are already in memory).
+ROW_BATCH: Final = 256
+
 DEFAULT_READ_TIMEOUT: Final = 600.0
 DEFAULT_MAX_QUEUED: Final = 32
 DEFAULT_MAX_RESULT_SIZE: Final = 256 * 1024 * 1024
@@ -317,6 +320,19 @@ class MySQLClientProtocol(Protocol):
         try:
             conn = self.conn
             while not self._paused and self.broken is None:
+                p = self._current
+                if p is not None and p.handler.takes_row_batches:
+                    rows = conn.next_rows(ROW_BATCH)
+                    if rows:  # rows already received, to a collecting consumer in one call
+                        try:
+                            p.handler.rows(rows)
+                        except Exception as e:  # a bug of ours: never leave the command hanging
+                            log.error("MySQL client bug: {error!r}", error=e)
+                            self._break(
+                                MySQLError(ErrorCode.CR_UNKNOWN_ERROR, f"client error: {e!r}")
+                            )
+                            return
+                        continue
                 try:
                     ev = conn.next_event()
                 except RemoteProtocolError as e:

@@ -303,6 +303,16 @@ class Connection(Machine):
         self._tls = True
         self._state = _S_LOGIN
 
+    def next_rows(self, limit: int) -> list[bytes]:
+        """Client side, while a result's rows arrive: up to ``limit`` row payloads already
+        buffered (maybe none), what ``next_event`` would give as that many ``Row`` events,
+        without an event each. Anything else (the end of the result, NEED_DATA, an error)
+        is left to ``next_event``."""
+        if self._state is not _ROWS or self._server or self._error is not None:
+            return []
+        rows, self._seq = self._reader.take_rows(self._seq, limit)
+        return rows
+
     def next_event(self) -> Message | Signal:
         """The next event from the peer, or NEED_DATA / PAUSED / CLOSED."""
         if self._error is not None:

@@ -201,6 +201,37 @@ class PacketReader:
                 self._parts_len = 0
                 return first, seq, whole
 
+    def take_rows(self, seq: int, limit: int) -> tuple[list[bytes], int]:
+        """Up to ``limit`` buffered payloads of whole, unsplit packets numbered ``seq``,
+        ``seq + 1``... whose first byte is below 0xFE (result rows, when the caller knows
+        rows are due), and the sequence id after them. It stops before anything else (the
+        end of the result, an ERR, a split or incomplete packet, a wrong sequence id),
+        which ``next_packet`` then deals with."""
+        rows: list[bytes] = []
+        if self._need or self._parts:
+            return rows, seq
+        buf = self._buf
+        pos = self._pos
+        size = len(buf)
+        max_size = self.max_packet_size
+        while size - pos >= 5 and len(rows) < limit:
+            hdr = _unpack_hdr(buf, pos)[0]
+            length = hdr & 0xFFFFFF
+            end = pos + 4 + length
+            if (
+                end > size
+                or hdr >> 24 != seq
+                or not 0 < length < MAX_CHUNK
+                or length > max_size
+                or buf[pos + 4] >= 0xFE
+            ):
+                break
+            rows.append(buf[pos + 4 : end])
+            pos = end
+            seq = (seq + 1) & 0xFF
+        self._pos = pos
+        return rows, seq
+
     def take_buffered(self) -> bytes:
         """Remove and return every byte fed but not yet parsed (e.g. a TLS ClientHello)."""
         data = b"".join([self._buf[self._pos :], *self._more])

@@ -1,0 +1,43 @@
+"""``runner.Collector``: rows given in batches (``row_batch``, the MySQL client's batch
+path) end exactly as the same rows given one ``Row`` event at a time, limits included."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vtwist.protocols.mysql.events import ResultSetDone, Row
+from vtwist.tablet.runner import Collector
+
+
+@given(
+    rows=st.lists(st.binary(max_size=30), max_size=40),
+    cuts=st.lists(st.integers(0, 40), max_size=6),
+    max_rows=st.integers(1, 30),
+    max_bytes=st.integers(1, 600),
+    second=st.lists(st.binary(max_size=5), max_size=3),
+)
+def test_batches_end_as_single_rows(
+    rows: list[bytes], cuts: list[int], max_rows: int, max_bytes: int, second: list[bytes]
+) -> None:
+    one, batched = Collector(max_rows, max_bytes), Collector(max_rows, max_bytes)
+    for payload in rows:
+        one(Row(payload))
+    bounds = [0, *sorted({c % (len(rows) + 1) for c in cuts}), len(rows)]
+    for start, end in pairwise(bounds):
+        if end > start:
+            batched.row_batch(rows[start:end])
+    for c in (one, batched):  # a second result (CALL) is not kept
+        c(ResultSetDone(2))
+    for payload in second:
+        one(Row(payload))
+    if second:
+        batched.row_batch(second)
+    assert batched.rows == one.rows
+    assert (batched.error is None) == (one.error is None)
+    if one.error is not None:
+        assert batched.error is not None and batched.error.code == one.error.code
+    else:
+        assert one.rows == rows
