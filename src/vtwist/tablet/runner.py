@@ -70,15 +70,9 @@ class Collector:
             if self.index or self.error is not None:
                 return
             payload: bytes = ev.payload  # type: ignore[union-attr]
-            rows = self.rows
-            rows.append(payload)
+            self.rows.append(payload)
             self.size += len(payload)
-            if len(rows) > self.max_rows:
-                self.error = row_limit_error(self.max_rows)
-                self.rows = []
-            elif self.size > self.max_bytes:
-                self.error = result_size_error(self.max_bytes)
-                self.rows = []
+            self._check_limits()
         elif t is ResultSetDone or t is Ok:
             self.index += 1
 
@@ -86,10 +80,12 @@ class Collector:
         """Several rows at once (the MySQL client's batch path): as many ``Row`` events."""
         if self.index or self.error is not None:
             return
-        rows = self.rows
-        rows.extend(payloads)
+        self.rows.extend(payloads)
         self.size += sum(map(len, payloads))
-        if len(rows) > self.max_rows:
+        self._check_limits()
+
+    def _check_limits(self) -> None:
+        if len(self.rows) > self.max_rows:
             self.error = row_limit_error(self.max_rows)
             self.rows = []
         elif self.size > self.max_bytes:

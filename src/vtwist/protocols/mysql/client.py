@@ -232,14 +232,7 @@ class MySQLClient:
         reply is complete. If ``consumer`` raises, the rest of the reply is read and
         dropped and the Deferred fails with that exception.
         """
-        handler = ResultHandler(
-            ComQuery(_sql(sql)),
-            binary=False,
-            python=False,
-            max_result_size=self.protocol.config.max_result_size,
-            consumer=consumer,
-        )
-        return self.protocol.submit(handler)
+        return self.protocol.submit(self._streaming(sql, consumer))
 
     def stream_query_notify(
         self, sql: bytes | str, consumer: Consumer, done: Callable[[Result | Failure], object]
@@ -248,14 +241,16 @@ class MySQLClient:
         tablet): ``done`` is called once with the summary or a Failure (the same errors),
         synchronously if the connection refuses the command at once. It cannot be
         cancelled; an exception ``done`` raises is logged."""
-        handler = ResultHandler(
+        self.protocol.submit_notify(self._streaming(sql, consumer), done)
+
+    def _streaming(self, sql: bytes | str, consumer: Consumer) -> ResultHandler:
+        return ResultHandler(
             ComQuery(_sql(sql)),
             binary=False,
             python=False,
             max_result_size=self.protocol.config.max_result_size,
             consumer=consumer,
         )
-        self.protocol.submit_notify(handler, done)
 
     def prepare(self, sql: bytes | str) -> Deferred[PreparedStatement]:
         """COM_STMT_PREPARE: a statement with its parameter and column definitions."""

@@ -326,11 +326,8 @@ class MySQLClientProtocol(Protocol):
                     if rows:  # rows already received, to a collecting consumer in one call
                         try:
                             p.handler.rows(rows)
-                        except Exception as e:  # a bug of ours: never leave the command hanging
-                            log.error("MySQL client bug: {error!r}", error=e)
-                            self._break(
-                                MySQLError(ErrorCode.CR_UNKNOWN_ERROR, f"client error: {e!r}")
-                            )
+                        except Exception as e:
+                            self._on_bug(e)
                             return
                         continue
                 try:
@@ -377,12 +374,16 @@ class MySQLClientProtocol(Protocol):
                     log.error("MySQL client state machine misuse: {error}", error=str(e))
                     self._break(MySQLError(ErrorCode.CR_COMMANDS_OUT_OF_SYNC, str(e)))
                     return
-                except Exception as e:  # a bug of ours too: never leave the command hanging
-                    log.error("MySQL client bug: {error!r}", error=e)
-                    self._break(MySQLError(ErrorCode.CR_UNKNOWN_ERROR, f"client error: {e!r}"))
+                except Exception as e:
+                    self._on_bug(e)
                     return
         finally:
             self._processing = False
+
+    def _on_bug(self, e: Exception) -> None:
+        """A bug of ours while handling a reply: say so, never leave the command hanging."""
+        log.error("MySQL client bug: {error!r}", error=e)
+        self._break(MySQLError(ErrorCode.CR_UNKNOWN_ERROR, f"client error: {e!r}"))
 
     def _on_remote_error(self, e: RemoteProtocolError) -> None:
         if e.error_code == ErrorCode.CR_SERVER_LOST:

@@ -35,12 +35,14 @@ FLUSH_BYTES: Final = 64 * 1024
 
 # Plain stream sockets. A unix transport only qualifies with no file descriptor queued
 # (vtwist never sends any; Twisted would send them with the first bytes).
-_DIRECT: Final = frozenset({tcp.Server, tcp.Client, unix.Server, unix.Client})
+_UNIX: Final = frozenset({unix.Server, unix.Client})
+_DIRECT: Final = frozenset({tcp.Server, tcp.Client, *_UNIX})
 
 
 def write_through(transport: ITransport, data: bytes) -> None:
     """``transport.write(data)``, sending at once when that cannot change the byte order."""
-    if type(transport) in _DIRECT:
+    kind = type(transport)
+    if kind in _DIRECT:
         t: Any = transport
         if (
             not t.TLS
@@ -48,7 +50,7 @@ def write_through(transport: ITransport, data: bytes) -> None:
             and not t.disconnecting
             and not t.dataBuffer
             and not t._tempDataBuffer
-            and not getattr(t, "_sendmsgQueue", None)
+            and not (kind in _UNIX and t._sendmsgQueue)
         ):
             try:
                 sent = t.socket.send(data)

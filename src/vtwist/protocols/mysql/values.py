@@ -433,35 +433,10 @@ def text_to_binary_converter(column_types: Sequence[ColumnSpec]) -> Callable[[by
     no_nulls = b"\x00" + bytes((ncols + 9) // 8)
 
     def convert(payload: bytes) -> bytes:
-        pos = 0
-        nulls: list[int] | None = None
-        try:
-            for i in range(ncols):
-                first = payload[pos]
-                if first < 0xFB:
-                    pos += 1 + first
-                elif first == 0xFB:
-                    if nulls is None:
-                        nulls = []
-                    nulls.append(i)
-                    pos += 1
-                elif first == 0xFC:
-                    pos += 3 + (payload[pos + 1] | payload[pos + 2] << 8)
-                elif first == 0xFD:
-                    pos += 4 + (payload[pos + 1] | payload[pos + 2] << 8 | payload[pos + 3] << 16)
-                elif first == 0xFE:
-                    pos += 9 + int.from_bytes(payload[pos + 1 : pos + 9], "little")
-                else:
-                    raise RemoteProtocolError(f"text row value starts with 0x{first:02x}")
-        except IndexError:
-            raise RemoteProtocolError(f"text row has fewer than {ncols} values") from None
-        if pos != len(payload):
-            raise RemoteProtocolError(
-                f"text row of {len(payload)} bytes does not hold exactly {ncols} values"
-            )
-        if nulls is None:
-            return no_nulls + payload
-        return text_row_to_binary(payload, types)  # rare: let the general path drop the NULLs
+        values = decode_text_row(payload, ncols)  # checks the row like the general path
+        if None in values:
+            return encode_binary_row(values, types)  # rare: the bitmap and no NULL bytes
+        return no_nulls + payload
 
     return convert
 
