@@ -299,24 +299,24 @@ class TopoServer:
 
     async def _write_tablet(self, alias: str, create_first: bool) -> Tablet:
         """Write the registered record of ``alias`` to its ephemeral node, creating it if
-        needed; refuse to overwrite a node of another session."""
+        needed; refuse to overwrite a node of another session. NoNodeError when the tablet
+        is unregistered meanwhile (a node this call created then is removed again)."""
         path = self.layout.tablet(alias)
-        tablet = self._tablets[alias]
         if create_first:
             try:
                 stat = await self._conn.create(
-                    path, tablet.to_json(), ephemeral=True, makepath=True
+                    path, self._registered(alias, path).to_json(), ephemeral=True, makepath=True
                 )
-                return replace(tablet, node_version=stat.version)
+                return await self._created(alias, path, stat.version)
             except NodeExistsError:
                 pass
         current = await self._conn.exists(path)
         if current is None:
             try:
                 stat = await self._conn.create(
-                    path, tablet.to_json(), ephemeral=True, makepath=True
+                    path, self._registered(alias, path).to_json(), ephemeral=True, makepath=True
                 )
-                return replace(self._tablets[alias], node_version=stat.version)
+                return await self._created(alias, path, stat.version)
             except NodeExistsError:
                 # A concurrent write of ours (re-publish after reconnecting, and an update)
                 # created it in between: look again and update it in place.
@@ -330,9 +330,23 @@ class TopoServer:
                 " node vanishes when that session times out",
                 path,
             )
-        else:
-            stat = await self._conn.set(path, self._tablets[alias].to_json())
-        return replace(self._tablets[alias], node_version=stat.version)
+        stat = await self._conn.set(path, self._registered(alias, path).to_json())
+        return replace(self._registered(alias, path), node_version=stat.version)
+
+    def _registered(self, alias: str, path: str) -> Tablet:
+        tablet = self._tablets.get(alias)
+        if tablet is None:
+            raise NoNodeError(f"tablet {alias} was unregistered meanwhile", path)
+        return tablet
+
+    async def _created(self, alias: str, path: str, version: int) -> Tablet:
+        """The record after creating its node; the node goes again if the tablet was
+        unregistered while it was being created."""
+        tablet = self._tablets.get(alias)
+        if tablet is None:
+            with contextlib.suppress(NoNodeError):
+                await self._conn.delete(path)
+        return replace(self._registered(alias, path), node_version=version)
 
     async def _ensure_tablet(self, alias: str) -> None:
         if alias not in self._tablets:
@@ -342,7 +356,8 @@ class TopoServer:
         except TopoUnavailableError:
             pass  # the next reconnection tries again
         except Exception:
-            log.failure("topo: could not re-publish tablet {alias}", alias=alias)
+            if alias in self._tablets:  # else: unregistered meanwhile, nothing to publish
+                log.failure("topo: could not re-publish tablet {alias}", alias=alias)
 
     def unregister_tablet(self, alias: str) -> Deferred[None]:
         return Deferred.fromCoroutine(self._unregister_tablet(alias))
