@@ -406,7 +406,8 @@ class IResultSink(Interface):
     """Where an ``IQueryHandler`` writes the reply to one COM_QUERY or COM_STMT_EXECUTE.
 
     A reply is one or more results; each is either ``ok(...)`` (no result set) or
-    ``start(columns)``, any number of ``row``/``rows``, then ``done(...)``. A result whose
+    ``start(columns)``, any number of ``row``/``rows``, then ``done(...)`` (or all three in
+    one ``result_set(...)`` call). A result whose
     ``status`` has SERVER_MORE_RESULTS_EXISTS (0x0008) is followed by another (multi-
     statements, CALL); the last one must not have it. ``error(e)`` ends the reply at any
     point (also mid-result, and instead of the next result). Status flags (AUTOCOMMIT,
@@ -466,6 +467,20 @@ class IResultSink(Interface):
         info: bytes = b"",
     ) -> None:
         """The current result set is complete."""
+
+    def result_set(
+        columns: Sequence[ColumnDefinition41],
+        rows: Sequence[bytes],
+        status: int = 0,
+        warnings: int = 0,
+        affected_rows: int = 0,
+        last_insert_id: int = 0,
+        info: bytes = b"",
+        binary: bool = False,
+    ) -> None:
+        """A whole result set in one call: ``start(columns, binary)``, ``rows(rows)``,
+        ``done(status, warnings, affected_rows, last_insert_id, info)`` (cheapest for a
+        result already in memory)."""
 
     def error(error: MySQLError) -> None:
         """End the reply with this error (ERR packet)."""

@@ -171,6 +171,22 @@ class Relay:
             assert isinstance(ev, Ok)
             self.sink.ok(ev.affected_rows, ev.last_insert_id, ev.status, ev.warnings, ev.info)
 
+    def result_set(
+        self, columns: list[ColumnDefinition41], rows: list[bytes], done: ResultSetDone
+    ) -> None:
+        """A whole backend result set (what ``__call__`` does with its events)."""
+        if not self.dropping:
+            self.sink.result_set(
+                columns,
+                rows,
+                done.status,
+                done.warnings,
+                done.affected_rows,
+                done.last_insert_id,
+                done.info,
+                self.binary,
+            )
+
     def _transport(self) -> IPushProducer | None:
         proto = self.client.protocol
         if proto.transport is None or not proto.connected:

@@ -35,7 +35,7 @@ from vtwist.protocols.mysql.client import MySQLClient, Result, StreamEvent
 from vtwist.protocols.mysql.constants import ServerStatus
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
 from vtwist.protocols.mysql.events import Column, ResultSetDone, Row
-from vtwist.protocols.mysql.messages import Ok
+from vtwist.protocols.mysql.messages import ColumnDefinition41, Ok
 from vtwist.protocols.tabletrpc_ops import QueryResult
 from vtwist.tablet.metrics import TabletMetrics
 from vtwist.tablet.policies import killed_error, result_size_error, row_limit_error, timeout_error
@@ -83,6 +83,17 @@ class Collector:
         self.rows.extend(payloads)
         self.size += sum(map(len, payloads))
         self._check_limits()
+
+    def result_set(
+        self, columns: list[ColumnDefinition41], rows: list[bytes], done: ResultSetDone
+    ) -> None:
+        """A whole result set (the MySQL client's path for one received whole): its rows
+        as ``row_batch``, its end as a ``ResultSetDone`` event."""
+        if not self.index and self.error is None:
+            self.rows.extend(rows)
+            self.size += sum(map(len, rows))
+            self._check_limits()
+        self.index += 1
 
     def _check_limits(self) -> None:
         if len(self.rows) > self.max_rows:

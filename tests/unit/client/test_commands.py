@@ -281,6 +281,84 @@ def test_a_failing_batch_consumer_drains_the_reply_then_fails() -> None:
     assert result_of(d2).rows == [[b"1"]]
 
 
+class WholeConsumer(BatchConsumer):
+    """A consumer with ``result_set``: result sets received whole come in one call."""
+
+    def __init__(self, fail_on_whole: bool = False) -> None:
+        super().__init__()
+        self.wholes: list[tuple[list[ColumnDefinition41], list[bytes], ResultSetDone]] = []
+        self.fail_on_whole = fail_on_whole
+
+    def result_set(
+        self, columns: list[ColumnDefinition41], rows: list[bytes], done: ResultSetDone
+    ) -> None:
+        if self.fail_on_whole:
+            raise RuntimeError("whole consumer bug")
+        self.wholes.append((columns, rows, done))
+        self.rows.extend(rows)
+
+
+@both_modes
+def test_a_whole_consumer_gets_each_result_set_received_whole_in_one_call(
+    deprecate_eof: bool,
+) -> None:
+    s = logged_in(deprecate_eof)
+    consumer, plain = WholeConsumer(), WholeConsumer()
+    d = s.client.stream_query("SELECT id, name FROM t; SELECT id FROM t", consumer)
+    s.received()
+    first = [[b"1", b"one"], [b"2", None]]
+    reply = [
+        *result_set([ID, NAME], first, AUTOCOMMIT | MORE),
+        *result_set([ID], [], AUTOCOMMIT | MORE),
+        Ok(affected_rows=2, status=AUTOCOMMIT),
+    ]
+    s.send(*reply)
+    assert [(c, r) for c, r, _ in consumer.wholes] == [
+        ([ID, NAME], [encode_text_row(r) for r in first]),
+        ([ID], []),
+    ]
+    assert [d.status for _, _, d in consumer.wholes] == [AUTOCOMMIT | MORE] * 2
+    assert [type(e).__name__ for e in consumer.events] == ["Ok"]  # only what was not whole
+    got = result_of(d)
+    # The same summary as a consumer that takes events.
+    d2 = s.client.stream_query("SELECT id, name FROM t; SELECT id FROM t", plain.__call__)
+    s.received()
+    s.send(*reply)
+    want = result_of(d2)
+    assert got == want and got.row_count == 2 and got.more[1].affected_rows == 2
+    assert not s.client.busy and not s.client.is_broken
+
+
+def test_a_result_set_over_the_batch_size_or_split_by_reads_still_comes_as_events() -> None:
+    s = logged_in()
+    consumer = WholeConsumer()
+    d = s.client.stream_query("SELECT id FROM t", consumer)
+    s.received()
+    rows = [[str(i).encode()] for i in range(ROW_BATCH + 1)]
+    s.send(*result_set([ID], rows))
+    assert consumer.wholes == [] and consumer.rows == [encode_text_row(r) for r in rows]
+    assert result_of(d).row_count == ROW_BATCH + 1
+    d = s.client.stream_query("SELECT id FROM t", consumer)
+    s.received()
+    data = s.server.send_many(result_set([ID], [[b"7"]]))
+    s.send_bytes(data[:-3])  # the end is not all there yet: the events so far
+    s.send_bytes(data[-3:])
+    assert consumer.wholes == [] and result_of(d).row_count == 1
+
+
+def test_a_failing_whole_consumer_fails_the_command_and_keeps_the_connection() -> None:
+    s = logged_in()
+    d = s.client.stream_query("SELECT id FROM t", WholeConsumer(fail_on_whole=True))
+    s.received()
+    s.send(*result_set([ID], [[b"1"], [b"2"]]))
+    assert str(error_of(d, RuntimeError)) == "whole consumer bug"
+    assert not s.client.busy and not s.client.is_broken
+    d2 = s.client.query("SELECT 1")
+    s.received()
+    s.send(*result_set([ID], [[b"1"]]))
+    assert result_of(d2).rows == [[b"1"]]
+
+
 def test_pause_reading_holds_events_and_the_socket() -> None:
     s = logged_in(read_timeout=5.0)
     events: list[Any] = []

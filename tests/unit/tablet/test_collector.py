@@ -41,3 +41,25 @@ def test_batches_end_as_single_rows(
         assert batched.error is not None and batched.error.code == one.error.code
     else:
         assert one.rows == rows
+
+
+@given(
+    results=st.lists(st.lists(st.binary(max_size=30), max_size=20), min_size=1, max_size=3),
+    max_rows=st.integers(1, 30),
+    max_bytes=st.integers(1, 400),
+)
+def test_whole_result_sets_end_as_their_events(
+    results: list[list[bytes]], max_rows: int, max_bytes: int
+) -> None:
+    events, whole = Collector(max_rows, max_bytes), Collector(max_rows, max_bytes)
+    for rows in results:
+        for payload in rows:
+            events(Row(payload))
+        events(ResultSetDone(2))
+        whole.result_set([], rows, ResultSetDone(2))
+    assert whole.rows == events.rows and whole.index == events.index == len(results)
+    assert (whole.error is None) == (events.error is None)
+    if events.error is not None:
+        assert whole.error is not None and whole.error.code == events.error.code
+    else:
+        assert events.rows == results[0]

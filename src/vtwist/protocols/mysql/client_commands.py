@@ -61,6 +61,7 @@ __all__ = [
     "ResultHandler",
     "SimpleHandler",
     "StreamEvent",
+    "WholeConsumer",
     "column_specs",
 ]
 
@@ -82,13 +83,19 @@ StreamEvent = ResultSetStart | Column | Row | ResultSetDone | Ok
 """What a streaming consumer receives: each result is either an ``Ok`` (no result set) or
 ``ResultSetStart``, ``Column`` x n, ``Row`` x any (the raw payload), ``ResultSetDone``."""
 
+WholeConsumer = Callable[[list[ColumnDefinition41], list[bytes], ResultSetDone], object]
+"""A consumer's ``result_set`` method (see ``Consumer``)."""
+
 Consumer = Callable[[StreamEvent], object]
 """A streaming consumer: called once per event, in order; its return value is ignored.
 
 A consumer that also has a ``row_batch(payloads: list[bytes])`` method gets the rows already
-received in one call instead of a ``Row`` event each (cheaper for many rows). Only a
-consumer that never pauses reading should offer it: rows already received are delivered
-together, so a pause asked for in the middle takes effect after them."""
+received in one call instead of a ``Row`` event each (cheaper for many rows). One with a
+``result_set(columns, rows, done)`` method gets a result set received whole (up to
+``client_protocol.ROW_BATCH`` rows) in one call instead of its events: the column
+definitions, the row payloads and the ``ResultSetDone`` (it must not modify the lists;
+bigger or partly received results still come as events). Rows already received are
+delivered together either way, so a pause asked for in the middle takes effect after them."""
 
 
 def column_specs(columns: Sequence[ColumnDefinition41]) -> list[ColumnSpec]:
@@ -154,8 +161,17 @@ class CommandHandler:
     #: ``Row`` event each.
     takes_row_batches: bool = False
 
+    #: Set by handlers that take a result set received whole in one call (``result_set``).
+    takes_results: bool = False
+
     def rows(self, payloads: list[bytes]) -> None:
         """Rows of the current result, in order (only when ``takes_row_batches``)."""
+        raise NotImplementedError
+
+    def result_set(
+        self, columns: list[ColumnDefinition41], rows: list[bytes], done: ResultSetDone
+    ) -> None:
+        """A whole result set: its events in one call (only when ``takes_results``)."""
         raise NotImplementedError
 
     def first(self) -> Message:
@@ -287,6 +303,9 @@ class ResultHandler(CommandHandler):
             batch if callable(batch) else None
         )
         self.takes_row_batches = self._consume_rows is not None
+        whole = getattr(consumer, "result_set", None)
+        self._consume_results: WholeConsumer | None = whole if callable(whole) else None
+        self.takes_results = self._consume_results is not None
 
     def first(self) -> Message:
         """The command."""
@@ -299,6 +318,29 @@ class ResultHandler(CommandHandler):
         if self.error is None:
             try:
                 self._consume_rows(payloads)
+            except Exception as e:  # the consumer's bug: read to the end, then fail
+                self.fail(e)
+
+    def result_set(
+        self, columns: list[ColumnDefinition41], rows: list[bytes], done: ResultSetDone
+    ) -> None:
+        """A whole result set, for a consumer with a ``result_set`` method."""
+        assert self._consume_results is not None
+        self.results.append(
+            Result(
+                columns,
+                [],
+                done.affected_rows,
+                done.last_insert_id,
+                done.status,
+                done.warnings,
+                done.info,
+                len(rows),
+            )
+        )
+        if self.error is None:
+            try:
+                self._consume_results(columns, rows, done)
             except Exception as e:  # the consumer's bug: read to the end, then fail
                 self.fail(e)
 

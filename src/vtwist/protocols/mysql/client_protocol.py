@@ -91,7 +91,8 @@ __all__ = [
 
 log = Logger()
 
-#: Rows handed to a handler that takes batches, per call (they are already in memory).
+#: Rows handed to a handler that takes batches, per call, and the most a result set handed
+#: whole may have (they are already in memory).
 ROW_BATCH: Final = 256
 
 DEFAULT_READ_TIMEOUT: Final = 600.0
@@ -321,6 +322,23 @@ class MySQLClientProtocol(Protocol):
             conn = self.conn
             while not self._paused and self.broken is None:
                 p = self._current
+                if p is not None and p.handler.takes_results:
+                    try:
+                        whole = conn.next_result(ROW_BATCH)
+                    except RemoteProtocolError as e:
+                        self._on_remote_error(e)
+                        return
+                    if whole is not None:  # a result set received whole, in one call
+                        try:
+                            p.handler.result_set(*whole)
+                        except Exception as e:
+                            self._on_bug(e)
+                            return
+                        if conn.state is _IDLE:
+                            self._pump()  # the reply is complete
+                            if conn.drained:
+                                return
+                        continue
                 if p is not None and p.handler.takes_row_batches:
                     rows = conn.next_rows(ROW_BATCH)
                     if rows:  # rows already received, to a collecting consumer in one call

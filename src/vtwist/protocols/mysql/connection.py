@@ -3,6 +3,10 @@
 Usage: ``conn = Connection(Role.SERVER)`` (or ``Role.CLIENT``); feed received bytes with
 ``receive_data(data)`` (``b""`` = the peer closed), then call ``next_event()`` until it
 returns ``NEED_DATA``; turn events into bytes with ``send(event)`` / ``send_many(events)``.
+Result sets also have shortcuts without an event per packet, with the same checks, bytes and
+transitions: on the client ``next_rows`` (rows already received) and ``next_result`` (a
+whole result set already received); on the server ``send_columns``, ``send_row``,
+``send_done`` and ``send_result_set`` (all three in one).
 
 Events are the dataclasses of ``messages``/``commands`` plus the abstract result-set events
 of ``events``. The states and the single transition table (run for every event, sent or
@@ -78,7 +82,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Final
+from typing import Final, cast
 
 from vtwist.protocols.mysql.commands import (
     ComChangeUser,
@@ -143,9 +147,12 @@ __all__ = [
     "Role",
     "Signal",
     "State",
+    "WholeResult",
 ]
 
 DEFAULT_MAX_PACKET_SIZE: Final = 64 * 1024 * 1024
+WholeResult = tuple[list[ColumnDefinition41], list[bytes], ResultSetDone]
+"""``Connection.next_result``: the column definitions, the row payloads, the end."""
 
 _PROTOCOL_41: Final = int(Capability.PROTOCOL_41)
 _SSL_BYTE1: Final = int(Capability.SSL) >> 8  # the SSL bit, in the 2nd byte of the caps
@@ -313,6 +320,45 @@ class Connection(Machine):
         rows, self._seq = self._reader.take_rows(self._seq, limit)
         return rows
 
+    def next_result(self, max_rows: int) -> WholeResult | None:
+        """Client side, when a result is due: a whole result set already received, with at
+        most ``max_rows`` rows, in one piece; what ``next_event`` would give as its
+        ``ResultSetStart``, ``Column``, ``Row`` and ``ResultSetDone`` events, with the same
+        checks and the same state after it. None (nothing consumed) when that is not all
+        buffered or is anything else (OK, ERR, LOCAL INFILE, a cursor, a split packet...):
+        ``next_event`` then goes event by event."""
+        if self._state is not _S_RESULT or self._server or self._error is not None:
+            return None
+        deprecate = self._deprecate_eof
+        got = self._reader.take_result_set(
+            self._seq,
+            not deprecate,
+            0xFFFFFF if deprecate else 9,
+            _CURSOR if self._cmd == _EXECUTE else 0,
+            max_rows,
+        )
+        if got is None:
+            return None
+        payloads, eof, rows, end, self._seq = got
+        try:
+            if eof is not None:
+                Eof.decode(eof)
+            cache = self._columns_seen
+            columns: list[ColumnDefinition41] = []
+            for p in payloads:
+                column = cache.get(p)
+                if column is None:
+                    column = cast(Column, self._d_column(p))
+                columns.append(column.definition)
+            done = self._done(end)
+        except Exception as e:  # as next_event: a malformed packet ends the connection
+            err = RemoteProtocolError(f"malformed packet: {e!r}", _MALFORMED)
+            self._fail(err)
+            raise err from e
+        self._remaining = 0
+        self._t_done(done)
+        return columns, rows, done
+
     def next_event(self) -> Message | Signal:
         """The next event from the peer, or NEED_DATA / PAUSED / CLOSED."""
         if self._error is not None:
@@ -451,9 +497,16 @@ class Connection(Machine):
         n = len(columns)
         if not (n and self._server and self._state is _S_RESULT):
             return self.send_many([ResultSetStart(n), *(Column(c) for c in columns)])
-        cache = self._columns_encoded
         out: list[bytes] = []
-        seq = frame_into(out, lenenc_int(n), self._seq)
+        self._seq = self._columns_into(out, columns)
+        self._remaining = 0
+        self._state = _ROWS if self._deprecate_eof else _COLUMNS_END
+        return b"".join(out)
+
+    def _columns_into(self, out: list[bytes], columns: Sequence[ColumnDefinition41]) -> int:
+        """Frame the column count and definitions into ``out``; the next sequence id."""
+        cache = self._columns_encoded
+        seq = frame_into(out, lenenc_int(len(columns)), self._seq)
         for c in columns:
             hit = cache.get(id(c))
             if hit is not None and hit[0] is c:
@@ -464,10 +517,7 @@ class Connection(Machine):
                     cache.clear()
                 cache[id(c)] = (c, payload)
             seq = frame_into(out, payload, seq)
-        self._seq = seq
-        self._remaining = 0
-        self._state = _ROWS if self._deprecate_eof else _COLUMNS_END
-        return b"".join(out)
+        return seq
 
     def send_row(self, payload: bytes) -> bytes:
         """``send_many([Row(payload)])``."""
@@ -508,6 +558,59 @@ class Connection(Machine):
         seq = self._seq
         if state is _COLUMNS_END:
             seq = frame_into(out, _eof(0, status & ~_PER_REPLY), seq)
+        return self._end_into(out, seq, status, warnings, affected_rows, last_insert_id, info)
+
+    def send_result_set(
+        self,
+        columns: Sequence[ColumnDefinition41],
+        rows: Sequence[bytes],
+        status: int = 0,
+        warnings: int = 0,
+        affected_rows: int = 0,
+        last_insert_id: int = 0,
+        info: bytes = b"",
+    ) -> bytes:
+        """``send_columns(columns)``, ``send_row`` of each row, then ``send_done(...)``:
+        the same bytes and transitions, framed in one join."""
+        if not (self._server and self._state is _S_RESULT and columns) or (
+            self._cmd == _EXECUTE and status & _CURSOR
+        ):
+            return b"".join(
+                [
+                    self.send_columns(columns),
+                    *map(self.send_row, rows),
+                    self.send_done(status, warnings, affected_rows, last_insert_id, info),
+                ]
+            )
+        out: list[bytes] = []
+        seq = self._columns_into(out, columns)
+        self._remaining = 0
+        if not self._deprecate_eof:
+            # As send_row (or send_done, without rows) writes the EOF owed after them.
+            owed = self._status if rows else status
+            seq = frame_into(out, _eof(0, owed & ~_PER_REPLY), seq)
+        for payload in rows:
+            n = len(payload)
+            if n < MAX_CHUNK:
+                out.append((n | (seq << 24)).to_bytes(4, "little"))
+                out.append(payload)
+                seq = (seq + 1) & 0xFF
+            else:
+                seq = frame_into(out, payload, seq)
+        return self._end_into(out, seq, status, warnings, affected_rows, last_insert_id, info)
+
+    def _end_into(
+        self,
+        out: list[bytes],
+        seq: int,
+        status: int,
+        warnings: int,
+        affected_rows: int,
+        last_insert_id: int,
+        info: bytes,
+    ) -> bytes:
+        """Frame the end of a result set (after its rows) into ``out``, move on, and return
+        ``out`` joined."""
         if self._deprecate_eof:
             ok = Ok(affected_rows, last_insert_id, status, warnings, info)
             seq = frame_into(out, ok.encode(self._caps, 0xFE), seq)

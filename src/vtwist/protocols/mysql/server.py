@@ -536,6 +536,26 @@ class MySQLServerProtocol(Protocol):
         self._out.write(data, conn.state not in _MID_REPLY)
         return len(data)
 
+    def send_result_set(
+        self,
+        columns: Sequence[ColumnDefinition41],
+        rows: Sequence[bytes],
+        status: int,
+        warnings: int,
+        affected_rows: int,
+        last_insert_id: int,
+        info: bytes,
+    ) -> int:
+        """``send_columns``, ``send_row`` of each row and ``send_done``, in one write."""
+        if self._lost or self.transport is None:
+            return 0
+        conn = self.conn
+        data = conn.send_result_set(
+            columns, rows, status, warnings, affected_rows, last_insert_id, info
+        )
+        self._out.write(data, conn.state not in _MID_REPLY)
+        return len(data)
+
     def call_soon(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` in a later reactor turn, errors logged."""
 

@@ -134,6 +134,22 @@ class CursorSink(SinkBase):
         if i < len(events):
             self._buffer(events[i:])
 
+    def result_set(
+        self,
+        columns: Sequence[ColumnDefinition41],
+        rows: Sequence[bytes],
+        status: int = 0,
+        warnings: int = 0,
+        affected_rows: int = 0,
+        last_insert_id: int = 0,
+        info: bytes = b"",
+        binary: bool = False,
+    ) -> None:
+        """See ``IResultSink.result_set``."""
+        self.start(columns, binary)
+        self.rows(rows)
+        self.done(status, warnings, affected_rows, last_insert_id, info)
+
     def done(
         self,
         status: int = 0,

@@ -81,6 +81,18 @@ class Output(Protocol):
     ) -> int:
         """``send_events`` of one ResultSetDone."""
 
+    def send_result_set(
+        self,
+        columns: Sequence[ColumnDefinition41],
+        rows: Sequence[bytes],
+        status: int,
+        warnings: int,
+        affected_rows: int,
+        last_insert_id: int,
+        info: bytes,
+    ) -> int:
+        """``send_columns``, ``send_row`` of each row and ``send_done`` in one write."""
+
     def call_soon(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` in a later reactor turn (never inside the caller's stack)."""
 
@@ -443,6 +455,37 @@ class ResultSink(SinkBase):
                 self._state = _SS_RESULT
             else:
                 self._end()
+
+    def result_set(
+        self,
+        columns: Sequence[ColumnDefinition41],
+        rows: Sequence[bytes],
+        status: int = 0,
+        warnings: int = 0,
+        affected_rows: int = 0,
+        last_insert_id: int = 0,
+        info: bytes = b"",
+        binary: bool = False,
+    ) -> None:
+        """See ``IResultSink.result_set``."""
+        if (
+            self._state is _SS_RESULT
+            and (binary or not self.binary)  # no row to convert
+            and TRANSPORT not in self.flow._reasons
+        ):
+            self._check_columns(columns, binary)
+            self._overrun = 0
+            self.out.send_result_set(
+                columns, rows, status, warnings, affected_rows, last_insert_id, info
+            )
+            if status & _MORE:
+                self._state = _SS_RESULT
+            else:
+                self._end()
+            return
+        self.start(columns, binary)
+        self.rows(rows)
+        self.done(status, warnings, affected_rows, last_insert_id, info)
 
     def error(self, error: MySQLError) -> None:
         """See ``IResultSink.error``."""
