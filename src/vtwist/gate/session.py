@@ -336,9 +336,8 @@ class GateSession:
     def _send(self, result: QueryResult, sink: IResultSink, more: int) -> None:
         status = self.status() | more
         if result.fields:
-            sink.start([self.gate.column(f) for f in result.fields])
-            sink.rows(result.rows)
-            sink.done(status, result.warnings)
+            columns = [self.gate.column(f) for f in result.fields]
+            sink.result_set(columns, result.rows, status, result.warnings)
         else:
             sink.ok(
                 result.affected_rows,
@@ -661,9 +660,7 @@ class GateSession:
             sink.ok(status=self.status() | more)
             return
         columns, rows = result
-        sink.start(columns)
-        sink.rows(rows)
-        sink.done(self.status() | more)
+        sink.result_set(columns, rows, self.status() | more)
 
     def _processlist(self) -> list[list[object]]:
         now = self.gate.clock.seconds()

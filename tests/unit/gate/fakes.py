@@ -289,6 +289,21 @@ class RecordingSink:
     ) -> None:
         self.events.append(("done", status))
 
+    def result_set(
+        self,
+        columns: Sequence[ColumnDefinition41],
+        rows: Sequence[bytes],
+        status: int = 0,
+        warnings: int = 0,
+        affected_rows: int = 0,
+        last_insert_id: int = 0,
+        info: bytes = b"",
+        binary: bool = False,
+    ) -> None:
+        self.start(columns, binary)
+        self.rows(rows)
+        self.done(status, warnings, affected_rows, last_insert_id, info)
+
     def error(self, error: MySQLError) -> None:
         self.events.append(("error", error.code, error.message))
 

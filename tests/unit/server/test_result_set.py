@@ -67,8 +67,13 @@ def reply(caps: int, answer: Answer, execute_it: bool, congested: bool = False) 
 @pytest.mark.parametrize("congested", [False, True])
 @pytest.mark.parametrize(
     ("execute_it", "rows", "binary"),
-    [(False, TEXT_ROWS, False), (True, BINARY_ROWS, True), (True, TEXT_ROWS, False)],
-    ids=["query", "execute-binary", "execute-converted"],
+    [
+        (False, TEXT_ROWS, False),
+        (True, BINARY_ROWS, True),
+        (True, TEXT_ROWS, False),
+        (True, [TEXT_ROWS[0], text_row(b"not a number", b"s")], False),
+    ],
+    ids=["query", "execute-binary", "execute-converted", "execute-unconvertible"],
 )
 def test_result_set_writes_what_start_rows_done_write(
     caps: int, congested: bool, execute_it: bool, rows: list[bytes], binary: bool

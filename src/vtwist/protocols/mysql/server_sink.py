@@ -468,21 +468,23 @@ class ResultSink(SinkBase):
         binary: bool = False,
     ) -> None:
         """See ``IResultSink.result_set``."""
-        if (
-            self._state is _SS_RESULT
-            and (binary or not self.binary)  # no row to convert
-            and TRANSPORT not in self.flow._reasons
-        ):
+        if self._state is _SS_RESULT and TRANSPORT not in self.flow._reasons:
             self._check_columns(columns, binary)
-            self._overrun = 0
-            self.out.send_result_set(
-                columns, rows, status, warnings, affected_rows, last_insert_id, info
-            )
-            if status & _MORE:
-                self._state = _SS_RESULT
+            convert = self._types
+            try:
+                payloads = rows if convert is None else [convert(p) for p in rows]
+            except (ValueError, TypeError, RemoteProtocolError):
+                pass  # start/rows/done below send the columns, then the error
             else:
-                self._end()
-            return
+                self._overrun = 0
+                self.out.send_result_set(
+                    columns, payloads, status, warnings, affected_rows, last_insert_id, info
+                )
+                if status & _MORE:
+                    self._state = _SS_RESULT
+                else:
+                    self._end()
+                return
         self.start(columns, binary)
         self.rows(rows)
         self.done(status, warnings, affected_rows, last_insert_id, info)
