@@ -265,6 +265,15 @@ class PassthroughSession:
         if cursor:
             self._cursor_relay = relay
 
+        d = run(*args, relay)
+        if not cursor:
+            # The sink answers a failed command itself: a MySQLError with the backend's
+            # code and SQLSTATE, anything else as ERR 1105 (logged). It aborts only when the
+            # client is gone (the backend connection then closes with the session) or
+            # overran (impossible: the relay pauses the backend socket), so cancelling the
+            # backend command is right.
+            return d
+
         def ended(result: object) -> Failure | None:
             if self._cursor_relay is relay:
                 self._cursor_relay = None
@@ -276,15 +285,9 @@ class PassthroughSession:
                 return result
             return None
 
-        d = run(*args, relay)
-        if cursor:
-            # A cursor closed before its last row aborts the sink, which cancels this
-            # Deferred: the backend connection must survive that (the rest is dropped).
-            d = _shielded(d, relay.stopProducing)
-        # Without a cursor the sink aborts only when the client is gone (the backend
-        # connection then closes with the session) or overran (impossible: the relay
-        # pauses the backend socket), so cancelling the backend command is right.
-        return d.addBoth(ended)
+        # A cursor closed before its last row aborts the sink, which cancels this Deferred:
+        # the backend connection must survive that (the rest is dropped).
+        return _shielded(d, relay.stopProducing).addBoth(ended)
 
     def query(self, sql: bytes, sink: IResultSink) -> Deferred[None]:
         """COM_QUERY, streamed from the backend (or ``@@version_comment`` answered here)."""

@@ -148,14 +148,16 @@ def test_next_result_takes_nothing_outside_a_result_or_on_the_server() -> None:
     assert server.next_result(10) is None
 
 
-def test_a_malformed_definition_fails_the_connection_as_next_event_does() -> None:
+def test_a_malformed_definition_is_left_to_next_event() -> None:
     pair = logged_in(True)
     pair.client_sends(ComQuery(b"SELECT 1"))
     count, definition = b"\x01\x00\x00\x01\x01", b"\x02\x00\x00\x02\x03d"  # "def" cut short
     end = b"\x07\x00\x00\x03\xfe\x00\x00\x02\x00\x00\x00"
     pair.client.receive_data(count + definition + end)
+    assert pair.client.next_result(10) is None  # nothing taken
+    assert pair.client.next_event() == ResultSetStart(1)
     with pytest.raises(RemoteProtocolError, match="malformed packet"):
-        pair.client.next_result(10)
+        pair.client.next_event()
     assert pair.client.state is State.ERROR
 
 
@@ -241,3 +243,22 @@ def test_a_wrong_sequence_id_anywhere_is_refused_as_next_event_refuses_it(packet
     got = _events(whole.client, wire, [], 8)
     assert got == _events(plain.client, wire, [], 0)
     assert got[-1] == ("remote error", 1156)
+
+
+@pytest.mark.parametrize("deprecate_eof", [True, False])
+def test_any_damaged_byte_is_seen_as_next_event_sees_it(deprecate_eof: bool) -> None:
+    shape: list[tuple[int, list[tuple[bytes | None, ...]]] | None] = [
+        None,
+        (2, [(b"1", b"one"), (None, b"")]),
+        (1, []),
+    ]
+    source = logged_in(deprecate_eof)
+    source.client_sends(ComQuery(b"SELECT id, name FROM t; SELECT 1"))
+    wire = _reply(source, shape, False)
+    for at in range(len(wire)):
+        damaged = wire[:at] + bytes([wire[at] ^ 0x40]) + wire[at + 1 :]
+        whole, plain = logged_in(deprecate_eof), logged_in(deprecate_eof)
+        for pair in (whole, plain):
+            pair.client_sends(ComQuery(b"SELECT id, name FROM t; SELECT 1"))
+        got = _events(whole.client, damaged, [], 8)
+        assert got == _events(plain.client, damaged, [], 0), at

@@ -325,12 +325,13 @@ class Connection(Machine):
         most ``max_rows`` rows, in one piece; what ``next_event`` would give as its
         ``ResultSetStart``, ``Column``, ``Row`` and ``ResultSetDone`` events, with the same
         checks and the same state after it. None (nothing consumed) when that is not all
-        buffered or is anything else (OK, ERR, LOCAL INFILE, a cursor, a split packet...):
-        ``next_event`` then goes event by event."""
+        buffered or is anything else (OK, ERR, LOCAL INFILE, a cursor, a split packet, a
+        malformed packet...): ``next_event`` then goes event by event."""
         if self._state is not _S_RESULT or self._server or self._error is not None:
             return None
         deprecate = self._deprecate_eof
-        got = self._reader.take_result_set(
+        reader = self._reader
+        got = reader.peek_result_set(
             self._seq,
             not deprecate,
             0xFFFFFF if deprecate else 9,
@@ -339,7 +340,7 @@ class Connection(Machine):
         )
         if got is None:
             return None
-        payloads, eof, rows, end, self._seq = got
+        payloads, eof, rows, end, seq, pos = got
         try:
             if eof is not None:
                 Eof.decode(eof)
@@ -351,10 +352,10 @@ class Connection(Machine):
                     column = cast(Column, self._d_column(p))
                 columns.append(column.definition)
             done = self._done(end)
-        except Exception as e:  # as next_event: a malformed packet ends the connection
-            err = RemoteProtocolError(f"malformed packet: {e!r}", _MALFORMED)
-            self._fail(err)
-            raise err from e
+        except Exception:
+            return None  # malformed: next_event fails the connection where it is
+        reader.skip_to(pos)
+        self._seq = seq
         self._remaining = 0
         self._t_done(done)
         return columns, rows, done
@@ -507,6 +508,7 @@ class Connection(Machine):
         """Frame the column count and definitions into ``out``; the next sequence id."""
         cache = self._columns_encoded
         seq = frame_into(out, lenenc_int(len(columns)), self._seq)
+        append = out.append
         for c in columns:
             hit = cache.get(id(c))
             if hit is not None and hit[0] is c:
@@ -516,7 +518,13 @@ class Connection(Machine):
                 if len(cache) >= _ENCODED_COLUMNS_ENTRIES:
                     cache.clear()
                 cache[id(c)] = (c, payload)
-            seq = frame_into(out, payload, seq)
+            n = len(payload)
+            if n < MAX_CHUNK:  # (``frame_into``, inlined: a definition is small)
+                append((n | (seq << 24)).to_bytes(4, "little"))
+                append(payload)
+                seq = (seq + 1) & 0xFF
+            else:
+                seq = frame_into(out, payload, seq)
         return seq
 
     def send_row(self, payload: bytes) -> bytes:

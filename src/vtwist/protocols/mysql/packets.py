@@ -27,9 +27,9 @@ from vtwist.protocols.mysql.errors import (
 __all__ = ["MAX_CHUNK", "PacketReader", "ResultSetPackets", "encode_packets", "frame_into"]
 
 MAX_CHUNK: Final = 0xFFFFFF
-ResultSetPackets = tuple[list[bytes], bytes | None, list[bytes], bytes, int]
-"""``PacketReader.take_result_set``: definitions, EOF after them (classic), rows, the end
-payload, and the sequence id after them."""
+ResultSetPackets = tuple[list[bytes], bytes | None, list[bytes], bytes, int, int]
+"""``PacketReader.peek_result_set``: definitions, EOF after them (classic), rows, the end
+payload, the sequence id and the buffer position after them."""
 _HDR: Final = struct.Struct("<I")
 _pack_hdr: Final = _HDR.pack
 _unpack_hdr: Final = _HDR.unpack_from
@@ -235,7 +235,7 @@ class PacketReader:
         self._pos = pos
         return rows, seq
 
-    def take_result_set(
+    def peek_result_set(
         self, seq: int, columns_eof: bool, end_below: int, no_rows_status: int, max_rows: int
     ) -> ResultSetPackets | None:
         """A whole result set already buffered, as payloads, if it is a plain one.
@@ -245,9 +245,9 @@ class PacketReader:
         ``columns_eof``, an EOF (0xFE, under 9 bytes) whose status has none of the bits of
         ``no_rows_status`` (a mask of its low byte) set; at most ``max_rows`` rows (first
         byte below 0xFE); the end (0xFE, under ``end_below`` bytes). Returns
-        ``(definitions, eof or None, rows, end, next seq)`` and consumes them; returns None
-        and consumes nothing for anything else (not all buffered, an ERR, a cursor, a split
-        packet...), which ``next_packet`` then deals with one packet at a time.
+        ``(definitions, eof or None, rows, end, next seq, position after them)`` without
+        consuming them (``skip_to`` does); None for anything else (not all buffered, an ERR,
+        a cursor, a split packet...), which ``next_packet`` then deals with one at a time.
         """
         if self._need or self._parts:
             return None
@@ -260,42 +260,56 @@ class PacketReader:
         if not 0 < want < 0xFB:
             return None
         pos += 5
-        seq = (seq + 1) & 0xFF
+        # Each packet below: ``length = header ^ (seq << 24)`` is the length when the
+        # sequence id is right, and 2**24 or more (over ``max_size``) when it is not.
         max_size = min(self.max_packet_size, MAX_CHUNK - 1)
         columns: list[bytes] = []
-        rows: list[bytes] = []
-        eof: bytes | None = None
-        eof_due = columns_eof
-        while size - pos >= 5:
-            hdr = _unpack_hdr(buf, pos)[0]
-            length = hdr & 0xFFFFFF
+        for _ in range(want):
+            seq = (seq + 1) & 0xFF
+            if size - pos < 5:
+                return None
+            length = _unpack_hdr(buf, pos)[0] ^ (seq << 24)
             end = pos + 4 + length
-            if end > size or hdr >> 24 != seq or not 0 < length <= max_size:
+            if not 0 < length <= max_size or end > size or buf[pos + 4] == 0xFF:
+                return None  # incomplete, out of order, too big, or an ERR
+            columns.append(buf[pos + 4 : end])
+            pos = end
+        eof: bytes | None = None
+        if columns_eof:
+            seq = (seq + 1) & 0xFF
+            if size - pos < 5:
+                return None
+            length = _unpack_hdr(buf, pos)[0] ^ (seq << 24)
+            end = pos + 4 + length
+            if not 0 < length < 9 or end > size or buf[pos + 4] != 0xFE:
+                return None
+            eof = buf[pos + 4 : end]
+            if length >= 5 and eof[3] & no_rows_status:
+                return None
+            pos = end
+        rows: list[bytes] = []
+        while True:
+            seq = (seq + 1) & 0xFF
+            if size - pos < 5:
+                return None
+            length = _unpack_hdr(buf, pos)[0] ^ (seq << 24)
+            end = pos + 4 + length
+            if not 0 < length <= max_size or end > size:
                 return None
             b0 = buf[pos + 4]
-            payload = buf[pos + 4 : end]
-            pos = end
-            seq = (seq + 1) & 0xFF
-            if want:
-                if b0 == 0xFF:
-                    return None  # an ERR instead of a definition
-                columns.append(payload)
-                want -= 1
-            elif eof_due:
-                if b0 != 0xFE or length >= 9 or (length >= 5 and payload[3] & no_rows_status):
-                    return None
-                eof = payload
-                eof_due = False
-            elif b0 < 0xFE:
+            if b0 < 0xFE:
                 if len(rows) >= max_rows:
                     return None
-                rows.append(payload)
-            elif b0 == 0xFE and length < end_below:
-                self._pos = pos
-                return columns, eof, rows, payload, seq
-            else:
-                return None  # an ERR, or a text row starting with a 0xFE length
-        return None
+                rows.append(buf[pos + 4 : end])
+                pos = end
+                continue
+            if b0 == 0xFE and length < end_below:
+                return columns, eof, rows, buf[pos + 4 : end], (seq + 1) & 0xFF, end
+            return None  # an ERR, or a text row starting with a 0xFE length
+
+    def skip_to(self, pos: int) -> None:
+        """Consume the bytes up to ``pos`` (a position ``peek_result_set`` returned)."""
+        self._pos = pos
 
     def take_buffered(self) -> bytes:
         """Remove and return every byte fed but not yet parsed (e.g. a TLS ClientHello)."""
