@@ -14,10 +14,13 @@ One run, one throw-away MariaDB (the project's launcher), one sysbench table of
 It prints each QPS and 95th-percentile latency and the ratios passthrough/forwarder and
 passthrough/direct (the issue's aim: the passthrough at or above 0.8x the forwarder). For
 the two proxies it also prints the CPU time their process used per query (user + system,
-from ``/proc``): on a shared machine that cost is steadier than the QPS.
+from ``/proc``): on a shared machine that cost is steadier than the QPS. ``--rate N``
+caps sysbench at N queries per second for all three: the proxies then handle the same
+load, so their CPU per query compares their work rather than how much each batches when
+saturated (the QPS ratios are then ~1 and say nothing).
 ``--profile FILE`` runs the passthrough under cProfile and prints its hottest functions.
 
-    .venv/bin/python -m benchmarks.passthrough_bench [--seconds 15] [--threads 16]
+    .venv/bin/python -m benchmarks.passthrough_bench [--seconds 15] [--threads 16] [--rate N]
 """
 
 from __future__ import annotations
@@ -87,7 +90,9 @@ def _line(name: str, r: SysbenchResult, cpu_us: float | None = None) -> str:
     return f"{name:<12} {r.qps:>10.0f} qps   p95 {r.p95_ms:>7.2f} ms   errors {r.errors}{cpu}"
 
 
-def run(seconds: int, threads: int, table_size: int, profile: Path | None) -> dict[str, float]:
+def run(
+    seconds: int, threads: int, table_size: int, profile: Path | None, rate: int = 0
+) -> dict[str, float]:
     """Run the three measurements; print and return the QPS by name."""
     base = Path(tempfile.mkdtemp(prefix="vtwist-bench-"))
     db = MariaDB(base / "mariadb").start()
@@ -116,6 +121,7 @@ def run(seconds: int, threads: int, table_size: int, profile: Path | None) -> di
                 threads=threads,
                 seconds=seconds,
                 table_size=table_size,
+                extra=(f"--rate={rate}",) if rate else (),
             )
             after = cpu_seconds(pid) if pid else None
             cpu_us = None
@@ -152,8 +158,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=16)
     p.add_argument("--table-size", type=int, default=10000)
     p.add_argument("--profile", type=Path, help="cProfile the passthrough into this file")
+    p.add_argument(
+        "--rate",
+        type=int,
+        default=0,
+        help="cap sysbench at this many events/s (one query each here; 0: none)",
+    )
     args = p.parse_args(argv)
-    run(args.seconds, args.threads, args.table_size, args.profile)
+    run(args.seconds, args.threads, args.table_size, args.profile, args.rate)
     return 0
 
 
