@@ -2,17 +2,18 @@
 
 One run, one throw-away MariaDB (the project's launcher), one sysbench table of
 ``--table-size`` rows, then ``oltp_point_select`` at ``--threads`` threads for
-``--seconds`` each:
+``--seconds`` each: direct to MariaDB once, then ``--rounds`` pairs (alternating which goes
+first, so that a slow or fast spell of the shared machine falls on both) of
 
-* direct to MariaDB,
-* through the test passthrough (``tests.support.passthrough``: vtwist's MySQL server in
+* the test passthrough (``tests.support.passthrough``: vtwist's MySQL server in
   front, one vtwist client connection per session behind it) in its own process, on
   vtwist's reactor (``vtwist.reactor``, what ``vtwist up`` runs the roles on),
-* through Twisted's do-nothing byte forwarder (``twisted.protocols.portforward``) in its
+* Twisted's do-nothing byte forwarder (``twisted.protocols.portforward``) in its
   own process, on Twisted's default reactor.
 
-It prints each QPS and 95th-percentile latency and the ratios passthrough/forwarder and
-passthrough/direct (the issue's aim: the passthrough at or above 0.8x the forwarder). For
+It prints each QPS and 95th-percentile latency, each round's passthrough/forwarder ratio,
+and their median with passthrough/direct (the issue's aim: the passthrough at or above 0.8x
+the forwarder; single measurements vary 10-20% from one to the next here). For
 the two proxies it also prints the CPU time their process used per query (user + system,
 from ``/proc``): on a shared machine that cost is steadier than the QPS. ``--rate N``
 caps sysbench at N queries per second for all three: the proxies then handle the same
@@ -20,7 +21,8 @@ load, so their CPU per query compares their work rather than how much each batch
 saturated (the QPS ratios are then ~1 and say nothing).
 ``--profile FILE`` runs the passthrough under cProfile and prints its hottest functions.
 
-    .venv/bin/python -m benchmarks.passthrough_bench [--seconds 15] [--threads 16] [--rate N]
+    .venv/bin/python -m benchmarks.passthrough_bench [--seconds 15] [--threads 16] [--rounds 3]
+        [--rate N]
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import argparse
 import os
 import pstats
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -91,11 +94,17 @@ def _line(name: str, r: SysbenchResult, cpu_us: float | None = None) -> str:
 
 
 def run(
-    seconds: int, threads: int, table_size: int, profile: Path | None, rate: int = 0
+    seconds: int,
+    threads: int,
+    table_size: int,
+    profile: Path | None,
+    rate: int = 0,
+    rounds: int = 3,
 ) -> dict[str, float]:
-    """Run the three measurements; print and return the QPS by name."""
+    """Run the measurements; print them and return the median QPS by name."""
     base = Path(tempfile.mkdtemp(prefix="vtwist-bench-"))
     db = MariaDB(base / "mariadb").start()
+    results: dict[str, list[SysbenchResult]] = {"direct": [], "passthrough": [], "forwarder": []}
     try:
         users = write_users_file(base / "users.toml", APP_PASSWORD)
         sysbench(
@@ -108,11 +117,10 @@ def run(
             table_size=table_size,
             command="prepare",
         )
-        results: dict[str, SysbenchResult] = {}
 
         def bench(name: str, port: int, user: str, password: str, pid: int = 0) -> None:
             before = cpu_seconds(pid) if pid else None
-            results[name] = r = sysbench(
+            r = sysbench(
                 "oltp_point_select",
                 port,
                 user,
@@ -123,6 +131,7 @@ def run(
                 table_size=table_size,
                 extra=(f"--rate={rate}",) if rate else (),
             )
+            results[name].append(r)
             after = cpu_seconds(pid) if pid else None
             cpu_us = None
             if before is not None and after is not None and r.qps:
@@ -131,24 +140,39 @@ def run(
 
         bench("direct", db.port, db.user, db.password)
         passthrough = PassthroughProcess(db, users, profile)
-        try:
-            bench("passthrough", passthrough.port, "app", APP_PASSWORD, passthrough.proc.pid)
-        finally:
-            passthrough.stop()
         forwarder = Forwarder(db.port)
         try:
-            bench("forwarder", forwarder.port, db.user, db.password, forwarder.proc.pid)
+            for i in range(rounds):
+                # Alternate which goes first: a drift of the machine then hits both.
+                proxies = [
+                    ("passthrough", passthrough.port, "app", APP_PASSWORD, passthrough.proc.pid),
+                    ("forwarder", forwarder.port, db.user, db.password, forwarder.proc.pid),
+                ]
+                for args in proxies if i % 2 == 0 else proxies[::-1]:
+                    bench(*args)
+                pt, fw = results["passthrough"][-1].qps, results["forwarder"][-1].qps
+                print(f"round {i + 1}: passthrough/forwarder {ratio(pt, fw)}", flush=True)
         finally:
+            passthrough.stop()
             forwarder.stop()
     finally:
         db.destroy()
         shutil.rmtree(base, ignore_errors=True)
-    pt, fw, direct = (results[k].qps for k in ("passthrough", "forwarder", "direct"))
-    print(f"passthrough/forwarder {ratio(pt, fw)}   passthrough/direct {ratio(pt, direct)}")
+    ratios = [
+        p.qps / f.qps
+        for p, f in zip(results["passthrough"], results["forwarder"], strict=True)
+        if f.qps
+    ]
+    qps = {name: statistics.median(r.qps for r in runs) for name, runs in results.items()}
+    print(
+        f"median of {rounds} round(s): passthrough/forwarder "
+        f"{statistics.median(ratios):.2f}x (rounds {', '.join(f'{x:.2f}' for x in ratios)})   "
+        f"passthrough/direct {ratio(qps['passthrough'], qps['direct'])}"
+    )
     if profile is not None and profile.exists():
         print(f"\nhottest functions of the passthrough (cProfile, {profile}):")
         pstats.Stats(str(profile)).sort_stats("tottime").print_stats(30)
-    return {name: r.qps for name, r in results.items()}
+    return qps
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -164,8 +188,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0,
         help="cap sysbench at this many events/s (one query each here; 0: none)",
     )
+    p.add_argument(
+        "--rounds", type=int, default=3, help="passthrough/forwarder pairs, alternating order"
+    )
     args = p.parse_args(argv)
-    run(args.seconds, args.threads, args.table_size, args.profile, args.rate)
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
+    run(args.seconds, args.threads, args.table_size, args.profile, args.rate, args.rounds)
     return 0
 
 
