@@ -323,11 +323,8 @@ class MySQLClientProtocol(Protocol):
             while not self._paused and self.broken is None:
                 p = self._current
                 if p is not None and p.handler.takes_results:
-                    try:
-                        whole = conn.next_result(ROW_BATCH)
-                    except RemoteProtocolError as e:
-                        self._on_remote_error(e)
-                        return
+                    # (never raises: what is malformed is left to next_event below)
+                    whole = conn.next_result(ROW_BATCH)
                     if whole is not None:  # a result set received whole, in one call
                         try:
                             p.handler.result_set(*whole)
