@@ -75,12 +75,12 @@ class _Call:
     __slots__ = (
         "consumed",
         "deferred",
+        "expires",
         "on_chunk",
         "on_health",
         "rid",
         "spec",
         "timeout",
-        "timer",
         "window",
     )
 
@@ -98,7 +98,7 @@ class _Call:
         self.spec = spec
         self.deferred = deferred
         self.timeout = timeout
-        self.timer: IDelayedCall | None = None
+        self.expires = math.inf  # the clock's time at the deadline (inf: none)
         self.on_chunk = on_chunk
         self.on_health = on_health
         self.window = window
@@ -140,6 +140,10 @@ class TabletRPCClient(FramedRPCProtocol):
         self._close_waiters: list[Deferred[None]] = []
         self._connection_error: MySQLError | None = None
         self.closed = False
+        # One timer for every deadline, armed for the earliest: replies do not cancel it (a
+        # timer per call cost a DelayedCall, a heap push and a cancel per statement).
+        self._deadline_timer: IDelayedCall | None = None
+        self._deadline_at = math.inf
 
     # --- connection state -------------------------------------------------------------------
 
@@ -198,8 +202,8 @@ class TabletRPCClient(FramedRPCProtocol):
         )
         self._connection_error = error
         pending, self.pending = self.pending, {}
+        self._stop_deadline_timer()
         for call in pending.values():
-            self._stop_timer(call)
             call.deferred.errback(error)
         waiters, self._ready_waiters = self._ready_waiters, []
         for d in waiters:
@@ -326,7 +330,9 @@ class TabletRPCClient(FramedRPCProtocol):
         call = _Call(rid, spec, d, remaining, on_chunk, on_health, self.stream_window)
         self.pending[rid] = call
         if timeout_ms:
-            call.timer = self._clock.callLater(remaining, self._expire, call)
+            call.expires = deadline
+            if deadline < self._deadline_at:
+                self._arm_deadline_timer(deadline, remaining)
         self.write_frame(frame)
         return d
 
@@ -462,10 +468,9 @@ class TabletRPCClient(FramedRPCProtocol):
     def message_received(self, msg: Message) -> None:
         """Match tablet frames to pending calls; frames for unknown ids are ignored."""
         if isinstance(msg, Reply):
-            call = self.pending.pop(msg.request_id, None)
+            call = self._take(msg.request_id)
             if call is None:
                 return
-            self._stop_timer(call)
             try:
                 value = call.spec.decode_result(msg.result)
             except MySQLError as e:
@@ -480,9 +485,8 @@ class TabletRPCClient(FramedRPCProtocol):
                 self._connection_error = msg.to_exception()
                 log.warn("tablet {peer} refused the connection: {e}", peer=self.peer, e=msg.message)
                 return
-            call = self.pending.pop(msg.request_id, None)
+            call = self._take(msg.request_id)
             if call is not None:
-                self._stop_timer(call)
                 call.deferred.errback(msg.to_exception())
         elif isinstance(msg, Health):
             hcall = self.pending.get(msg.request_id)
@@ -527,18 +531,16 @@ class TabletRPCClient(FramedRPCProtocol):
         self._abort_stream(call, exc)
 
     def _abort_stream(self, call: _Call, failure: BaseException) -> None:
-        if self.pending.pop(call.rid, None) is not call:
+        if self._take(call.rid) is not call:
             return
-        self._stop_timer(call)
         self.write_frame(encode_message(Cancel(call.rid)))
         call.deferred.errback(failure)
 
     def message_error(self, error: MalformedMessageError) -> None:
         """A malformed frame about one call: fail that call, tell the tablet to stop it."""
-        call = self.pending.pop(error.request_id, None)
+        call = self._take(error.request_id)
         if call is None:
             return
-        self._stop_timer(call)
         self.write_frame(encode_message(Cancel(call.rid)))
         call.deferred.errback(
             MySQLError(ErrorCode.CR_MALFORMED_PACKET, f"{error}; check gate and tablet versions")
@@ -553,16 +555,42 @@ class TabletRPCClient(FramedRPCProtocol):
 
     # --- deadlines and cancellation ---------------------------------------------------------
 
-    def _stop_timer(self, call: _Call) -> None:
-        timer = call.timer
-        if timer is not None:
-            call.timer = None
-            if timer.active():
-                timer.cancel()
+    def _take(self, rid: int) -> _Call | None:
+        """Remove call ``rid`` from ``pending`` (the deadline timer goes with the last)."""
+        call = self.pending.pop(rid, None)
+        if not self.pending and self._deadline_timer is not None:
+            self._stop_deadline_timer()
+        return call
+
+    def _arm_deadline_timer(self, at: float, delay: float) -> None:
+        """Fire ``_expire_due`` at ``at`` (``delay`` seconds from now)."""
+        self._deadline_at = at
+        timer = self._deadline_timer
+        if timer is not None and timer.active():
+            timer.reset(delay)
+        else:
+            self._deadline_timer = self._clock.callLater(delay, self._expire_due)
+
+    def _stop_deadline_timer(self) -> None:
+        timer, self._deadline_timer = self._deadline_timer, None
+        self._deadline_at = math.inf
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _expire_due(self) -> None:
+        """Fail the calls whose deadline passed; re-arm for the earliest of the others."""
+        self._deadline_timer = None
+        self._deadline_at = math.inf
+        now = self._clock.seconds()
+        due = [call for call in self.pending.values() if call.expires <= now]
+        for call in due:
+            self._expire(call)
+        earliest = min((call.expires for call in self.pending.values()), default=math.inf)
+        if earliest < math.inf:
+            self._arm_deadline_timer(earliest, max(0.0, earliest - now))
 
     def _expire(self, call: _Call) -> None:
-        call.timer = None
-        if self.pending.pop(call.rid, None) is not call:
+        if self._take(call.rid) is not call:
             return
         self.write_frame(encode_message(Cancel(call.rid)))
         call.deferred.errback(
@@ -573,10 +601,9 @@ class TabletRPCClient(FramedRPCProtocol):
         )
 
     def _cancel_call(self, rid: int, why: str) -> None:
-        call = self.pending.pop(rid, None)
+        call = self._take(rid)
         if call is None:
             return
-        self._stop_timer(call)
         self.write_frame(encode_message(Cancel(rid)))
         call.deferred.errback(interrupted(why))
 

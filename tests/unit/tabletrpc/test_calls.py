@@ -265,6 +265,36 @@ def test_deadline_expiry_fails_the_call_and_cancels_on_the_tablet() -> None:
     p.advance(10)  # the service's timer was cancelled: nothing fires late
 
 
+def test_each_deadline_fires_on_time_with_one_timer_for_all() -> None:
+    p = Pair()
+    # Never flushed to the tablet: only the client's own deadline timer can end them.
+    late = p.client.execute("sleep 50 late", deadline=p.clock.seconds() + 5.0)
+    early = p.client.execute("sleep 50 early", deadline=p.clock.seconds() + 1.0)  # re-arms
+    mid = p.client.execute("sleep 50 mid", deadline=p.clock.seconds() + 3.0)
+    timers = [c for c in p.clock.getDelayedCalls() if "expire_due" in repr(c)]
+    assert len(timers) == 1  # one timer, not one per call
+    p.clock.advance(0.95)
+    assert not early.called
+    p.clock.advance(0.1)
+    assert failure_of(early).code == 1317 and not mid.called and not late.called
+    p.clock.advance(1.8)
+    assert not mid.called
+    p.clock.advance(0.2)
+    assert failure_of(mid).code == 1317 and not late.called
+    p.clock.advance(1.95)
+    assert failure_of(late).code == 1317
+    assert not [c for c in p.clock.getDelayedCalls() if "expire_due" in repr(c)]
+
+
+def test_no_deadline_timer_is_left_once_nothing_is_pending() -> None:
+    p = Pair()
+    d = p.client.execute("rows 1", deadline=p.clock.seconds() + 5.0)
+    assert [c for c in p.clock.getDelayedCalls() if "expire_due" in repr(c)]
+    p.flush()
+    assert result_of(d).rows
+    assert not [c for c in p.clock.getDelayedCalls() if "expire_due" in repr(c)]
+
+
 def test_server_enforces_its_own_deadline() -> None:
     # The tablet caps deadlines at max_timeout: it stops the query before the gate would.
     p = Pair(server_kw={"max_timeout": 1.0})
