@@ -253,22 +253,65 @@ class GateSession:
                     gate.buffer.run(keyspace, shard, route, run, track=self._track)
                 )
             else:
-                generation, term = handle.generation, handle.primary_term
+                by = (handle, handle.generation, handle.primary_term)
                 d = self._attempt(handle, info, text, keyspace, tablet_type, where)
-                if tablet_type == PRIMARY:
-                    d.addErrback(
-                        self._refused, (handle, generation, term), info, keyspace, shard, where
-                    )
+                # A Deferred of its own: it fires when the statement is over, not when the
+                # tablet answers (a refused statement then waits in the buffer); cancelling
+                # it cancels what the statement waits for, as with a coroutine's.
+                done: Deferred[None] = Deferred(lambda _: d.cancel())
+                d.addBoth(
+                    self._answered,
+                    handle,
+                    d,
+                    by if tablet_type == PRIMARY else None,
+                    (info, keyspace, shard, where),
+                    (sink, more, start),
+                    done,
+                )
+                return done
         except BaseException:
             self._ended(info.kind, start)
             return fail()
         d.addBoth(self._fast_done, sink, more, info.kind, start)
-        # A Deferred of its own: it fires when the statement is over, not when the tablet
-        # answers (a refused statement then waits in the buffer); cancelling it cancels
-        # what the statement waits for, as with a coroutine's.
-        done: Deferred[None] = Deferred(lambda _: d.cancel())
-        d.addBoth(_settle, done)
-        return done
+        waiting: Deferred[None] = Deferred(lambda _: d.cancel())  # (as ``done`` above)
+        d.addBoth(_settle, waiting)
+        return waiting
+
+    def _answered(
+        self,
+        result: Any,
+        handle: TabletHandle,
+        d: Deferred[Any],
+        by: tuple[TabletHandle, int, int] | None,
+        retry: tuple[QueryInfo, str, str, str],
+        reply: tuple[IResultSink, int, float],
+        done: Deferred[None],
+    ) -> Deferred[Any] | None:
+        """The tablet answered ``_fast``'s attempt: ``_landed``, then for a primary's
+        refusal ``_refused``, then ``_fast_done`` and ``_settle``, as one callback (each
+        step's exception goes to the next as a Failure, as along a callback chain). A
+        refused statement waits in the buffer: the rest then follows on ``d``."""
+        info, keyspace, shard, where = retry
+        sink, more, start = reply
+        try:
+            result = self._landed(result, handle, d)
+        except BaseException:
+            result = Failure()  # type: ignore[no-untyped-call]
+        if by is not None and isinstance(result, Failure):
+            try:
+                result = self._refused(result, by, info, keyspace, shard, where)
+            except BaseException:
+                result = Failure()  # type: ignore[no-untyped-call]
+            if isinstance(result, Deferred):
+                d.addBoth(self._fast_done, sink, more, info.kind, start)
+                d.addBoth(_settle, done)
+                return result
+        try:
+            result = self._fast_done(result, sink, more, info.kind, start)
+        except BaseException:
+            result = Failure()  # type: ignore[no-untyped-call]
+        _settle(result, done)
+        return None
 
     def _attempt(
         self,
@@ -286,7 +329,7 @@ class GateSession:
         )
         self._inflight = d
         handle.inflight += 1
-        return d.addBoth(self._landed, handle, d)
+        return d  # ``_answered`` follows
 
     def _landed(self, result: Any, handle: TabletHandle, d: Deferred[Any]) -> Any:
         handle.inflight -= 1
