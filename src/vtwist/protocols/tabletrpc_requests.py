@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IPushProducer
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -75,13 +75,13 @@ class RequestContext:
 class Inflight:
     """The server's record of one request until its terminal frame is sent."""
 
-    __slots__ = ("ctx", "deferred", "sink", "spec", "timer", "unsubscribe")
+    __slots__ = ("ctx", "deferred", "sink", "spec", "timeout", "unsubscribe")
 
     def __init__(self, ctx: RequestContext, spec: OpSpec) -> None:
         self.ctx = ctx
         self.spec = spec
         self.deferred: Deferred[Any] | None = None
-        self.timer: IDelayedCall | None = None
+        self.timeout = 0.0  # seconds from its start to ``ctx.deadline`` (for the message)
         self.sink: RowSink | None = None
         self.unsubscribe: Callable[[], None] | None = None
 

@@ -10,12 +10,13 @@ as a push producer on its transport, so a congested gate pauses every row produc
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -127,6 +128,10 @@ class TabletRPCServer(FramedRPCProtocol):
         self.inflight: dict[int, Inflight] = {}
         self._dirty: list[RowSink] = []
         self.transport_paused = False
+        # One timer for every deadline, armed for the earliest (as the gate's client): a
+        # timer per request cost a DelayedCall, a heap push and a cancel per statement.
+        self._deadline_timer: IDelayedCall | None = None
+        self._deadline_at = math.inf
 
     @property
     def congested(self) -> bool:
@@ -243,7 +248,10 @@ class TabletRPCServer(FramedRPCProtocol):
         entry = Inflight(ctx, spec)
         self.inflight[rid] = entry
         if timeout is not None:
-            entry.timer = self._clock.callLater(timeout, self._expire, entry, timeout)
+            entry.timeout = timeout
+            at = now + timeout
+            if at < self._deadline_at:
+                self._arm_deadline_timer(at, timeout)
         try:
             result = self._dispatch(entry, args)
         except Exception as e:
@@ -373,10 +381,7 @@ class TabletRPCServer(FramedRPCProtocol):
         self._done(entry)
 
     def _done(self, entry: Inflight) -> None:
-        self.inflight.pop(entry.ctx.request_id, None)
-        if entry.timer is not None and entry.timer.active():
-            entry.timer.cancel()
-        entry.timer = None
+        self._forget(entry.ctx.request_id)
         entry.ctx._finish()
         if entry.sink is not None:
             entry.sink.close(stop_producer=False)
@@ -384,14 +389,50 @@ class TabletRPCServer(FramedRPCProtocol):
             entry.unsubscribe()
             entry.unsubscribe = None
 
-    def _expire(self, entry: Inflight, timeout: float) -> None:
-        entry.timer = None
+    def _forget(self, rid: int) -> None:
+        """Remove request ``rid`` from ``inflight`` (the deadline timer goes with the last)."""
+        self.inflight.pop(rid, None)
+        if not self.inflight and self._deadline_timer is not None:
+            timer, self._deadline_timer = self._deadline_timer, None
+            self._deadline_at = math.inf
+            if timer.active():
+                timer.cancel()
+
+    def _arm_deadline_timer(self, at: float, delay: float) -> None:
+        """Fire ``_expire_due`` at ``at`` (``delay`` seconds from now)."""
+        self._deadline_at = at
+        timer = self._deadline_timer
+        if timer is not None and timer.active():
+            timer.reset(delay)
+        else:
+            self._deadline_timer = self._clock.callLater(delay, self._expire_due)
+
+    def _expire_due(self) -> None:
+        """Cancel the requests whose deadline passed; re-arm for the earliest of the rest."""
+        self._deadline_timer = None
+        self._deadline_at = math.inf
+        now = self._clock.seconds()
+        due = [
+            e
+            for e in self.inflight.values()
+            if e.ctx.deadline is not None and e.ctx.deadline <= now
+        ]
+        for entry in due:
+            self._expire(entry)
+        earliest = min(
+            (e.ctx.deadline for e in self.inflight.values() if e.ctx.deadline is not None),
+            default=math.inf,
+        )
+        if earliest < math.inf:
+            self._arm_deadline_timer(earliest, max(0.0, earliest - now))
+
+    def _expire(self, entry: Inflight) -> None:
         self._cancel(
             entry,
             "deadline",
             interrupted(
-                f"the tablet RPC deadline ({timeout:g} s) expired; raise the query timeout "
-                "or make the query cheaper"
+                f"the tablet RPC deadline ({entry.timeout:g} s) expired; raise the query "
+                "timeout or make the query cheaper"
             ),
         )
 
@@ -399,10 +440,7 @@ class TabletRPCServer(FramedRPCProtocol):
         rid = entry.ctx.request_id
         if self.inflight.get(rid) is not entry:
             return
-        del self.inflight[rid]
-        if entry.timer is not None and entry.timer.active():
-            entry.timer.cancel()
-        entry.timer = None
+        self._forget(rid)
         if entry.unsubscribe is not None:
             entry.unsubscribe()
             entry.unsubscribe = None

@@ -308,6 +308,35 @@ def test_server_enforces_its_own_deadline() -> None:
     assert p.service.cancel_hooks == [(1, "deadline")]
 
 
+def test_the_tablet_times_requests_with_one_timer_for_all() -> None:
+    p = Pair(server_kw={"max_timeout": 3.0})
+    a = p.client.execute("sleep 50 a", deadline=p.clock.seconds() + 60)  # the tablet: 3 s
+    b = p.client.execute("sleep 50 b", deadline=p.clock.seconds() + 1.0)  # 1 s: re-arms
+    p.flush()
+
+    def tablet_timers() -> list[Any]:
+        return [c for c in p.clock.getDelayedCalls() if "TabletRPCServer" in repr(c)]
+
+    assert len(tablet_timers()) == 1  # one timer, not one per request
+    p.advance(0.95)
+    assert p.service.cancelled_deferreds == []
+    p.advance(0.1)
+    assert p.service.cancelled_deferreds == ["b"] and failure_of(b).code == 1317
+    p.advance(1.8)
+    assert not a.called
+    p.advance(0.2)
+    assert p.service.cancelled_deferreds == ["b", "a"] and failure_of(a).code == 1317
+    assert p.server.inflight == {} and tablet_timers() == []
+
+
+def test_the_tablet_keeps_no_deadline_timer_once_nothing_runs() -> None:
+    p = Pair()
+    d = p.client.execute("rows 2")
+    p.flush()
+    assert result_of(d).rows
+    assert not [c for c in p.clock.getDelayedCalls() if "TabletRPCServer" in repr(c)]
+
+
 def test_passed_deadline_fails_without_sending() -> None:
     p = Pair()
     e = failure_of(p.client.execute("rows 1", deadline=p.clock.seconds() - 1))
