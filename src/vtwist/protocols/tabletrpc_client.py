@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -36,6 +36,7 @@ from vtwist.protocols.tabletrpc_codec import (
     encode_message,
     encode_request,
 )
+from vtwist.protocols.tabletrpc_deadlines import DeadlineTimer
 from vtwist.protocols.tabletrpc_framing import COALESCE_INFLIGHT, FramedRPCProtocol
 from vtwist.protocols.tabletrpc_ops import (
     OP_BEGIN,
@@ -140,10 +141,7 @@ class TabletRPCClient(FramedRPCProtocol):
         self._close_waiters: list[Deferred[None]] = []
         self._connection_error: MySQLError | None = None
         self.closed = False
-        # One timer for every deadline, armed for the earliest: replies do not cancel it (a
-        # timer per call cost a DelayedCall, a heap push and a cancel per statement).
-        self._deadline_timer: IDelayedCall | None = None
-        self._deadline_at = math.inf
+        self._deadlines = DeadlineTimer(clock, self._expire_due)
 
     # --- connection state -------------------------------------------------------------------
 
@@ -202,7 +200,7 @@ class TabletRPCClient(FramedRPCProtocol):
         )
         self._connection_error = error
         pending, self.pending = self.pending, {}
-        self._stop_deadline_timer()
+        self._deadlines.stop()
         for call in pending.values():
             call.deferred.errback(error)
         waiters, self._ready_waiters = self._ready_waiters, []
@@ -331,8 +329,7 @@ class TabletRPCClient(FramedRPCProtocol):
         self.pending[rid] = call
         if timeout_ms:
             call.expires = deadline
-            if deadline < self._deadline_at:
-                self._arm_deadline_timer(deadline, remaining)
+            self._deadlines.add(deadline, now)
         self.write_frame(frame)
         return d
 
@@ -558,36 +555,16 @@ class TabletRPCClient(FramedRPCProtocol):
     def _take(self, rid: int) -> _Call | None:
         """Remove call ``rid`` from ``pending`` (the deadline timer goes with the last)."""
         call = self.pending.pop(rid, None)
-        if not self.pending and self._deadline_timer is not None:
-            self._stop_deadline_timer()
+        if not self.pending:
+            self._deadlines.stop()
         return call
 
-    def _arm_deadline_timer(self, at: float, delay: float) -> None:
-        """Fire ``_expire_due`` at ``at`` (``delay`` seconds from now)."""
-        self._deadline_at = at
-        timer = self._deadline_timer
-        if timer is not None and timer.active():
-            timer.reset(delay)
-        else:
-            self._deadline_timer = self._clock.callLater(delay, self._expire_due)
-
-    def _stop_deadline_timer(self) -> None:
-        timer, self._deadline_timer = self._deadline_timer, None
-        self._deadline_at = math.inf
-        if timer is not None and timer.active():
-            timer.cancel()
-
-    def _expire_due(self) -> None:
-        """Fail the calls whose deadline passed; re-arm for the earliest of the others."""
-        self._deadline_timer = None
-        self._deadline_at = math.inf
-        now = self._clock.seconds()
-        due = [call for call in self.pending.values() if call.expires <= now]
-        for call in due:
-            self._expire(call)
-        earliest = min((call.expires for call in self.pending.values()), default=math.inf)
-        if earliest < math.inf:
-            self._arm_deadline_timer(earliest, max(0.0, earliest - now))
+    def _expire_due(self, now: float) -> float:
+        """Fail the calls whose deadline passed; the earliest deadline of the others."""
+        for call in list(self.pending.values()):
+            if call.expires <= now:
+                self._expire(call)
+        return min((call.expires for call in self.pending.values()), default=math.inf)
 
     def _expire(self, call: _Call) -> None:
         if self._take(call.rid) is not call:

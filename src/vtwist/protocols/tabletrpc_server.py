@@ -16,7 +16,7 @@ from typing import Any
 
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -37,6 +37,7 @@ from vtwist.protocols.tabletrpc_codec import (
     encode_message,
     encode_reply,
 )
+from vtwist.protocols.tabletrpc_deadlines import DeadlineTimer
 from vtwist.protocols.tabletrpc_framing import COALESCE_INFLIGHT, FramedRPCProtocol
 from vtwist.protocols.tabletrpc_ops import (
     OP_KILL,
@@ -128,10 +129,7 @@ class TabletRPCServer(FramedRPCProtocol):
         self.inflight: dict[int, Inflight] = {}
         self._dirty: list[RowSink] = []
         self.transport_paused = False
-        # One timer for every deadline, armed for the earliest (as the gate's client): a
-        # timer per request cost a DelayedCall, a heap push and a cancel per statement.
-        self._deadline_timer: IDelayedCall | None = None
-        self._deadline_at = math.inf
+        self._deadlines = DeadlineTimer(clock, self._expire_due)
 
     @property
     def congested(self) -> bool:
@@ -249,9 +247,7 @@ class TabletRPCServer(FramedRPCProtocol):
         self.inflight[rid] = entry
         if timeout is not None:
             entry.timeout = timeout
-            at = now + timeout
-            if at < self._deadline_at:
-                self._arm_deadline_timer(at, timeout)
+            self._deadlines.add(now + timeout, now)
         try:
             result = self._dispatch(entry, args)
         except Exception as e:
@@ -392,39 +388,19 @@ class TabletRPCServer(FramedRPCProtocol):
     def _forget(self, rid: int) -> None:
         """Remove request ``rid`` from ``inflight`` (the deadline timer goes with the last)."""
         self.inflight.pop(rid, None)
-        if not self.inflight and self._deadline_timer is not None:
-            timer, self._deadline_timer = self._deadline_timer, None
-            self._deadline_at = math.inf
-            if timer.active():
-                timer.cancel()
+        if not self.inflight:
+            self._deadlines.stop()
 
-    def _arm_deadline_timer(self, at: float, delay: float) -> None:
-        """Fire ``_expire_due`` at ``at`` (``delay`` seconds from now)."""
-        self._deadline_at = at
-        timer = self._deadline_timer
-        if timer is not None and timer.active():
-            timer.reset(delay)
-        else:
-            self._deadline_timer = self._clock.callLater(delay, self._expire_due)
-
-    def _expire_due(self) -> None:
-        """Cancel the requests whose deadline passed; re-arm for the earliest of the rest."""
-        self._deadline_timer = None
-        self._deadline_at = math.inf
-        now = self._clock.seconds()
-        due = [
-            e
-            for e in self.inflight.values()
-            if e.ctx.deadline is not None and e.ctx.deadline <= now
-        ]
-        for entry in due:
-            self._expire(entry)
-        earliest = min(
+    def _expire_due(self, now: float) -> float:
+        """Cancel the requests whose deadline passed; the earliest deadline of the rest."""
+        for entry in list(self.inflight.values()):
+            at = entry.ctx.deadline
+            if at is not None and at <= now:
+                self._expire(entry)
+        return min(
             (e.ctx.deadline for e in self.inflight.values() if e.ctx.deadline is not None),
             default=math.inf,
         )
-        if earliest < math.inf:
-            self._arm_deadline_timer(earliest, max(0.0, earliest - now))
 
     def _expire(self, entry: Inflight) -> None:
         self._cancel(

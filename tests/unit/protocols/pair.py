@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from vtwist.protocols.mysql.connection import NEED_DATA, Connection, Role
 from vtwist.protocols.mysql.constants import (
     CLIENT_CAPABILITIES,
@@ -9,6 +11,7 @@ from vtwist.protocols.mysql.constants import (
     Capability,
     ServerStatus,
 )
+from vtwist.protocols.mysql.errors import RemoteProtocolError
 from vtwist.protocols.mysql.events import Signal
 from vtwist.protocols.mysql.messages import HandshakeResponse41, HandshakeV10, Ok
 from vtwist.protocols.mysql.wire import Message
@@ -27,6 +30,37 @@ def drain(conn: Connection) -> list[Message | Signal]:
         out.append(ev)
         if isinstance(ev, Signal):
             return out
+
+
+def events_in_pieces(
+    conn: Connection, data: bytes, cuts: list[int], shortcut: Callable[[Connection], list[object]]
+) -> list[object]:
+    """What ``conn`` makes of ``data`` fed in pieces cut at ``cuts`` (modulo its length):
+    before each ``next_event``, the events ``shortcut`` stands for (a batch path under
+    test; none: go on with ``next_event``). A RemoteProtocolError ends the list as
+    ``("remote error", code)``."""
+    out: list[object] = []
+    bounds = sorted({c % (len(data) + 1) for c in cuts} - {0} | {len(data)})
+    start = 0
+    for end in bounds:
+        conn.receive_data(data[start:end])  # (never empty: b"" means the peer closed)
+        start = end
+        while True:
+            try:
+                taken = shortcut(conn)
+                if taken:
+                    out += taken
+                    continue
+                ev = conn.next_event()
+            except RemoteProtocolError as e:
+                out.append(("remote error", e.error_code))
+                return out
+            if ev is NEED_DATA:
+                break
+            out.append(ev)
+            if isinstance(ev, Signal):
+                return out
+    return out
 
 
 def split_packets(data: bytes) -> list[tuple[int, bytes]]:

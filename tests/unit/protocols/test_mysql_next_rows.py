@@ -6,12 +6,11 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.protocols.pair import AUTOCOMMIT, ConnectionPair
+from tests.unit.protocols.pair import AUTOCOMMIT, ConnectionPair, events_in_pieces
 from tests.unit.protocols.test_mysql_connection import ID_COL, NAME_COL, logged_in
 from vtwist.protocols.mysql.commands import ComQuery
-from vtwist.protocols.mysql.connection import NEED_DATA, Connection, Role, State
-from vtwist.protocols.mysql.errors import RemoteProtocolError
-from vtwist.protocols.mysql.events import Column, ResultSetDone, ResultSetStart, Row, Signal
+from vtwist.protocols.mysql.connection import Connection, Role, State
+from vtwist.protocols.mysql.events import Column, ResultSetDone, ResultSetStart, Row
 from vtwist.protocols.mysql.messages import Err
 from vtwist.protocols.mysql.values import encode_text_row
 from vtwist.protocols.mysql.wire import Message
@@ -28,29 +27,13 @@ def _reply(pair: ConnectionPair, payloads: list[bytes], error: bool) -> bytes:
 
 def _events(conn: Connection, data: bytes, cuts: list[int], limit: int) -> list[object]:
     """What ``conn`` makes of ``data`` fed in pieces; ``limit`` 0: ``next_event`` only."""
-    out: list[object] = []
-    bounds = sorted({c % (len(data) + 1) for c in cuts} - {0} | {len(data)})
-    start = 0
-    for end in bounds:
-        conn.receive_data(data[start:end])  # (never empty: b"" means the peer closed)
-        start = end
-        while True:
-            rows = conn.next_rows(limit) if limit else []
-            assert len(rows) <= max(limit, 0)
-            if rows:
-                out += [Row(p) for p in rows]
-                continue
-            try:
-                ev = conn.next_event()
-            except RemoteProtocolError as e:
-                out.append(("remote error", e.error_code))
-                return out
-            if ev is NEED_DATA:
-                break
-            out.append(ev)
-            if isinstance(ev, Signal):
-                return out
-    return out
+
+    def rows(conn: Connection) -> list[object]:
+        got = conn.next_rows(limit) if limit else []
+        assert len(got) <= max(limit, 0)
+        return [Row(p) for p in got]
+
+    return events_in_pieces(conn, data, cuts, rows)
 
 
 def _query(deprecate_eof: bool) -> ConnectionPair:

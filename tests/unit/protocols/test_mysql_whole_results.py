@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.protocols.pair import AUTOCOMMIT, ConnectionPair
+from tests.unit.protocols.pair import AUTOCOMMIT, ConnectionPair, events_in_pieces
 from tests.unit.protocols.test_mysql_connection import ID_COL, NAME_COL, logged_in
 from vtwist.protocols.mysql.commands import ComQuery, ComStmtExecute, ComStmtPrepare
 from vtwist.protocols.mysql.connection import NEED_DATA, Connection, State
 from vtwist.protocols.mysql.constants import ServerStatus
 from vtwist.protocols.mysql.errors import LocalProtocolError, RemoteProtocolError
-from vtwist.protocols.mysql.events import Column, ResultSetDone, ResultSetStart, Row, Signal
+from vtwist.protocols.mysql.events import Column, ResultSetDone, ResultSetStart, Row
 from vtwist.protocols.mysql.messages import ColumnDefinition41, Err, Ok, StmtPrepareOK
 from vtwist.protocols.mysql.packets import MAX_CHUNK
 from vtwist.protocols.mysql.values import encode_text_row
@@ -55,32 +55,21 @@ def _reply(
 def _events(conn: Connection, data: bytes, cuts: list[int], max_rows: int) -> list[object]:
     """What ``conn`` makes of ``data`` fed in pieces; ``max_rows`` 0: ``next_event`` only.
     A whole result is written as the events it stands for."""
-    out: list[object] = []
-    bounds = sorted({c % (len(data) + 1) for c in cuts} - {0} | {len(data)})
-    start = 0
-    for end in bounds:
-        conn.receive_data(data[start:end])
-        start = end
-        while True:
-            try:
-                whole = conn.next_result(max_rows) if max_rows else None
-                if whole is not None:
-                    columns, rows, done = whole
-                    assert len(rows) <= max_rows
-                    out += [ResultSetStart(len(columns)), *(Column(c) for c in columns)]
-                    out += [Row(p) for p in rows]
-                    out.append(done)
-                    continue
-                ev = conn.next_event()
-            except RemoteProtocolError as e:
-                out.append(("remote error", e.error_code))
-                return out
-            if ev is NEED_DATA:
-                break
-            out.append(ev)
-            if isinstance(ev, Signal):
-                return out
-    return out
+
+    def whole_result(conn: Connection) -> list[object]:
+        whole = conn.next_result(max_rows) if max_rows else None
+        if whole is None:
+            return []
+        columns, rows, done = whole
+        assert len(rows) <= max_rows
+        return [
+            ResultSetStart(len(columns)),
+            *(Column(c) for c in columns),
+            *(Row(p) for p in rows),
+            done,
+        ]
+
+    return events_in_pieces(conn, data, cuts, whole_result)
 
 
 @settings(max_examples=80, deadline=None)

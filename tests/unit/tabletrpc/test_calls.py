@@ -265,13 +265,20 @@ def test_deadline_expiry_fails_the_call_and_cancels_on_the_tablet() -> None:
     p.advance(10)  # the service's timer was cancelled: nothing fires late
 
 
+def deadline_timers(clock: Any, peer: Any) -> list[Any]:
+    """The delayed calls of ``peer``'s deadline timer."""
+    return [
+        c for c in clock.getDelayedCalls() if getattr(c.func, "__self__", None) is peer._deadlines
+    ]
+
+
 def test_each_deadline_fires_on_time_with_one_timer_for_all() -> None:
     p = Pair()
     # Never flushed to the tablet: only the client's own deadline timer can end them.
     late = p.client.execute("sleep 50 late", deadline=p.clock.seconds() + 5.0)
     early = p.client.execute("sleep 50 early", deadline=p.clock.seconds() + 1.0)  # re-arms
     mid = p.client.execute("sleep 50 mid", deadline=p.clock.seconds() + 3.0)
-    timers = [c for c in p.clock.getDelayedCalls() if "expire_due" in repr(c)]
+    timers = deadline_timers(p.clock, p.client)
     assert len(timers) == 1  # one timer, not one per call
     p.clock.advance(0.95)
     assert not early.called
@@ -283,16 +290,16 @@ def test_each_deadline_fires_on_time_with_one_timer_for_all() -> None:
     assert failure_of(mid).code == 1317 and not late.called
     p.clock.advance(1.95)
     assert failure_of(late).code == 1317
-    assert not [c for c in p.clock.getDelayedCalls() if "expire_due" in repr(c)]
+    assert not deadline_timers(p.clock, p.client)
 
 
 def test_no_deadline_timer_is_left_once_nothing_is_pending() -> None:
     p = Pair()
     d = p.client.execute("rows 1", deadline=p.clock.seconds() + 5.0)
-    assert [c for c in p.clock.getDelayedCalls() if "expire_due" in repr(c)]
+    assert deadline_timers(p.clock, p.client)
     p.flush()
     assert result_of(d).rows
-    assert not [c for c in p.clock.getDelayedCalls() if "expire_due" in repr(c)]
+    assert not deadline_timers(p.clock, p.client)
 
 
 def test_server_enforces_its_own_deadline() -> None:
@@ -315,7 +322,7 @@ def test_the_tablet_times_requests_with_one_timer_for_all() -> None:
     p.flush()
 
     def tablet_timers() -> list[Any]:
-        return [c for c in p.clock.getDelayedCalls() if "TabletRPCServer" in repr(c)]
+        return deadline_timers(p.clock, p.server)
 
     assert len(tablet_timers()) == 1  # one timer, not one per request
     p.advance(0.95)
@@ -334,7 +341,7 @@ def test_the_tablet_keeps_no_deadline_timer_once_nothing_runs() -> None:
     d = p.client.execute("rows 2")
     p.flush()
     assert result_of(d).rows
-    assert not [c for c in p.clock.getDelayedCalls() if "TabletRPCServer" in repr(c)]
+    assert not deadline_timers(p.clock, p.server)
 
 
 def test_passed_deadline_fails_without_sending() -> None:

@@ -344,13 +344,7 @@ class Connection(Machine):
         try:
             if eof is not None:
                 Eof.decode(eof)
-            cache = self._columns_seen
-            columns: list[ColumnDefinition41] = []
-            for p in payloads:
-                column = cache.get(p)
-                if column is None:
-                    column = cast(Column, self._d_column(p))
-                columns.append(column.definition)
+            columns = [cast(Column, self._d_column(p)).definition for p in payloads]
             done = self._done(end)
         except Exception:
             return None  # malformed: next_event fails the connection where it is
@@ -508,7 +502,6 @@ class Connection(Machine):
         """Frame the column count and definitions into ``out``; the next sequence id."""
         cache = self._columns_encoded
         seq = frame_into(out, lenenc_int(len(columns)), self._seq)
-        append = out.append
         for c in columns:
             hit = cache.get(id(c))
             if hit is not None and hit[0] is c:
@@ -518,13 +511,7 @@ class Connection(Machine):
                 if len(cache) >= _ENCODED_COLUMNS_ENTRIES:
                     cache.clear()
                 cache[id(c)] = (c, payload)
-            n = len(payload)
-            if n < MAX_CHUNK:  # (``frame_into``, inlined: a definition is small)
-                append((n | (seq << 24)).to_bytes(4, "little"))
-                append(payload)
-                seq = (seq + 1) & 0xFF
-            else:
-                seq = frame_into(out, payload, seq)
+            seq = frame_into(out, payload, seq)
         return seq
 
     def send_row(self, payload: bytes) -> bytes:
