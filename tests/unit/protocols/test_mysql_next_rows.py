@@ -95,3 +95,20 @@ def test_next_rows_is_empty_outside_rows_and_on_the_server_side() -> None:
     assert pair.client.next_rows(10) == [b"\x011", b"\x012"]
     assert pair.client.next_rows(10) == []  # nothing more buffered
     assert Connection(Role.SERVER).next_rows(10) == []
+
+
+def test_a_row_with_a_wrong_sequence_id_is_refused_as_next_event_refuses_it() -> None:
+    for deprecate_eof in (True, False):
+        batched, plain = _query(deprecate_eof), _query(deprecate_eof)
+        payloads = [encode_text_row([b"1", None]), encode_text_row([b"2", b"x"])]
+        wire = _reply(batched, payloads, False)
+        assert wire == _reply(plain, payloads, False)
+        pos, headers = 0, []
+        while pos < len(wire):
+            headers.append(pos)
+            pos += 4 + int.from_bytes(wire[pos : pos + 3], "little")
+        at = headers[-2]  # the last row (the end of the result follows it)
+        wire = wire[: at + 3] + bytes([wire[at + 3] + 1]) + wire[at + 4 :]
+        got = _events(batched.client, wire, [], 8)
+        assert got == _events(plain.client, wire, [], 0)
+        assert got[-1] == ("remote error", 1156)
