@@ -204,17 +204,23 @@ def _start(db: MariaDB, replica_db: MariaDB, zk: ZooKeeper, procs: Procs) -> dic
             autocommit=True,
         )
 
-    def primary_serving() -> bool:
+    def both_tablets_seen() -> bool:
         conn = connect()
         try:
             with conn.cursor() as cur:
                 cur.execute("SHOW VITESS_TABLETS")
-                rows = cur.fetchall()
-            return any(r[3] == "PRIMARY" and r[4] == "SERVING" for r in rows)
+                rows = {r[5]: r for r in cur.fetchall()}
+            primary = rows.get("zone1-0000000100")
+            return (
+                primary is not None
+                and primary[3:5] == ("PRIMARY", "SERVING")
+                and "zone1-0000000101" in rows
+            )
         finally:
             conn.close()
 
-    until(primary_serving, "the gate sees a serving primary", procs)
+    # Both tablets register on their own schedule: tests start once the gate lists both.
+    until(both_tablets_seen, "the gate sees a serving primary and the replica", procs)
     return {
         "port": port,
         "http_port": http_port,
