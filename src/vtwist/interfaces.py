@@ -16,6 +16,7 @@ from zope.interface import Attribute, Interface
 if typing.TYPE_CHECKING:
     from twisted.internet.defer import Deferred
     from twisted.internet.interfaces import IPushProducer
+    from twisted.python.failure import Failure
 
     from vtwist.protocols.mysql.auth import Account, Sha2Cache
     from vtwist.protocols.mysql.errors import MySQLError
@@ -402,6 +403,22 @@ class ITabletService(Interface):
 # --- MySQL server query handling (owned by vtwist.protocols.mysql.server) ----------------
 
 
+class ReplyEndsCommand:
+    """The type of ``REPLY_ENDS_COMMAND`` (one instance)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "REPLY_ENDS_COMMAND"
+
+
+REPLY_ENDS_COMMAND: typing.Final = ReplyEndsCommand()
+"""What ``IQueryHandler.query`` and a non-cursor ``execute`` may return instead of a
+Deferred: the command is over once its reply in the sink is complete, and a failure is
+reported with ``IResultSink.fail``. It spares a Deferred and its callbacks on every
+query of a relay."""
+
+
 class IResultSink(Interface):
     """Where an ``IQueryHandler`` writes the reply to one COM_QUERY or COM_STMT_EXECUTE.
 
@@ -485,6 +502,12 @@ class IResultSink(Interface):
     def error(error: MySQLError) -> None:
         """End the reply with this error (ERR packet)."""
 
+    def fail(reason: BaseException | Failure) -> None:
+        """The handler failed, as if its Deferred had failed (for a handler that returned
+        ``REPLY_ENDS_COMMAND``): a ``MySQLError`` ends the reply as ``error`` does, any
+        other exception is logged and sent as ERR 1105; once the reply is closed the
+        failure is only logged (nothing at all for a cancellation)."""
+
     def register_producer(producer: IPushProducer) -> None:
         """Attach the streaming producer of the rows (paused at once if congested)."""
 
@@ -506,7 +529,10 @@ class IQueryHandler(Interface):
     Methods return a Deferred (a coroutine or a plain value are accepted as well). A
     ``MySQLError`` failure is sent to the client as ERR as it is; any other exception
     becomes ERR 1105 "internal error: ..." (logged with its traceback) and the session
-    goes on. Deferreds may be cancelled (client gone, cursor closed).
+    goes on. Deferreds may be cancelled (client gone, cursor closed). ``query`` and an
+    ``execute`` without ``cursor`` may instead return ``REPLY_ENDS_COMMAND`` and complete
+    the reply (or call ``sink.fail``) later: nothing is cancelled then, an aborted reply
+    only stops the registered producer.
 
     Not routed to the handler: COM_QUIT, COM_STMT_SEND_LONG_DATA (the data arrives with the
     execute's parameters), unknown commands (ERR 1047), and a COM_QUERY holding several
@@ -518,7 +544,7 @@ class IQueryHandler(Interface):
         NO_BACKSLASH_ESCAPES...), for the OK packets the server sends itself (login, ping,
         init_db, reset, change_user, set_option) and for cursor fetches."""
 
-    def query(sql: bytes, sink: IResultSink) -> Deferred[None]:
+    def query(sql: bytes, sink: IResultSink) -> Deferred[None] | ReplyEndsCommand:
         """COM_QUERY: run ``sql`` (the whole text; several statements only when
         multi-statements are on) and write the reply into ``sink``. The reply must be
         complete when the Deferred fires."""
@@ -540,7 +566,7 @@ class IQueryHandler(Interface):
         params: Sequence[object],
         sink: IResultSink,
         cursor: bool,
-    ) -> Deferred[None]:
+    ) -> Deferred[None] | ReplyEndsCommand:
         """COM_STMT_EXECUTE of ``statement`` with its decoded parameter values
         (``values.decode_execute_params``: int, float, Decimal, str for character strings,
         bytes for binary strings and long data, date/time values, None).

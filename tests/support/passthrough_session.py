@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from vtwist.interfaces import IQueryHandler, IResultSink
+from vtwist.interfaces import REPLY_ENDS_COMMAND, IQueryHandler, IResultSink, ReplyEndsCommand
 from vtwist.protocols.mysql.client import MySQLClient, PreparedStatement, StreamEvent
 from vtwist.protocols.mysql.client_commands import CommandHandler, SimpleHandler
 from vtwist.protocols.mysql.commands import ComFieldList, ComSetOption, ComStatistics
@@ -113,6 +113,16 @@ def _shielded(d: Deferred[T], on_cancel: Callable[[], None]) -> Deferred[T]:
 
     d.addBoth(done)
     return out
+
+
+def _failed_into(sink: IResultSink) -> Callable[[object], None]:
+    """The completion function of a relayed command: a failure goes to ``sink.fail``."""
+
+    def done(result: object) -> None:
+        if isinstance(result, Failure):
+            sink.fail(result)
+
+    return done
 
 
 @implementer(IPushProducer)
@@ -249,30 +259,33 @@ class PassthroughSession:
         relay.stopProducing()
 
     def _relay(
-        self,
-        sink: IResultSink,
-        binary: bool,
-        cursor: bool,
-        run: Callable[..., Deferred[Any]],
-        *args: Any,
-    ) -> Deferred[None]:
-        """``run(*args, relay)`` (a streaming client call), relayed into ``sink``."""
-        # Plain callbacks rather than a coroutine: this is every query's hot path.
+        self, sink: IResultSink, binary: bool, run: Callable[..., None], *args: Any
+    ) -> ReplyEndsCommand:
+        """``run(*args, relay, done)`` (a streaming client call with a completion function),
+        relayed into ``sink``; the command is over when the reply is (every query's path:
+        no Deferred)."""
         if self._cursor_relay is not None:
             self._end_cursor()
         relay = Relay(sink, self.client, binary, self.factory)
         sink.register_producer(relay)
-        if cursor:
-            self._cursor_relay = relay
+        # A failed command ends the reply through the sink: a MySQLError with the backend's
+        # code and SQLSTATE, anything else as ERR 1105 (logged). An aborted reply (client
+        # gone) stops the relay, which drops the rest; the backend connection closes with
+        # the session.
+        run(*args, relay, _failed_into(sink))
+        return REPLY_ENDS_COMMAND
 
-        d = run(*args, relay)
-        if not cursor:
-            # The sink answers a failed command itself: a MySQLError with the backend's
-            # code and SQLSTATE, anything else as ERR 1105 (logged). It aborts only when the
-            # client is gone (the backend connection then closes with the session) or
-            # overran (impossible: the relay pauses the backend socket), so cancelling the
-            # backend command is right.
-            return d
+    def _relay_cursor(
+        self, sink: IResultSink, stmt: PreparedStatement, params: Sequence[object]
+    ) -> Deferred[None]:
+        """An execute streamed into a cursor's sink (the backend stays busy until the last
+        row was read: a later command closes the cursor, see ``_end_cursor``)."""
+        if self._cursor_relay is not None:
+            self._end_cursor()
+        relay = Relay(sink, self.client, True, self.factory)
+        sink.register_producer(relay)
+        self._cursor_relay = relay
+        d = self.client.stream_execute(stmt, params, relay)
 
         def ended(result: object) -> Failure | None:
             if self._cursor_relay is relay:
@@ -289,7 +302,7 @@ class PassthroughSession:
         # the backend connection must survive that (the rest is dropped).
         return _shielded(d, relay.stopProducing).addBoth(ended)
 
-    def query(self, sql: bytes, sink: IResultSink) -> Deferred[None]:
+    def query(self, sql: bytes, sink: IResultSink) -> Deferred[None] | ReplyEndsCommand:
         """COM_QUERY, streamed from the backend (or ``@@version_comment`` answered here)."""
         if _is_version_comment(sql):
             column = ColumnDefinition41(
@@ -299,7 +312,7 @@ class PassthroughSession:
             sink.row(encode_text_row([VERSION_COMMENT]))
             sink.done(self.status())
             return succeed(None)
-        return self._relay(sink, False, False, self.client.stream_query, sql)
+        return self._relay(sink, False, self.client.stream_query_notify, sql)
 
     def init_db(self, schema: str) -> Deferred[None]:
         """COM_INIT_DB (the login database is already the backend's: nothing to do)."""
@@ -328,7 +341,7 @@ class PassthroughSession:
 
     def execute(
         self, statement: Statement, params: Sequence[object], sink: IResultSink, cursor: bool
-    ) -> Deferred[None]:
+    ) -> Deferred[None] | ReplyEndsCommand:
         """COM_STMT_EXECUTE of the backend statement; binary rows relayed raw."""
         client, stmt = cast(tuple[MySQLClient, PreparedStatement], statement.prepared.state)
         if client is not self.client:  # pragma: no cover - the server forgets them first
@@ -339,7 +352,9 @@ class PassthroughSession:
                     "mysqld_stmt_execute; prepare it again",
                 )
             )
-        return self._relay(sink, True, cursor, client.stream_execute, stmt, params)
+        if cursor:
+            return self._relay_cursor(sink, stmt, params)
+        return self._relay(sink, True, client.stream_execute_notify, stmt, params)
 
     def close_statement(self, statement: Statement) -> Deferred[None]:
         """COM_STMT_CLOSE of the backend statement (no reply)."""

@@ -283,6 +283,27 @@ class MySQLClient:
             return _bad_params(stmt, e)
         return self.protocol.submit(handler)
 
+    def stream_execute_notify(
+        self,
+        stmt: PreparedStatement,
+        params: Sequence[object],
+        consumer: Consumer,
+        done: Callable[[Result | Failure], object],
+    ) -> None:
+        """``stream_execute`` without a Deferred, as ``stream_query_notify`` is to
+        ``stream_query`` (bad parameters call ``done`` with their Failure at once)."""
+        try:
+            handler = ExecuteHandler(
+                stmt,
+                params,
+                max_result_size=self.protocol.config.max_result_size,
+                consumer=consumer,
+            )
+        except (TypeError, ValueError) as e:
+            _bad_params(stmt, e).addBoth(done)
+            return
+        self.protocol.submit_notify(handler, done)
+
     def close_statement(self, stmt: PreparedStatement) -> Deferred[None]:
         """COM_STMT_CLOSE (mysqld sends no reply); fires once it was written."""
         stmt.closed = True

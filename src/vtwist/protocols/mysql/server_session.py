@@ -21,7 +21,7 @@ from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from vtwist.interfaces import IQueryHandler
+from vtwist.interfaces import REPLY_ENDS_COMMAND, IQueryHandler
 from vtwist.protocols.mysql.commands import (
     ComFieldList,
     ComInitDB,
@@ -48,6 +48,7 @@ from vtwist.protocols.mysql.server_sink import (
     Output,
     ResultSink,
     SinkLimits,
+    as_deferred,
     call_handler,
     internal_error,
     to_mysql_error,
@@ -200,13 +201,21 @@ class ServerSession:
 
     def _reply_with(self, sink: ResultSink, fn: Callable[..., Any], *args: Any) -> None:
         """``_with_sink`` for ``run``'s hot path: the protocol learns that the command is
-        over from ``io.command_done`` (no Deferred, no callbacks)."""
+        over from ``io.command_done`` (no Deferred, no callbacks). A handler returning
+        ``REPLY_ENDS_COMMAND`` is done when its reply is."""
         self._current = sink
         io = self.io
         io.set_active_flow(sink.flow)
         sink.on_replied = self._replied
         try:
-            sink.attach(call_handler(fn, *args))
+            try:
+                result = fn(*args)
+            except Exception:
+                result = fail()
+            if result is REPLY_ENDS_COMMAND:
+                sink.attach_reply_end()
+            else:
+                sink.attach(as_deferred(result, fn))
         except BaseException:
             sink.on_replied = None
             self._current = None

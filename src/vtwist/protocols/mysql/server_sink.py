@@ -25,7 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from vtwist.interfaces import IResultSink
+from vtwist.interfaces import REPLY_ENDS_COMMAND, IResultSink
 from vtwist.protocols.mysql.constants import ColumnFlag, ServerStatus
 from vtwist.protocols.mysql.errors import (
     ErrorCode,
@@ -48,6 +48,7 @@ __all__ = [
     "SinkBase",
     "SinkLimits",
     "SinkState",
+    "as_deferred",
     "call_handler",
     "internal_error",
     "to_mysql_error",
@@ -121,15 +122,31 @@ class SinkLimits:
 
 
 def call_handler(fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
-    """Call a handler method; its result (Deferred, coroutine or value) as a Deferred."""
+    """Call a handler method; its result (Deferred, coroutine or value) as a Deferred.
+
+    ``REPLY_ENDS_COMMAND`` is refused (an internal error): only the session's reply path
+    for queries and non-cursor executes accepts it."""
     try:
         result = fn(*args)
     except Exception:
         return fail()
+    return as_deferred(result, fn)
+
+
+def as_deferred(result: object, fn: Callable[..., Any]) -> Deferred[Any]:
+    """The result ``fn`` returned (Deferred, coroutine or value) as a Deferred;
+    ``REPLY_ENDS_COMMAND`` as a failure (see ``call_handler``)."""
     if isinstance(result, Deferred):
         return result
     if isinstance(result, Coroutine):
         return Deferred.fromCoroutine(result)
+    if result is REPLY_ENDS_COMMAND:
+        return fail(
+            internal_error(
+                f"the query handler's {getattr(fn, '__name__', fn)}() returned "
+                "REPLY_ENDS_COMMAND where it is not allowed"
+            )
+        )
     return succeed(result)
 
 
@@ -338,6 +355,18 @@ class SinkBase:
         d.addBoth(self._handler_finished)
         if self._state is _SS_ABORTED:
             self._cancel_handler()  # aborted while the handler was still in its call
+
+    def attach_reply_end(self) -> None:
+        """The handler returned ``REPLY_ENDS_COMMAND``: it is done once the reply is."""
+        self._handler_done = True
+        self._maybe_replied()
+
+    def fail(self, reason: BaseException | Failure) -> None:
+        """See ``IResultSink.fail``."""
+        failure = reason if isinstance(reason, Failure) else Failure(reason)  # type: ignore[no-untyped-call]
+        if isinstance(failure.value, CancelledError) and self._state in (_SS_ABORTED, _SS_ENDED):
+            return
+        self._on_handler_result(failure)
 
     def _handler_finished(self, result: object) -> None:
         self._handler_done = True
