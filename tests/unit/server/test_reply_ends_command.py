@@ -139,7 +139,7 @@ def test_not_allowed_for_a_cursor_or_another_command() -> None:
     c.send(execute(stmt.statement_id, [], READ_ONLY))
     (err,) = c.events()
     assert isinstance(err, Err) and err.code == 1105 and "REPLY_ENDS_COMMAND" in err.message
-    c.handler.ping = lambda: REPLY_ENDS_COMMAND  # type: ignore[method-assign]
+    c.handler.ping = lambda: REPLY_ENDS_COMMAND  # type: ignore[method-assign,assignment,return-value]
     c.send(ComPing())
     (err,) = c.events()
     assert isinstance(err, Err) and err.code == 1105
