@@ -89,13 +89,14 @@ WholeConsumer = Callable[[list[ColumnDefinition41], list[bytes], ResultSetDone],
 Consumer = Callable[[StreamEvent], object]
 """A streaming consumer: called once per event, in order; its return value is ignored.
 
-A consumer that also has a ``row_batch(payloads: list[bytes])`` method gets the rows already
-received in one call instead of a ``Row`` event each (cheaper for many rows). One with a
-``result_set(columns, rows, done)`` method gets a result set received whole (up to
-``client_protocol.ROW_BATCH`` rows) in one call instead of its events: the column
-definitions, the row payloads and the ``ResultSetDone`` (it must not modify the lists;
-bigger or partly received results still come as events). Rows already received are
-delivered together either way, so a pause asked for in the middle takes effect after them."""
+A consumer whose class also has a ``row_batch(payloads: list[bytes])`` method gets the
+rows already received in one call instead of a ``Row`` event each (cheaper for many rows).
+One whose class has a ``result_set(columns, rows, done)`` method gets a result set
+received whole (up to ``client_protocol.ROW_BATCH`` rows) in one call instead of its
+events: the column definitions, the row payloads and the ``ResultSetDone`` (it must not
+modify the lists; bigger or partly received results still come as events). Rows already
+received are delivered together either way, so a pause asked for in the middle takes
+effect after them."""
 
 
 def column_specs(columns: Sequence[ColumnDefinition41]) -> list[ColumnSpec]:
@@ -271,6 +272,25 @@ class PrepareHandler(CommandHandler):
         return self.stmt
 
 
+_CONSUMER_METHODS: dict[type, tuple[bool, bool]] = {}
+_CONSUMER_METHODS_ENTRIES: Final = 64
+
+
+def _consumer_methods(kind: type) -> tuple[bool, bool]:
+    """Whether consumers of class ``kind`` have ``row_batch`` and ``result_set`` methods
+    (looked up once per class: a handler is made for every query)."""
+    known = _CONSUMER_METHODS.get(kind)
+    if known is None:
+        known = (
+            callable(getattr(kind, "row_batch", None)),
+            callable(getattr(kind, "result_set", None)),
+        )
+        if len(_CONSUMER_METHODS) >= _CONSUMER_METHODS_ENTRIES:
+            _CONSUMER_METHODS.clear()
+        _CONSUMER_METHODS[kind] = known
+    return known
+
+
 class ResultHandler(CommandHandler):
     """COM_QUERY / COM_STMT_EXECUTE: collects the results, or streams them to a consumer.
 
@@ -298,14 +318,17 @@ class ResultHandler(CommandHandler):
         self._current: Result | None = None
         self._specs: list[ColumnSpec] = []
         self._size = 0
-        batch = getattr(consumer, "row_batch", None)
-        self._consume_rows: Callable[[list[bytes]], object] | None = (
-            batch if callable(batch) else None
-        )
-        self.takes_row_batches = self._consume_rows is not None
-        whole = getattr(consumer, "result_set", None)
-        self._consume_results: WholeConsumer | None = whole if callable(whole) else None
-        self.takes_results = self._consume_results is not None
+        self._consume_rows: Callable[[list[bytes]], object] | None = None
+        self._consume_results: WholeConsumer | None = None
+        self.takes_row_batches = self.takes_results = False
+        if consumer is not None:
+            batches, wholes = _consumer_methods(type(consumer))
+            if batches:
+                self._consume_rows = consumer.row_batch  # type: ignore[attr-defined]
+                self.takes_row_batches = True
+            if wholes:
+                self._consume_results = consumer.result_set  # type: ignore[attr-defined]
+                self.takes_results = True
 
     def first(self) -> Message:
         """The command."""

@@ -1,4 +1,4 @@
-"""Command-phase packets a client sends, one frozen dataclass per command.
+"""Command-phase packets a client sends, one dataclass per command (frozen but one).
 
 Each command has ``CODE`` (its first byte), ``encode()`` (the payload) and a ``decode``
 classmethod; ``decode_command`` dispatches on the first byte. Commands this module does not
@@ -14,6 +14,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import ClassVar, Final
 
 from vtwist.protocols.mysql.constants import PARAM_UNSIGNED, Capability
@@ -64,6 +65,7 @@ _TYPES_SEEN: dict[bytes, tuple[ParamType, ...]] = {}
 _TYPES_PACKED: dict[tuple[ParamType, ...], bytes] = {}  # the other way round
 _TYPES_SEEN_ENTRIES: Final = 256
 _TYPES_SEEN_MAX_BYTES: Final = 64
+_NO_LONG_DATA: Final[Mapping[int, bytes]] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +271,7 @@ class ComStmtPrepare(Message):
         return cls(payload[1:])
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class ComStmtExecute(Message):
     """COM_STMT_EXECUTE, with the parameter values left raw.
 
@@ -278,17 +280,41 @@ class ComStmtExecute(Message):
     the ones the connection cached from an earlier execute of the statement (empty when
     there are none: answer ERR 1210). ``values`` is the raw values section; parameters
     listed in ``long_data`` (collected from COM_STMT_SEND_LONG_DATA) are absent from it.
+
+    Unlike the other commands it is not frozen (treat it as immutable all the same): a
+    relayed execute builds two of them, and a frozen dataclass's ``__init__`` costs several
+    times a plain one. Without long data ``long_data`` is one shared read-only mapping.
     """
 
     stmt_id: int
-    flags: int = 0
-    iteration_count: int = 1
-    null_bitmap: bytes = b""
-    new_params_bound: bool = False
-    param_types: tuple[ParamType, ...] = ()
-    values: bytes = b""
-    long_data: Mapping[int, bytes] = field(default_factory=dict)
+    flags: int
+    iteration_count: int
+    null_bitmap: bytes
+    new_params_bound: bool
+    param_types: tuple[ParamType, ...]
+    values: bytes
+    long_data: Mapping[int, bytes]
     CODE: ClassVar[int] = 0x17
+
+    def __init__(
+        self,
+        stmt_id: int,
+        flags: int = 0,
+        iteration_count: int = 1,
+        null_bitmap: bytes = b"",
+        new_params_bound: bool = False,
+        param_types: tuple[ParamType, ...] = (),
+        values: bytes = b"",
+        long_data: Mapping[int, bytes] = _NO_LONG_DATA,
+    ) -> None:
+        self.stmt_id = stmt_id
+        self.flags = flags
+        self.iteration_count = iteration_count
+        self.null_bitmap = null_bitmap
+        self.new_params_bound = new_params_bound
+        self.param_types = param_types
+        self.values = values
+        self.long_data = long_data
 
     def encode(self) -> bytes:
         """The payload (types are written only when ``new_params_bound``)."""

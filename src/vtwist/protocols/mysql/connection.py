@@ -198,6 +198,7 @@ _DONE_CACHE_MAX_PAYLOAD: Final = 64
 _ENCODED_COLUMNS_ENTRIES: Final = 256
 
 _Decoder = Callable[["Connection", bytes], "Message | None"]
+_BYTES: Final = [bytes((i,)) for i in range(256)]  # one-byte payloads (column counts)
 _EOF_PACK: Final = struct.Struct("<BHH").pack
 
 
@@ -501,7 +502,14 @@ class Connection(Machine):
     def _columns_into(self, out: list[bytes], columns: Sequence[ColumnDefinition41]) -> int:
         """Frame the column count and definitions into ``out``; the next sequence id."""
         cache = self._columns_encoded
-        seq = frame_into(out, lenenc_int(len(columns)), self._seq)
+        seq = self._seq
+        n = len(columns)
+        if n < 0xFB:  # the column count in one byte: framed inline (as below)
+            out.append((1 | (seq << 24)).to_bytes(4, "little"))
+            out.append(_BYTES[n])
+            seq = (seq + 1) & 0xFF
+        else:
+            seq = frame_into(out, lenenc_int(n), seq)
         for c in columns:
             hit = cache.get(id(c))
             if hit is not None and hit[0] is c:
@@ -511,7 +519,13 @@ class Connection(Machine):
                 if len(cache) >= _ENCODED_COLUMNS_ENTRIES:
                     cache.clear()
                 cache[id(c)] = (c, payload)
-            seq = frame_into(out, payload, seq)
+            size = len(payload)
+            if size < MAX_CHUNK:  # ``frame_into``, inlined: one small packet
+                out.append((size | (seq << 24)).to_bytes(4, "little"))
+                out.append(payload)
+                seq = (seq + 1) & 0xFF
+            else:
+                seq = frame_into(out, payload, seq)
         return seq
 
     def send_row(self, payload: bytes) -> bytes:
@@ -607,10 +621,16 @@ class Connection(Machine):
         """Frame the end of a result set (after its rows) into ``out``, move on, and return
         ``out`` joined."""
         if self._deprecate_eof:
-            ok = Ok(affected_rows, last_insert_id, status, warnings, info)
-            seq = frame_into(out, ok.encode(self._caps, 0xFE), seq)
+            end = Ok(affected_rows, last_insert_id, status, warnings, info).encode(self._caps, 0xFE)
         else:
-            seq = frame_into(out, _eof(warnings, status), seq)
+            end = _eof(warnings, status)
+        size = len(end)
+        if size < MAX_CHUNK:  # ``frame_into``, inlined: one small packet
+            out.append((size | (seq << 24)).to_bytes(4, "little"))
+            out.append(end)
+            seq = (seq + 1) & 0xFF
+        else:
+            seq = frame_into(out, end, seq)
         self._status = status
         cmd = self._cmd
         if status & _MORE and cmd in (_QUERY, _EXECUTE):

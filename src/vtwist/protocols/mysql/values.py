@@ -27,6 +27,7 @@ import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Final
 
 from vtwist.protocols.mysql.constants import PARAM_UNSIGNED, ColumnType
@@ -541,6 +542,9 @@ def unpack_param_types(data: bytes, num_params: int) -> list[ColumnSpec]:
     return out
 
 
+_NO_LONG_DATA: Mapping[int, bytes] = MappingProxyType({})
+
+
 def decode_execute_params(
     num_params: int,
     null_bitmap: bytes,
@@ -564,23 +568,31 @@ def decode_execute_params(
         raise RemoteProtocolError(f"NULL bitmap of {len(null_bitmap)} bytes for {num_params}")
     if len(param_types) != num_params:
         raise RemoteProtocolError(f"{len(param_types)} parameter types for {num_params}")
-    long_data = long_data or {}
+    long_data = long_data or _NO_LONG_DATA
     out = ExecuteParams()
+    append = out.append
     pos = 0
     try:
         for i, (ctype, unsigned) in enumerate(param_types):
-            kind = _kind(ctype)
+            kind = _KIND.get(ctype)
             value: object
-            if i in long_data:
+            if kind is None:
+                raise RemoteProtocolError(f"unknown MySQL column/parameter type {ctype}")
+            if long_data and i in long_data:
                 value = long_data[i]
             elif null_bitmap[i >> 3] & (1 << (i & 7)) or kind == _K_NULL:
-                out.append(None)
+                append(None)
+                continue
+            elif kind == _K_INT:  # the most common parameter: ``_decode_value``, inlined
+                st = _INT_STRUCTS[ctype][1 if unsigned else 0]
+                append(st.unpack_from(values_bytes, pos)[0])
+                pos += st.size
                 continue
             else:
                 value, pos = _decode_value(values_bytes, pos, ctype, unsigned)
             if string_encoding is not None and kind == _K_STRING and isinstance(value, bytes):
                 value = value.decode(string_encoding, "surrogateescape")
-            out.append(value)
+            append(value)
     except (IndexError, ValueError, struct.error) as e:
         raise RemoteProtocolError(f"malformed COM_STMT_EXECUTE parameter: {e}") from None
     if pos != len(values_bytes):
