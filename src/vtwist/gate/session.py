@@ -33,7 +33,7 @@ tablet, since the client's own connection is fine.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
@@ -79,7 +79,7 @@ from vtwist.gate.session_parts import (
     wire_target,
 )
 from vtwist.gate.target import PRIMARY, Target, check_keyspace, parse_target
-from vtwist.interfaces import IQueryHandler, IResultSink
+from vtwist.interfaces import REPLY_ENDS_COMMAND, IQueryHandler, IResultSink, ReplyEndsCommand
 from vtwist.protocols.mysql.constants import ServerStatus
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
 from vtwist.protocols.mysql.literals import count_placeholders, interpolate
@@ -141,12 +141,23 @@ class GateSession:
 
     # --- COM_QUERY --------------------------------------------------------------------------
 
-    def query(self, sql: bytes, sink: IResultSink) -> Deferred[None]:
+    def query(self, sql: bytes, sink: IResultSink) -> Deferred[None] | ReplyEndsCommand:
         """Run ``sql`` (several statements when multi-statements are on)."""
         statements = (split_statements(sql) if self.multi else [sql]) or [sql]
         if len(statements) != 1:
             return Deferred.fromCoroutine(self._query(statements, sink))
-        d = self._run_statement(statements[0], None, sink, 0)
+        return self._run_single(statements[0], None, sink)
+
+    def _run_single(
+        self, sql: bytes, info: QueryInfo | None, sink: IResultSink
+    ) -> Deferred[None] | ReplyEndsCommand:
+        """The one statement of a COM_QUERY or COM_STMT_EXECUTE: on the fast path the
+        command ends with its reply (``REPLY_ENDS_COMMAND``: no Deferred per query)."""
+        if info is None:
+            info = classify(sql)
+        if self._plain(info):
+            return self._fast(sql, info, sink, 0, ends=True)
+        d = Deferred.fromCoroutine(self._statement(sql, info, sink, 0))
         return d.addErrback(self._query_failed, sink)
 
     def _query_failed(self, failure: Failure, sink: IResultSink) -> None:
@@ -175,7 +186,7 @@ class GateSession:
         if info is None:
             info = classify(sql)
         if self._plain(info):
-            return self._fast(sql, info, sink, more)
+            return cast(Deferred[None], self._fast(sql, info, sink, more))
         return Deferred.fromCoroutine(self._statement(sql, info, sink, more))
 
     async def _statement(self, sql: bytes, info: QueryInfo, sink: IResultSink, more: int) -> None:
@@ -220,10 +231,14 @@ class GateSession:
             and not (self.olap and info.kind == KIND_SELECT)
         )
 
-    def _fast(self, sql: bytes, info: QueryInfo, sink: IResultSink, more: int) -> Deferred[None]:
+    def _fast(
+        self, sql: bytes, info: QueryInfo, sink: IResultSink, more: int, ends: bool = False
+    ) -> Deferred[None] | ReplyEndsCommand:
         """``_statement`` for a ``_plain`` statement, with the same bookkeeping, routing,
         failover buffering (handed to ``buffer`` when no primary serves or the primary
-        refuses it), metrics and results, as callbacks."""
+        refuses it), metrics and results, as callbacks. With ``ends`` (the command's only
+        statement) it returns ``REPLY_ENDS_COMMAND`` and ends the reply itself, a failure
+        included (``_end_into``); else a Deferred firing when the statement is over."""
         gate = self.gate
         gate.questions += 1
         start = gate.clock.seconds()
@@ -257,8 +272,12 @@ class GateSession:
                 d = self._attempt(handle, info, text, keyspace, tablet_type, where)
                 # A Deferred of its own: it fires when the statement is over, not when the
                 # tablet answers (a refused statement then waits in the buffer); cancelling
-                # it cancels what the statement waits for, as with a coroutine's.
-                done: Deferred[None] = Deferred(lambda _: d.cancel())
+                # it cancels what the statement waits for, as with a coroutine's. With
+                # ``ends`` the sink is told instead (a client that leaves is handled by
+                # ``close``, which kills the statement).
+                done: Deferred[None] | IResultSink = (
+                    sink if ends else Deferred(lambda _: d.cancel())
+                )
                 d.addBoth(
                     self._answered,
                     handle,
@@ -268,14 +287,32 @@ class GateSession:
                     (sink, more, start),
                     done,
                 )
-                return done
+                return REPLY_ENDS_COMMAND if ends else cast(Deferred[None], done)
         except BaseException:
             self._ended(info.kind, start)
+            if ends:
+                self._end_into(Failure(), sink)  # type: ignore[no-untyped-call]
+                return REPLY_ENDS_COMMAND
             return fail()
         d.addBoth(self._fast_done, sink, more, info.kind, start)
+        if ends:
+            d.addBoth(self._end_into, sink)
+            return REPLY_ENDS_COMMAND
         waiting: Deferred[None] = Deferred(lambda _: d.cancel())  # (as ``done`` above)
         d.addBoth(_settle, waiting)
         return waiting
+
+    def _end_into(self, result: object, sink: IResultSink) -> None:
+        """The end of a statement run with ``ends``: a failure goes to the sink (counted,
+        as ``_query_failed`` does); once the sink is closed (client gone) it is dropped."""
+        if not isinstance(result, Failure):
+            return
+        e = result.value
+        if isinstance(e, MySQLError):
+            if sink.closed:
+                return
+            self.gate.metrics.errors.labels(code=str(e.code)).inc()
+        sink.fail(result)
 
     def _answered(
         self,
@@ -285,7 +322,7 @@ class GateSession:
         by: tuple[TabletHandle, int, int] | None,
         retry: tuple[QueryInfo, str, str, str],
         reply: tuple[IResultSink, int, float],
-        done: Deferred[None],
+        done: Deferred[None] | IResultSink,
     ) -> Deferred[Any] | None:
         """The tablet answered ``_fast``'s attempt: ``_landed``, then for a primary's
         refusal ``_refused``, then ``_fast_done`` and ``_settle``, as one callback (each
@@ -304,13 +341,19 @@ class GateSession:
                 result = Failure()  # type: ignore[no-untyped-call]
             if isinstance(result, Deferred):
                 d.addBoth(self._fast_done, sink, more, info.kind, start)
-                d.addBoth(_settle, done)
+                if isinstance(done, Deferred):
+                    d.addBoth(_settle, done)
+                else:
+                    d.addBoth(self._end_into, sink)
                 return result
         try:
             result = self._fast_done(result, sink, more, info.kind, start)
         except BaseException:
             result = Failure()  # type: ignore[no-untyped-call]
-        _settle(result, done)
+        if isinstance(done, Deferred):
+            _settle(result, done)
+        else:
+            self._end_into(result, sink)
         return None
 
     def _attempt(
@@ -811,7 +854,7 @@ class GateSession:
 
     def execute(
         self, statement: Statement, params: Sequence[object], sink: IResultSink, cursor: bool
-    ) -> Deferred[None]:
+    ) -> Deferred[None] | ReplyEndsCommand:
         """COM_STMT_EXECUTE: the statement with its values bound, routed as a text query."""
         sql = interpolate(statement.sql, params)
         info: QueryInfo | None = None
@@ -821,14 +864,7 @@ class GateSession:
             info = QueryInfo(
                 sql, template.kind, template.first_word, template.is_write, template.locks
             )
-        d = self._run_statement(sql, info, sink, 0)
-        return d.addErrback(self._execute_failed)
-
-    def _execute_failed(self, failure: Failure) -> Failure:
-        e = failure.value
-        if isinstance(e, MySQLError):
-            self.gate.metrics.errors.labels(code=str(e.code)).inc()
-        return failure
+        return self._run_single(sql, info, sink)
 
     def close_statement(self, statement: Statement) -> Deferred[None]:
         """Nothing to do: statements are the gate's own."""

@@ -17,6 +17,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.test.iosim import connectedServerAndClient
 from zope.interface import implementer
 
@@ -24,8 +25,14 @@ from vtwist.gate.discovery import Discovery
 from vtwist.gate.gate import Gate, GateSettings
 from vtwist.gate.policies import RandomPolicy
 from vtwist.gate.session import GateSession
-from vtwist.interfaces import IResultSink, ITabletRPCRequest, ITabletService, ITopoCache
-from vtwist.protocols.mysql.constants import ColumnType
+from vtwist.interfaces import (
+    IResultSink,
+    ITabletRPCRequest,
+    ITabletService,
+    ITopoCache,
+    ReplyEndsCommand,
+)
+from vtwist.protocols.mysql.constants import ColumnType, ServerStatus
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
 from vtwist.protocols.mysql.messages import ColumnDefinition41
 from vtwist.protocols.mysql.server_types import ClientInfo
@@ -44,6 +51,8 @@ from vtwist.protocols.tabletrpc_ops import (
 )
 from vtwist.protocols.tabletrpc_server import TabletRPCServerFactory
 from vtwist.topo.records import Keyspace, Shard, Tablet
+
+MORE_RESULTS = int(ServerStatus.MORE_RESULTS_EXISTS)
 
 FIELD = ColumnDefinition41("tablet", ColumnType.VAR_STRING, 45, 100).encode()
 
@@ -244,7 +253,11 @@ class FakeCache:
 @implementer(IResultSink)
 class RecordingSink:
     """Records a reply: ``events`` of ("ok", affected, insert_id, status), ("start", names),
-    ("rows", [decoded rows]), ("done", status), ("error", code, message)."""
+    ("rows", [decoded rows]), ("done", status), ("error", code, message).
+
+    Like the server's sink it is ``closed`` once the reply ended (``ended`` then fires);
+    ``fail`` records a MySQLError as ``error`` does and anything else in ``failures``
+    (plus an ERR 1105), after the end in ``late_failures``."""
 
     binary = False
     cursor = False
@@ -253,7 +266,15 @@ class RecordingSink:
     def __init__(self) -> None:
         self.events: list[tuple[Any, ...]] = []
         self.closed = False
+        self.ended: Deferred[None] = Deferred()
+        self.failures: list[Failure] = []
+        self.late_failures: list[Failure] = []
         self._ncols = 0
+
+    def _end(self, status: int = 0) -> None:
+        if not status & MORE_RESULTS and not self.closed:
+            self.closed = True
+            self.ended.callback(None)
 
     def ok(
         self,
@@ -264,6 +285,7 @@ class RecordingSink:
         info: bytes = b"",
     ) -> None:
         self.events.append(("ok", affected_rows, last_insert_id, status))
+        self._end(status)
 
     def start(self, columns: Sequence[ColumnDefinition41], binary: bool = False) -> None:
         self._ncols = len(columns)
@@ -288,6 +310,7 @@ class RecordingSink:
         info: bytes = b"",
     ) -> None:
         self.events.append(("done", status))
+        self._end(status)
 
     def result_set(
         self,
@@ -306,6 +329,17 @@ class RecordingSink:
 
     def error(self, error: MySQLError) -> None:
         self.events.append(("error", error.code, error.message))
+        self._end()
+
+    def fail(self, reason: BaseException | Failure) -> None:
+        failure = reason if isinstance(reason, Failure) else Failure(reason)
+        if self.closed:
+            self.late_failures.append(failure)
+        elif isinstance(failure.value, MySQLError):
+            self.error(failure.value)
+        else:
+            self.failures.append(failure)
+            self.error(MySQLError(ErrorCode.UNKNOWN_ERROR, f"internal error: {failure.value}"))
 
     def register_producer(self, producer: IPushProducer) -> None:
         pass
@@ -322,6 +356,14 @@ class RecordingSink:
     def error_code(self) -> int | None:
         errs = [ev[1] for ev in self.events if ev[0] == "error"]
         return errs[-1] if errs else None
+
+
+def finished(result: Deferred[None] | ReplyEndsCommand, sink: RecordingSink) -> Deferred[None]:
+    """What the server waits for before the next command: the handler's Deferred, or the
+    end of the reply in ``sink`` when the handler returned ``REPLY_ENDS_COMMAND``."""
+    if isinstance(result, ReplyEndsCommand):
+        return sink.ended
+    return result
 
 
 def tablet(
@@ -404,9 +446,9 @@ class Cluster:
     def run(self, session: GateSession, sql: str | bytes) -> RecordingSink:
         sink = RecordingSink()
         raw = sql.encode() if isinstance(sql, str) else sql
-        d = session.query(raw, sink)
+        d = finished(session.query(raw, sink), sink)
         self.flush()
-        failures: list[Any] = []
+        failures: list[Any] = [*sink.failures]
         d.addErrback(failures.append)
         if failures:
             failures[0].raiseException()

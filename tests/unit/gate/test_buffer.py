@@ -6,7 +6,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from tests.unit.gate.fakes import Cluster, FakeTablet, RecordingSink, tablet
+from tests.unit.gate.fakes import Cluster, FakeTablet, RecordingSink, finished, tablet
 from vtwist.gate.buffer import BufferSettings
 from vtwist.gate.gate import GateSettings
 from vtwist.gate.session import GateSession
@@ -43,7 +43,7 @@ def cluster(readonly: tuple[str, ...] = (), **buffer: Any) -> Cluster:
 def start(c: Cluster, s: GateSession, sql: str) -> tuple[RecordingSink, Deferred[None]]:
     """Send ``sql`` without requiring it to finish."""
     sink = RecordingSink()
-    d = s.query(sql.encode(), sink)
+    d = finished(s.query(sql.encode(), sink), sink)
     c.flush()
     return sink, d
 
