@@ -104,13 +104,60 @@ def test_next_result_then_next_event_equals_next_event_alone(
         assert whole.client.state is State.IDLE
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    replies=st.lists(
+        st.tuples(st.lists(results, min_size=1, max_size=2), st.booleans()), min_size=2, max_size=5
+    ),
+    deprecate_eof=st.booleans(),
+    cuts=st.lists(st.integers(0, 1 << 20), max_size=6),
+    max_rows=st.integers(1, 8),
+)
+def test_reply_after_reply_on_one_connection_equals_next_event_alone(
+    replies: list[tuple[list[tuple[int, list[tuple[bytes | None, ...]]] | None], bool]],
+    deprecate_eof: bool,
+    cuts: list[int],
+    max_rows: int,
+) -> None:
+    # Later replies repeat heads (count, definitions, EOF) that next_result matches as bytes.
+    whole, plain = logged_in(deprecate_eof), logged_in(deprecate_eof)
+    for shape, error in replies:
+        for pair in (whole, plain):
+            pair.client_sends(ComQuery(b"SELECT id, name FROM t; SELECT 1"))
+        wire = _reply(whole, shape, error)
+        assert wire == _reply(plain, shape, error)
+        assert _events(whole.client, wire, cuts, max_rows) == _events(plain.client, wire, cuts, 0)
+        assert whole.client.state is plain.client.state is State.IDLE
+
+
+@pytest.mark.parametrize("deprecate_eof", [True, False])
+def test_a_repeated_head_is_taken_whole_and_a_changed_one_parsed(deprecate_eof: bool) -> None:
+    pair = logged_in(deprecate_eof)
+    for columns in ([ID_COL], [ID_COL], [NAME_COL], [NAME_COL], [ID_COL, NAME_COL]):
+        pair.client_sends(ComQuery(b"SELECT x"))
+        row = encode_text_row([b"1"] * len(columns))
+        events = [ResultSetStart(len(columns)), *(Column(c) for c in columns)]
+        pair.client.receive_data(pair.server.send_many([*events, Row(row), ResultSetDone(2)]))
+        got = pair.client.next_result(10)
+        assert got is not None, columns
+        assert got[0] == columns and got[1] == [row] and got[2] == ResultSetDone(2)
+        got[0].append(NAME_COL)  # the caller's own list: the next result is not affected
+        assert pair.client.state is State.IDLE
+
+
 def _prepared(pair: ConnectionPair) -> None:
     pair.client_sends(ComStmtPrepare(b"SELECT id FROM t WHERE id > 0"))
     pair.server_sends(StmtPrepareOK(7, 1, 0), Column(ID_COL))
 
 
-def test_a_cursor_opened_by_an_execute_is_left_to_next_event() -> None:
+@pytest.mark.parametrize("warm", [False, True])
+def test_a_cursor_opened_by_an_execute_is_left_to_next_event(warm: bool) -> None:
     pair = logged_in(False)
+    if warm:  # a query's result with the same columns came before
+        pair.client_sends(ComQuery(b"SELECT id FROM t"))
+        data = pair.server.send_many([ResultSetStart(1), Column(ID_COL), ResultSetDone(0)])
+        pair.client.receive_data(data)
+        assert pair.client.next_result(10) is not None
     _prepared(pair)
     pair.client_sends(ComStmtExecute(7, flags=1))  # CURSOR_TYPE_READ_ONLY
     data = pair.server.send_many([ResultSetStart(1), Column(ID_COL), ResultSetDone(CURSOR)])
@@ -234,8 +281,9 @@ def test_a_wrong_sequence_id_anywhere_is_refused_as_next_event_refuses_it(packet
     assert got[-1] == ("remote error", 1156)
 
 
+@pytest.mark.parametrize("warm", [False, True])
 @pytest.mark.parametrize("deprecate_eof", [True, False])
-def test_any_damaged_byte_is_seen_as_next_event_sees_it(deprecate_eof: bool) -> None:
+def test_any_damaged_byte_is_seen_as_next_event_sees_it(deprecate_eof: bool, warm: bool) -> None:
     shape: list[tuple[int, list[tuple[bytes | None, ...]]] | None] = [
         None,
         (2, [(b"1", b"one"), (None, b"")]),
@@ -247,6 +295,10 @@ def test_any_damaged_byte_is_seen_as_next_event_sees_it(deprecate_eof: bool) -> 
     for at in range(len(wire)):
         damaged = wire[:at] + bytes([wire[at] ^ 0x40]) + wire[at + 1 :]
         whole, plain = logged_in(deprecate_eof), logged_in(deprecate_eof)
+        if warm:  # the undamaged reply first: its heads are known when the damaged one comes
+            for pair in (whole, plain):
+                pair.client_sends(ComQuery(b"SELECT id, name FROM t; SELECT 1"))
+                _events(pair.client, wire, [], 8)
         for pair in (whole, plain):
             pair.client_sends(ComQuery(b"SELECT id, name FROM t; SELECT 1"))
         got = _events(whole.client, damaged, [], 8)

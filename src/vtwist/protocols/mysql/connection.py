@@ -194,6 +194,10 @@ _COLUMN_CACHE_MAX_PAYLOAD: Final = 1024
 # Decoded result-set ends kept per connection (see ``_done``): entries, largest payload.
 _DONE_CACHE_ENTRIES: Final = 32
 _DONE_CACHE_MAX_PAYLOAD: Final = 64
+# The largest result-set head (column count, definitions, EOF) ``next_result`` keeps to
+# match the next result against.
+_KNOWN_HEAD_MAX_BYTES: Final = 4096
+_KnownHead = tuple[tuple[int, int], bytes, int, tuple[ColumnDefinition41, ...]]
 # Encoded column definitions kept per connection (see ``send_columns``).
 _ENCODED_COLUMNS_ENTRIES: Final = 256
 
@@ -223,6 +227,8 @@ class Connection(Machine):
         # id(definition) -> (definition, its payload); the definition is kept so that its
         # id cannot be reused while the entry exists.
         self._columns_encoded: dict[int, tuple[ColumnDefinition41, bytes]] = {}
+        # ``next_result``: ((first seq, no-rows mask), head bytes, its packets, columns).
+        self._known_head: _KnownHead | None = None
         self._done_seen: dict[bytes, ResultSetDone] = {}
 
     # -- introspection ---------------------------------------------------------------------
@@ -332,20 +338,35 @@ class Connection(Machine):
             return None
         deprecate = self._deprecate_eof
         reader = self._reader
+        no_rows = _CURSOR if self._cmd == _EXECUTE else 0
+        # The head (count, definitions, EOF) of the last result set, matched as bytes.
+        known = self._known_head
+        head_key = (self._seq, no_rows)
+        if known is not None and known[0] != head_key:
+            known = None
         got = reader.peek_result_set(
             self._seq,
             not deprecate,
             0xFFFFFF if deprecate else 9,
-            _CURSOR if self._cmd == _EXECUTE else 0,
+            no_rows,
             max_rows,
+            b"" if known is None else known[1],
+            0 if known is None else known[2],
         )
         if got is None:
             return None
-        payloads, eof, rows, end, seq, pos = got
+        payloads, eof, rows, end, seq, pos, head = got
         try:
-            if eof is not None:
-                Eof.decode(eof)
-            columns = [cast(Column, self._d_column(p)).definition for p in payloads]
+            if payloads is None:
+                assert known is not None
+                columns = list(known[3])  # (a list of the caller's own)
+            else:
+                if eof is not None:
+                    Eof.decode(eof)
+                columns = [cast(Column, self._d_column(p)).definition for p in payloads]
+                if len(head) <= _KNOWN_HEAD_MAX_BYTES:
+                    packets = 1 + len(payloads) + (eof is not None)
+                    self._known_head = (head_key, head, packets, tuple(columns))
             done = self._done(end)
         except Exception:
             return None  # malformed: next_event fails the connection where it is

@@ -27,9 +27,10 @@ from vtwist.protocols.mysql.errors import (
 __all__ = ["MAX_CHUNK", "PacketReader", "ResultSetPackets", "encode_packets", "frame_into"]
 
 MAX_CHUNK: Final = 0xFFFFFF
-ResultSetPackets = tuple[list[bytes], bytes | None, list[bytes], bytes, int, int]
-"""``PacketReader.peek_result_set``: definitions, EOF after them (classic), rows, the end
-payload, the sequence id and the buffer position after them."""
+ResultSetPackets = tuple[list[bytes] | None, bytes | None, list[bytes], bytes, int, int, bytes]
+"""``PacketReader.peek_result_set``: definitions (None: the known head), EOF after them
+(classic), rows, the end payload, the sequence id and the buffer position after them, and
+the head's packets as received (empty when it was the known head)."""
 _HDR: Final = struct.Struct("<I")
 _pack_hdr: Final = _HDR.pack
 _unpack_hdr: Final = _HDR.unpack_from
@@ -236,7 +237,14 @@ class PacketReader:
         return rows, seq
 
     def peek_result_set(
-        self, seq: int, columns_eof: bool, end_below: int, no_rows_status: int, max_rows: int
+        self,
+        seq: int,
+        columns_eof: bool,
+        end_below: int,
+        no_rows_status: int,
+        max_rows: int,
+        known_head: bytes = b"",
+        known_packets: int = 0,
     ) -> ResultSetPackets | None:
         """A whole result set already buffered, as payloads, if it is a plain one.
 
@@ -245,15 +253,27 @@ class PacketReader:
         ``columns_eof``, an EOF (0xFE, under 9 bytes) whose status has none of the bits of
         ``no_rows_status`` (a mask of its low byte) set; at most ``max_rows`` rows (first
         byte below 0xFE); the end (0xFE, under ``end_below`` bytes). Returns
-        ``(definitions, eof or None, rows, end, next seq, position after them)`` without
-        consuming them (``skip_to`` does); None for anything else (not all buffered, an ERR,
-        a cursor, a split packet...), which ``next_packet`` then deals with one at a time.
+        ``(definitions, eof or None, rows, end, next seq, position after them, head)``
+        without consuming them (``skip_to`` does); None for anything else (not all
+        buffered, an ERR, a cursor, a split packet...), which ``next_packet`` then deals
+        with one at a time.
+
+        ``head`` is the column count, definitions and EOF as received (framed). A caller
+        that passes a head it got before, with the same arguments, as ``known_head`` (and
+        its ``known_packets``, the number of packets in it) has it matched byte for byte
+        instead of parsed: the definitions and EOF come back as None and ``head`` empty
+        (the same queries return the same columns again and again).
         """
         if self._need or self._parts:
             return None
         buf = self._buf
         pos = self._pos
         size = len(buf)
+        if known_head and buf.startswith(known_head, pos):
+            last = (seq + known_packets - 1) & 0xFF  # the head's last sequence id
+            after = pos + len(known_head)
+            return self._peek_rows(last, after, end_below, max_rows, None, None, b"")
+        start = pos
         if size - pos < 5 or _unpack_hdr(buf, pos)[0] != 1 | (seq << 24):
             return None
         want = buf[pos + 4]
@@ -287,6 +307,22 @@ class PacketReader:
             if length >= 5 and eof[3] & no_rows_status:
                 return None
             pos = end
+        return self._peek_rows(seq, pos, end_below, max_rows, columns, eof, buf[start:pos])
+
+    def _peek_rows(
+        self,
+        seq: int,
+        pos: int,
+        end_below: int,
+        max_rows: int,
+        columns: list[bytes] | None,
+        eof: bytes | None,
+        head: bytes,
+    ) -> ResultSetPackets | None:
+        """``peek_result_set`` from the first row on (``seq``: the head's last packet's)."""
+        buf = self._buf
+        size = len(buf)
+        max_size = min(self.max_packet_size, MAX_CHUNK - 1)
         rows: list[bytes] = []
         while True:
             seq = (seq + 1) & 0xFF
@@ -304,7 +340,7 @@ class PacketReader:
                 pos = end
                 continue
             if b0 == 0xFE and length < end_below:
-                return columns, eof, rows, buf[pos + 4 : end], (seq + 1) & 0xFF, end
+                return columns, eof, rows, buf[pos + 4 : end], (seq + 1) & 0xFF, end, head
             return None  # an ERR, or a text row starting with a 0xFE length
 
     def skip_to(self, pos: int) -> None:
