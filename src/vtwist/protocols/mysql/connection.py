@@ -618,7 +618,9 @@ class Connection(Machine):
         if not self._deprecate_eof:
             # As send_row (or send_done, without rows) writes the EOF owed after them.
             owed = self._status if rows else status
-            seq = frame_into(out, _eof(0, owed & ~_PER_REPLY), seq)
+            out.append((5 | (seq << 24)).to_bytes(4, "little"))  # (``frame_into``, inlined)
+            out.append(_EOF_PACK(0xFE, 0, owed & ~_PER_REPLY))
+            seq = (seq + 1) & 0xFF
         for payload in rows:
             n = len(payload)
             if n < MAX_CHUNK:
@@ -644,7 +646,7 @@ class Connection(Machine):
         if self._deprecate_eof:
             end = Ok(affected_rows, last_insert_id, status, warnings, info).encode(self._caps, 0xFE)
         else:
-            end = _eof(warnings, status)
+            end = _EOF_PACK(0xFE, warnings, status)  # (``_eof``, inlined)
         size = len(end)
         if size < MAX_CHUNK:  # ``frame_into``, inlined: one small packet
             out.append((size | (seq << 24)).to_bytes(4, "little"))

@@ -123,6 +123,9 @@ class OutputBuffer:
             return
         if reading.depth:
             chunks = self._chunks
+            if complete and not chunks:  # a whole reply, nothing held: at once (as ``flush``)
+                write_through(transport, data)
+                return
             chunks.append(data)
             self._size += len(data)
             if complete or self._size > FLUSH_BYTES:

@@ -543,6 +543,7 @@ def unpack_param_types(data: bytes, num_params: int) -> list[ColumnSpec]:
 
 
 _NO_LONG_DATA: Mapping[int, bytes] = MappingProxyType({})
+_new_params: Final = list.__new__
 
 
 def decode_execute_params(
@@ -569,7 +570,7 @@ def decode_execute_params(
     if len(param_types) != num_params:
         raise RemoteProtocolError(f"{len(param_types)} parameter types for {num_params}")
     long_data = long_data or _NO_LONG_DATA
-    out = ExecuteParams()
+    out = _new_params(ExecuteParams)  # (no Python ``__init__``: ``wire`` is set below)
     append = out.append
     pos = 0
     try:
@@ -604,4 +605,6 @@ def decode_execute_params(
             else tuple((int(t), bool(u)) for t, u in param_types)
         )
         out.wire = (null_bitmap, types, values_bytes)
+    else:
+        out.wire = None
     return out
