@@ -197,7 +197,8 @@ _DONE_CACHE_MAX_PAYLOAD: Final = 64
 # The largest result-set head (column count, definitions, EOF) ``next_result`` keeps to
 # match the next result against.
 _KNOWN_HEAD_MAX_BYTES: Final = 4096
-_KnownHead = tuple[tuple[int, int], bytes, int, tuple[ColumnDefinition41, ...]]
+# (first sequence id, no-rows mask, head bytes, its packets, columns)
+_KnownHead = tuple[int, int, bytes, int, tuple[ColumnDefinition41, ...]]
 # Encoded column definitions kept per connection (see ``send_columns``).
 _ENCODED_COLUMNS_ENTRIES: Final = 256
 
@@ -227,7 +228,7 @@ class Connection(Machine):
         # id(definition) -> (definition, its payload); the definition is kept so that its
         # id cannot be reused while the entry exists.
         self._columns_encoded: dict[int, tuple[ColumnDefinition41, bytes]] = {}
-        # ``next_result``: ((first seq, no-rows mask), head bytes, its packets, columns).
+        # ``next_result``: the last result set's head, to match the next one against.
         self._known_head: _KnownHead | None = None
         self._done_seen: dict[bytes, ResultSetDone] = {}
 
@@ -341,17 +342,17 @@ class Connection(Machine):
         no_rows = _CURSOR if self._cmd == _EXECUTE else 0
         # The head (count, definitions, EOF) of the last result set, matched as bytes.
         known = self._known_head
-        head_key = (self._seq, no_rows)
-        if known is not None and known[0] != head_key:
+        first = self._seq
+        if known is not None and (known[0] != first or known[1] != no_rows):
             known = None
         got = reader.peek_result_set(
-            self._seq,
+            first,
             not deprecate,
             0xFFFFFF if deprecate else 9,
             no_rows,
             max_rows,
-            b"" if known is None else known[1],
-            0 if known is None else known[2],
+            b"" if known is None else known[2],
+            0 if known is None else known[3],
         )
         if got is None:
             return None
@@ -359,14 +360,14 @@ class Connection(Machine):
         try:
             if payloads is None:
                 assert known is not None
-                columns = list(known[3])  # (a list of the caller's own)
+                columns = list(known[4])  # (a list of the caller's own)
             else:
                 if eof is not None:
                     Eof.decode(eof)
                 columns = [cast(Column, self._d_column(p)).definition for p in payloads]
                 if len(head) <= _KNOWN_HEAD_MAX_BYTES:
                     packets = 1 + len(payloads) + (eof is not None)
-                    self._known_head = (head_key, head, packets, tuple(columns))
+                    self._known_head = (first, no_rows, head, packets, tuple(columns))
             done = self._done(end)
         except Exception:
             return None  # malformed: next_event fails the connection where it is

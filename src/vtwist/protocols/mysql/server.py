@@ -576,7 +576,9 @@ class MySQLServerProtocol(Protocol):
         old = self._active_flow
         if old is flow:
             return
-        if old is not None:
+        if old is not None and self._congested:
+            # (Only while congested can the active flow hold TRANSPORT: ``resumeProducing``
+            # takes it back when the socket drains.)
             old.resume(TRANSPORT)
         self._active_flow = flow
         if flow is not None and self._congested:
