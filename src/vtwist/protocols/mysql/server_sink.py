@@ -8,8 +8,10 @@ handler's push producer for every reason that applies (client socket congested, 
 buffer full) and resumes it only when none is left.
 
 The sinks write through an ``Output`` (the protocol's send path) and learn about the
-handler's Deferred through ``attach``; the session module decides when a command is over
-from ``when_replied``. Every callback into the handler's producer is guarded: an exception
+handler's Deferred through ``attach`` (or, when the handler returned
+``REPLY_ENDS_COMMAND``, ``attach_reply_end``: it is done when the reply is, and reports a
+failure with ``fail``); the session module decides when a command is over from
+``when_replied``. Every callback into the handler's producer is guarded: an exception
 there is logged, never raised into the transport.
 """
 
