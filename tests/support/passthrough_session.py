@@ -182,7 +182,7 @@ class Relay:
             self.sink.ok(ev.affected_rows, ev.last_insert_id, ev.status, ev.warnings, ev.info)
 
     def result_set(
-        self, columns: list[ColumnDefinition41], rows: list[bytes], done: ResultSetDone
+        self, columns: Sequence[ColumnDefinition41], rows: list[bytes], done: ResultSetDone
     ) -> None:
         """A whole backend result set (what ``__call__`` does with its events)."""
         if not self.dropping:

@@ -21,7 +21,7 @@ cannot reach the statement of the connection's next borrower.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -85,7 +85,7 @@ class Collector:
         self._check_limits()
 
     def result_set(
-        self, columns: list[ColumnDefinition41], rows: list[bytes], done: ResultSetDone
+        self, columns: Sequence[ColumnDefinition41], rows: list[bytes], done: ResultSetDone
     ) -> None:
         """A whole result set (the MySQL client's path for one received whole): its rows
         as ``row_batch``, its end as a ``ResultSetDone`` event."""

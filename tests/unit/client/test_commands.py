@@ -314,8 +314,8 @@ def test_a_whole_consumer_gets_each_result_set_received_whole_in_one_call(
     ]
     s.send(*reply)
     assert [(c, r) for c, r, _ in consumer.wholes] == [
-        ([ID, NAME], [encode_text_row(r) for r in first]),
-        ([ID], []),
+        ((ID, NAME), [encode_text_row(r) for r in first]),
+        ((ID,), []),
     ]
     assert [d.status for _, _, d in consumer.wholes] == [AUTOCOMMIT | MORE] * 2
     assert [type(e).__name__ for e in consumer.events] == ["Ok"]  # only what was not whole

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,6 +23,7 @@ from vtwist.protocols.mysql.values import encode_text_row
 from vtwist.protocols.mysql.wire import Message
 
 MORE = int(ServerStatus.MORE_RESULTS_EXISTS)
+IN_TRANS = int(ServerStatus.IN_TRANS)
 CURSOR = int(ServerStatus.CURSOR_EXISTS)
 COLUMNS = [ID_COL, NAME_COL]
 
@@ -133,6 +136,7 @@ def test_reply_after_reply_on_one_connection_equals_next_event_alone(
 @pytest.mark.parametrize("deprecate_eof", [True, False])
 def test_a_repeated_head_is_taken_whole_and_a_changed_one_parsed(deprecate_eof: bool) -> None:
     pair = logged_in(deprecate_eof)
+    seen: list[tuple[ColumnDefinition41, ...]] = []
     for columns in ([ID_COL], [ID_COL], [NAME_COL], [NAME_COL], [ID_COL, NAME_COL]):
         pair.client_sends(ComQuery(b"SELECT x"))
         row = encode_text_row([b"1"] * len(columns))
@@ -140,8 +144,10 @@ def test_a_repeated_head_is_taken_whole_and_a_changed_one_parsed(deprecate_eof: 
         pair.client.receive_data(pair.server.send_many([*events, Row(row), ResultSetDone(2)]))
         got = pair.client.next_result(10)
         assert got is not None, columns
-        assert got[0] == columns and got[1] == [row] and got[2] == ResultSetDone(2)
-        got[0].append(NAME_COL)  # the caller's own list: the next result is not affected
+        assert got[0] == tuple(columns) and got[1] == [row] and got[2] == ResultSetDone(2)
+        if seen and seen[-1] == got[0]:
+            assert got[0] is seen[-1]  # the same tuple for the same head
+        seen.append(got[0])
         assert pair.client.state is State.IDLE
 
 
@@ -177,8 +183,8 @@ def test_next_result_takes_nothing_outside_a_result_or_on_the_server() -> None:
     pair.client.receive_data(pair.server.send_many([Row(b"\x011"), Row(b"\x012")]))
     assert pair.client.next_result(1) is None  # more rows than asked for
     pair.client.receive_data(pair.server.send_many([ResultSetDone(AUTOCOMMIT)]))
-    columns, rows, done = pair.client.next_result(2) or ([], [], None)
-    assert columns == [ID_COL] and rows == [b"\x011", b"\x012"] and done == ResultSetDone(2)
+    columns, rows, done = pair.client.next_result(2) or ((), [], None)
+    assert columns == (ID_COL,) and rows == [b"\x011", b"\x012"] and done == ResultSetDone(2)
     assert pair.client.state is State.IDLE
     server = ConnectionPair(True).server
     assert server.next_result(10) is None
@@ -239,6 +245,50 @@ def test_send_result_set_writes_what_the_three_calls_write(
     assert one.server.state is three.server.state
     one.client.receive_data(wire)
     assert one.client.next_event() == ResultSetStart(n)  # and the client agrees
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    replies=st.lists(
+        st.lists(
+            st.tuples(st.sampled_from([0, 1, 2]), st.integers(0, 3), st.booleans()),
+            min_size=1,
+            max_size=3,
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    deprecate_eof=st.booleans(),
+)
+def test_send_result_set_of_the_same_definitions_again_writes_what_the_three_calls_write(
+    replies: list[list[tuple[int, int, bool]]], deprecate_eof: bool
+) -> None:
+    # The server frames the head of a tuple of definitions once and reuses it while the
+    # start sequence id and the EOF status match; a list is framed every time.
+    heads: list[Sequence[ColumnDefinition41]] = [(ID_COL,), (ID_COL, NAME_COL), [ID_COL]]
+    one, three = logged_in(deprecate_eof), logged_in(deprecate_eof)
+    for results in replies:
+        for pair in (one, three):
+            pair.client_sends(ComQuery(b"SELECT id, name FROM t; SELECT 1"))
+        for i, (head, nrows, in_trans) in enumerate(results):
+            columns = heads[head]
+            rows = [encode_text_row([b"7"] * len(columns))] * nrows
+            status = (IN_TRANS if in_trans else AUTOCOMMIT) | (MORE if i + 1 < len(results) else 0)
+            wire = one.server.send_result_set(columns, rows, status, 1, 2, 3, b"info")
+            assert wire == _separately(three.server, list(columns), rows, status)
+            for pair in (one, three):  # the clients read it (and are idle again at the end)
+                pair.client.receive_data(wire)
+                while pair.client.next_event() is not NEED_DATA:
+                    pass
+        assert one.server.state is three.server.state is State.IDLE
+    mutable = heads[2]
+    assert isinstance(mutable, list)
+    mutable.append(NAME_COL)  # a list may change: what it holds now is what is written
+    for pair in (one, three):
+        pair.client_sends(ComQuery(b"SELECT id, name FROM t"))
+    row = encode_text_row([b"1", b"2"])
+    wire = one.server.send_result_set(mutable, [row], AUTOCOMMIT, 1, 2, 3, b"info")
+    assert wire == _separately(three.server, [ID_COL, NAME_COL], [row], AUTOCOMMIT)
 
 
 def test_send_result_set_splits_a_row_of_16_mib() -> None:

@@ -83,7 +83,7 @@ StreamEvent = ResultSetStart | Column | Row | ResultSetDone | Ok
 """What a streaming consumer receives: each result is either an ``Ok`` (no result set) or
 ``ResultSetStart``, ``Column`` x n, ``Row`` x any (the raw payload), ``ResultSetDone``."""
 
-WholeConsumer = Callable[[list[ColumnDefinition41], list[bytes], ResultSetDone], object]
+WholeConsumer = Callable[[Sequence[ColumnDefinition41], list[bytes], ResultSetDone], object]
 """A consumer's ``result_set`` method (see ``Consumer``)."""
 
 Consumer = Callable[[StreamEvent], object]
@@ -93,8 +93,9 @@ A consumer whose class also has a ``row_batch(payloads: list[bytes])`` method ge
 rows already received in one call instead of a ``Row`` event each (cheaper for many rows).
 One whose class has a ``result_set(columns, rows, done)`` method gets a result set
 received whole (up to ``client_protocol.ROW_BATCH`` rows) in one call instead of its
-events: the column definitions, the row payloads and the ``ResultSetDone`` (it must not
-modify the lists; bigger or partly received results still come as events). Rows already
+events: the column definitions (a tuple: the same one again for the same columns), the
+row payloads (a list it must not modify) and the ``ResultSetDone``; bigger or partly
+received results still come as events. Rows already
 received are delivered together either way, so a pause asked for in the middle takes
 effect after them."""
 
@@ -170,7 +171,7 @@ class CommandHandler:
         raise NotImplementedError
 
     def result_set(
-        self, columns: list[ColumnDefinition41], rows: list[bytes], done: ResultSetDone
+        self, columns: Sequence[ColumnDefinition41], rows: list[bytes], done: ResultSetDone
     ) -> None:
         """A whole result set: its events in one call (only when ``takes_results``)."""
         raise NotImplementedError
@@ -345,13 +346,13 @@ class ResultHandler(CommandHandler):
                 self.fail(e)
 
     def result_set(
-        self, columns: list[ColumnDefinition41], rows: list[bytes], done: ResultSetDone
+        self, columns: Sequence[ColumnDefinition41], rows: list[bytes], done: ResultSetDone
     ) -> None:
         """A whole result set, for a consumer with a ``result_set`` method."""
         assert self._consume_results is not None
         self.results.append(
             Result(
-                columns,
+                list(columns),
                 [],
                 done.affected_rows,
                 done.last_insert_id,

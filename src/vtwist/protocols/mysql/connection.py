@@ -151,7 +151,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_PACKET_SIZE: Final = 64 * 1024 * 1024
-WholeResult = tuple[list[ColumnDefinition41], list[bytes], ResultSetDone]
+WholeResult = tuple[tuple[ColumnDefinition41, ...], list[bytes], ResultSetDone]
 """``Connection.next_result``: the column definitions, the row payloads, the end."""
 
 _PROTOCOL_41: Final = int(Capability.PROTOCOL_41)
@@ -229,6 +229,9 @@ class Connection(Machine):
         # id cannot be reused while the entry exists.
         self._columns_encoded: dict[int, tuple[ColumnDefinition41, bytes]] = {}
         # ``next_result``: the last result set's head, to match the next one against.
+        # ``send_result_set``: the last head framed for a tuple of definitions (the tuple,
+        # first sequence id, EOF status or -1, bytes, next sequence id).
+        self._framed_head: tuple[tuple[ColumnDefinition41, ...], int, int, bytes, int] | None = None
         self._known_head: _KnownHead | None = None
         self._done_seen: dict[bytes, ResultSetDone] = {}
 
@@ -334,7 +337,11 @@ class Connection(Machine):
         ``ResultSetStart``, ``Column``, ``Row`` and ``ResultSetDone`` events, with the same
         checks and the same state after it. None (nothing consumed) when that is not all
         buffered or is anything else (OK, ERR, LOCAL INFILE, a cursor, a split packet, a
-        malformed packet...): ``next_event`` then goes event by event."""
+        malformed packet...): ``next_event`` then goes event by event.
+
+        The definitions come as a tuple; a result set whose head (count, definitions, EOF)
+        repeats the last one's bytes gets the very tuple it got then, which a server
+        ``Connection`` relaying it frames only once (``send_result_set``)."""
         if self._state is not _S_RESULT or self._server or self._error is not None:
             return None
         deprecate = self._deprecate_eof
@@ -360,14 +367,14 @@ class Connection(Machine):
         try:
             if payloads is None:
                 assert known is not None
-                columns = list(known[4])  # (a list of the caller's own)
+                columns = known[4]  # the same (immutable) tuple as last time
             else:
                 if eof is not None:
                     Eof.decode(eof)
-                columns = [cast(Column, self._d_column(p)).definition for p in payloads]
+                columns = tuple([cast(Column, self._d_column(p)).definition for p in payloads])
                 if len(head) <= _KNOWN_HEAD_MAX_BYTES:
                     packets = 1 + len(payloads) + (eof is not None)
-                    self._known_head = (first, no_rows, head, packets, tuple(columns))
+                    self._known_head = (first, no_rows, head, packets, columns)
             done = self._done(end)
         except Exception:
             return None  # malformed: next_event fails the connection where it is
@@ -613,15 +620,23 @@ class Connection(Machine):
                     self.send_done(status, warnings, affected_rows, last_insert_id, info),
                 ]
             )
-        out: list[bytes] = []
-        seq = self._columns_into(out, columns)
+        # As send_row (or send_done, without rows) writes the EOF owed after the columns.
+        owed = -1 if self._deprecate_eof else (self._status if rows else status) & ~_PER_REPLY
+        start = self._seq
+        framed = self._framed_head
+        if framed is not None and framed[0] is columns and framed[1] == start and framed[2] == owed:
+            out = [framed[3]]  # the same (immutable) definitions as last time, framed then
+            seq = framed[4]
+        else:
+            out = []
+            seq = self._columns_into(out, columns)
+            if owed >= 0:
+                out.append((5 | (seq << 24)).to_bytes(4, "little"))  # (``frame_into``, inlined)
+                out.append(_EOF_PACK(0xFE, 0, owed))
+                seq = (seq + 1) & 0xFF
+            if type(columns) is tuple:
+                self._framed_head = (columns, start, owed, b"".join(out), seq)
         self._remaining = 0
-        if not self._deprecate_eof:
-            # As send_row (or send_done, without rows) writes the EOF owed after them.
-            owed = self._status if rows else status
-            out.append((5 | (seq << 24)).to_bytes(4, "little"))  # (``frame_into``, inlined)
-            out.append(_EOF_PACK(0xFE, 0, owed & ~_PER_REPLY))
-            seq = (seq + 1) & 0xFF
         for payload in rows:
             n = len(payload)
             if n < MAX_CHUNK:
