@@ -301,6 +301,12 @@ class ResultHandler(CommandHandler):
     (1104) after the rest was read and dropped: use ``stream_query`` for big results.
     """
 
+    _current: Result | None = None
+    _specs: Sequence[ColumnSpec] = ()
+    _size = 0
+    _consume_rows: Callable[[list[bytes]], object] | None = None
+    _consume_results: WholeConsumer | None = None
+
     def __init__(
         self,
         message: Message,
@@ -310,18 +316,14 @@ class ResultHandler(CommandHandler):
         max_result_size: int,
         consumer: Consumer | None = None,
     ) -> None:
+        # (``_current``, ``_specs``, ``_size``, ``_consume_*`` and ``takes_*`` start as the
+        # class defaults below: one handler is made per query.)
         self.message = message
         self.binary = binary
         self.python = python
         self.max_result_size = max_result_size
         self.consumer = consumer
         self.results: list[Result] = []
-        self._current: Result | None = None
-        self._specs: list[ColumnSpec] = []
-        self._size = 0
-        self._consume_rows: Callable[[list[bytes]], object] | None = None
-        self._consume_results: WholeConsumer | None = None
-        self.takes_row_batches = self.takes_results = False
         if consumer is not None:
             batches, wholes = _consumer_methods(type(consumer))
             if batches:
@@ -473,7 +475,7 @@ class ResultHandler(CommandHandler):
         res.last_insert_id = ev.last_insert_id
         res.info = ev.info
         self._current = None
-        self._specs = []
+        self._specs = ()
 
     def _deliver(self, ev: StreamEvent) -> None:
         if self.consumer is None or self.error is not None:

@@ -205,6 +205,8 @@ _ENCODED_COLUMNS_ENTRIES: Final = 256
 _Decoder = Callable[["Connection", bytes], "Message | None"]
 _BYTES: Final = [bytes((i,)) for i in range(256)]  # one-byte payloads (column counts)
 _EOF_PACK: Final = struct.Struct("<BHH").pack
+# The packet header of a classic EOF (5 bytes) by sequence id.
+_EOF_HEADERS: Final = [(5 | (seq << 24)).to_bytes(4, "little") for seq in range(256)]
 
 
 def _eof(warnings: int, status: int) -> bytes:
@@ -631,7 +633,7 @@ class Connection(Machine):
             out = []
             seq = self._columns_into(out, columns)
             if owed >= 0:
-                out.append((5 | (seq << 24)).to_bytes(4, "little"))  # (``frame_into``, inlined)
+                out.append(_EOF_HEADERS[seq])  # (``_eof`` and ``frame_into``, inlined)
                 out.append(_EOF_PACK(0xFE, 0, owed))
                 seq = (seq + 1) & 0xFF
             if type(columns) is tuple:
@@ -661,15 +663,17 @@ class Connection(Machine):
         ``out`` joined."""
         if self._deprecate_eof:
             end = Ok(affected_rows, last_insert_id, status, warnings, info).encode(self._caps, 0xFE)
-        else:
-            end = _EOF_PACK(0xFE, warnings, status)  # (``_eof``, inlined)
-        size = len(end)
-        if size < MAX_CHUNK:  # ``frame_into``, inlined: one small packet
-            out.append((size | (seq << 24)).to_bytes(4, "little"))
-            out.append(end)
+            size = len(end)
+            if size < MAX_CHUNK:  # ``frame_into``, inlined: one small packet
+                out.append((size | (seq << 24)).to_bytes(4, "little"))
+                out.append(end)
+                seq = (seq + 1) & 0xFF
+            else:
+                seq = frame_into(out, end, seq)
+        else:  # a classic EOF: ``_eof`` and ``frame_into``, inlined
+            out.append(_EOF_HEADERS[seq])
+            out.append(_EOF_PACK(0xFE, warnings, status))
             seq = (seq + 1) & 0xFF
-        else:
-            seq = frame_into(out, end, seq)
         self._status = status
         cmd = self._cmd
         if status & _MORE and cmd in (_QUERY, _EXECUTE):

@@ -324,24 +324,28 @@ class PacketReader:
         size = len(buf)
         max_size = min(self.max_packet_size, MAX_CHUNK - 1)
         rows: list[bytes] = []
-        while True:
-            seq = (seq + 1) & 0xFF
-            if size - pos < 5:
-                return None
-            length = _unpack_hdr(buf, pos)[0] ^ (seq << 24)
-            end = pos + 4 + length
-            if not 0 < length <= max_size or end > size:
-                return None
-            b0 = buf[pos + 4]
-            if b0 < 0xFE:
-                if len(rows) >= max_rows:
+        append = rows.append
+        try:
+            while True:
+                seq = (seq + 1) & 0xFF
+                # Under 4 bytes left: struct.error (caught below). A length that passes
+                # the check leaves its first byte inside the buffer.
+                length = _unpack_hdr(buf, pos)[0] ^ (seq << 24)
+                end = pos + 4 + length
+                if not 0 < length <= max_size or end > size:
                     return None
-                rows.append(buf[pos + 4 : end])
-                pos = end
-                continue
-            if b0 == 0xFE and length < end_below:
-                return columns, eof, rows, buf[pos + 4 : end], (seq + 1) & 0xFF, end, head
-            return None  # an ERR, or a text row starting with a 0xFE length
+                b0 = buf[pos + 4]
+                if b0 < 0xFE:
+                    if len(rows) >= max_rows:
+                        return None
+                    append(buf[pos + 4 : end])
+                    pos = end
+                    continue
+                if b0 == 0xFE and length < end_below:
+                    return columns, eof, rows, buf[pos + 4 : end], (seq + 1) & 0xFF, end, head
+                return None  # an ERR, or a text row starting with a 0xFE length
+        except struct.error:
+            return None  # the next header is not all here yet
 
     def skip_to(self, pos: int) -> None:
         """Consume the bytes up to ``pos`` (a position ``peek_result_set`` returned)."""
