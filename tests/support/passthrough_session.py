@@ -272,7 +272,7 @@ class PassthroughSession:
         # code and SQLSTATE, anything else as ERR 1105 (logged). An aborted reply (client
         # gone) stops the relay, which drops the rest; the backend connection closes with
         # the session.
-        run(*args, relay, _failed_into(sink))
+        run(*args, relay, _failed_into(sink), summary=False)
         return REPLY_ENDS_COMMAND
 
     def _relay_cursor(

@@ -733,6 +733,32 @@ def test_stream_query_notify_calls_done_with_the_summary_or_a_failure() -> None:
     assert outcomes[3].value.code == 2006 and len(outcomes) == 4
 
 
+def test_notify_without_summary_calls_done_with_none_or_a_failure() -> None:
+    s = logged_in()
+    consumer = WholeConsumer()
+    outcomes: list[Any] = []
+    s.client.stream_query_notify("SELECT id FROM t", consumer, outcomes.append, summary=False)
+    s.received()
+    s.send(*result_set([ID], [[b"1"], [b"2"]]))
+    assert outcomes == [None] and consumer.rows == [b"\x011", b"\x012"]
+    s.client.stream_query_notify("SELECT nope", consumer, outcomes.append, summary=False)
+    s.received()
+    s.send(Err(1054, "Unknown column 'nope'", "42S22"))
+    assert isinstance(outcomes[1], Failure) and outcomes[1].value.code == 1054
+    # The same for an execute, and the default still hands over the summary.
+    d = s.client.prepare("SELECT id FROM t WHERE id = ?")
+    s.received()
+    s.send(StmtPrepareOK(1, 1, 1), Column(ID), Column(ID))
+    stmt = result_of(d)
+    s.client.stream_execute_notify(stmt, [1], consumer, outcomes.append, summary=False)
+    s.received()
+    s.send(ResultSetStart(1), Column(ID), ResultSetDone(AUTOCOMMIT))
+    s.client.stream_execute_notify(stmt, [2], consumer, outcomes.append)
+    s.received()
+    s.send(ResultSetStart(1), Column(ID), ResultSetDone(AUTOCOMMIT))
+    assert outcomes[2] is None and outcomes[3].columns == [ID] and not s.client.busy
+
+
 def test_stream_query_notify_done_raising_is_logged_and_the_connection_kept() -> None:
     s = logged_in()
 

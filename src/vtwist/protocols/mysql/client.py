@@ -235,21 +235,30 @@ class MySQLClient:
         return self.protocol.submit(self._streaming(sql, consumer))
 
     def stream_query_notify(
-        self, sql: bytes | str, consumer: Consumer, done: Callable[[Result | Failure], object]
+        self,
+        sql: bytes | str,
+        consumer: Consumer,
+        done: Callable[[Result | Failure | None], object],
+        *,
+        summary: bool = True,
     ) -> None:
         """``stream_query`` without a Deferred, for a caller on every query's path (the
         tablet): ``done`` is called once with the summary or a Failure (the same errors),
         synchronously if the connection refuses the command at once. It cannot be
-        cancelled; an exception ``done`` raises is logged."""
-        self.protocol.submit_notify(self._streaming(sql, consumer), done)
+        cancelled; an exception ``done`` raises is logged. Without ``summary`` no summary
+        is kept: ``done`` gets None on success (a relay that only needs the events)."""
+        self.protocol.submit_notify(self._streaming(sql, consumer, summary), done)
 
-    def _streaming(self, sql: bytes | str, consumer: Consumer) -> ResultHandler:
+    def _streaming(
+        self, sql: bytes | str, consumer: Consumer, summary: bool = True
+    ) -> ResultHandler:
         return ResultHandler(
             ComQuery(_sql(sql)),
             binary=False,
             python=False,
             max_result_size=self.protocol.config.max_result_size,
             consumer=consumer,
+            summary=summary,
         )
 
     def prepare(self, sql: bytes | str) -> Deferred[PreparedStatement]:
@@ -288,7 +297,9 @@ class MySQLClient:
         stmt: PreparedStatement,
         params: Sequence[object],
         consumer: Consumer,
-        done: Callable[[Result | Failure], object],
+        done: Callable[[Result | Failure | None], object],
+        *,
+        summary: bool = True,
     ) -> None:
         """``stream_execute`` without a Deferred, as ``stream_query_notify`` is to
         ``stream_query`` (bad parameters call ``done`` with their Failure at once)."""
@@ -298,6 +309,7 @@ class MySQLClient:
                 params,
                 max_result_size=self.protocol.config.max_result_size,
                 consumer=consumer,
+                summary=summary,
             )
         except (TypeError, ValueError) as e:
             _bad_params(stmt, e).addBoth(done)

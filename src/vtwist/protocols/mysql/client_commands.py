@@ -306,6 +306,9 @@ class ResultHandler(CommandHandler):
     _size = 0
     _consume_rows: Callable[[list[bytes]], object] | None = None
     _consume_results: WholeConsumer | None = None
+    #: False: ``result()`` is None and result sets taken whole leave no ``Result`` behind
+    #: (a streaming caller that only wants the events).
+    summary = True
 
     def __init__(
         self,
@@ -315,9 +318,12 @@ class ResultHandler(CommandHandler):
         python: bool,
         max_result_size: int,
         consumer: Consumer | None = None,
+        summary: bool = True,
     ) -> None:
-        # (``_current``, ``_specs``, ``_size``, ``_consume_*`` and ``takes_*`` start as the
-        # class defaults below: one handler is made per query.)
+        # (``_current``, ``_specs``, ``_size``, ``_consume_*``, ``takes_*`` and ``summary``
+        # start as the class defaults: one handler is made per query.)
+        if not summary:
+            self.summary = False
         self.message = message
         self.binary = binary
         self.python = python
@@ -352,18 +358,19 @@ class ResultHandler(CommandHandler):
     ) -> None:
         """A whole result set, for a consumer with a ``result_set`` method."""
         assert self._consume_results is not None
-        self.results.append(
-            Result(
-                list(columns),
-                [],
-                done.affected_rows,
-                done.last_insert_id,
-                done.status,
-                done.warnings,
-                done.info,
-                len(rows),
+        if self.summary:
+            self.results.append(
+                Result(
+                    list(columns),
+                    [],
+                    done.affected_rows,
+                    done.last_insert_id,
+                    done.status,
+                    done.warnings,
+                    done.info,
+                    len(rows),
+                )
             )
-        )
         if self.error is None:
             try:
                 self._consume_results(columns, rows, done)
@@ -485,8 +492,11 @@ class ResultHandler(CommandHandler):
         except Exception as e:  # the consumer's bug: read the reply to its end, then fail
             self.fail(e)
 
-    def result(self) -> Result:
-        """The first result, with the following ones in ``more``."""
+    def result(self) -> Result | None:
+        """The first result, with the following ones in ``more`` (None without
+        ``summary``)."""
+        if not self.summary:
+            return None
         first, *more = self.results or [Result()]
         first.more = more
         return first
@@ -507,6 +517,7 @@ class ExecuteHandler(ResultHandler):
         *,
         max_result_size: int,
         consumer: Consumer | None = None,
+        summary: bool = True,
     ) -> None:
         if len(params) != stmt.num_params:
             raise ValueError(
@@ -519,6 +530,7 @@ class ExecuteHandler(ResultHandler):
             python=True,
             max_result_size=max_result_size,
             consumer=consumer,
+            summary=summary,
         )
         self.stmt = stmt
         self._encoded: WireParams | None = None
