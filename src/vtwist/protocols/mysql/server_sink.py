@@ -254,21 +254,22 @@ class SinkBase:
 
     binary: bool
     cursor: bool
+    # Per-reply state, starting as these class defaults (a sink is made per query).
+    _state: SinkState = _SS_RESULT
+    # Set when text rows answer an execute: re-encodes each row in the binary protocol.
+    _types: Callable[[bytes], bytes] | None = None
+    _handler_d: Deferred[Any] | None = None
+    _handler_done = False
+    _replied: Deferred[None] | None = None  # made by ``when_replied``
+    _replied_fired = False
+    # Called (before ``when_replied`` fires) when the session may go on: the session's hot
+    # path uses it instead of a Deferred.
+    on_replied: Callable[[], None] | None = None
 
     def __init__(self, out: Output, limits: SinkLimits) -> None:
         self.out = out
         self.limits = limits
         self.flow = Flow()
-        self._state = _SS_RESULT
-        # Set when text rows answer an execute: re-encodes each row in the binary protocol.
-        self._types: Callable[[bytes], bytes] | None = None
-        self._handler_d: Deferred[Any] | None = None
-        self._handler_done = False
-        self._replied: Deferred[None] | None = None  # made by ``when_replied``
-        self._replied_fired = False
-        # Called (before ``when_replied`` fires) when the session may go on: the session's
-        # hot path uses it instead of a Deferred.
-        self.on_replied: Callable[[], None] | None = None
 
     # -- IResultSink attributes --------------------------------------------------------------
 
