@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,12 +20,27 @@ class LaunchError(RuntimeError):
     """A server could not be started or did not become ready; the message says why."""
 
 
+# Ports ``free_port`` handed out lately in this process, and how many it remembers.
+_RECENT_PORTS: deque[int] = deque(maxlen=256)
+_PORT_TRIES = 50
+
+
 def free_port(host: str = LOOPBACK) -> int:
-    """Return a TCP port that is free on ``host`` right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+    """Return a TCP port that is free on ``host`` right now (the kernel picks it).
+
+    Never one of the last 256 it returned in this process: a caller asking for several
+    ports before anything listens on them (a config with a MySQL and an HTTP port) would
+    otherwise get the same port twice now and then, as the kernel may pick a port it just
+    released again."""
+    port = 0
+    for _ in range(_PORT_TRIES):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _RECENT_PORTS:
+            break
+    _RECENT_PORTS.append(port)
+    return port
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
