@@ -378,6 +378,8 @@ class MySQLServerProtocol(Protocol):
                 elif ev is CLOSED:
                     self.close()
                     return
+                elif type(ev) in _SESSION_COMMANDS:  # the usual case (``_handle``, inlined)
+                    self._run(ev)  # type: ignore[arg-type]
                 else:
                     assert isinstance(ev, Message)
                     self._handle(ev)
@@ -416,7 +418,8 @@ class MySQLServerProtocol(Protocol):
 
     def _run(self, ev: Message) -> None:
         assert self.session is not None  # commands only arrive after login
-        self.factory.metrics.command(type(ev).__name__)
+        if self.factory.counts_commands:
+            self.factory.metrics.command(type(ev).__name__)
         self._busy = True
         d = self.session.run(ev)  # None: it calls command_done() when it is over
         if d is not None:
@@ -688,6 +691,9 @@ class MySQLServerFactory(Factory):
         self.close_timeout = close_timeout
         self.param_string_encoding = param_string_encoding
         self.metrics = metrics if metrics is not None else ServerMetrics()
+        # Whether ``metrics`` counts commands (the base class's hook does nothing: not
+        # called then, on every command's path).
+        self.counts_commands = type(self.metrics).command is not ServerMetrics.command
         self.connections: dict[int, MySQLServerProtocol] = {}
         self._next_id = first_connection_id
 
