@@ -364,7 +364,7 @@ class ServerSession:
         self._send(*events)
 
     def _params(self, stmt: Statement, ev: ComStmtExecute) -> list[object]:
-        n = stmt.param_count
+        n = stmt.prepared.param_count  # (``stmt.param_count`` without the property call)
         if n == 0:
             return []
         if len(ev.param_types) != n:
