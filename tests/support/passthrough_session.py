@@ -115,16 +115,6 @@ def _shielded(d: Deferred[T], on_cancel: Callable[[], None]) -> Deferred[T]:
     return out
 
 
-def _failed_into(sink: IResultSink) -> Callable[[object], None]:
-    """The completion function of a relayed command: a failure goes to ``sink.fail``."""
-
-    def done(result: object) -> None:
-        if isinstance(result, Failure):
-            sink.fail(result)
-
-    return done
-
-
 @implementer(IPushProducer)
 class Relay:
     """Hands one backend reply to a server ``IResultSink``, event by event.
@@ -196,6 +186,12 @@ class Relay:
                 done.info,
                 self.binary,
             )
+
+    def finished(self, result: object) -> None:
+        """The completion function of the relayed command: a failure goes to
+        ``sink.fail`` (a MySQLError with the backend's code, anything else as 1105)."""
+        if isinstance(result, Failure):
+            self.sink.fail(result)
 
     def _transport(self) -> IPushProducer | None:
         proto = self.client.protocol
@@ -272,7 +268,7 @@ class PassthroughSession:
         # code and SQLSTATE, anything else as ERR 1105 (logged). An aborted reply (client
         # gone) stops the relay, which drops the rest; the backend connection closes with
         # the session.
-        run(*args, relay, _failed_into(sink), summary=False)
+        run(*args, relay, relay.finished, summary=False)
         return REPLY_ENDS_COMMAND
 
     def _relay_cursor(
@@ -343,7 +339,8 @@ class PassthroughSession:
         self, statement: Statement, params: Sequence[object], sink: IResultSink, cursor: bool
     ) -> Deferred[None] | ReplyEndsCommand:
         """COM_STMT_EXECUTE of the backend statement; binary rows relayed raw."""
-        client, stmt = cast(tuple[MySQLClient, PreparedStatement], statement.prepared.state)
+        state: tuple[MySQLClient, PreparedStatement] = statement.prepared.state  # type: ignore[assignment]
+        client, stmt = state
         if client is not self.client:  # pragma: no cover - the server forgets them first
             return fail(
                 MySQLError(

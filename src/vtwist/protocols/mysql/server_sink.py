@@ -232,6 +232,11 @@ class Flow:
 
 
 class SinkState(enum.Enum):
+    """Where a sink's reply is. Members hash by identity, in C (``enum.Enum``'s own
+    ``__hash__`` is Python code, and ``closed`` looks states up per query)."""
+
+    __hash__ = object.__hash__
+
     RESULT = "result"  # expecting ok / start / error
     ROWS = "rows"  # expecting rows / done / error
     OPEN = "open"  # (cursor) columns sent; rows buffered for fetches
