@@ -30,9 +30,11 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import Forwarder, SysbenchResult, ratio, sysbench
 from vtwist.local.cluster import mariadb_for
+from vtwist.local.mariadb import MariaDB
 from vtwist.local.procs import free_port
 from vtwist.local.state import load_state
 
@@ -70,6 +72,17 @@ def _vtwist(*args: str) -> str:
     return out.stdout
 
 
+def start_cluster(base: Path) -> tuple[Path, dict[str, Any], MariaDB]:
+    """``vtwist up`` of a throw-away cluster under ``base`` (``_config``): its directory,
+    ``vtwist status --json`` and the primary's MariaDB. ``vtwist down --dir`` stops it."""
+    directory = base / "cluster"
+    _vtwist("up", "--dir", str(directory), "--config", str(_config(base / "local.toml")))
+    status = json.loads(_vtwist("status", "--dir", str(directory), "--json"))
+    state = load_state(directory)
+    assert state is not None
+    return directory, status, mariadb_for(directory, state, state.tablets[0])
+
+
 def _line(test: str, name: str, r: SysbenchResult) -> str:
     return f"{test:18} {name:10} {r.qps:10.0f} qps   p95 {r.p95_ms:7.2f} ms   errors {r.errors}"
 
@@ -80,11 +93,7 @@ def run(seconds: int, threads: int, table_size: int) -> dict[str, dict[str, Sysb
     directory = base / "cluster"
     results: dict[str, dict[str, SysbenchResult]] = {t: {} for t in TESTS}
     try:
-        _vtwist("up", "--dir", str(directory), "--config", str(_config(base / "local.toml")))
-        status = json.loads(_vtwist("status", "--dir", str(directory), "--json"))
-        state = load_state(directory)
-        assert state is not None
-        primary = mariadb_for(directory, state, state.tablets[0])
+        directory, status, primary = start_cluster(base)
         gate_port = int(status["gate"]["mysql"].rsplit(":", 1)[1])
         user, password = status["gate"]["user"], status["gate"]["password"]
         db = "commerce"

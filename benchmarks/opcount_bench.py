@@ -24,7 +24,6 @@ not in proportion (system calls and C code are not counted).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -38,11 +37,9 @@ from pathlib import Path
 from tests.support.passthrough import write_users_file
 
 from benchmarks.common import ROOT, sysbench
-from benchmarks.gate_bench import VTWIST, _config, _vtwist
+from benchmarks.gate_bench import VTWIST, start_cluster
 from benchmarks.passthrough_bench import APP_PASSWORD, DB, PassthroughProcess
-from vtwist.local.cluster import mariadb_for
 from vtwist.local.mariadb import MariaDB
-from vtwist.local.state import load_state
 
 ENV_OUT = "VTWIST_OPCOUNT_OUT"
 TRACER_DIR = ROOT / "benchmarks" / "optrace"
@@ -127,13 +124,9 @@ def _passthrough(base: Path, queries: int) -> dict[str, list[tuple[int, int, str
 
 
 def _gate(base: Path, queries: int) -> dict[str, list[tuple[int, int, str]]]:
-    directory = base / "cluster"
+    directory = base / "cluster"  # (``start_cluster``'s)
     try:
-        _vtwist("up", "--dir", str(directory), "--config", str(_config(base / "local.toml")))
-        status = json.loads(_vtwist("status", "--dir", str(directory), "--json"))
-        state = load_state(directory)
-        assert state is not None
-        primary = mariadb_for(directory, state, state.tablets[0])
+        directory, status, primary = start_cluster(base)
         sysbench(
             "oltp_point_select", primary.port, primary.user, primary.password, "commerce",
             threads=2, table_size=TABLE_SIZE, command="prepare",
@@ -141,7 +134,7 @@ def _gate(base: Path, queries: int) -> dict[str, list[tuple[int, int, str]]]:
         port = int(status["gate"]["mysql"].rsplit(":", 1)[1])
         user, password = status["gate"]["user"], status["gate"]["password"]
         _point_selects(port, user, password, "commerce", WARMUP)
-        alias = state.tablets[0].alias
+        alias = next(t["alias"] for t in status["tablets"] if t["type"] == "primary")
         pids = {
             "vtgate": int((directory / "gate" / "twistd.pid").read_text()),
             f"vttablet {alias}": int((directory / "tablets" / alias / "twistd.pid").read_text()),

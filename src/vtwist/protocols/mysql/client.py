@@ -269,9 +269,7 @@ class MySQLClient:
         """COM_STMT_EXECUTE ``stmt`` with ``params`` (None = NULL; types from the values:
         ``values.choose_param_type``); rows come decoded to Python values."""
         try:
-            handler = ExecuteHandler(
-                stmt, params, max_result_size=self.protocol.config.max_result_size
-            )
+            handler = self._executing(stmt, params)
         except (TypeError, ValueError) as e:
             return _bad_params(stmt, e)
         return self.protocol.submit(handler)
@@ -282,12 +280,7 @@ class MySQLClient:
         """Like ``execute``, streaming the events (``Row`` payloads are binary rows: decode
         them with ``values.decode_binary_row`` and ``client_commands.column_specs``)."""
         try:
-            handler = ExecuteHandler(
-                stmt,
-                params,
-                max_result_size=self.protocol.config.max_result_size,
-                consumer=consumer,
-            )
+            handler = self._executing(stmt, params, consumer)
         except (TypeError, ValueError) as e:
             return _bad_params(stmt, e)
         return self.protocol.submit(handler)
@@ -304,17 +297,27 @@ class MySQLClient:
         """``stream_execute`` without a Deferred, as ``stream_query_notify`` is to
         ``stream_query`` (bad parameters call ``done`` with their Failure at once)."""
         try:
-            handler = ExecuteHandler(
-                stmt,
-                params,
-                max_result_size=self.protocol.config.max_result_size,
-                consumer=consumer,
-                summary=summary,
-            )
+            handler = self._executing(stmt, params, consumer, summary)
         except (TypeError, ValueError) as e:
             _bad_params(stmt, e).addBoth(done)
             return
         self.protocol.submit_notify(handler, done)
+
+    def _executing(
+        self,
+        stmt: PreparedStatement,
+        params: Sequence[object],
+        consumer: Consumer | None = None,
+        summary: bool = True,
+    ) -> ExecuteHandler:
+        """The handler of an execute (TypeError/ValueError: the values cannot be sent)."""
+        return ExecuteHandler(
+            stmt,
+            params,
+            max_result_size=self.protocol.config.max_result_size,
+            consumer=consumer,
+            summary=summary,
+        )
 
     def close_statement(self, stmt: PreparedStatement) -> Deferred[None]:
         """COM_STMT_CLOSE (mysqld sends no reply); fires once it was written."""

@@ -372,24 +372,18 @@ class SinkBase:
     def fail(self, reason: BaseException | Failure) -> None:
         """See ``IResultSink.fail``."""
         failure = reason if isinstance(reason, Failure) else Failure(reason)  # type: ignore[no-untyped-call]
-        if isinstance(failure.value, CancelledError) and self._state in (_SS_ABORTED, _SS_ENDED):
-            return
-        self._on_handler_result(failure)
+        cancelled = isinstance(failure.value, CancelledError)
+        if cancelled and self._state in (_SS_ABORTED, _SS_ENDED):
+            self._on_handler_result(None)  # we cancelled it
+        else:
+            self._on_handler_result(failure)
 
     def _handler_finished(self, result: object) -> None:
         self._handler_done = True
-        failure = result if isinstance(result, Failure) else None
-        if (
-            failure is not None
-            and isinstance(failure.value, CancelledError)
-            and self._state
-            in (
-                _SS_ABORTED,
-                _SS_ENDED,
-            )
-        ):
-            failure = None  # we cancelled it
-        self._on_handler_result(failure)
+        if isinstance(result, Failure):
+            self.fail(result)
+        else:
+            self._on_handler_result(None)
 
     def _on_handler_result(self, failure: Failure | None) -> None:
         raise NotImplementedError
