@@ -126,16 +126,11 @@ class Relay:
     from being cancelled (``_shielded``), so the backend connection stays usable.
     """
 
-    __slots__ = (
-        "_columns",
-        "_expected",
-        "binary",
-        "client",
-        "dropping",
-        "factory",
-        "paused",
-        "sink",
-    )
+    # The state starts as these class defaults (a relay is made per query).
+    dropping = False
+    paused = False
+    _columns: list[ColumnDefinition41]  # set by ResultSetStart, which comes first
+    _expected = 0
 
     def __init__(
         self, sink: IResultSink, client: MySQLClient, binary: bool, factory: PassthroughFactory
@@ -144,10 +139,6 @@ class Relay:
         self.client = client
         self.factory = factory
         self.binary = binary
-        self.dropping = False
-        self.paused = False
-        self._columns: list[ColumnDefinition41] = []
-        self._expected = 0
 
     def __call__(self, ev: StreamEvent) -> None:
         """One backend event."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
@@ -241,3 +242,42 @@ def test_decoded_parameters_keep_their_wire_form_unless_long_data_came() -> None
     with_long = decode_execute_params(2, b"\x00", types, b"\x05\x00\x00\x00", {1: b"long"})
     assert with_long == [5, b"long"]
     assert with_long.wire is None
+
+
+_NUMERIC = [T.TINY, T.SHORT, T.YEAR, T.INT24, T.LONG, T.LONGLONG, T.FLOAT, T.DOUBLE]
+
+
+@given(
+    typed_rows(max_columns=10).filter(lambda r: all(t in _NUMERIC for t, _ in r[0])),
+    st.sampled_from([0, 1, -1]),
+)
+def test_numeric_params_fast_path_matches_the_general_decoder(
+    row: tuple[list[tuple[T, bool]], list[object]], cut: int
+) -> None:
+    """Type tuples of numbers take one struct call (NULLs, a short or a long values
+    section go the general way): the same values, wire form and errors as a type list."""
+    specs, values = row
+    bitmap, types, data = encode_execute_params(values, specs)
+    types = tuple((int(t), u) for t, u in types)
+    data = data[:cut] if cut < 0 else data + b"\x00" * cut
+    try:
+        want = decode_execute_params(len(values), bitmap, list(types), data)
+    except RemoteProtocolError:
+        with pytest.raises(RemoteProtocolError):
+            decode_execute_params(len(values), bitmap, types, data)
+        return
+    got = decode_execute_params(len(values), bitmap, types, data)
+    for g, w in zip(got, want, strict=True):
+        assert g != g if w != w else g == w  # (NaN travels as NaN)
+    assert got.wire == (bitmap, types, data)
+
+
+def test_numeric_params_fast_path_needs_no_null_and_no_long_data() -> None:
+    types = ((int(T.LONG), False), (int(T.DOUBLE), True))
+    data = b"\x05\x00\x00\x00" + struct.pack("<d", 2.5)
+    assert decode_execute_params(2, b"\x00", types, data) == [5, 2.5]
+    assert decode_execute_params(2, b"\x01", types, data[4:]) == [None, 2.5]
+    assert decode_execute_params(2, b"\x00", types, data[:4], {1: b"7"}) == [5, b"7"]
+    unsigned = ((int(T.TINY), True),)
+    assert decode_execute_params(1, b"\x00", unsigned, b"\xff") == [255]
+    assert decode_execute_params(1, b"\x00", ((int(T.TINY), False),), b"\xff") == [-1]

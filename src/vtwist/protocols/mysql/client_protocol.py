@@ -278,11 +278,15 @@ class MySQLClientProtocol(Protocol):
         self.conn.receive_data(data)
         if self._current is not None and self.config.read_timeout is not None:
             self._arm_timer()
-        reading.enter()  # what this read makes others write goes out when it is handled
+        # What this read makes others write goes out when it is handled (``reading.enter``
+        # and ``leave``, inlined).
+        reading.depth += 1
         try:
             self._process()
         finally:
-            reading.leave()
+            reading.depth -= 1
+            if not reading.depth and reading.dirty:
+                reading.flush_dirty()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """The socket is gone: fail what was pending (after delivering what was read)."""

@@ -240,11 +240,6 @@ class Connection(Machine):
     # -- introspection ---------------------------------------------------------------------
 
     @property
-    def state(self) -> State:
-        """The current state."""
-        return self._state
-
-    @property
     def capabilities(self) -> int:
         """The negotiated capabilities (server's & client's), 0 before the login packet."""
         return self._caps
@@ -287,7 +282,7 @@ class Connection(Machine):
     @property
     def our_turn(self) -> bool:
         """True when this end may send something now."""
-        s = self._state
+        s = self.state
         if self._server:
             return s in SERVER_STATES and s is not _S_IDLE
         return s in CLIENT_STATES and (s is not _S_AUTH or self._auth_client_turn)
@@ -301,7 +296,7 @@ class Connection(Machine):
             return
         if self._peer_closed:
             raise LocalProtocolError("receive_data() after the peer closed the connection")
-        if self._state is _S_CLOSED or self._state is _S_ERROR:
+        if self.state is _S_CLOSED or self.state is _S_ERROR:
             return  # nothing more will be parsed: don't keep the bytes
         self._reader.feed(data)
 
@@ -309,7 +304,14 @@ class Connection(Machine):
     def drained(self) -> bool:
         """True when every byte received was parsed, the peer has not closed and nothing
         failed: ``next_event`` would only say NEED_DATA (in IDLE) or wait for our turn."""
-        return self._reader.empty and not self._peer_closed and self._error is None
+        r = self._reader  # (``r.empty``, inlined: this runs after every command)
+        return (
+            r._pos >= len(r._buf)
+            and not r._more_len
+            and not r._parts
+            and not self._peer_closed
+            and self._error is None
+        )
 
     def take_buffered(self) -> bytes:
         """Remove and return the received bytes not parsed yet (the TLS handshake, after an
@@ -318,17 +320,17 @@ class Connection(Machine):
 
     def start_tls_done(self) -> None:
         """The glue finished the TLS upgrade that followed an SSLRequest."""
-        if self._state is not _S_TLS:
-            raise LocalProtocolError(f"start_tls_done() in state {self._state.name}")
+        if self.state is not _S_TLS:
+            raise LocalProtocolError(f"start_tls_done() in state {self.state.name}")
         self._tls = True
-        self._state = _S_LOGIN
+        self.state = _S_LOGIN
 
     def next_rows(self, limit: int) -> list[bytes]:
         """Client side, while a result's rows arrive: up to ``limit`` row payloads already
         buffered (maybe none), what ``next_event`` would give as that many ``Row`` events,
         without an event each. Anything else (the end of the result, NEED_DATA, an error)
         is left to ``next_event``."""
-        if self._state is not _ROWS or self._server or self._error is not None:
+        if self.state is not _ROWS or self._server or self._error is not None:
             return []
         rows, self._seq = self._reader.take_rows(self._seq, limit)
         return rows
@@ -344,7 +346,7 @@ class Connection(Machine):
         The definitions come as a tuple; a result set whose head (count, definitions, EOF)
         repeats the last one's bytes gets the very tuple it got then, which a server
         ``Connection`` relaying it frames only once (``send_result_set``)."""
-        if self._state is not _S_RESULT or self._server or self._error is not None:
+        if self.state is not _S_RESULT or self._server or self._error is not None:
             return None
         deprecate = self._deprecate_eof
         reader = self._reader
@@ -392,7 +394,7 @@ class Connection(Machine):
             raise self._error
         try:
             while True:
-                state = self._state
+                state = self.state
                 # Rows (client side) are always the peer's turn: skip the checks.
                 if state is not _ROWS or self._server:
                     if state is _S_CLOSED:
@@ -448,7 +450,7 @@ class Connection(Machine):
 
     def _fail(self, e: RemoteProtocolError) -> None:
         self._error = e
-        self._state = _S_ERROR
+        self.state = _S_ERROR
 
     def _out_of_sequence(self, first: int, payload: bytes) -> Message | None:
         # An ERR the server sends on its own (shutdown, idle timeout, KILL): MariaDB numbers
@@ -457,10 +459,10 @@ class Connection(Machine):
             not self._server
             and payload
             and payload[0] == 0xFF
-            and (self._state is _S_IDLE or first == 0)
+            and (self.state is _S_IDLE or first == 0)
         ):
             ev = Err.decode(payload)
-            self._state = _S_CLOSED
+            self.state = _S_CLOSED
             return ev
         raise RemoteProtocolError(
             f"packets out of order: got sequence id {first}, expected {self._seq}",
@@ -468,11 +470,11 @@ class Connection(Machine):
         )
 
     def _on_peer_closed(self) -> Signal:
-        if self._server or self._state is _S_IDLE:
-            self._state = _S_CLOSED
+        if self._server or self.state is _S_IDLE:
+            self.state = _S_CLOSED
             return CLOSED
         raise RemoteProtocolError(
-            f"Lost connection to MySQL server (closed in state {self._state.name})",
+            f"Lost connection to MySQL server (closed in state {self.state.name})",
             ErrorCode.CR_SERVER_LOST,
         )
 
@@ -480,7 +482,7 @@ class Connection(Machine):
 
     def send(self, event: Message) -> bytes:
         """Validate ``event`` against the state and return it framed for the wire."""
-        if type(event) is ComStmtExecute and self._state is _IDLE and not self._server:
+        if type(event) is ComStmtExecute and self.state is _IDLE and not self._server:
             # A client's hot path: the same transition and bytes as ``_send_into``.
             assert isinstance(event, ComStmtExecute)
             self._t_execute(event)
@@ -503,7 +505,7 @@ class Connection(Machine):
         """
         out: list[bytes] = []
         for ev in events:
-            if type(ev) is Row and self._state is _S_ROWS and self._server:
+            if type(ev) is Row and self.state is _S_ROWS and self._server:
                 payload = ev.payload  # the hot path
                 if len(payload) < 0xFFFFFF:
                     seq = self._seq
@@ -522,12 +524,12 @@ class Connection(Machine):
     def send_columns(self, columns: Sequence[ColumnDefinition41]) -> bytes:
         """``send_many([ResultSetStart(len(columns)), *(Column(c) for c in columns)])``."""
         n = len(columns)
-        if not (n and self._server and self._state is _S_RESULT):
+        if not (n and self._server and self.state is _S_RESULT):
             return self.send_many([ResultSetStart(n), *(Column(c) for c in columns)])
         out: list[bytes] = []
         self._seq = self._columns_into(out, columns)
         self._remaining = 0
-        self._state = _ROWS if self._deprecate_eof else _COLUMNS_END
+        self.state = _ROWS if self._deprecate_eof else _COLUMNS_END
         return b"".join(out)
 
     def _columns_into(self, out: list[bytes], columns: Sequence[ColumnDefinition41]) -> int:
@@ -561,7 +563,7 @@ class Connection(Machine):
 
     def send_row(self, payload: bytes) -> bytes:
         """``send_many([Row(payload)])``."""
-        state = self._state
+        state = self.state
         n = len(payload)
         if self._server and n < MAX_CHUNK:
             seq = self._seq
@@ -573,7 +575,7 @@ class Connection(Machine):
                 seq = frame_into(out, _eof(0, self._status & ~_PER_REPLY), seq)
                 seq = frame_into(out, payload, seq)
                 self._seq = seq
-                self._state = _ROWS
+                self.state = _ROWS
                 return b"".join(out)
         return self.send_many([Row(payload)])
 
@@ -586,7 +588,7 @@ class Connection(Machine):
         info: bytes = b"",
     ) -> bytes:
         """``send_many([ResultSetDone(status, warnings, affected_rows, ...)])``."""
-        state = self._state
+        state = self.state
         if not self._server or not (
             state is _ROWS
             or (state is _COLUMNS_END and not (self._cmd == _EXECUTE and status & _CURSOR))
@@ -612,7 +614,7 @@ class Connection(Machine):
     ) -> bytes:
         """``send_columns(columns)``, ``send_row`` of each row, then ``send_done(...)``:
         the same bytes and transitions, framed in one join."""
-        if not (self._server and self._state is _S_RESULT and columns) or (
+        if not (self._server and self.state is _S_RESULT and columns) or (
             self._cmd == _EXECUTE and status & _CURSOR
         ):
             return b"".join(
@@ -677,20 +679,20 @@ class Connection(Machine):
         self._status = status
         cmd = self._cmd
         if status & _MORE and cmd in (_QUERY, _EXECUTE):
-            self._state = _S_RESULT
+            self.state = _S_RESULT
             self._seq = seq
         else:
-            self._state = _IDLE
+            self.state = _IDLE
             self._seq = 0
         return b"".join(out)
 
     def _send_into(self, out: list[bytes], ev: Message) -> None:
-        state = self._state
+        state = self.state
         t = type(ev)
         if state is _S_ERROR:
             if self._server and isinstance(ev, Err):
                 self._seq = frame_into(out, ev.encode(), self._seq)
-                self._state = _S_CLOSED
+                self.state = _S_CLOSED
                 return
             raise LocalProtocolError(f"cannot send {t.__name__}: the connection failed")
         if t not in self._sendable:
@@ -713,11 +715,11 @@ class Connection(Machine):
                 status = (self._status if done is None else done.status) & ~_PER_REPLY
                 seq = frame_into(out, _eof(0, status), seq)
         seq = frame_into(out, self._encode(ev, state), seq)
-        state = self._state
+        state = self.state
         if state is _S_PARAMS_END or state is _S_PREPARE_COLUMNS_END:
             seq = frame_into(out, _eof(0, self._status & ~_PER_REPLY), seq)
             self._eof_done()
-        self._seq = 0 if self._state is _S_IDLE else seq
+        self._seq = 0 if self.state is _S_IDLE else seq
 
     def _encode(self, ev: Message, state: State) -> bytes:
         t = type(ev)

@@ -228,7 +228,9 @@ class Machine:
     def __init__(self, server: bool, max_packet_size: int) -> None:
         self.max_packet_size = max_packet_size
         self._server = server
-        self._state = _S_GREETING
+        #: The current state (read it; only the machine's transitions change it). A plain
+        #: attribute, not a property: the glue reads it several times per query.
+        self.state: State = _S_GREETING
         self._seq = 0
         self._server_caps = 0
         self._client_caps = 0
@@ -248,17 +250,17 @@ class Machine:
     # -- transitions (shared by send and receive) ------------------------------------------
 
     def _idle(self) -> None:
-        self._state = _S_IDLE
+        self.state = _S_IDLE
         self._seq = 0
 
     def _t_greeting(self, ev: HandshakeV10) -> None:
         self.handshake = ev
         # Plain ints: an IntFlag here would make every later ``caps & FLAG`` a Python call.
         self._server_caps = int(ev.capabilities)
-        self._state = _S_LOGIN
+        self.state = _S_LOGIN
 
     def _t_closing_err(self, ev: Err) -> None:
-        self._state = _S_CLOSED
+        self.state = _S_CLOSED
 
     def _t_ssl(self, ev: SSLRequest) -> None:
         if self._tls or not self._server_caps & _SSL:
@@ -266,7 +268,7 @@ class Machine:
                 "SSL connection requested but the server did not offer it",
                 ErrorCode.HANDSHAKE_ERROR,
             )
-        self._state = _S_TLS
+        self.state = _S_TLS
 
     def _t_login(self, ev: HandshakeResponse41) -> None:
         if not ev.capabilities & _PROTOCOL_41:
@@ -281,7 +283,7 @@ class Machine:
         self._deprecate_eof = bool(self._caps & _DEPRECATE_EOF)
         self._change_user = False
         self._auth_client_turn = False
-        self._state = _S_AUTH
+        self.state = _S_AUTH
 
     def _t_auth_request(self, ev: Message) -> None:
         self._auth_client_turn = True
@@ -301,15 +303,15 @@ class Machine:
         if self._change_user:
             self._idle()  # mysqld keeps the previous user after a failed COM_CHANGE_USER
         else:
-            self._state = _S_CLOSED
+            self.state = _S_CLOSED
 
     def _command(self, ev: Message, state: State) -> None:
         self._cmd = ev.CODE  # type: ignore[attr-defined]
-        self._state = state
+        self.state = state
 
     def _t_query(self, ev: ComQuery) -> None:
         self._cmd = _QUERY
-        self._state = _S_RESULT
+        self.state = _S_RESULT
 
     def _t_execute(self, ev: ComStmtExecute) -> None:
         self._cmd = _EXECUTE
@@ -320,7 +322,7 @@ class Machine:
             if st.long_data:
                 st.long_data = {}
                 st.long_data_size = 0
-        self._state = _S_RESULT
+        self.state = _S_RESULT
 
     def _t_prepare(self, ev: ComStmtPrepare) -> None:
         self._command(ev, _S_PREPARE)
@@ -336,7 +338,7 @@ class Machine:
 
     def _t_simple(self, ev: Message) -> None:
         self._cmd = ev.code if type(ev) is UnknownCommand else ev.CODE  # type: ignore[attr-defined]
-        self._state = _S_SIMPLE
+        self.state = _S_SIMPLE
 
     def _t_stmt_reset(self, ev: ComStmtReset) -> None:
         st = self._stmts.get(ev.stmt_id)
@@ -363,18 +365,18 @@ class Machine:
         self._idle()
 
     def _t_quit(self, ev: ComQuit) -> None:
-        self._state = _S_CLOSED
+        self.state = _S_CLOSED
 
     def _t_change_user(self, ev: ComChangeUser) -> None:
         self._cmd = ComChangeUser.CODE
         self._change_user = True
         self._auth_client_turn = False
-        self._state = _S_AUTH
+        self.state = _S_AUTH
 
     def _t_result_ok(self, ev: Ok) -> None:
         self._status = ev.status
         if ev.status & _MORE:
-            self._state = _S_RESULT
+            self.state = _S_RESULT
         else:
             self._idle()
 
@@ -385,22 +387,22 @@ class Machine:
         if ev.column_count <= 0:
             raise RuleError("a result set needs at least one column (send Ok instead)")
         self._remaining = ev.column_count
-        self._state = _S_COLUMNS
+        self.state = _S_COLUMNS
 
     def _t_infile_request(self, ev: LocalInfileRequest) -> None:
-        self._state = _S_INFILE
+        self.state = _S_INFILE
 
     def _t_infile_data(self, ev: LocalInfileData) -> None:
         if not ev.data:
-            self._state = _S_RESULT
+            self.state = _S_RESULT
 
     def _t_column(self, ev: Column) -> None:
         self._remaining -= 1
         if self._remaining == 0:
-            self._state = _S_ROWS if self._deprecate_eof else _S_COLUMNS_END
+            self.state = _S_ROWS if self._deprecate_eof else _S_COLUMNS_END
 
     def _t_first_row(self, ev: Row) -> None:
-        self._state = _S_ROWS
+        self.state = _S_ROWS
 
     def _t_row(self, ev: Row) -> None:
         pass
@@ -408,7 +410,7 @@ class Machine:
     def _t_done(self, ev: ResultSetDone) -> None:
         self._status = ev.status
         if ev.status & _MORE and (self._cmd == _QUERY or self._cmd == _EXECUTE):
-            self._state = _S_RESULT
+            self.state = _S_RESULT
         else:
             self._idle()
 
@@ -420,10 +422,10 @@ class Machine:
         self._prep_columns = ev.num_columns
         if ev.num_params:
             self._remaining = ev.num_params
-            self._state = _S_PREPARE_PARAMS
+            self.state = _S_PREPARE_PARAMS
         elif ev.num_columns:
             self._remaining = ev.num_columns
-            self._state = _S_PREPARE_COLUMNS
+            self.state = _S_PREPARE_COLUMNS
         else:
             self._idle()
 
@@ -431,10 +433,10 @@ class Machine:
         self._remaining -= 1
         if self._remaining == 0:
             if not self._deprecate_eof:
-                self._state = _S_PARAMS_END
+                self.state = _S_PARAMS_END
             elif self._prep_columns:
                 self._remaining = self._prep_columns
-                self._state = _S_PREPARE_COLUMNS
+                self.state = _S_PREPARE_COLUMNS
             else:
                 self._idle()
 
@@ -444,16 +446,16 @@ class Machine:
             if self._deprecate_eof:
                 self._idle()
             else:
-                self._state = _S_PREPARE_COLUMNS_END
+                self.state = _S_PREPARE_COLUMNS_END
 
     def _eof_done(self) -> None:
         """The classic EOF owed in a *_END state was sent or received."""
-        s = self._state
+        s = self.state
         if s is _S_COLUMNS_END:
-            self._state = _S_ROWS
+            self.state = _S_ROWS
         elif s is _S_PARAMS_END and self._prep_columns:
             self._remaining = self._prep_columns
-            self._state = _S_PREPARE_COLUMNS
+            self.state = _S_PREPARE_COLUMNS
         else:
             self._idle()
 

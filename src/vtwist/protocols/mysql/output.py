@@ -70,7 +70,12 @@ class Flushable(Protocol):
 
 
 class _Reading:
-    """The buffers to flush when the outermost read being handled returns."""
+    """The buffers to flush when the outermost read being handled returns.
+
+    ``enter``/``leave`` around a read. The MySQL protocols' per-read paths inline them:
+    ``depth += 1``, then ``depth -= 1`` and ``flush_dirty()`` when it reached 0 with
+    ``dirty`` not empty.
+    """
 
     __slots__ = ("depth", "dirty")
 
@@ -84,9 +89,13 @@ class _Reading:
     def leave(self) -> None:
         self.depth -= 1
         if self.depth == 0 and self.dirty:
-            dirty, self.dirty = self.dirty, []
-            for buf in dirty:
-                buf.flush()
+            self.flush_dirty()
+
+    def flush_dirty(self) -> None:
+        """Flush the buffers written during the read that just ended."""
+        dirty, self.dirty = self.dirty, []
+        for buf in dirty:
+            buf.flush()
 
 
 reading: Final = _Reading()

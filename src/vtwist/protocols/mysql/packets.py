@@ -112,7 +112,8 @@ class PacketReader:
 
     @property
     def empty(self) -> bool:
-        """True when every byte fed was returned as packets."""
+        """True when every byte fed was returned as packets (``Connection.drained``
+        inlines this)."""
         return self._pos >= len(self._buf) and not self._more_len and not self._parts
 
     @property

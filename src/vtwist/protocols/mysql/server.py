@@ -337,7 +337,9 @@ class MySQLServerProtocol(Protocol):
         """Bytes from the client: parse them now, or keep them until the command ends."""
         if self._closing or self._lost or not data:
             return
-        reading.enter()  # replies made while handling these bytes go out together
+        # Replies made while handling these bytes go out together (``reading.enter`` and
+        # ``leave``, inlined).
+        reading.depth += 1
         try:
             self._last_activity = self.clock.seconds()
             if self._busy:
@@ -355,7 +357,9 @@ class MySQLServerProtocol(Protocol):
             log.failure("MySQL server: error handling client data")
             self._abort()
         finally:
-            reading.leave()
+            reading.depth -= 1
+            if not reading.depth and reading.dirty:
+                reading.flush_dirty()
 
     def _process(self) -> None:
         """Handle every complete event while no command is in progress."""

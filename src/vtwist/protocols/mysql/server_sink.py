@@ -169,14 +169,15 @@ def to_mysql_error(
 
 
 class Flow:
-    """A handler's push producer and the reasons it must be paused."""
+    """A handler's push producer and the reasons it must be paused.
 
-    __slots__ = ("_producer_paused", "_reasons", "producer")
+    Its state starts as the class defaults (no ``__init__`` to run: a flow is made per
+    query); ``_reasons`` is replaced, never changed in place.
+    """
 
-    def __init__(self) -> None:
-        self.producer: IPushProducer | None = None
-        self._reasons: set[str] = set()
-        self._producer_paused = False
+    producer: IPushProducer | None = None
+    _reasons: frozenset[str] = frozenset()
+    _producer_paused = False
 
     @property
     def paused(self) -> bool:
@@ -211,13 +212,13 @@ class Flow:
 
     def pause(self, reason: str) -> None:
         """Add a reason to pause."""
-        self._reasons.add(reason)
+        self._reasons = self._reasons | {reason}
         if self.producer is not None and not self._producer_paused:
             self._call("pauseProducing")
 
     def resume(self, reason: str) -> None:
         """Remove a reason; resume the producer when none is left."""
-        self._reasons.discard(reason)
+        self._reasons = self._reasons - {reason}
         if not self._reasons and self._producer_paused:
             self._call("resumeProducing")
 
@@ -419,10 +420,14 @@ class ResultSink(SinkBase):
 
     cursor = False
 
+    _overrun = 0  # bytes written while paused
+
     def __init__(self, out: Output, limits: SinkLimits, binary: bool) -> None:
-        super().__init__(out, limits)
+        # (``SinkBase.__init__``, inlined: a sink is made per query.)
+        self.out = out
+        self.limits = limits
+        self.flow = Flow()
         self.binary = binary
-        self._overrun = 0  # bytes written while paused
 
     def ok(
         self,

@@ -545,6 +545,33 @@ def unpack_param_types(data: bytes, num_params: int) -> list[ColumnSpec]:
 _NO_LONG_DATA: Mapping[int, bytes] = MappingProxyType({})
 _new_params: Final = list.__new__
 
+# Parameter type lists made only of fixed-size numbers (integers, FLOAT, DOUBLE): the
+# values section of an execute with none of them NULL as one struct (its ``unpack`` and
+# size), and the all-zero NULL bitmap. Other lists map to ``_NOT_FIXED``, which matches
+# no execute. Bounded: cleared when full.
+_FixedParams = tuple[Callable[[bytes], tuple[object, ...]], int, bytes]
+_FIXED_PARAMS: dict[tuple[ColumnSpec, ...], _FixedParams] = {}
+_FIXED_PARAMS_ENTRIES: Final = 256
+_NOT_FIXED: Final[_FixedParams] = (struct.Struct("").unpack, -1, b"")
+_FIXED_CODES: Final[dict[tuple[int, bool], str]] = {
+    **{(t, u): pair[u].format[1:] for t, pair in _INT_STRUCTS.items() for u in (False, True)},
+    **{(_T.FLOAT, u): "f" for u in (False, True)},
+    **{(_T.DOUBLE, u): "d" for u in (False, True)},
+}
+
+
+def _fixed_params(types: tuple[ColumnSpec, ...]) -> _FixedParams:
+    """``_FIXED_PARAMS[types]``, computed and remembered."""
+    codes = [_FIXED_CODES.get((t, bool(u)), "") for t, u in types]
+    fixed = _NOT_FIXED
+    if all(codes):
+        st = struct.Struct("<" + "".join(codes))
+        fixed = (st.unpack, st.size, bytes((len(types) + 7) // 8))
+    if len(_FIXED_PARAMS) >= _FIXED_PARAMS_ENTRIES:
+        _FIXED_PARAMS.clear()
+    _FIXED_PARAMS[types] = fixed
+    return fixed
+
 
 def decode_execute_params(
     num_params: int,
@@ -565,6 +592,14 @@ def decode_execute_params(
     become ``str`` decoded losslessly (surrogateescape), so ``sql_literal`` quotes them as
     strings, while BLOB/BIT/GEOMETRY stay ``bytes`` (binary strings).
     """
+    if not long_data and type(param_types) is tuple and len(param_types) == num_params:
+        # The common case: numbers only, none NULL, no long data: one struct call.
+        fixed = _FIXED_PARAMS.get(param_types) or _fixed_params(param_types)
+        if null_bitmap == fixed[2] and len(values_bytes) == fixed[1]:
+            out = _new_params(ExecuteParams)
+            out.extend(fixed[0](values_bytes))
+            out.wire = (null_bitmap, param_types, values_bytes)
+            return out
     if len(null_bitmap) != (num_params + 7) // 8:
         raise RemoteProtocolError(f"NULL bitmap of {len(null_bitmap)} bytes for {num_params}")
     if len(param_types) != num_params:
