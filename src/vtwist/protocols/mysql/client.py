@@ -311,13 +311,7 @@ class MySQLClient:
         summary: bool = True,
     ) -> ExecuteHandler:
         """The handler of an execute (TypeError/ValueError: the values cannot be sent)."""
-        return ExecuteHandler(
-            stmt,
-            params,
-            max_result_size=self.protocol.config.max_result_size,
-            consumer=consumer,
-            summary=summary,
-        )
+        return ExecuteHandler(stmt, params, self.protocol.config.max_result_size, consumer, summary)
 
     def close_statement(self, stmt: PreparedStatement) -> Deferred[None]:
         """COM_STMT_CLOSE (mysqld sends no reply); fires once it was written."""

@@ -313,7 +313,6 @@ class ResultHandler(CommandHandler):
     def __init__(
         self,
         message: Message,
-        *,
         binary: bool,
         python: bool,
         max_result_size: int,
@@ -331,7 +330,8 @@ class ResultHandler(CommandHandler):
         self.consumer = consumer
         self.results: list[Result] = []
         if consumer is not None:
-            batches, wholes = _consumer_methods(type(consumer))
+            kind = type(consumer)
+            batches, wholes = _CONSUMER_METHODS.get(kind) or _consumer_methods(kind)
             if batches:
                 self._consume_rows = consumer.row_batch  # type: ignore[attr-defined]
                 self.takes_row_batches = True
@@ -514,23 +514,23 @@ class ExecuteHandler(ResultHandler):
         self,
         stmt: PreparedStatement,
         params: Sequence[object],
-        *,
         max_result_size: int,
         consumer: Consumer | None = None,
         summary: bool = True,
     ) -> None:
-        if len(params) != stmt.num_params:
+        if len(params) != len(stmt.params):
             raise ValueError(
                 f"statement has {stmt.num_params} parameters, got {len(params)} values"
             )
+        # (Positional arguments: one handler is made per execute.) With parameters
+        # ``first`` builds the command when it is sent: no placeholder.
         super().__init__(
-            # With parameters ``first`` builds the command when it is sent: no placeholder.
             _NO_PARAMS_EXECUTE if params else ComStmtExecute(stmt.statement_id),
-            binary=True,
-            python=True,
-            max_result_size=max_result_size,
-            consumer=consumer,
-            summary=summary,
+            True,
+            True,
+            max_result_size,
+            consumer,
+            summary,
         )
         self.stmt = stmt
         self._encoded: WireParams | None = None
@@ -549,13 +549,8 @@ class ExecuteHandler(ResultHandler):
         bitmap, types, values = self._encoded
         bind = types != self.stmt.bound_types
         self.stmt.bound_types = types
-        return ComStmtExecute(
-            self.stmt.statement_id,
-            null_bitmap=bitmap,
-            new_params_bound=bind,
-            param_types=types,
-            values=values,
-        )
+        # (stmt_id, flags, iteration count, bitmap, new-params-bound, types, values)
+        return ComStmtExecute(self.stmt.statement_id, 0, 1, bitmap, bind, types, values)
 
     def _on_err(self) -> None:
         """An ERR forgets the bound types (bind them again next time)."""
