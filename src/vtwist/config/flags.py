@@ -81,9 +81,27 @@ class ConfigOptions(usage.Options):
         # to call from typed code (role tests, the vtwist CLI).
         super().__init__()  # type: ignore[no-untyped-call]
 
+    #: Set when parsing failed: ``getUsage`` is then the synopsis alone (see there).
+    failed = False
+
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         """Parse ``options`` (``sys.argv[1:]`` when None); raises ``usage.UsageError``."""
-        super().parseOptions(None if options is None else list(options))  # type: ignore[no-untyped-call]
+        try:
+            super().parseOptions(None if options is None else list(options))  # type: ignore[no-untyped-call]
+        except usage.UsageError:
+            self.failed = True
+            raise
+
+    def getUsage(self, width: int | None = None) -> str:
+        """The whole ``--help`` text; after a failed parse, only the synopsis and where
+        the full text is. (twistd prints the usage of a role whose options failed, then
+        the error: the error should not come after a hundred lines of help.)"""
+        if self.failed:
+            name = self.schema.name
+            synopsis: str = getattr(self, "synopsis", f"Usage: twistd {name} [options]")
+            return f"{synopsis}\n`twistd {name} --help` lists every option.\n"
+        text: str = super().getUsage(width)
+        return text
 
     def flag_values(self) -> dict[str, str]:
         """The configuration flags given on the command line, by dotted key."""

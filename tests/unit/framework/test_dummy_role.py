@@ -129,7 +129,11 @@ class TwistdTests(unittest.TestCase):
     def test_bad_flag_fails_at_start_naming_the_key(self) -> None:
         done = self.run_twistd("--alias", "zone1-1", "--pool-size", "0")
         assert done.returncode == 1
-        assert "pool.size: must be >= 1, got 0 (from --pool-size)" in done.stdout + done.stderr
+        out = done.stdout + done.stderr
+        assert "pool.size: must be >= 1, got 0 (from --pool-size)" in out
+        # The error is not buried under the whole --help: a synopsis, a pointer, the error.
+        assert len(out.splitlines()) < 8, out
+        assert "`twistd dummy --help` lists every option." in out
 
     def test_bad_file_fails_at_start_naming_the_key(self) -> None:
         conf = self.dir / "dummy.toml"

@@ -75,6 +75,22 @@ def test_required_missing_names_flag() -> None:
         Options().parseOptions([])
 
 
+def test_usage_after_a_failed_parse_is_the_synopsis_alone(tmp_path: Path) -> None:
+    """twistd prints the usage of a role whose options failed, then the error: that usage
+    is two lines (the synopsis and where the full help is), not every flag."""
+    for argv in (["--alias", "zone1-1", "--pool-size", "0"], ["--alias", "x", "--bogus", "1"]):
+        opts = Options()
+        with pytest.raises(usage.UsageError):
+            opts.parseOptions(argv)
+        assert opts.getUsage() == (
+            "Usage: twistd [twistd options] dummy [--config FILE] [options]\n"
+            "`twistd dummy --help` lists every option.\n"
+        )
+    ok = Options()
+    ok.parseOptions(["--alias", "zone1-1"])
+    assert "--pool-size=" in ok.getUsage()
+
+
 def test_unknown_flag_is_refused() -> None:
     with pytest.raises(usage.UsageError, match="pool-sise"):
         Options().parseOptions(["--alias", "zone1-1", "--pool-sise", "3"])
