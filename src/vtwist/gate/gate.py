@@ -106,6 +106,7 @@ class Gate:
         self.started = clock.seconds()
         self.questions = 0
         self._columns: dict[bytes, ColumnDefinition41] = {}
+        self._heads: dict[tuple[bytes, ...], tuple[ColumnDefinition41, ...]] = {}
         # False from start until the topo cache has read everything once (``topo_loading``).
         self.topo_ready = True
         self._ready_waiters: list[Deferred[None]] = []
@@ -250,6 +251,19 @@ class Gate:
             col = ColumnDefinition41.decode(payload)
             self._columns[payload] = col
         return col
+
+    def columns(self, payloads: Sequence[bytes]) -> tuple[ColumnDefinition41, ...]:
+        """The decoded column definitions of a result, as a tuple that is the same object
+        for the same definitions (cached): the MySQL server frames a tuple it saw last time
+        only once (``Connection.send_result_set``)."""
+        key = tuple(payloads)
+        cols = self._heads.get(key)
+        if cols is None:
+            if len(self._heads) >= MAX_COLUMN_CACHE:
+                self._heads.clear()
+            cols = tuple([self.column(p) for p in payloads])
+            self._heads[key] = cols
+        return cols
 
 
 class AuthThrottle:

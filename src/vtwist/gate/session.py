@@ -422,8 +422,7 @@ class GateSession:
     def _send(self, result: QueryResult, sink: IResultSink, more: int) -> None:
         status = self.status() | more
         if result.fields:
-            columns = [self.gate.column(f) for f in result.fields]
-            sink.result_set(columns, result.rows, status, result.warnings)
+            sink.result_set(self.gate.columns(result.fields), result.rows, status, result.warnings)
         else:
             sink.ok(
                 result.affected_rows,

@@ -536,3 +536,24 @@ def test_a_client_leaving_mid_statement_stops_it_on_the_tablet() -> None:
     assert c.gate.discovery.handles["zone1-100"].inflight == 0
     assert c.services["zone1-100"].cancelled
     assert sink.events == [] and sink.late_failures == []  # the 1317 is dropped quietly
+
+
+def test_result_columns_are_one_tuple_per_distinct_head(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Equal field payloads (new bytes objects in every tablet reply) give the very same
+    tuple of definitions, which the MySQL server then frames only once; the cache is
+    bounded by MAX_COLUMN_CACHE."""
+    from vtwist.gate import gate as gate_module
+    from vtwist.protocols.mysql.constants import ColumnType
+    from vtwist.protocols.mysql.messages import ColumnDefinition41
+
+    g = cluster().gate
+    a = ColumnDefinition41("a", ColumnType.LONG, 63, 11).encode()
+    b = ColumnDefinition41("b", ColumnType.VAR_STRING, 45, 40).encode()
+    first = g.columns([a, b])
+    assert [c.name for c in first] == ["a", "b"] and type(first) is tuple
+    assert g.columns([bytes(bytearray(a)), bytes(bytearray(b))]) is first
+    assert g.columns([b, a]) is not first
+    monkeypatch.setattr(gate_module, "MAX_COLUMN_CACHE", 2)
+    g.columns([a])  # a third head: the cache was full, it starts again
+    assert len(g._heads) == 1
+    assert g.columns([a, b]) is not first and g.columns([a, b]) == first
