@@ -27,7 +27,19 @@ SCRIPT = textwrap.dedent(
         def dataReceived(self, data):
             if data == b"boom":
                 raise RuntimeError("handler exploded")
+            if data == b"bye":
+                self.transport.write(b"BYE")  # the client closes: a clean connectionLost
+                return
             self.transport.write(data.upper())
+        def connectionLost(self, reason):
+            got.append(("server lost", reason.type.__name__))
+
+    class Leaving(Protocol):
+        def connectionMade(self):
+            self.transport.write(b"bye")
+        def dataReceived(self, data):
+            got.append(data)
+            self.transport.loseConnection()
 
     class Client(Protocol):
         def connectionMade(self):
@@ -41,7 +53,12 @@ SCRIPT = textwrap.dedent(
 
     port = reactor.listenTCP(0, Factory.forProtocol(Echo), interface="127.0.0.1")
     factory = ClientFactory.forProtocol(Client)
-    reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
+    def second():
+        reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
+
+    leaving = ClientFactory.forProtocol(Leaving)
+    reactor.connectTCP("127.0.0.1", port.getHost().port, leaving)
+    reactor.callLater(0.5, second)
     reactor.callLater(10, reactor.stop)
     reactor.run(installSignalHandlers=False)
     print("GOT", got)
@@ -49,11 +66,17 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_serves_tcp_and_drops_a_connection_whose_handler_raises() -> None:
+def test_serves_tcp_sees_clean_closes_and_drops_a_connection_whose_handler_raises() -> None:
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60, check=True
     )
-    assert "GOT [b'PING', 'lost']" in out.stdout, out.stdout + out.stderr
+    got = out.stdout.split("GOT ", 1)[-1]
+    # A client that closes: the server reads the end (EPOLLIN, recv b"") and loses the
+    # connection cleanly; a handler that raises: logged, and that connection dropped.
+    assert got.startswith(
+        "[b'BYE', ('server lost', 'ConnectionDone'), b'PING', ('server lost', "
+    ), out.stdout + out.stderr
+    assert got.rstrip().endswith("'lost']"), out.stdout + out.stderr
     assert "handler exploded" in out.stdout  # logged, with its traceback
 
 
