@@ -112,6 +112,25 @@ def test_no_backslash_escapes_changes_string_ends() -> None:
     assert interpolate(sql, ["x'"], no_backslash_escapes=True) == b"SELECT 'a\\', 'x'''"
 
 
+def test_interpolate_remembers_each_sql_mode_apart() -> None:
+    """The split of a statement is remembered per (text, backslash escapes, ANSI quotes):
+    the same text in another mode splits differently; long texts are split every time."""
+    sql = b"SELECT 'a\\', ? /* interpolate-cache */"
+    assert interpolate(sql, []) == sql  # one string to the end: no placeholder
+    assert interpolate(sql, []) == sql  # (now from the cache)
+    assert interpolate(sql, ["x"], no_backslash_escapes=True) == (
+        b"SELECT 'a\\', 'x' /* interpolate-cache */"
+    )
+    quoted = b'SELECT "a\\" , ? /* interpolate-cache */'
+    assert interpolate(quoted, []) == quoted
+    assert interpolate(quoted, [1], ansi_quotes=True).startswith(b'SELECT "a\\" , 1 ')
+    long = b"SELECT ?" + b" " * 5000 + b", ?"
+    for _ in range(2):
+        assert interpolate(long, [1, 2]) == b"SELECT 1" + b" " * 5000 + b", 2"
+    with pytest.raises(MySQLError):
+        interpolate(long, [1])
+
+
 def test_ansi_quotes_double_quote_is_an_identifier() -> None:
     sql = b'SELECT "a\\" , ?'
     assert count_placeholders(sql) == 0  # a string with an escaped quote

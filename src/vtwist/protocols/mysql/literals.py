@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import functools
+import itertools
 import re
 from collections.abc import Sequence
 from decimal import Decimal
@@ -159,6 +160,28 @@ def count_placeholders(
     return len(_placeholder_offsets(sql, no_backslash_escapes, ansi_quotes))
 
 
+# The text around the placeholders of statements seen recently, by (sql, no backslash
+# escapes, ANSI quotes): a prepared statement is executed again and again. Bounded: cleared
+# when full; statements over _PIECES_MAX_BYTES are split every time.
+_PIECES: dict[tuple[bytes, bool, bool], tuple[bytes, ...]] = {}
+_PIECES_ENTRIES = 1024
+_PIECES_MAX_BYTES = 4096
+
+
+def _pieces(sql: bytes, no_backslash_escapes: bool, ansi_quotes: bool) -> tuple[bytes, ...]:
+    """``sql`` split at its placeholders (one more piece than placeholders), remembered."""
+    key = (sql, no_backslash_escapes, ansi_quotes)
+    pieces = _PIECES.get(key)
+    if pieces is None:
+        cuts = [-1, *_placeholder_offsets(sql, no_backslash_escapes, ansi_quotes), len(sql)]
+        pieces = tuple([sql[a + 1 : b] for a, b in itertools.pairwise(cuts)])
+        if len(sql) <= _PIECES_MAX_BYTES:
+            if len(_PIECES) >= _PIECES_ENTRIES:
+                _PIECES.clear()
+            _PIECES[key] = pieces
+    return pieces
+
+
 def interpolate(
     sql: bytes,
     params: Sequence[object],
@@ -171,18 +194,16 @@ def interpolate(
 
     MySQLError 1210 (WRONG_ARGUMENTS) when the counts differ.
     """
-    offsets = _placeholder_offsets(sql, no_backslash_escapes, ansi_quotes)
-    if len(offsets) != len(params):
+    pieces = _pieces(sql, no_backslash_escapes, ansi_quotes)
+    if len(pieces) - 1 != len(params):
         raise MySQLError(
             ErrorCode.WRONG_ARGUMENTS,
-            f"Incorrect arguments to mysqld_stmt_execute: the statement has {len(offsets)} "
-            f"placeholders but {len(params)} values were given; bind one value per '?'",
+            f"Incorrect arguments to mysqld_stmt_execute: the statement has "
+            f"{len(pieces) - 1} placeholders but {len(params)} values were given; bind one "
+            "value per '?'",
         )
-    parts: list[bytes] = []
-    prev = 0
-    for off, value in zip(offsets, params, strict=True):
-        parts.append(sql[prev:off])
+    parts = [pieces[0]]
+    for value, piece in zip(params, pieces[1:], strict=True):
         parts.append(sql_literal(value, no_backslash_escapes, encoding=encoding))
-        prev = off + 1
-    parts.append(sql[prev:])
+        parts.append(piece)
     return b"".join(parts)
