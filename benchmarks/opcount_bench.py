@@ -4,8 +4,10 @@ Timings on the shared 2-core machine move 10-20% from one run to the next; the n
 Python bytecode instructions a process executes per query does not. This script runs
 sysbench ``oltp_point_select`` (prepared statements, 4 threads) for ``--queries`` queries
 after a warm-up and counts, in the vtwist processes on the path, the instructions and
-function calls per query (``benchmarks/optrace/sitecustomize.py``: ``sys.settrace`` between
-two signals sent to each process by its PID). Targets:
+function calls per query (``benchmarks/optrace/sitecustomize.py``: ``sys.settrace``
+between two signals sent to each process by its PID). With ``--workload oltp_read_only``
+a "query" is a sysbench transaction of 16 statements (BEGIN, 10 point selects, 4 range
+selects of up to 100 rows, COMMIT). Targets:
 
 * ``passthrough``: the test passthrough (``tests.support.passthrough``) in front of a
   throw-away MariaDB, as in ``passthrough_bench``;
@@ -18,7 +20,7 @@ mean something, never the time. Fewer instructions per query is less CPU per que
 not in proportion (system calls and C code are not counted).
 
     .venv/bin/python -m benchmarks.opcount_bench [--target passthrough|gate]
-        [--queries 3000] [--top 25]
+        [--workload oltp_point_select|oltp_read_only] [--queries 3000] [--top 25]
 """
 
 from __future__ import annotations
@@ -47,7 +49,12 @@ TABLE_SIZE = 1000
 WARMUP = 500
 
 
-def _point_selects(port: int, user: str, password: str, db: str, events: int) -> None:
+WORKLOADS = ("oltp_point_select", "oltp_read_only")
+
+
+def _sysbench(
+    port: int, user: str, password: str, db: str, events: int, workload: str = WORKLOADS[0]
+) -> None:
     args = [
         "sysbench",
         "--db-driver=mysql",
@@ -62,21 +69,22 @@ def _point_selects(port: int, user: str, password: str, db: str, events: int) ->
         "--threads=4",
         f"--events={events}",
         "--time=0",
-        "oltp_point_select",
+        workload,
         "run",
     ]
     subprocess.run(args, check=True, capture_output=True, timeout=600)
 
 
 def _counted(
-    pids: dict[str, int], out: Path, run: Sequence[str | int], queries: int
+    pids: dict[str, int], out: Path, run: Sequence[str | int], queries: int, workload: str
 ) -> dict[str, list[tuple[int, int, str]]]:
-    """Start counting in ``pids``, run ``queries`` point selects, stop; the counts by name."""
+    """Start counting in ``pids``, run ``queries`` sysbench events, stop; the counts by
+    name."""
     port, user, password, db = run
     for pid in pids.values():
         os.kill(pid, signal.SIGUSR1)
     time.sleep(0.5)
-    _point_selects(int(port), str(user), str(password), str(db), queries)
+    _sysbench(int(port), str(user), str(password), str(db), queries, workload)
     for pid in pids.values():
         os.kill(pid, signal.SIGUSR2)
     counts: dict[str, list[tuple[int, int, str]]] = {}
@@ -104,7 +112,7 @@ def _report(counts: dict[str, list[tuple[int, int, str]]], queries: int, top: in
             print(f"{n / queries:9.1f} {c / queries:6.2f}  {where}")
 
 
-def _passthrough(base: Path, queries: int) -> dict[str, list[tuple[int, int, str]]]:
+def _passthrough(base: Path, queries: int, workload: str) -> dict[str, list[tuple[int, int, str]]]:
     db = MariaDB(base / "mariadb").start()
     try:
         users = write_users_file(base / "users.toml", APP_PASSWORD)
@@ -114,16 +122,16 @@ def _passthrough(base: Path, queries: int) -> dict[str, list[tuple[int, int, str
         )  # fmt: skip
         proc = PassthroughProcess(db, users)
         try:
-            _point_selects(proc.port, "app", APP_PASSWORD, DB, WARMUP)
+            _sysbench(proc.port, "app", APP_PASSWORD, DB, WARMUP, workload)
             run = (proc.port, "app", APP_PASSWORD, DB)
-            return _counted({"passthrough": proc.proc.pid}, base / "ops", run, queries)
+            return _counted({"passthrough": proc.proc.pid}, base / "ops", run, queries, workload)
         finally:
             proc.stop()
     finally:
         db.destroy()
 
 
-def _gate(base: Path, queries: int) -> dict[str, list[tuple[int, int, str]]]:
+def _gate(base: Path, queries: int, workload: str) -> dict[str, list[tuple[int, int, str]]]:
     directory = base / "cluster"  # (``start_cluster``'s)
     try:
         directory, status, primary = start_cluster(base)
@@ -133,13 +141,14 @@ def _gate(base: Path, queries: int) -> dict[str, list[tuple[int, int, str]]]:
         )  # fmt: skip
         port = int(status["gate"]["mysql"].rsplit(":", 1)[1])
         user, password = status["gate"]["user"], status["gate"]["password"]
-        _point_selects(port, user, password, "commerce", WARMUP)
+        _sysbench(port, user, password, "commerce", WARMUP, workload)
         alias = next(t["alias"] for t in status["tablets"] if t["type"] == "primary")
         pids = {
             "vtgate": int((directory / "gate" / "twistd.pid").read_text()),
             f"vttablet {alias}": int((directory / "tablets" / alias / "twistd.pid").read_text()),
         }
-        return _counted(pids, base / "ops", (port, user, password, "commerce"), queries)
+        run = (port, user, password, "commerce")
+        return _counted(pids, base / "ops", run, queries, workload)
     finally:
         if (directory / "cluster.json").exists():
             subprocess.run([VTWIST, "down", "--dir", str(directory)], capture_output=True)
@@ -149,7 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse the options, count once, print."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--target", choices=("passthrough", "gate"), default="passthrough")
-    p.add_argument("--queries", type=int, default=3000, help="point selects counted")
+    p.add_argument("--workload", choices=WORKLOADS, default=WORKLOADS[0])
+    p.add_argument("--queries", type=int, default=3000, help="sysbench events counted")
     p.add_argument("--top", type=int, default=25, help="functions listed per process")
     args = p.parse_args(argv)
     if args.queries < 1:
@@ -162,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ[ENV_OUT] = str(base / "ops")
     try:
         run = _passthrough if args.target == "passthrough" else _gate
-        _report(run(base, args.queries), args.queries, args.top)
+        _report(run(base, args.queries, args.workload), args.queries, args.top)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return 0

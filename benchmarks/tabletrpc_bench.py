@@ -20,6 +20,7 @@ from typing import Any, cast
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from zope.interface import implementer
 
@@ -32,6 +33,7 @@ from vtwist.protocols.tabletrpc_ops import (
     BeginArgs,
     ExecuteArgs,
     KillArgs,
+    ManageArgs,
     QueryResult,
     ReleaseArgs,
     ReserveArgs,
@@ -80,6 +82,9 @@ class TrivialService:
 
     def kill(self, request: ITabletRPCRequest, args: KillArgs) -> bool:
         return False
+
+    def manage(self, request: ITabletRPCRequest, args: ManageArgs) -> Deferred[dict[str, Any]]:
+        return succeed({})
 
     def health(self) -> Mapping[str, Any]:
         return {"serving": True}
