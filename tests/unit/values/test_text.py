@@ -246,3 +246,31 @@ def test_a_converter_handles_decimals_and_nulls_among_string_columns() -> None:
         text = encode_text_row(values)
         assert convert(text) == text_row_to_binary(text, specs)
     assert convert(encode_text_row([b"12.50", b"x"])) == b"\x00\x00\x0512.50\x01x"
+
+
+@given(
+    specs=st.lists(
+        st.sampled_from([(T.VAR_STRING, False), (T.BLOB, False)]), min_size=1, max_size=3
+    ),
+    payload=st.binary(max_size=12)
+    | st.lists(st.binary(max_size=4), min_size=1, max_size=4).map(encode_text_row),
+)
+def test_string_converters_take_any_bytes_like_the_general_path(
+    specs: list[tuple[T, bool]], payload: bytes
+) -> None:
+    """Damaged or odd rows (one column or several): the converter's length walk gives what
+    ``text_row_to_binary`` gives, or refuses what it refuses."""
+    try:
+        want = text_row_to_binary(payload, specs)
+    except RemoteProtocolError:
+        with pytest.raises(RemoteProtocolError):
+            text_to_binary_converter(specs)(payload)
+        return
+    assert text_to_binary_converter(specs)(payload) == want
+
+
+@pytest.mark.parametrize("payload", [b"", b"\x03ab", b"\xff", b"\xfc\x05", b"\x01a\x00", b"\x01"])
+def test_a_one_column_converter_refuses_malformed_rows(payload: bytes) -> None:
+    with pytest.raises(RemoteProtocolError):
+        text_to_binary_converter([(T.VAR_STRING, False)])(payload)
+    assert text_to_binary_converter([(T.VAR_STRING, False)])(b"\xfb") == b"\x00\x04"

@@ -641,11 +641,12 @@ class Connection(Machine):
             if type(columns) is tuple:
                 self._framed_head = (columns, start, owed, b"".join(out), seq)
         self._remaining = 0
+        append = out.append
         for payload in rows:
             n = len(payload)
             if n < MAX_CHUNK:
-                out.append((n | (seq << 24)).to_bytes(4, "little"))
-                out.append(payload)
+                append((n | (seq << 24)).to_bytes(4, "little"))
+                append(payload)
                 seq = (seq + 1) & 0xFF
             else:
                 seq = frame_into(out, payload, seq)

@@ -327,26 +327,26 @@ class PacketReader:
         rows: list[bytes] = []
         append = rows.append
         try:
-            while True:
+            # At most ``max_rows`` rows, then the end: one packet more.
+            for _ in range(max_rows + 1):
                 seq = (seq + 1) & 0xFF
                 # Under 4 bytes left: struct.error (caught below). A length that passes
                 # the check leaves its first byte inside the buffer.
                 length = _unpack_hdr(buf, pos)[0] ^ (seq << 24)
-                end = pos + 4 + length
-                if not 0 < length <= max_size or end > size:
+                start = pos + 4
+                pos = start + length  # (the packet's end)
+                if not 0 < length <= max_size or pos > size:
                     return None
-                b0 = buf[pos + 4]
+                b0 = buf[start]
                 if b0 < 0xFE:
-                    if len(rows) >= max_rows:
-                        return None
-                    append(buf[pos + 4 : end])
-                    pos = end
+                    append(buf[start:pos])
                     continue
                 if b0 == 0xFE and length < end_below:
-                    return columns, eof, rows, buf[pos + 4 : end], (seq + 1) & 0xFF, end, head
+                    return columns, eof, rows, buf[start:pos], (seq + 1) & 0xFF, pos, head
                 return None  # an ERR, or a text row starting with a 0xFE length
         except struct.error:
             return None  # the next header is not all here yet
+        return None  # more than ``max_rows`` rows
 
     def skip_to(self, pos: int) -> None:
         """Consume the bytes up to ``pos`` (a position ``peek_result_set`` returned)."""

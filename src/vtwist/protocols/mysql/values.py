@@ -433,13 +433,33 @@ def text_to_binary_converter(column_types: Sequence[ColumnSpec]) -> Callable[[by
     ncols = len(types)
     no_nulls = b"\x00" + bytes((ncols + 9) // 8)
 
-    def convert(payload: bytes) -> bytes:
+    def checked(payload: bytes) -> bytes:
         values = decode_text_row(payload, ncols)  # checks the row like the general path
         if None in values:
             return encode_binary_row(values, types)  # rare: the bitmap and no NULL bytes
         return no_nulls + payload
 
-    return convert
+    def convert(payload: bytes) -> bytes:
+        # The usual row: values under 251 bytes, none NULL. Walk their lengths (no list,
+        # no slices); anything else (long values, NULLs, malformed rows) is ``checked``.
+        pos = 0
+        try:
+            for _ in range(ncols):
+                first = payload[pos]
+                if first >= 0xFB:
+                    return checked(payload)
+                pos += 1 + first
+        except IndexError:
+            return checked(payload)  # raises: the row is short
+        return no_nulls + payload if pos == len(payload) else checked(payload)
+
+    def convert_one(payload: bytes) -> bytes:
+        # ``convert`` for one column: the whole row is one value.
+        if payload and payload[0] < 0xFB and len(payload) == payload[0] + 1:
+            return no_nulls + payload
+        return checked(payload)
+
+    return convert_one if ncols == 1 else convert
 
 
 def parse_text_value(raw: bytes | None, column_type: int, unsigned: bool = False) -> object:
