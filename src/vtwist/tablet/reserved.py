@@ -165,7 +165,8 @@ class HeldConnections:
     # --- activity and expiry ------------------------------------------------------------
 
     def start_use(self, held: Held, what: str) -> None:
-        """A statement starts on ``held``: refuse if one is running, stop its idle timer."""
+        """A statement starts on ``held``: refuse if one is running. (Its idle timer keeps
+        running: when it fires during a statement it looks again later.)"""
         if held.busy:
             raise MySQLError(
                 ErrorCode.UNKNOWN_ERROR,
@@ -175,33 +176,46 @@ class HeldConnections:
         held.busy = True
         if what:
             held.last_sql = what[:LAST_SQL_CHARS]
-        self._disarm(held)
 
     def end_use(self, held: Held) -> None:
-        """The statement on ``held`` is over: restart its idle timer."""
+        """The statement on ``held`` is over: its idle time counts from now."""
         held.busy = False
         held.last_used = self.clock.seconds()
-        self.arm(held)
+        if held.timer is None:
+            self.arm(held)
 
     def arm(self, held: Held) -> None:
         """(Re)start the idle timer of ``held`` for what it holds now."""
         self._disarm(held)
+        limit = self._limit(held)
+        if limit is not None:
+            held.timer = self.clock.callLater(limit[0], self._expired, held)
+
+    def _limit(self, held: Held) -> tuple[float, str] | None:
+        """How long ``held`` may stay idle, and the key saying so (None: no limit)."""
         if held.transaction_id:
-            timeout, why = self.transaction_timeout, "transaction.timeout"
-        elif held.reserved_id:
-            timeout, why = self.reserved_idle_timeout, "reserved.idle_timeout"
-        else:
-            return
-        held.timer = self.clock.callLater(timeout, self._expired, held, why, timeout)
+            return self.transaction_timeout, "transaction.timeout"
+        if held.reserved_id:
+            return self.reserved_idle_timeout, "reserved.idle_timeout"
+        return None
 
     def _disarm(self, held: Held) -> None:
         t, held.timer = held.timer, None
         if t is not None and t.active():
             t.cancel()
 
-    def _expired(self, held: Held, key: str, timeout: float) -> None:
+    def _expired(self, held: Held) -> None:
+        # One lazy timer per held connection, not one per statement: when it fires, the
+        # connection expires only if it is idle and was for the whole limit; otherwise
+        # the timer looks again when the limit would be reached.
         held.timer = None
-        if held.busy:  # cannot happen (disarmed while busy); be safe
+        limit = self._limit(held)
+        if limit is None or held.closed:
+            return
+        timeout, key = limit
+        left = timeout if held.busy else held.last_used + timeout - self.clock.seconds()
+        if left > 0:
+            held.timer = self.clock.callLater(left, self._expired, held)
             return
         self.on_expire(held, f"idle longer than {key} ({timeout:g}s), rolled back by the tablet")
 

@@ -259,6 +259,43 @@ class QueryServiceTests(SynchronousTestCase):
             == 1
         )
 
+    def test_transaction_idle_timer_is_one_timer_and_waits_for_a_running_statement(
+        self,
+    ) -> None:
+        service, mysql = make_service(
+            self.clock, settings=QuerySettings(query_timeout=100.0, transaction_timeout=30.0)
+        )
+        tx = self.successResultOf(service.begin(FakeRequest(), BeginArgs()))
+        scheduled: list[object] = []
+        call_later = self.clock.callLater
+
+        def counting(delay: float, fn: Any, *args: Any) -> Any:
+            scheduled.append(fn)
+            return call_later(delay, fn, *args)
+
+        self.clock.callLater = counting  # type: ignore[method-assign]
+        for _ in range(20):
+            d = service.execute(FakeRequest(), ExecuteArgs("SELECT 1", transaction_id=tx))
+            self.successResultOf(d)
+        held_timers = [fn for fn in scheduled if getattr(fn, "__name__", "") == "_expired"]
+        assert held_timers == []  # activity scheduled no new idle timer
+        # A statement still running when the limit passes: the transaction is not idle.
+        d = service.execute(FakeRequest(), ExecuteArgs("SELECT SLEEP(45)", transaction_id=tx))
+        self.clock.advance(45)
+        assert service.counts() == (1, 0)
+        next(c for c in mysql.clients.values() if c.sleeping is not None).wake()
+        self.successResultOf(d)
+        # Idle from the statement's end: 30 s later (not from when the timer last fired).
+        self.clock.advance(29)
+        assert service.counts() == (1, 0)
+        self.clock.advance(1)
+        assert service.counts() == (0, 0)
+        err = self.failureResultOf(
+            service.execute(FakeRequest(), ExecuteArgs("SELECT 1", transaction_id=tx)),
+            MySQLError,
+        ).value
+        assert "idle longer than transaction.timeout (30s)" in err.message
+
     def test_concurrent_statements_on_one_transaction_refused(self) -> None:
         tx = self.successResultOf(self.service.begin(FakeRequest(), BeginArgs()))
         d = self.execute("SELECT SLEEP(5)", transaction_id=tx)
