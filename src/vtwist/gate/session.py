@@ -33,6 +33,7 @@ tablet, since the client's own connection is fine.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -68,6 +69,7 @@ from vtwist.gate.classify import (
     reusable,
 )
 from vtwist.gate.discovery import NoServingTabletError, TabletHandle
+from vtwist.gate.rewrite import mentions_connection_id, with_connection_id
 from vtwist.gate.session_parts import (
     Held,
     Pin,
@@ -153,12 +155,21 @@ class GateSession:
     ) -> Deferred[None] | ReplyEndsCommand:
         """The one statement of a COM_QUERY or COM_STMT_EXECUTE: on the fast path the
         command ends with its reply (``REPLY_ENDS_COMMAND``: no Deferred per query)."""
-        if info is None:
-            info = classify(sql)
+        sql, info = self._classified(sql, info)
         if self._plain(info):
             return self._fast(sql, info, sink, 0, ends=True)
         d = Deferred.fromCoroutine(self._statement(sql, info, sink, 0))
         return d.addErrback(self._query_failed, sink)
+
+    def _classified(self, sql: bytes, info: QueryInfo | None) -> tuple[bytes, QueryInfo]:
+        """``sql`` as it is sent on, and its classification (``info`` if already known):
+        ``CONNECTION_ID()`` calls become this session's gate id (``rewrite``)."""
+        if info is None:
+            info = classify(sql)
+        if info.owned is None and mentions_connection_id(sql):
+            sql = with_connection_id(sql, self.connection_id)
+            info = replace(info, sql=sql)
+        return sql, info
 
     def _query_failed(self, failure: Failure, sink: IResultSink) -> None:
         e = failure.value
@@ -183,8 +194,7 @@ class GateSession:
     ) -> Deferred[None]:
         """One statement (``info``: its classification if known): the common case on the
         fast path (``_fast``), anything else through ``_statement``."""
-        if info is None:
-            info = classify(sql)
+        sql, info = self._classified(sql, info)
         if self._plain(info):
             return cast(Deferred[None], self._fast(sql, info, sink, more))
         return Deferred.fromCoroutine(self._statement(sql, info, sink, more))

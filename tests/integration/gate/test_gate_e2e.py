@@ -242,6 +242,11 @@ def test_gate_routes_to_real_tablets(cluster: dict[str, Any]) -> None:
         assert cur.fetchone() == ("vtwist gate",)
         cur.execute("SELECT CONNECTION_ID()")
         assert cur.fetchone() == (conn.thread_id(),)
+        # Inside a statement run by mysqld too (not the tablet connection's id), with the
+        # column named as mysqld would name it.
+        cur.execute("SELECT connection_id(), CONNECTION_ID() AS id, 'connection_id()'")
+        assert cur.fetchone() == (conn.thread_id(), conn.thread_id(), "connection_id()")
+        assert [d[0] for d in cur.description] == ["connection_id()", "id", "connection_id()"]
         cur.execute("SHOW DATABASES")
         assert cur.fetchall() == (("commerce",),)
 

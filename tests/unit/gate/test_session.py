@@ -557,3 +557,22 @@ def test_result_columns_are_one_tuple_per_distinct_head(monkeypatch: pytest.Monk
     g.columns([a])  # a third head: the cache was full, it starts again
     assert len(g._heads) == 1
     assert g.columns([a, b]) is not first and g.columns([a, b]) == first
+
+
+def test_connection_id_inside_statements_is_the_gate_id() -> None:
+    """Only a bare ``SELECT CONNECTION_ID()`` is the gate's own answer; a statement that
+    contains the call goes to a tablet with the gate's id written in (mysqld would answer
+    with its pooled connection's id, which KILL must not be given)."""
+    c = cluster()
+    s = c.session(database="commerce")
+    gid = s.connection_id
+    c.run(s, "select connection_id() as id, 'connection_id()'")
+    c.run(s, "set @c = CONNECTION_ID()")
+    primary = c.services["zone1-100"]
+    assert primary.sql()[-2] == f"select {gid} as id, 'connection_id()'"
+    assert primary.sql()[-1] == f"set @c = {gid}"
+    stmt = b"select ?, connection_id() from t"
+    info = c.wait(s.prepare(stmt))
+    sink = RecordingSink()
+    c.wait(finished(s.execute(Statement(1, stmt, info), [5], sink, False), sink))
+    assert primary.sql()[-1] == f"select 5, {gid} AS `connection_id()` from t"

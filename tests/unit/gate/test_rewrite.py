@@ -1,0 +1,57 @@
+"""CONNECTION_ID() calls inside statements become the gate's id (``vtwist.gate.rewrite``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from vtwist.gate.rewrite import mentions_connection_id, with_connection_id
+
+
+@pytest.mark.parametrize(
+    ("sql", "want"),
+    [
+        # A whole SELECT item without an alias keeps its column name.
+        (b"SELECT CONNECTION_ID()", b"SELECT 7 AS `CONNECTION_ID()`"),
+        (b"select connection_id( ) , 1", b"select 7 AS `connection_id( )` , 1"),
+        (b"SELECT 1, connection_id() FROM t", b"SELECT 1, 7 AS `connection_id()` FROM t"),
+        (b"SELECT DISTINCT CONNECTION_ID();", b"SELECT DISTINCT 7 AS `CONNECTION_ID()`;"),
+        # Aliased, in an expression, nested, or outside a select list: the value alone.
+        (b"SELECT CONNECTION_ID() AS id", b"SELECT 7 AS id"),
+        (b"SELECT CONNECTION_ID() id", b"SELECT 7 id"),
+        (b"SELECT CONNECTION_ID() + 1", b"SELECT 7 + 1"),
+        (b"SELECT IF(1, CONNECTION_ID(), 0)", b"SELECT IF(1, 7, 0)"),
+        (b"SELECT (SELECT CONNECTION_ID())", b"SELECT (SELECT 7)"),
+        (b"SET @c = CONNECTION_ID()", b"SET @c = 7"),
+        (b"INSERT INTO t VALUES (CONNECTION_ID())", b"INSERT INTO t VALUES (7)"),
+        (b"SELECT * FROM t WHERE c = connection_id()", b"SELECT * FROM t WHERE c = 7"),
+        # Executable comments run on mysqld: rewritten inside too.
+        (b"SELECT /*! CONNECTION_ID() + */ 0", b"SELECT /*! 7 + */ 0"),
+    ],
+)
+def test_calls_become_the_gate_id(sql: bytes, want: bytes) -> None:
+    assert mentions_connection_id(sql)
+    assert with_connection_id(sql, 7) == want
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        b"SELECT 'CONNECTION_ID()'",
+        b'SELECT "connection_id()"',
+        b"SELECT 'it''s connection_id()', 'a\\' connection_id()'",
+        b"SELECT `connection_id()` FROM t",
+        b"SELECT 1 /* CONNECTION_ID() */",
+        b"SELECT 1 -- CONNECTION_ID()\n",
+        b"SELECT 1 # CONNECTION_ID()",
+        b"SELECT my_connection_id() FROM t",
+        b"SELECT connection_id FROM t",
+        b"SELECT 'unterminated CONNECTION_ID()",
+    ],
+)
+def test_strings_identifiers_comments_and_other_names_stay(sql: bytes) -> None:
+    assert with_connection_id(sql, 7) == sql
+
+
+def test_statements_without_the_name_are_not_scanned() -> None:
+    assert not mentions_connection_id(b"SELECT c FROM sbtest1 WHERE id = 5")
+    assert mentions_connection_id(b"select Connection_Id()")
