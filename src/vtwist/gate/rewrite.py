@@ -1,15 +1,18 @@
-"""``CONNECTION_ID()`` inside statements the gate sends on (sans-IO).
+"""Session values the gate owns, written into statements it sends on (sans-IO).
 
 A client learns its connection id from the handshake, and ``KILL <id>`` and ``SHOW
-PROCESSLIST`` use the gate's ids. The gate answers ``SELECT CONNECTION_ID()`` itself, but a
-statement that merely contains the call (``SELECT CONNECTION_ID() AS id``, ``SET @c =
-CONNECTION_ID()``, ``INSERT ... VALUES (CONNECTION_ID())``) runs on a tablet, where mysqld
-would answer with the id of the tablet's pooled connection. ``with_connection_id`` writes
-the gate's id in place of each call, outside strings, quoted identifiers and comments.
+PROCESSLIST`` use the gate's ids; ``SET autocommit`` is the gate's own session state (the
+tablets' pooled connections stay in autocommit). The gate answers ``SELECT
+CONNECTION_ID()`` and ``SET autocommit`` itself, but a statement that merely contains
+``CONNECTION_ID()`` or ``@@autocommit`` (``SELECT CONNECTION_ID() AS id``, ``SET @c =
+CONNECTION_ID()``, ``SELECT @@autocommit``) runs on a tablet, where mysqld would answer
+for the tablet's pooled connection. ``with_session_values`` writes the gate's values in
+their place, outside strings, quoted identifiers and comments (as Vitess's vtgate does for
+the system variables it owns).
 
-A call that is a whole item of a SELECT list with no alias keeps its column name: it
-becomes ``<id> AS `CONNECTION_ID()``` (the call as written), as mysqld names a column by
-its expression's text.
+A call or variable that is a whole item of a SELECT list with no alias keeps its column
+name: it becomes ``<value> AS `<as written>``` (mysqld names a column by its expression's
+text).
 """
 
 from __future__ import annotations
@@ -17,13 +20,13 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["mentions_connection_id", "with_connection_id"]
+__all__ = ["mentions_session_values", "with_session_values"]
 
-# Quick test: most statements never mention it.
-_HINT: Final = re.compile(rb"connection_id", re.IGNORECASE)
+# Quick test: most statements mention neither.
+_HINT: Final = re.compile(rb"connection_id|autocommit", re.IGNORECASE)
 
 # What the scan stops at: strings, quoted identifiers and comments (skipped whole),
-# parentheses (nesting), and the call itself (group 1).
+# parentheses (nesting), the call (group 1) and the variable (group 2).
 _SCAN: Final = re.compile(
     rb"'(?:[^'\\]|\\.|'')*'?"
     rb'|"(?:[^"\\]|\\.|"")*"?'
@@ -31,6 +34,7 @@ _SCAN: Final = re.compile(
     rb"|/\*(?!!|M!).*?(?:\*/|\Z)"
     rb"|(?:--(?=\s|\Z)|#)[^\n]*"
     rb"|(\bCONNECTION_ID\s*\(\s*\))"
+    rb"|(@@(?:SESSION\.|LOCAL\.)?AUTOCOMMIT\b)"
     rb"|[()]",
     re.IGNORECASE | re.DOTALL,
 )
@@ -48,18 +52,20 @@ _ITEM_AFTER: Final = re.compile(
 )
 
 
-def mentions_connection_id(sql: bytes) -> bool:
-    """Whether ``sql`` may contain a ``CONNECTION_ID()`` call (a cheap first test)."""
+def mentions_session_values(sql: bytes) -> bool:
+    """Whether ``sql`` may mention ``CONNECTION_ID()`` or ``@@autocommit`` (a cheap first
+    test)."""
     return _HINT.search(sql) is not None
 
 
-def with_connection_id(sql: bytes, connection_id: int) -> bytes:
-    """``sql`` with each ``CONNECTION_ID()`` call outside strings, quoted identifiers and
-    comments replaced by ``connection_id`` (see the module docstring)."""
+def with_session_values(sql: bytes, connection_id: int, autocommit: bool) -> bytes:
+    """``sql`` with each ``CONNECTION_ID()`` call and session ``@@autocommit`` outside
+    strings, quoted identifiers and comments replaced by the gate's value (see the module
+    docstring)."""
     parts: list[bytes] = []
     done = 0
     depth = 0
-    value = str(connection_id).encode("ascii")
+    values = (b"", str(connection_id).encode("ascii"), b"1" if autocommit else b"0")
     for m in _SCAN.finditer(sql):
         token = m.group()
         if token == b"(":
@@ -68,11 +74,12 @@ def with_connection_id(sql: bytes, connection_id: int) -> bytes:
         if token == b")":
             depth = max(0, depth - 1)
             continue
-        if m.group(1) is None:
+        which = m.lastindex
+        if which is None:
             continue  # a string, quoted identifier or comment
         start, end = m.span()
         parts.append(sql[done:start])
-        parts.append(value)
+        parts.append(values[which])
         if (
             depth == 0
             and _ITEM_BEFORE.search(sql, 0, start) is not None

@@ -69,7 +69,7 @@ from vtwist.gate.classify import (
     reusable,
 )
 from vtwist.gate.discovery import NoServingTabletError, TabletHandle
-from vtwist.gate.rewrite import mentions_connection_id, with_connection_id
+from vtwist.gate.rewrite import mentions_session_values, with_session_values
 from vtwist.gate.session_parts import (
     Held,
     Pin,
@@ -163,11 +163,12 @@ class GateSession:
 
     def _classified(self, sql: bytes, info: QueryInfo | None) -> tuple[bytes, QueryInfo]:
         """``sql`` as it is sent on, and its classification (``info`` if already known):
-        ``CONNECTION_ID()`` calls become this session's gate id (``rewrite``)."""
+        ``CONNECTION_ID()`` and ``@@autocommit`` become this session's values
+        (``rewrite``)."""
         if info is None:
             info = classify(sql)
-        if info.owned is None and mentions_connection_id(sql):
-            sql = with_connection_id(sql, self.connection_id)
+        if info.owned is None and mentions_session_values(sql):
+            sql = with_session_values(sql, self.connection_id, self.autocommit)
             info = replace(info, sql=sql)
         return sql, info
 

@@ -247,6 +247,14 @@ def test_gate_routes_to_real_tablets(cluster: dict[str, Any]) -> None:
         cur.execute("SELECT connection_id(), CONNECTION_ID() AS id, 'connection_id()'")
         assert cur.fetchone() == (conn.thread_id(), conn.thread_id(), "connection_id()")
         assert [d[0] for d in cur.description] == ["connection_id()", "id", "connection_id()"]
+        # autocommit is the gate's session state; mysqld's pooled connections keep theirs.
+        cur.execute("SET autocommit = 0")
+        cur.execute("SELECT @@autocommit, @@session.autocommit AS s")
+        assert cur.fetchone() == (0, 0)
+        assert [d[0] for d in cur.description] == ["@@autocommit", "s"]
+        cur.execute("SET autocommit = 1")
+        cur.execute("SELECT @@autocommit")
+        assert cur.fetchone() == (1,)
         cur.execute("SHOW DATABASES")
         assert cur.fetchall() == (("commerce",),)
 

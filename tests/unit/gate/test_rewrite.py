@@ -1,10 +1,11 @@
-"""CONNECTION_ID() calls inside statements become the gate's id (``vtwist.gate.rewrite``)."""
+"""CONNECTION_ID() and @@autocommit inside statements become the gate's values
+(``vtwist.gate.rewrite``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from vtwist.gate.rewrite import mentions_connection_id, with_connection_id
+from vtwist.gate.rewrite import mentions_session_values, with_session_values
 
 
 @pytest.mark.parametrize(
@@ -26,11 +27,18 @@ from vtwist.gate.rewrite import mentions_connection_id, with_connection_id
         (b"SELECT * FROM t WHERE c = connection_id()", b"SELECT * FROM t WHERE c = 7"),
         # Executable comments run on mysqld: rewritten inside too.
         (b"SELECT /*! CONNECTION_ID() + */ 0", b"SELECT /*! 7 + */ 0"),
+        # The session's autocommit (0 here), whichever way the variable is written.
+        (b"SELECT @@autocommit", b"SELECT 0 AS `@@autocommit`"),
+        (
+            b"select @@SESSION.autocommit, @@local.AUTOCOMMIT x",
+            b"select 0 AS `@@SESSION.autocommit`, 0 x",
+        ),
+        (b"SET @a = @@autocommit", b"SET @a = 0"),
     ],
 )
 def test_calls_become_the_gate_id(sql: bytes, want: bytes) -> None:
-    assert mentions_connection_id(sql)
-    assert with_connection_id(sql, 7) == want
+    assert mentions_session_values(sql)
+    assert with_session_values(sql, 7, False) == want
 
 
 @pytest.mark.parametrize(
@@ -46,12 +54,19 @@ def test_calls_become_the_gate_id(sql: bytes, want: bytes) -> None:
         b"SELECT my_connection_id() FROM t",
         b"SELECT connection_id FROM t",
         b"SELECT 'unterminated CONNECTION_ID()",
+        b"SELECT @@global.autocommit",
+        b"SELECT @@autocommit_x, '@@autocommit'",
     ],
 )
 def test_strings_identifiers_comments_and_other_names_stay(sql: bytes) -> None:
-    assert with_connection_id(sql, 7) == sql
+    assert with_session_values(sql, 7, False) == sql
 
 
-def test_statements_without_the_name_are_not_scanned() -> None:
-    assert not mentions_connection_id(b"SELECT c FROM sbtest1 WHERE id = 5")
-    assert mentions_connection_id(b"select Connection_Id()")
+def test_statements_without_the_names_are_not_scanned() -> None:
+    assert not mentions_session_values(b"SELECT c FROM sbtest1 WHERE id = 5")
+    assert mentions_session_values(b"select Connection_Id()")
+    assert mentions_session_values(b"select @@AutoCommit")
+
+
+def test_autocommit_on() -> None:
+    assert with_session_values(b"SELECT @@autocommit", 7, True) == b"SELECT 1 AS `@@autocommit`"

@@ -559,10 +559,11 @@ def test_result_columns_are_one_tuple_per_distinct_head(monkeypatch: pytest.Monk
     assert g.columns([a, b]) is not first and g.columns([a, b]) == first
 
 
-def test_connection_id_inside_statements_is_the_gate_id() -> None:
+def test_connection_id_and_autocommit_inside_statements_are_the_gate_values() -> None:
     """Only a bare ``SELECT CONNECTION_ID()`` is the gate's own answer; a statement that
     contains the call goes to a tablet with the gate's id written in (mysqld would answer
-    with its pooled connection's id, which KILL must not be given)."""
+    with its pooled connection's id, which KILL must not be given); so does the session's
+    ``@@autocommit``, which the gate keeps."""
     c = cluster()
     s = c.session(database="commerce")
     gid = s.connection_id
@@ -576,3 +577,6 @@ def test_connection_id_inside_statements_is_the_gate_id() -> None:
     sink = RecordingSink()
     c.wait(finished(s.execute(Statement(1, stmt, info), [5], sink, False), sink))
     assert primary.sql()[-1] == f"select 5, {gid} AS `connection_id()` from t"
+    c.run(s, "set autocommit = 0")
+    c.run(s, "select @@autocommit")
+    assert primary.sql()[-1] == "select 0 AS `@@autocommit`"
