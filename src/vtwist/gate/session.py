@@ -69,7 +69,7 @@ from vtwist.gate.classify import (
     reusable,
 )
 from vtwist.gate.discovery import NoServingTabletError, TabletHandle
-from vtwist.gate.rewrite import mentions_session_values, with_session_values
+from vtwist.gate.rewrite import SessionValues, mentions_session_values, with_session_values
 from vtwist.gate.session_parts import (
     Held,
     Pin,
@@ -163,12 +163,15 @@ class GateSession:
 
     def _classified(self, sql: bytes, info: QueryInfo | None) -> tuple[bytes, QueryInfo]:
         """``sql`` as it is sent on, and its classification (``info`` if already known):
-        ``CONNECTION_ID()`` and ``@@autocommit`` become this session's values
-        (``rewrite``)."""
+        ``CONNECTION_ID()``, ``@@autocommit`` and ``@@workload`` become this session's
+        values (``rewrite``)."""
         if info is None:
             info = classify(sql)
         if info.owned is None and mentions_session_values(sql):
-            sql = with_session_values(sql, self.connection_id, self.autocommit)
+            values = SessionValues(
+                self.connection_id, self.autocommit, "OLAP" if self.olap else "OLTP"
+            )
+            sql = with_session_values(sql, values)
             info = replace(info, sql=sql)
         return sql, info
 

@@ -1,11 +1,13 @@
-"""CONNECTION_ID() and @@autocommit inside statements become the gate's values
-(``vtwist.gate.rewrite``)."""
+"""CONNECTION_ID(), @@autocommit and @@workload inside statements become the gate's
+values (``vtwist.gate.rewrite``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from vtwist.gate.rewrite import mentions_session_values, with_session_values
+from vtwist.gate.rewrite import SessionValues, mentions_session_values, with_session_values
+
+VALUES = SessionValues(7, False, "OLTP")
 
 
 @pytest.mark.parametrize(
@@ -34,11 +36,12 @@ from vtwist.gate.rewrite import mentions_session_values, with_session_values
             b"select 0 AS `@@SESSION.autocommit`, 0 x",
         ),
         (b"SET @a = @@autocommit", b"SET @a = 0"),
+        (b"SELECT @@workload, 1", b"SELECT 'OLTP' AS `@@workload`, 1"),
     ],
 )
 def test_calls_become_the_gate_id(sql: bytes, want: bytes) -> None:
     assert mentions_session_values(sql)
-    assert with_session_values(sql, 7, False) == want
+    assert with_session_values(sql, VALUES) == want
 
 
 @pytest.mark.parametrize(
@@ -56,10 +59,12 @@ def test_calls_become_the_gate_id(sql: bytes, want: bytes) -> None:
         b"SELECT 'unterminated CONNECTION_ID()",
         b"SELECT @@global.autocommit",
         b"SELECT @@autocommit_x, '@@autocommit'",
+        # DATABASE() stays mysqld's (ORMs compare it with information_schema).
+        b"SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()",
     ],
 )
 def test_strings_identifiers_comments_and_other_names_stay(sql: bytes) -> None:
-    assert with_session_values(sql, 7, False) == sql
+    assert with_session_values(sql, VALUES) == sql
 
 
 def test_statements_without_the_names_are_not_scanned() -> None:
@@ -69,4 +74,6 @@ def test_statements_without_the_names_are_not_scanned() -> None:
 
 
 def test_autocommit_on() -> None:
-    assert with_session_values(b"SELECT @@autocommit", 7, True) == b"SELECT 1 AS `@@autocommit`"
+    on = SessionValues(7, True, "OLAP")
+    assert with_session_values(b"SELECT @@autocommit", on) == b"SELECT 1 AS `@@autocommit`"
+    assert with_session_values(b"select @@workload", on) == b"select 'OLAP' AS `@@workload`"
