@@ -254,6 +254,14 @@ _SS_RESULT: Final = SinkState.RESULT
 _SS_ROWS: Final = SinkState.ROWS
 
 
+# Converters of text rows to binary rows by the tuple of definitions they were made for
+# (the same tuple comes back for the same query: the gate's ``Gate.columns``, the client's
+# known heads). Keyed by id, the tuple kept in the entry so that its id is not reused.
+# Bounded: cleared when full.
+_CONVERTERS: dict[int, tuple[tuple[ColumnDefinition41, ...], Callable[[bytes], bytes]]] = {}
+_CONVERTERS_ENTRIES: Final = 256
+
+
 class SinkBase:
     """What ``ResultSink`` and ``server_cursor.CursorSink`` share: state checks, row
     conversion, the handler's Deferred."""
@@ -341,9 +349,18 @@ class SinkBase:
         # Text rows of an execute are re-encoded in the binary protocol.
         self._types = None
         if self.binary and not binary:
-            self._types = text_to_binary_converter(
+            known = _CONVERTERS.get(id(columns))
+            if known is not None and known[0] is columns:
+                self._types = known[1]
+                return
+            convert = text_to_binary_converter(
                 [cast(ColumnSpec, (c.column_type, bool(c.flags & _UNSIGNED))) for c in columns]
             )
+            self._types = convert
+            if type(columns) is tuple:
+                if len(_CONVERTERS) >= _CONVERTERS_ENTRIES:
+                    _CONVERTERS.clear()
+                _CONVERTERS[id(columns)] = (columns, convert)
 
     def _columns(self, columns: Sequence[ColumnDefinition41], binary: bool) -> list[Message]:
         self._check_columns(columns, binary)
