@@ -162,6 +162,21 @@ def test_a_clients_execute_is_framed_as_send_many_frames_it(bound: bool) -> None
     assert fast.statements[3].param_types == slow.statements[3].param_types
 
 
+@pytest.mark.parametrize("size", [1, 0xFFFFFF - 2, 0xFFFFFF - 1, 0xFFFFFF + 10])
+def test_a_clients_query_is_framed_as_send_many_frames_it(size: int) -> None:
+    """The fast path of a COM_QUERY (a tablet's every statement), split payloads too."""
+    clients = []
+    for _ in range(2):
+        p = ConnectionPair()
+        p.login()
+        clients.append(p.client)
+    fast, slow = clients
+    query = ComQuery(b"x" * size)
+    assert fast.send(query) == slow.send_many([query])
+    assert fast.state is slow.state
+    assert fast._seq == slow._seq
+
+
 def test_drained_says_whether_bytes_wait() -> None:
     p = ConnectionPair()
     p.login()

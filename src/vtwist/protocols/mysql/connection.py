@@ -86,6 +86,7 @@ from typing import Final, cast
 
 from vtwist.protocols.mysql.commands import (
     ComChangeUser,
+    ComQuery,
     ComStmtExecute,
     ParamType,
     decode_command,
@@ -482,11 +483,16 @@ class Connection(Machine):
 
     def send(self, event: Message) -> bytes:
         """Validate ``event`` against the state and return it framed for the wire."""
-        if type(event) is ComStmtExecute and self.state is _IDLE and not self._server:
-            # A client's hot path: the same transition and bytes as ``_send_into``.
-            assert isinstance(event, ComStmtExecute)
-            self._t_execute(event)
-            payload = event.encode()
+        t = type(event)
+        if (t is ComStmtExecute or t is ComQuery) and self.state is _IDLE and not self._server:
+            # A client's hot paths: the same transitions and bytes as ``_send_into``.
+            payload: bytes
+            if t is ComQuery:
+                self._t_query(event)  # type: ignore[arg-type]
+                payload = b"\x03" + event.sql  # type: ignore[attr-defined]  # (its encode)
+            else:
+                self._t_execute(event)  # type: ignore[arg-type]
+                payload = event.encode()  # type: ignore[attr-defined]
             if len(payload) < MAX_CHUNK:
                 self._seq = 1
                 return len(payload).to_bytes(3, "little") + b"\x00" + payload
