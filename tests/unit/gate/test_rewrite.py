@@ -4,6 +4,8 @@ values (``vtwist.gate.rewrite``)."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vtwist.gate.rewrite import SessionValues, mentions_session_values, with_session_values
 
@@ -77,3 +79,22 @@ def test_autocommit_on() -> None:
     on = SessionValues(7, True, "OLAP")
     assert with_session_values(b"SELECT @@autocommit", on) == b"SELECT 1 AS `@@autocommit`"
     assert with_session_values(b"select @@workload", on) == b"select 'OLAP' AS `@@workload`"
+
+
+_SQLISH = st.lists(
+    st.sampled_from(
+        [b"SELECT ", b"connection_id()", b"@@autocommit", b"@@workload", b"'", b'"', b"`", b"(",
+         b")", b",", b" AS x", b"/*", b"*/", b"-- ", b"\n", b"#", b"\\", b" FROM t", b"1"]
+    ),
+    max_size=16,
+).map(b"".join)  # fmt: skip
+
+
+@given(st.one_of(_SQLISH, st.binary(max_size=40)))
+def test_any_text_is_rewritten_once_and_for_all(sql: bytes) -> None:
+    """Never raises; nothing left to rewrite afterwards (values and aliases are digits,
+    strings and quoted identifiers); text without the names comes back as it is."""
+    once = with_session_values(sql, VALUES)
+    assert with_session_values(once, VALUES) == once
+    if not mentions_session_values(sql):
+        assert once == sql
