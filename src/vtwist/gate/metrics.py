@@ -12,15 +12,14 @@ time, ``vtgate_tablets{state,tablet_type}`` and ``vtgate_topo_state{state}``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from vtwist.fastmetrics import LabelledCounter, LabelledHistogram
 from vtwist.gate.discovery import Discovery
 
-MAX_CACHED_CHILDREN = 4096
 TOPO_STATES = ("connected", "degraded", "expired", "connecting", "closed")
 
 
@@ -30,19 +29,18 @@ class GateMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.queries = Counter(
-            "vtgate_queries",
-            "Statements routed to tablets.",
-            ["keyspace", "tablet_type", "kind"],
-            registry=r,
+        # Every statement's path: counted without locks, exported when scraped.
+        self.queries = LabelledCounter(
+            "vtgate_queries", "Statements routed to tablets.", ["keyspace", "tablet_type", "kind"]
         )
-        self.latency = Histogram(
+        r.register(self.queries)
+        self.latency = LabelledHistogram(
             "vtgate_query_seconds",
             "Time from a statement's arrival to its result, gate-owned answers included.",
-            ["kind"],
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30),
-            registry=r,
+            "kind",
+            (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30),
         )
+        r.register(self.latency)
         self.errors = Counter(
             "vtgate_errors", "Errors sent to clients, by MySQL code.", ["code"], registry=r
         )
@@ -77,27 +75,13 @@ class GateMetrics:
         self.buffer_statements = Gauge(
             "vtgate_buffer_statements", "Statements waiting in the failover buffer now.", registry=r
         )
-        # Labelled children of the per-statement metrics: ``labels()`` costs a lock and a
-        # tuple per call. Bounded like the metrics themselves (label sets seen so far).
-        self._queries: dict[tuple[str, str, str], Any] = {}
-        self._latency: dict[str, Any] = {}
-
     def count_query(self, keyspace: str, tablet_type: str, kind: str) -> None:
-        """``queries{keyspace, tablet_type, kind}`` + 1 (the labelled child is cached)."""
-        key = (keyspace, tablet_type, kind)
-        child = self._queries.get(key)
-        if child is None:
-            if len(self._queries) >= MAX_CACHED_CHILDREN:
-                self._queries.clear()
-            child = self._queries[key] = self.queries.labels(keyspace, tablet_type, kind)
-        child.inc()
+        """``queries{keyspace, tablet_type, kind}`` + 1."""
+        self.queries.inc((keyspace, tablet_type, kind))
 
     def observe(self, kind: str, seconds: float) -> None:
-        """``latency{kind}`` observes ``seconds`` (the labelled child is cached)."""
-        child = self._latency.get(kind)
-        if child is None:
-            child = self._latency[kind] = self.latency.labels(kind=kind)
-        child.observe(seconds)
+        """``latency{kind}`` observes ``seconds``."""
+        self.latency.observe(kind, seconds)
 
     def add_state(self, discovery: Discovery, topo_state: Callable[[], str]) -> None:
         """Export tablets by state/type and the topo state, computed at scrape time."""

@@ -30,16 +30,16 @@ Every metric is declared here, on the registry passed in (tests read their own).
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from vtwist.fastmetrics import LabelledHistogram
 from vtwist.protocols.mysql.errors import MySQLError
 from vtwist.protocols.mysql.pool import PoolStats
 from vtwist.tablet.policies import KINDS
@@ -90,12 +90,17 @@ class TabletMetrics:
     def __init__(self, registry: CollectorRegistry | None = None, recent_errors: int = 50) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        # Counted here per statement (a list slot per latency bucket, no lock, no label
-        # lookup) and exported at scrape time by ``_QueryCollector``: this is every query's
-        # path, and prometheus_client's Counter.inc + Histogram.observe cost more than the
-        # rest of the bookkeeping put together.
-        self._by_kind: dict[str, list[float]] = {k: _new_series() for k in KINDS}
-        r.register(_QueryCollector(self._by_kind))
+        # Every statement's path: counted without locks, exported when scraped (both the
+        # counter and the histogram come from the same observations).
+        self._latency = LabelledHistogram(
+            "vttablet_query_duration_seconds",
+            "Time to run a statement or transaction operation",
+            "kind",
+            LATENCY_BUCKETS,
+            counter=("vttablet_queries", "Statements and transaction operations run"),
+            values=KINDS,
+        )
+        r.register(self._latency)
         self.errors = Counter(
             "vttablet_errors", "Errors returned to gates, by MySQL error code", ["code"], registry=r
         )
@@ -123,13 +128,11 @@ class TabletMetrics:
 
     def observe(self, kind: str, seconds: float) -> None:
         """Count one statement of ``kind`` that took ``seconds``."""
-        series = self._by_kind[kind]
-        series[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        series[_SUM] += seconds
+        self._latency.observe(kind, seconds)
 
     def query_count(self, kind: str) -> int:
         """How many statements of ``kind`` were counted (``vttablet_queries_total``)."""
-        return int(sum(self._by_kind[kind][:_SUM]))
+        return self._latency.count(kind)
 
     def error(self, error: MySQLError, sql: bytes | str | None = None) -> None:
         """Count an error returned to a gate and keep it for the status page."""
@@ -146,49 +149,6 @@ class TabletMetrics:
     def add_collector(self, collector: Collector) -> None:
         """Register a collector of values read at scrape time."""
         self.registry.register(collector)
-
-
-# A kind's series: one count per bucket of LATENCY_BUCKETS (a value lands in the first
-# bucket whose bound is >= it, as Prometheus' ``le``), one for +Inf, then the sum.
-_SUM = len(LATENCY_BUCKETS) + 1
-_BOUNDS = [repr(float(b)) for b in LATENCY_BUCKETS] + ["+Inf"]
-
-
-def _new_series() -> list[float]:
-    return [0] * _SUM + [0.0]
-
-
-class _QueryCollector(Collector):
-    """``vttablet_queries_total{kind}`` and ``vttablet_query_duration_seconds{kind}``, from
-    the per-kind series ``TabletMetrics.observe`` keeps."""
-
-    def __init__(self, by_kind: dict[str, list[float]]) -> None:
-        self._by_kind = by_kind
-
-    def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
-        """Yield the current values."""
-        queries = CounterMetricFamily(
-            "vttablet_queries", "Statements and transaction operations run", labels=["kind"]
-        )
-        latency = HistogramMetricFamily(
-            "vttablet_query_duration_seconds",
-            "Time to run a statement or transaction operation",
-            labels=["kind"],
-        )
-        for kind, series in self._by_kind.items():
-            total, cumulative = 0, []
-            for bound, n in zip(_BOUNDS, series[:_SUM], strict=True):
-                total += int(n)
-                cumulative.append((bound, total))
-            queries.add_metric([kind], total)
-            latency.add_metric([kind], cumulative, series[_SUM])
-        yield queries
-        yield latency
-
-    def describe(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
-        """The two families (for the registry's duplicate check)."""
-        yield CounterMetricFamily("vttablet_queries", "", labels=["kind"])
-        yield HistogramMetricFamily("vttablet_query_duration_seconds", "", labels=["kind"])
 
 
 class StateCollector(Collector):

@@ -428,7 +428,7 @@ def test_least_in_flight_and_metrics() -> None:
     busy = next(h for h in c.discovery.all() if h.inflight)
     s2 = c.session(database="commerce@replica")
     assert served_by(c.run(s2, "select 1")) != busy.alias
-    assert c.gate.metrics.queries.labels("commerce", "replica", "select")._value.get() == 2
+    assert c.gate.metrics.queries.value(("commerce", "replica", "select")) == 2
 
 
 def test_lost_reservation_is_reserved_anew_with_settings() -> None:
