@@ -75,6 +75,7 @@ class GateMetrics:
         self.buffer_statements = Gauge(
             "vtgate_buffer_statements", "Statements waiting in the failover buffer now.", registry=r
         )
+
     def count_query(self, keyspace: str, tablet_type: str, kind: str) -> None:
         """``queries{keyspace, tablet_type, kind}`` + 1."""
         self.queries.inc((keyspace, tablet_type, kind))
