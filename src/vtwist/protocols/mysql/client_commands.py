@@ -330,8 +330,7 @@ class ResultHandler(CommandHandler):
         self.consumer = consumer
         self.results: list[Result] = []
         if consumer is not None:
-            kind = type(consumer)
-            batches, wholes = _CONSUMER_METHODS.get(kind) or _consumer_methods(kind)
+            batches, wholes = _consumer_methods(type(consumer))
             if batches:
                 self._consume_rows = consumer.row_batch  # type: ignore[attr-defined]
                 self.takes_row_batches = True

@@ -672,13 +672,7 @@ class Connection(Machine):
         ``out`` joined."""
         if self._deprecate_eof:
             end = Ok(affected_rows, last_insert_id, status, warnings, info).encode(self._caps, 0xFE)
-            size = len(end)
-            if size < MAX_CHUNK:  # ``frame_into``, inlined: one small packet
-                out.append((size | (seq << 24)).to_bytes(4, "little"))
-                out.append(end)
-                seq = (seq + 1) & 0xFF
-            else:
-                seq = frame_into(out, end, seq)
+            seq = frame_into(out, end, seq)
         else:  # a classic EOF: ``_eof`` and ``frame_into``, inlined
             out.append(_EOF_HEADERS[seq])
             out.append(_EOF_PACK(0xFE, warnings, status))
