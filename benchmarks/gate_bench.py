@@ -13,9 +13,13 @@ one run and one after the other, sysbench ``oltp_point_select`` and ``oltp_read_
   do nothing at all show what two Python hops cost on this machine before any work.
 
 Prints QPS and p95 latency of each and the ratios gate/forwarder, gate/direct and
-gate/two-forwarders; stops
-the cluster by PID (``vtwist down``) at the end. Not a test: figures only mean something
-as ratios measured in the same run.
+gate/two-forwarders, and under each run the CPU that each process on its path used per
+query (microseconds; read from /proc by PID, sysbench from this script's waited-for
+children; setup and teardown included) and their total as a share of the machine's cores.
+That share near 100% means the path is limited by the machine's CPU, so the path whose
+processes use less CPU per query in all is the faster one. Stops the cluster by PID
+(``vtwist down``) at the end. Not a test: figures only mean something as ratios measured
+in the same run.
 
     .venv/bin/python -m benchmarks.gate_bench [--seconds 15] [--threads 16]
 """
@@ -84,7 +88,28 @@ def start_cluster(base: Path) -> tuple[Path, dict[str, Any], MariaDB]:
 
 
 def _line(test: str, name: str, r: SysbenchResult) -> str:
-    return f"{test:18} {name:10} {r.qps:10.0f} qps   p95 {r.p95_ms:7.2f} ms   errors {r.errors}"
+    return (
+        f"{test:18} {name:10} {r.qps:10.0f} qps   p95 {r.p95_ms:7.2f} ms   errors {r.errors}\n"
+        f"{'':29} {r.cpu_line()}"
+    )
+
+
+def _hop_cpu(r: SysbenchResult) -> float:
+    """CPU microseconds per query of the processes between the client and mysqld."""
+    hops = sum(v for k, v in r.cpu.items() if k not in ("sysbench", "mysqld"))
+    return hops / r.queries * 1e6 if r.queries else 0.0
+
+
+def _pids(status: dict[str, Any]) -> dict[str, int]:
+    """PIDs of the primary's mysqld and tablet and of the gate, by the names printed."""
+    primary = next(t for t in status["tablets"] if t["type"] == "primary")
+    uid = primary["alias"].rsplit("-", 1)[1].lstrip("0") or "0"
+    wanted = {
+        "vtgate": "vtgate",
+        f"vttablet {primary['alias']}": "vttablet",
+        f"mariadb {uid}": "mysqld",
+    }
+    return {wanted[p["name"]]: int(p["pid"]) for p in status["processes"] if p["name"] in wanted}
 
 
 def run(seconds: int, threads: int, table_size: int) -> dict[str, dict[str, SysbenchResult]]:
@@ -110,14 +135,23 @@ def run(seconds: int, threads: int, table_size: int) -> dict[str, dict[str, Sysb
         forwarder = Forwarder(primary.port)
         chained = Forwarder(forwarder.port)
         try:
+            pids = _pids(status)
+            mysqld = {"mysqld": pids["mysqld"]}
+            fwd = {"forwarder": forwarder.proc.pid}
             paths = (
-                ("direct", primary.port, primary.user, primary.password),
-                ("gate", gate_port, user, password),
-                ("forwarder", forwarder.port, primary.user, primary.password),
-                ("2 fwd", chained.port, primary.user, primary.password),
+                ("direct", primary.port, primary.user, primary.password, mysqld),
+                ("gate", gate_port, user, password, pids),
+                ("forwarder", forwarder.port, primary.user, primary.password, {**mysqld, **fwd}),
+                (
+                    "2 fwd",
+                    chained.port,
+                    primary.user,
+                    primary.password,
+                    {**mysqld, **fwd, "forwarder 2": chained.proc.pid},
+                ),
             )
             for test in TESTS:
-                for name, port, u, pw in paths:
+                for name, port, u, pw, cpu_of in paths:
                     r = sysbench(
                         test,
                         port,
@@ -128,6 +162,7 @@ def run(seconds: int, threads: int, table_size: int) -> dict[str, dict[str, Sysb
                         seconds=seconds,
                         table_size=table_size,
                         extra=("--mysql-ssl=off",),
+                        cpu_of=cpu_of,
                     )
                     results[test][name] = r
                     print(_line(test, name, r), flush=True)
@@ -145,6 +180,13 @@ def run(seconds: int, threads: int, table_size: int) -> dict[str, dict[str, Sysb
                 f"{test:18} gate/forwarder {ratio(g, f)}   gate/direct {ratio(g, d)}   "
                 f"gate/two-forwarders {ratio(g, f2)}   two-forwarders/forwarder {ratio(f2, f)}"
             )
+            hops = {name: _hop_cpu(by[name]) for name in ("gate", "forwarder", "2 fwd")}
+            if all(hops.values()):
+                print(
+                    f"{test:18} CPU us/query of the processes between client and mysqld: "
+                    f"gate path {hops['gate']:.0f}, forwarder {hops['forwarder']:.0f}, "
+                    f"two forwarders {hops['2 fwd']:.0f}"
+                )
     return results
 
 
