@@ -321,7 +321,8 @@ class TabletRPCClient(FramedRPCProtocol):
                 MySQLError(
                     ErrorCode.NET_PACKET_TOO_LARGE,
                     f"{op} request of {len(frame)} bytes exceeds the tablet's max_frame_size "
-                    f"({self.peer_max_frame_size}); send a smaller statement",
+                    f"({self.peer_max_frame_size}); send a smaller statement, or raise "
+                    "rpc.max_frame_size in the tablets' configuration",
                 )
             )
         d: Deferred[Any] = Deferred(lambda _: self._cancel_call(rid, "cancelled by the caller"))

@@ -137,6 +137,7 @@ def test_request_larger_than_the_tablet_accepts_fails_locally() -> None:
     assert p.client.peer_max_frame_size == 1024
     e = failure_of(p.client.execute("select '" + "x" * 2000 + "'"))
     assert e.code == ErrorCode.NET_PACKET_TOO_LARGE
+    assert "(1024)" in e.message and "rpc.max_frame_size" in e.message  # what to change
     ok = p.client.execute("rows 1")
     p.flush()
     assert result_of(ok).rows
