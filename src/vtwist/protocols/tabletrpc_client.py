@@ -317,14 +317,7 @@ class TabletRPCClient(FramedRPCProtocol):
         except (TypeError, ValueError, OverflowError) as e:
             return fail(MySQLError(ErrorCode.WRONG_ARGUMENTS, f"cannot send {op} arguments: {e}"))
         if len(frame) - HEADER_SIZE > self.peer_max_frame_size:
-            return fail(
-                MySQLError(
-                    ErrorCode.NET_PACKET_TOO_LARGE,
-                    f"{op} request of {len(frame)} bytes exceeds the tablet's max_frame_size "
-                    f"({self.peer_max_frame_size}); send a smaller statement, or raise "
-                    "rpc.max_frame_size in the tablets' configuration",
-                )
-            )
+            return fail(self._too_large(op, len(frame)))
         d: Deferred[Any] = Deferred(lambda _: self._cancel_call(rid, "cancelled by the caller"))
         call = _Call(rid, spec, d, remaining, on_chunk, on_health, self.stream_window)
         self.pending[rid] = call
@@ -576,6 +569,17 @@ class TabletRPCClient(FramedRPCProtocol):
                 f"the tablet RPC deadline ({call.timeout:.3g} s) expired; raise the query "
                 "timeout or make the query cheaper"
             )
+        )
+
+    def _too_large(self, op: str, size: int) -> MySQLError:
+        """ERR 1153 for a request bigger than the tablet accepts, saying what can change."""
+        limit = self.peer_max_frame_size
+        hint = "send a smaller statement"
+        if limit < DEFAULT_MAX_FRAME_SIZE:
+            hint += f" or raise the tablets' rpc.max_frame_size (up to {DEFAULT_MAX_FRAME_SIZE})"
+        return MySQLError(
+            ErrorCode.NET_PACKET_TOO_LARGE,
+            f"{op} request of {size} bytes exceeds the tablet's max_frame_size ({limit}); {hint}",
         )
 
     def _cancel_call(self, rid: int, why: str) -> None:

@@ -137,10 +137,17 @@ def test_request_larger_than_the_tablet_accepts_fails_locally() -> None:
     assert p.client.peer_max_frame_size == 1024
     e = failure_of(p.client.execute("select '" + "x" * 2000 + "'"))
     assert e.code == ErrorCode.NET_PACKET_TOO_LARGE
-    assert "(1024)" in e.message and "rpc.max_frame_size" in e.message  # what to change
+    assert "(1024)" in e.message and "raise the tablets' rpc.max_frame_size" in e.message
     ok = p.client.execute("rows 1")
     p.flush()
     assert result_of(ok).rows
+
+
+def test_request_over_the_largest_frame_only_says_to_send_less() -> None:
+    p = Pair()
+    e = failure_of(p.client.execute("x" * (16 * 1024 * 1024)))
+    assert e.code == ErrorCode.NET_PACKET_TOO_LARGE
+    assert "send a smaller statement" in e.message and "raise" not in e.message
 
 
 def test_result_larger_than_the_gate_accepts_fails_that_call() -> None:
