@@ -15,12 +15,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pymysql
 import pytest
 
+from tests.support import fresh_python
 from vtwist.local.procs import free_port, pid_alive
 from vtwist.local.roles import role_available
 
@@ -169,6 +171,64 @@ def test_other_client_libraries(cluster: dict[str, Any]) -> None:
         assert int(server_id) in REPLICAS and seven == 7
     finally:
         c2.close()
+
+
+def _connector_c_session(host: str, port: int, user: str, password: str) -> dict[str, Any]:
+    """mysql-connector-python's C extension through the gate: prepared statements at a
+    replica, a transaction at the primary; what it read (run by ``fresh_python.call``)."""
+    import mysql.connector
+
+    out: dict[str, Any] = {}
+    replica = mysql.connector.connect(
+        host=host,
+        port=port,
+        user=user,
+        password=password,
+        database="commerce@replica",
+        use_pure=False,
+    )
+    try:
+        cur = replica.cursor(prepared=True)
+        cur.execute("SELECT @@server_id, ?, ?, ?", (7, "héllo", None))
+        out["replica"] = cur.fetchall()
+        cur.close()
+    finally:
+        replica.close()
+    primary = mysql.connector.connect(
+        host=host, port=port, user=user, password=password, database="commerce", use_pure=False
+    )
+    try:
+        cur = primary.cursor()
+        cur.execute("CREATE TABLE IF NOT EXISTS cext_t (id INT PRIMARY KEY, v DECIMAL(10,2))")
+        cur.execute("DELETE FROM cext_t")
+        primary.commit()
+        ins = primary.cursor(prepared=True)
+        ins.execute("INSERT INTO cext_t VALUES (?, ?)", (1, Decimal("12.50")))
+        ins.close()
+        cur.execute("SELECT id, v, @@server_id FROM cext_t")  # the transaction's own write
+        out["in_tx"] = cur.fetchall()
+        primary.rollback()
+        cur.execute("SELECT COUNT(*) FROM cext_t")
+        out["after_rollback"] = cur.fetchall()
+        cur.close()
+        out["cext"] = type(primary).__name__
+    finally:
+        primary.close()
+    return out
+
+
+def test_mysql_connector_c_extension(cluster: dict[str, Any]) -> None:
+    error = fresh_python.c_extension_error()
+    if error is not None:
+        pytest.skip(f"mysql-connector C extension unavailable: {error}")
+    host, port = cluster["gate"]["mysql"].rsplit(":", 1)
+    user, password = cluster["gate"]["user"], cluster["gate"]["password"]
+    out = fresh_python.call(_connector_c_session, host, int(port), user, password)
+    ((server_id, seven, text, null),) = out["replica"]
+    assert int(server_id) in REPLICAS and (seven, text, null) == (7, "héllo", None)
+    assert out["in_tx"] == [(1, Decimal("12.50"), PRIMARY)]
+    assert out["after_rollback"] == [(0,)]
+    assert out["cext"] == "CMySQLConnection"
 
 
 def test_killed_replica_tablet_gets_no_more_queries(cluster: dict[str, Any]) -> None:

@@ -31,7 +31,7 @@ from twisted.trial import unittest
 
 from tests.integration.server.certs import ServerCerts, make_certs
 from tests.integration.server.handler import VERSION_COMMENT, EchoHandlerFactory
-from tests.support import servers
+from tests.support import fresh_python, servers
 from vtwist.protocols.mysql.auth import RsaKey, generate_rsa_key, native_password_response
 from vtwist.protocols.mysql.connection import NEED_DATA, Connection, Role
 from vtwist.protocols.mysql.constants import CLIENT_CAPABILITIES, Capability
@@ -79,6 +79,44 @@ def write_users(path: Path) -> None:
         lines.append(f"[users.{user}]")
         lines += [f'{k} = "{v}"' for k, v in entry.items()]
     path.write_text("\n".join(lines) + "\n")
+
+
+def _connector_client(port: int, use_pure: bool) -> dict[str, Any]:
+    """mysql-connector-python's session against the test server; what it read."""
+    import mysql.connector
+
+    out: dict[str, Any] = {}
+    cnx: Any = mysql.connector.connect(
+        host="127.0.0.1",
+        port=port,
+        user="app",
+        password=PASSWORD,
+        use_pure=use_pure,
+        ssl_disabled=True,
+    )
+    try:
+        cur = cnx.cursor()
+        cur.execute("select 1")
+        out["one"] = cur.fetchall()
+        cur.close()
+        prepared = cnx.cursor(prepared=True)
+        prepared.execute("select ?, ?, ?", (5, "héllo", None))
+        out["prepared"] = prepared.fetchall()
+        prepared.execute("select ?, ?, ?", (6, "again", 1.5))
+        out["prepared2"] = prepared.fetchall()
+        prepared.close()
+        cnx.ping()  # COM_PING (the C extension has no cmd_ping)
+        cnx.cmd_init_db("shop")
+        out["stat"] = cnx.cmd_statistics()
+        cnx.cmd_reset_connection()
+        cnx.cmd_change_user(username="app2", password=PASSWORD)
+        cur = cnx.cursor()
+        cur.execute("select current_user()")
+        out["user"] = cur.fetchall()
+        cur.close()
+    finally:
+        cnx.close()
+    return out
 
 
 class Server:
@@ -315,52 +353,19 @@ class RealClientTests(unittest.TestCase):
         return Deferred.fromCoroutine(self._connector(use_pure=True))
 
     def test_connector_c_extension(self) -> Deferred[None]:
-        try:
-            import _mysql_connector  # noqa: F401
-        except ImportError as e:
-            raise unittest.SkipTest(f"mysql-connector C extension unavailable: {e}") from None
+        error = fresh_python.c_extension_error()
+        if error is not None:
+            raise unittest.SkipTest(f"mysql-connector C extension unavailable: {error}")
         return Deferred.fromCoroutine(self._connector(use_pure=False))
 
     async def _connector(self, use_pure: bool) -> None:
-        import mysql.connector
-
         server = await self.server()
-
-        def client() -> dict[str, Any]:
-            out: dict[str, Any] = {}
-            cnx: Any = mysql.connector.connect(
-                host="127.0.0.1",
-                port=server.port,
-                user="app",
-                password=PASSWORD,
-                use_pure=use_pure,
-                ssl_disabled=True,
+        if use_pure:
+            out = await self.in_thread(lambda: _connector_client(server.port, True))
+        else:  # in a new process: see tests.support.fresh_python
+            out = await self.in_thread(
+                lambda: fresh_python.call(_connector_client, server.port, False)
             )
-            try:
-                cur = cnx.cursor()
-                cur.execute("select 1")
-                out["one"] = cur.fetchall()
-                cur.close()
-                prepared = cnx.cursor(prepared=True)
-                prepared.execute("select ?, ?, ?", (5, "héllo", None))
-                out["prepared"] = prepared.fetchall()
-                prepared.execute("select ?, ?, ?", (6, "again", 1.5))
-                out["prepared2"] = prepared.fetchall()
-                prepared.close()
-                cnx.cmd_ping()
-                cnx.cmd_init_db("shop")
-                out["stat"] = cnx.cmd_statistics()
-                cnx.cmd_reset_connection()
-                cnx.cmd_change_user(username="app2", password=PASSWORD)
-                cur = cnx.cursor()
-                cur.execute("select current_user()")
-                out["user"] = cur.fetchall()
-                cur.close()
-            finally:
-                cnx.close()
-            return out
-
-        out = await self.in_thread(client)
         assert out["one"] == [(1,)]
         # Parameters came back as text rows, sent to the client as binary rows.
         assert out["prepared"] == [("5", "héllo", None)]
