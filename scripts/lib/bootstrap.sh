@@ -9,10 +9,13 @@ APT_PACKAGES=(
   libmariadb-dev pkg-config gcc   # to build mysqlclient
   python3-dev python3-venv
 )
+# Only for ./scripts/test: PHP's mysqlnd, one more MySQL client written apart from the others.
+TEST_APT_PACKAGES=(php-cli php-mysql)
 
+# ensure_system_packages [EXTRA_PACKAGE...]: APT_PACKAGES and the extra ones.
 ensure_system_packages() {
   local missing=() p
-  for p in "${APT_PACKAGES[@]}"; do
+  for p in "${APT_PACKAGES[@]}" "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0

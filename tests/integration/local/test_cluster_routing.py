@@ -231,6 +231,44 @@ def test_mysql_connector_c_extension(cluster: dict[str, Any]) -> None:
     assert out["cext"] == "CMySQLConnection"
 
 
+PHP = "/usr/bin/php"
+
+
+def test_php_mysqlnd(cluster: dict[str, Any]) -> None:
+    """PHP's mysqlnd (mysqli and PDO), a MySQL client written apart from libmariadb and
+    the Python ones: tests/integration/local/php_client.php."""
+    if not Path(PHP).exists():
+        pytest.skip("php is not installed (scripts/test installs php-cli and php-mysql)")
+    host, port = cluster["gate"]["mysql"].rsplit(":", 1)
+    env = {
+        "VT_HOST": host,
+        "VT_PORT": port,
+        "VT_USER": cluster["gate"]["user"],
+        "VT_PASSWORD": cluster["gate"]["password"],
+    }
+    script = Path(__file__).with_name("php_client.php")
+    r = subprocess.run([PHP, str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout)
+    conn = cluster["connect"]()
+    try:
+        assert out["server_info"] == conn.get_server_info()
+    finally:
+        conn.close()
+    assert out["query"] == {"a": "1", "b": "héllo", "c": None, "d": "2.5"}
+    assert out["prepared"] == {"i": 7, "s": "x", "n": None}
+    assert out["insert_id"] > 0
+    assert out["in_tx"] == {"n": "1", "sid": str(PRIMARY)}
+    assert out["after_rollback"] == {"n": "0"}
+    assert int(out["replica"]["sid"]) in REPLICAS
+    assert out["replica_write"] == [1290, "HY000"]
+    assert out["multi"] == [[["1"]], [["2"]]]
+    assert out["ping"] is True
+    assert out["pdo_emulated"] == {"a": "1", "b": "two"}
+    assert out["pdo_real"] == {"a": "3", "c": 5}
+    assert out["pdo_error"] == ["42S02", 1146]
+
+
 def test_killed_replica_tablet_gets_no_more_queries(cluster: dict[str, Any]) -> None:
     status = json.loads(vtwist("status", "--dir", str(cluster["dir"]), "--json").stdout)
     victim = next(p for p in status["processes"] if p["name"] == "vttablet zone1-0000000102")
