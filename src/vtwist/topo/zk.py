@@ -57,6 +57,8 @@ log = Logger()
 T = TypeVar("T")
 
 ELECTION_RETRY_S = 0.5
+# What kazoo raises to a recipe while the client has no live session.
+_NO_SESSION = (kex.ConnectionClosedError, kex.ConnectionLoss, kex.SessionExpiredError)
 _UNAVAILABLE = (
     kex.ConnectionLoss,
     kex.SessionExpiredError,
@@ -580,8 +582,14 @@ class ZkElection:
             except Exception as e:
                 if self._resigned.is_set():
                     break
-                log.info("topo: campaign in {path} interrupted ({error}); retrying",
-                         path=self.path, error=repr(e))  # fmt: skip
+                if isinstance(e, _NO_SESSION):
+                    # Not connected yet (start-up) or reconnecting: the connection's own
+                    # state changes are logged already.
+                    log.debug("topo: campaign in {path} waits for the ZooKeeper session",
+                              path=self.path)  # fmt: skip
+                else:
+                    log.info("topo: campaign in {path} interrupted ({error}); retrying",
+                             path=self.path, error=repr(e))  # fmt: skip
                 self._resigned.wait(ELECTION_RETRY_S)
         self._conn.reactor_call(self._thread_done)
 
