@@ -82,13 +82,13 @@ from vtwist.gate.session_parts import (
 )
 from vtwist.gate.target import PRIMARY, Target, check_keyspace, parse_target
 from vtwist.interfaces import REPLY_ENDS_COMMAND, IQueryHandler, IResultSink, ReplyEndsCommand
-from vtwist.protocols.mysql.constants import ServerStatus
+from vtwist.protocols.mysql.constants import Capability, ServerStatus
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
 from vtwist.protocols.mysql.literals import count_placeholders, interpolate
 from vtwist.protocols.mysql.messages import ColumnDefinition41
 from vtwist.protocols.mysql.server_types import ClientInfo, PrepareInfo, Statement
 from vtwist.protocols.mysql.splitter import split_statements
-from vtwist.protocols.tabletrpc_ops import QueryResult
+from vtwist.protocols.tabletrpc_ops import QueryResult, Scalar
 
 if TYPE_CHECKING:
     from vtwist.gate.gate import Gate
@@ -119,6 +119,11 @@ class GateSession:
         self.reserved: dict[str, Held] = {}
         self.settings: list[str] = []
         self.multi = info.multi_statements
+        # Options on every tablet call that may pick a pooled connection: a client that
+        # asked for CLIENT_FOUND_ROWS gets connections opened with it (tablet ``found_rows``).
+        self.tablet_options: dict[str, Scalar] | None = (
+            {"found_rows": True} if info.capabilities & Capability.FOUND_ROWS else None
+        )
         self.command = "Sleep"
         self.since = gate.clock.seconds()
         self.current: str | None = None
@@ -382,7 +387,7 @@ class GateSession:
         """``run``/``_execute``/``_call`` of ``_steps`` without a reservation, as callbacks."""
         self.gate.metrics.count_query(keyspace, tablet_type, info.kind)
         d: Deferred[QueryResult] = handle.client().execute(
-            text, target=where, deadline=self._deadline()
+            text, target=where, deadline=self._deadline(), options=self.tablet_options
         )
         self._inflight = d
         handle.inflight += 1
@@ -576,13 +581,20 @@ class GateSession:
             reply = await self._call(
                 handle,
                 client.reserve(
-                    list(self.settings), begin=True, target=where, deadline=self._deadline()
+                    list(self.settings),
+                    begin=True,
+                    target=where,
+                    deadline=self._deadline(),
+                    options=self.tablet_options,
                 ),
             )
             self._hold(handle, reply.reserved_id)
             tid = reply.transaction_id
         else:
-            tid = await self._call(handle, client.begin(target=where, deadline=self._deadline()))
+            tid = await self._call(
+                handle,
+                client.begin(target=where, deadline=self._deadline(), options=self.tablet_options),
+            )
         self.tx = Pin(handle, keyspace, shard, tid, handle.generation)
         return self.tx
 
@@ -592,7 +604,12 @@ class GateSession:
             return held.reserved_id
         reply = await self._call(
             handle,
-            handle.client().reserve(list(self.settings), target=where, deadline=self._deadline()),
+            handle.client().reserve(
+                list(self.settings),
+                target=where,
+                deadline=self._deadline(),
+                options=self.tablet_options,
+            ),
         )
         rid: int = reply.reserved_id
         self._hold(handle, rid)
@@ -645,6 +662,7 @@ class GateSession:
             transaction_id=transaction_id,
             reserved_id=reserved_id,
             deadline=self._deadline(),
+            options=self.tablet_options,
         )
         result: QueryResult = await self._call(handle, d)
         return result
@@ -668,6 +686,7 @@ class GateSession:
                 transaction_id=transaction_id,
                 reserved_id=reserved_id,
                 deadline=self._deadline(),
+                options=self.tablet_options,
             )
             result: QueryResult = await self._call(handle, d)
         finally:

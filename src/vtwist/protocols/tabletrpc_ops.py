@@ -174,7 +174,10 @@ class ExecuteArgs(NamedTuple):
 
     ``target`` is ``keyspace:shard@type`` (None: whatever the tablet serves);
     ``transaction_id``/``reserved_id`` 0 mean "use a pooled connection"; ``max_rows`` 0
-    means the tablet's limit; ``options`` are free-form scalars (e.g. ``workload``);
+    means the tablet's limit; ``options`` are free-form scalars. The tablet reads
+    ``query_timeout_ms`` (a shorter deadline for this statement) and ``found_rows`` (True:
+    the gate's client asked for CLIENT_FOUND_ROWS, so a pooled statement runs on a
+    connection opened with it; ``begin`` and ``reserve`` read it too);
     ``window`` is the stream's credit in chunks (streams only).
     """
 

@@ -227,7 +227,13 @@ MANAGER_LOCK_WAIT = IntOption(
 
 # --- pools ----------------------------------------------------------------------------------
 QUERY_POOL_SIZE = IntOption(
-    "pool.query.size", 16, min=1, max=4096, doc="Connections of the query pool (autocommit)"
+    "pool.query.size",
+    16,
+    min=1,
+    max=4096,
+    doc="Connections of the query pool (autocommit); as many again for the query_found_rows "
+    "pool of clients that asked for CLIENT_FOUND_ROWS (none opened until one comes): count "
+    "both in mysqld's max_connections",
 )
 QUERY_POOL_WAIT = DurationOption(
     "pool.query.wait_timeout",
@@ -246,7 +252,8 @@ TX_POOL_SIZE = IntOption(
     20,
     min=1,
     max=4096,
-    doc="Connections of the transaction pool (transactions and reserved connections)",
+    doc="Connections of the transaction pool (transactions and reserved connections); as "
+    "many again for transaction_found_rows, as for the query pool",
 )
 TX_POOL_WAIT = DurationOption(
     "pool.transaction.wait_timeout",

@@ -1,7 +1,12 @@
-"""The tablet's three connection pools to its mysqld, and the lease of one connection.
+"""The tablet's connection pools to its mysqld, and the lease of one connection.
 
 - ``query``: autocommit statements and streams (app user);
 - ``transaction``: transactions and reserved connections (app user);
+- ``query_found_rows`` and ``transaction_found_rows``: the same, for the sessions of gate
+  clients that asked for CLIENT_FOUND_ROWS (an UPDATE then counts the rows it matched, not
+  the rows it changed). mysqld fixes that flag at login, so those sessions need connections
+  of their own; the pools have the sizes and bounds of the first two and open no connection
+  until such a session comes;
 - ``dba``: ``KILL QUERY`` for timeouts and cancels, health probes, ``read_only`` changes
   (dba user), so a kill never waits behind the queries it is meant to stop.
 
@@ -40,7 +45,7 @@ def mysqld_target(config: Config) -> Target:
 
 
 def connector(
-    reactor: Any, config: Config, user: str, password: str
+    reactor: Any, config: Config, user: str, password: str, found_rows: bool = False
 ) -> Callable[[], Deferred[MySQLClient]]:
     """A pool's ``connect_fn``: one logged-in connection to the tablet's mysqld.
 
@@ -59,23 +64,43 @@ def connector(
         read_timeout=None,
         charset=config.value(keys.MYSQL_CHARSET),
         multi_statements=False,
+        found_rows=found_rows,
     )
 
 
 class TabletPools:
-    """The query, transaction and dba pools of one tablet."""
+    """The query, transaction and dba pools of one tablet (and the found-rows twins of the
+    first two: see the module docstring)."""
 
-    def __init__(self, query: Pool, transaction: Pool, dba: Pool) -> None:
+    def __init__(
+        self,
+        query: Pool,
+        transaction: Pool,
+        dba: Pool,
+        query_found_rows: Pool | None = None,
+        transaction_found_rows: Pool | None = None,
+    ) -> None:
         self.query = query
         self.transaction = transaction
         self.dba = dba
+        # Without twins (tests), found-rows sessions share the plain pools.
+        self.query_found_rows = query_found_rows or query
+        self.transaction_found_rows = transaction_found_rows or transaction
+
+    def for_queries(self, found_rows: bool) -> Pool:
+        """The pool of autocommit statements for a session with or without FOUND_ROWS."""
+        return self.query_found_rows if found_rows else self.query
+
+    def for_transactions(self, found_rows: bool) -> Pool:
+        """The pool of transactions and reserved connections, likewise."""
+        return self.transaction_found_rows if found_rows else self.transaction
 
     @classmethod
     def from_config(cls, reactor: Any, config: Config) -> TabletPools:
         """Build the pools (no connection is opened until first use)."""
-        app = connector(
-            reactor, config, config.value(keys.APP_USER), keys.mysql_password(config, "app")
-        )
+        app_user, app_password = config.value(keys.APP_USER), keys.mysql_password(config, "app")
+        app = connector(reactor, config, app_user, app_password)
+        app_found = connector(reactor, config, app_user, app_password, found_rows=True)
         dba = connector(
             reactor, config, config.value(keys.DBA_USER), keys.mysql_password(config, "dba")
         )
@@ -98,15 +123,24 @@ class TabletPools:
                 **common,
             )
 
+        query = (keys.QUERY_POOL_SIZE, keys.QUERY_POOL_WAIT, keys.QUERY_POOL_WAITERS)
+        transaction = (keys.TX_POOL_SIZE, keys.TX_POOL_WAIT, keys.TX_POOL_WAITERS)
         return cls(
-            make(app, "query", keys.QUERY_POOL_SIZE, keys.QUERY_POOL_WAIT, keys.QUERY_POOL_WAITERS),
-            make(app, "transaction", keys.TX_POOL_SIZE, keys.TX_POOL_WAIT, keys.TX_POOL_WAITERS),
+            make(app, "query", *query),
+            make(app, "transaction", *transaction),
             make(dba, "dba", keys.DBA_POOL_SIZE, keys.DBA_POOL_WAIT, keys.DBA_POOL_WAITERS),
+            make(app_found, "query_found_rows", *query),
+            make(app_found, "transaction_found_rows", *transaction),
         )
 
     def named(self) -> list[tuple[str, Pool]]:
         """``(label, pool)`` for metrics and the status page."""
-        return [("query", self.query), ("transaction", self.transaction), ("dba", self.dba)]
+        out = [("query", self.query), ("transaction", self.transaction), ("dba", self.dba)]
+        if self.query_found_rows is not self.query:
+            out.append(("query_found_rows", self.query_found_rows))
+        if self.transaction_found_rows is not self.transaction:
+            out.append(("transaction_found_rows", self.transaction_found_rows))
+        return out
 
     def close(self) -> Deferred[None]:
         """Close every pool; fires once every connection is closed."""

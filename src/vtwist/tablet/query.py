@@ -111,6 +111,11 @@ def _ignore(ev: StreamEvent) -> None:
     """Consumer of statements whose rows nobody wants (BEGIN, COMMIT, settings)."""
 
 
+def _found_rows(options: Mapping[str, Any] | None) -> bool:
+    """Whether the gate's client asked for CLIENT_FOUND_ROWS (option ``found_rows``)."""
+    return options is not None and options.get("found_rows") is True
+
+
 def _encode(sql: str) -> bytes:
     # surrogateescape: a gate that decoded non-UTF-8 client bytes that way gets them back.
     return sql.encode("utf-8", "surrogateescape")
@@ -235,7 +240,8 @@ class TabletQueryService:
             self.metrics.error(e, sql)
             self.metrics.observe(kind, self.clock.seconds() - start)
             return fail(e)
-        pool = self.pools.query
+        opts = args.options
+        pool = self.pools.for_queries(_found_rows(opts)) if opts else self.pools.query
         pc = pool.try_acquire()
         if pc is None:
             return Deferred.fromCoroutine(self._pooled_later(request, sql, stmt, args, start))
@@ -337,7 +343,7 @@ class TabletQueryService:
         args: ExecuteArgs,
         sink: IRowSink | None,
     ) -> QueryResult:
-        pool = self.pools.query
+        pool = self.pools.for_queries(_found_rows(args.options))
         lease = Lease(pool, pool.try_acquire() or await pool.acquire())
         try:
             return await self._run(lease, request, sql, args, sink)
@@ -468,14 +474,16 @@ class TabletQueryService:
             return tid
         self._check_target(args.target)
         self._check_serving()
-        held = await self._new_held(request, [b"BEGIN"])
+        held = await self._new_held(request, [b"BEGIN"], _found_rows(args.options))
         tid = self.held.set_transaction(held)
         self.held.arm(held)
         return tid
 
-    async def _new_held(self, request: ITabletRPCRequest, statements: list[bytes]) -> Held:
+    async def _new_held(
+        self, request: ITabletRPCRequest, statements: list[bytes], found_rows: bool = False
+    ) -> Held:
         """A transaction-pool connection prepared by ``statements`` (given back on failure)."""
-        pool = self.pools.transaction
+        pool = self.pools.for_transactions(found_rows)
         lease = Lease(pool, await pool.acquire())
         try:
             for sql in statements:
@@ -549,7 +557,7 @@ class TabletQueryService:
         self._check_target(args.target)
         self._check_serving()
         statements = settings + ([b"BEGIN"] if args.begin else [])
-        held = await self._new_held(request, statements)
+        held = await self._new_held(request, statements, _found_rows(args.options))
         rid = self.held.set_reserved(held)
         tid = self.held.set_transaction(held) if args.begin else 0
         self.held.arm(held)

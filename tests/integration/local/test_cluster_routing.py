@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pymysql
+import pymysql.constants
 import pytest
 
 from tests.support import fresh_python
@@ -229,6 +230,39 @@ def test_mysql_connector_c_extension(cluster: dict[str, Any]) -> None:
     assert out["in_tx"] == [(1, Decimal("12.50"), PRIMARY)]
     assert out["after_rollback"] == [(0,)]
     assert out["cext"] == "CMySQLConnection"
+
+
+def test_client_found_rows(cluster: dict[str, Any]) -> None:
+    """CLIENT_FOUND_ROWS (Django sets it): an UPDATE that changes nothing still counts the
+    row it matched, pooled, in a transaction and on a reserved connection; without the
+    flag it counts 0, as mysqld does."""
+    host, port = cluster["gate"]["mysql"].rsplit(":", 1)
+    same = "UPDATE found_rows_t SET v = 1 WHERE id = 1"
+    counts = {}
+    for flag in (0, pymysql.constants.CLIENT.FOUND_ROWS):
+        conn = pymysql.connect(
+            host=host,
+            port=int(port),
+            user=cluster["gate"]["user"],
+            password=cluster["gate"]["password"],
+            database="commerce",
+            autocommit=True,
+            client_flag=flag,
+        )
+        try:
+            with conn.cursor() as cur:
+                cur.execute("CREATE TABLE IF NOT EXISTS found_rows_t (id INT PRIMARY KEY, v INT)")
+                cur.execute("REPLACE INTO found_rows_t VALUES (1, 1)")
+                pooled = cur.execute(same)
+                cur.execute("BEGIN")
+                in_tx = cur.execute(same)
+                cur.execute("COMMIT")
+                cur.execute("SET @reserve = 1")
+                reserved = cur.execute(same)
+                counts[flag] = (pooled, in_tx, reserved)
+        finally:
+            conn.close()
+    assert counts == {0: (0, 0, 0), pymysql.constants.CLIENT.FOUND_ROWS: (1, 1, 1)}
 
 
 PHP = "/usr/bin/php"

@@ -144,6 +144,34 @@ class TabletQueryTests(unittest.TestCase):
             await c.rollback(tx)
         assert h.tablet.pools.transaction.stats().created == 3  # reused, not new ones
 
+    def test_found_rows_option_counts_matched_rows_on_connections_of_its_own(
+        self,
+    ) -> Deferred[None]:
+        return run(self._found_rows)
+
+    async def _found_rows(self) -> None:
+        h = await self._harness()
+        c = h.client
+        await h.sql("CREATE TABLE IF NOT EXISTS fr (id INT PRIMARY KEY, v INT)")
+        await h.sql("REPLACE INTO fr VALUES (1, 1)")
+        same = "UPDATE fr SET v = 1 WHERE id = 1"  # matches one row, changes none
+        found = {"found_rows": True}
+        assert (await c.execute(same)).affected_rows == 0
+        assert (await c.execute(same, options=found)).affected_rows == 1
+        tx = await c.begin(options=found)
+        assert (await c.execute(same, transaction_id=tx)).affected_rows == 1
+        await c.rollback(tx)
+        tx = await c.begin()
+        assert (await c.execute(same, transaction_id=tx)).affected_rows == 0
+        await c.rollback(tx)
+        rsv = await c.reserve(["SET @a = 1"], options=found)
+        assert (await c.execute(same, reserved_id=rsv.reserved_id)).affected_rows == 1
+        await c.release(reserved_id=rsv.reserved_id)
+        pools = h.tablet.pools
+        assert pools.query_found_rows.stats().created == 1
+        assert pools.transaction_found_rows.stats().created == 1
+        assert pools.query.stats().created >= 1 and pools.transaction.stats().created >= 1
+
     # --- abandoned transactions -------------------------------------------------------------
 
     def test_abandoned_transaction_is_rolled_back(self) -> Deferred[None]:

@@ -427,8 +427,12 @@ class Cluster:
         current = [t for a, t in self.cache.tablets("zone1").items() if a != alias]
         self.cache.set_tablets("zone1", current)
 
-    def session(self, user: str = "app", database: str = "commerce") -> GateSession:
-        info = ClientInfo(self.next_conn, user, "127.0.0.1", 5000 + self.next_conn)
+    def session(
+        self, user: str = "app", database: str = "commerce", capabilities: int = 0
+    ) -> GateSession:
+        info = ClientInfo(
+            self.next_conn, user, "127.0.0.1", 5000 + self.next_conn, capabilities=capabilities
+        )
         self.next_conn += 1
         session = self.gate.open_session(info)
         if database:

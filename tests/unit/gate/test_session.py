@@ -13,6 +13,7 @@ from tests.unit.gate.fakes import Cluster, RecordingSink, finished, tablet
 from vtwist.gate.gate import GateSettings
 from vtwist.gate.policies import RandomPolicy
 from vtwist.interfaces import IQueryHandler, IQueryHandlerFactory, IRoutingPolicy
+from vtwist.protocols.mysql.constants import Capability
 from vtwist.protocols.mysql.errors import MySQLError
 from vtwist.protocols.mysql.server_types import Statement
 
@@ -49,6 +50,27 @@ def test_reads_follow_the_target_type() -> None:
     c.run(s, "use commerce:0@rdonly")
     assert served_by(c.run(s, "select 1")) == "zone1-102"
     assert c.services["zone1-101"].calls[0][1].target == "commerce:0@replica"
+
+
+def test_client_found_rows_reaches_every_tablet_call_that_picks_a_connection() -> None:
+    c = cluster()
+    s = c.session(database="commerce", capabilities=Capability.FOUND_ROWS)
+    c.run(s, "update t set v = 1")  # pooled
+    c.run(s, "begin")
+    c.run(s, "update t set v = 2")
+    c.run(s, "commit")
+    c.run(s, "set @x = 1")  # reserves a connection
+    calls = c.services["zone1-100"].calls
+    assert [op for op, _ in calls][:3] == ["execute", "begin", "execute"]
+    for op, args in calls:
+        if op in ("execute", "begin", "reserve"):
+            assert args.options == {"found_rows": True}, (op, args)
+    assert "reserve" in [op for op, _ in calls]
+    plain = cluster()
+    p = plain.session(database="commerce")
+    plain.run(p, "update t set v = 1")
+    plain.run(p, "begin")
+    assert all(args.options is None for _, args in plain.services["zone1-100"].calls)
 
 
 def test_default_tablet_type_from_settings() -> None:
