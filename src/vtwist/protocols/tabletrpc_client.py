@@ -340,9 +340,12 @@ class TabletRPCClient(FramedRPCProtocol):
         max_rows: int = 0,
         options: Mapping[str, Scalar] | None = None,
         deadline: float | None = None,
+        settings: list[str] | None = None,
     ) -> Deferred[QueryResult]:
         """Run one statement; fires with its ``QueryResult`` (rows in MySQL wire encoding)."""
         wire = _execute_wire(sql, bind_vars, target, transaction_id, reserved_id, max_rows, options)
+        if settings:
+            wire["settings"] = settings
         return self._start(OP_EXECUTE, wire, deadline, None, None)
 
     def stream_execute(
@@ -356,9 +359,12 @@ class TabletRPCClient(FramedRPCProtocol):
         reserved_id: int = 0,
         options: Mapping[str, Scalar] | None = None,
         deadline: float | None = None,
+        settings: list[str] | None = None,
     ) -> Deferred[QueryResult]:
         """Run one statement streaming its rows to ``on_chunk`` (see ``stream``)."""
         wire = _execute_wire(sql, bind_vars, target, transaction_id, reserved_id, 0, options)
+        if settings:
+            wire["settings"] = settings
         return self._start(OP_STREAM_EXECUTE, wire, deadline, on_chunk, None)
 
     def begin(
@@ -368,9 +374,13 @@ class TabletRPCClient(FramedRPCProtocol):
         reserved_id: int = 0,
         options: Mapping[str, Scalar] | None = None,
         deadline: float | None = None,
+        settings: list[str] | None = None,
     ) -> Deferred[int]:
-        """Open a transaction (on ``reserved_id`` if given); fires with its id."""
-        wire = _drop_empty({"target": target, "rsv": reserved_id, "opts": options})
+        """Open a transaction (on ``reserved_id`` if given, else on a pooled connection
+        that first runs ``settings``); fires with its id."""
+        wire = _drop_empty(
+            {"target": target, "rsv": reserved_id, "opts": options, "settings": settings}
+        )
         return self._start(OP_BEGIN, wire, deadline, None, None)
 
     def commit(

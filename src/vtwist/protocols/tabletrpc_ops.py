@@ -9,10 +9,10 @@ frames and messages that carry them are in ``tabletrpc_codec``. No Twisted here.
 op                 args (wire keys)                        result
 =================  ======================================  ================================
 execute            sql, bind, target, tx, rsv, max_rows,   ``QueryResult``
-                   opts
+                   opts, settings
 stream_execute     same + window (chunks of credit)        CHUNKs, then ``QueryResult``
                                                            (OK part only)
-begin              target, rsv, opts                       transaction id
+begin              target, rsv, opts, settings             transaction id
 commit, rollback   tx, target                              reserved id kept (0: none)
 reserve            target, settings, begin, tx, opts       ``ReserveResult``
 release            tx, rsv, target                         nil
@@ -178,7 +178,9 @@ class ExecuteArgs(NamedTuple):
     ``query_timeout_ms`` (a shorter deadline for this statement) and ``found_rows`` (True:
     the gate's client asked for CLIENT_FOUND_ROWS, so a pooled statement runs on a
     connection opened with it; ``begin`` and ``reserve`` read it too);
-    ``window`` is the stream's credit in chunks (streams only).
+    ``window`` is the stream's credit in chunks (streams only); ``settings`` are SET
+    statements of the caller's session that a pooled connection must have run first (the
+    tablet keeps connections prepared with the same settings apart and reuses them).
     """
 
     sql: str
@@ -189,14 +191,17 @@ class ExecuteArgs(NamedTuple):
     max_rows: int = 0
     options: dict[str, Scalar] | None = None
     window: int = 0
+    settings: list[str] | None = None
 
 
 class BeginArgs(NamedTuple):
-    """Arguments of ``begin``: a transaction on a pooled or on a reserved connection."""
+    """Arguments of ``begin``: a transaction on a pooled or on a reserved connection
+    (``settings``: SET statements run on a pooled one first, as for ``execute``)."""
 
     target: str | None = None
     reserved_id: int = 0
     options: dict[str, Scalar] | None = None
+    settings: list[str] | None = None
 
 
 class TransactionArgs(NamedTuple):
@@ -369,11 +374,26 @@ def _parse_execute(op: str, wire: dict[str, Any]) -> ExecuteArgs:
         max_rows,
         None if get("opts") is None else _get_options(op, wire),
         window,
+        None if get("settings") is None else _get_settings(op, wire),
     )
 
 
 def _parse_begin(op: str, wire: dict[str, Any]) -> BeginArgs:
-    return BeginArgs(_get_target(op, wire), _get_id(op, wire, "rsv"), _get_options(op, wire))
+    return BeginArgs(
+        _get_target(op, wire),
+        _get_id(op, wire, "rsv"),
+        _get_options(op, wire),
+        _get_settings(op, wire),
+    )
+
+
+def _get_settings(op: str, wire: dict[str, Any]) -> list[str] | None:
+    settings = wire.get("settings")
+    if settings is not None and (
+        type(settings) is not list or not all(type(s) is str for s in settings)
+    ):
+        raise _bad_arg(op, "settings", "a list of SQL strings")
+    return settings
 
 
 def _parse_transaction(op: str, wire: dict[str, Any]) -> TransactionArgs:
@@ -384,14 +404,9 @@ def _parse_transaction(op: str, wire: dict[str, Any]) -> TransactionArgs:
 
 
 def _parse_reserve(op: str, wire: dict[str, Any]) -> ReserveArgs:
-    settings = wire.get("settings")
-    if settings is not None and (
-        type(settings) is not list or not all(type(s) is str for s in settings)
-    ):
-        raise _bad_arg(op, "settings", "a list of SQL strings")
     return ReserveArgs(
         _get_target(op, wire),
-        settings,
+        _get_settings(op, wire),
         _get_bool(op, wire, "begin"),
         _get_id(op, wire, "tx"),
         _get_options(op, wire),

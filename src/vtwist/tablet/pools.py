@@ -228,6 +228,7 @@ class Lease:
         if not broken and (reset or self.dirty):
             try:
                 await client.reset_connection()
+                pc.tag = ()  # its settings are gone with the rest of the session
             except Exception as e:  # whatever went wrong, the connection is not clean
                 log.info(
                     "reset of connection {id} failed, dropping it: {e}",

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from twisted.internet.defer import CancelledError, Deferred, fail, gatherResults
 from twisted.internet.interfaces import IReactorTime
@@ -111,6 +111,10 @@ def _ignore(ev: StreamEvent) -> None:
     """Consumer of statements whose rows nobody wants (BEGIN, COMMIT, settings)."""
 
 
+#: Distinct lists of settings whose checked form ``_prepared_settings`` keeps.
+_SETTINGS_SEEN_MAX: Final = 1024
+
+
 def _found_rows(options: Mapping[str, Any] | None) -> bool:
     """Whether the gate's client asked for CLIENT_FOUND_ROWS (option ``found_rows``)."""
     return options is not None and options.get("found_rows") is True
@@ -150,6 +154,7 @@ class TabletQueryService:
             remember=s.remember_ended,
             on_expire=self._expired,
         )
+        self._settings_seen: dict[tuple[str, ...], tuple[bytes, ...]] = {}
 
     # --- checks -------------------------------------------------------------------------
 
@@ -236,15 +241,17 @@ class TabletQueryService:
             self._check_write(stmt)
             if stmt.sets_state:
                 raise self._refuse("session_state", session_state_error(stmt.first_word))
+            want = self._prepared_settings(args.settings) if args.settings else ()
         except MySQLError as e:
             self.metrics.error(e, sql)
             self.metrics.observe(kind, self.clock.seconds() - start)
             return fail(e)
         opts = args.options
         pool = self.pools.for_queries(_found_rows(opts)) if opts else self.pools.query
-        pc = pool.try_acquire()
-        if pc is None:
-            return Deferred.fromCoroutine(self._pooled_later(request, sql, stmt, args, start))
+        pc = pool.try_acquire(want)
+        if pc is None or pc.tag != want:
+            held = None if pc is None else Lease(pool, pc)
+            return Deferred.fromCoroutine(self._pooled_later(request, sql, stmt, args, start, held))
         lease = Lease(pool, pc)
         if args.options:
             timeout, key = self._timeout(args, False)
@@ -292,10 +299,12 @@ class TabletQueryService:
         stmt: Statement,
         args: ExecuteArgs,
         start: float,
+        lease: Lease | None = None,
     ) -> QueryResult:
-        """``execute`` when the query pool has no idle connection: wait for one."""
+        """``execute`` when the query pool has no idle connection (wait for one), or when
+        ``lease``'s connection must first be given the request's settings."""
         try:
-            return await self._pooled(request, sql, stmt, args, None)
+            return await self._pooled(request, sql, stmt, args, None, lease)
         except MySQLError as e:
             self.metrics.error(e, sql)
             raise
@@ -342,13 +351,46 @@ class TabletQueryService:
         stmt: Statement,
         args: ExecuteArgs,
         sink: IRowSink | None,
+        lease: Lease | None = None,
     ) -> QueryResult:
-        pool = self.pools.for_queries(_found_rows(args.options))
-        lease = Lease(pool, pool.try_acquire() or await pool.acquire())
+        want = self._prepared_settings(args.settings) if args.settings else ()
+        if lease is None:
+            pool = self.pools.for_queries(_found_rows(args.options))
+            lease = Lease(pool, pool.try_acquire(want) or await pool.acquire())
         try:
+            await self._give_settings(lease, request, want)
             return await self._run(lease, request, sql, args, sink)
         finally:
             lease.give_back(reset=stmt.maybe_dirty)
+
+    def _prepared_settings(self, settings: list[str]) -> tuple[bytes, ...]:
+        """``settings`` checked like ``reserve``'s, as bytes (cached: a session sends the
+        same ones with each statement)."""
+        key = tuple(settings)
+        done = self._settings_seen.get(key)
+        if done is None:
+            done = tuple(self._settings(settings))
+            if len(self._settings_seen) >= _SETTINGS_SEEN_MAX:
+                self._settings_seen.clear()
+            self._settings_seen[key] = done
+        return done
+
+    async def _give_settings(
+        self, lease: Lease, request: ITabletRPCRequest, want: tuple[bytes, ...]
+    ) -> None:
+        """Make the pooled connection's session hold exactly ``want`` (its SET statements):
+        reset it if it holds others, then run them. A failing one leaves it to be reset."""
+        pc = lease.pc
+        if pc.tag == want:
+            return
+        if pc.tag:
+            await lease.client.reset_connection()
+            pc.tag = ()
+        lease.dirty = True  # until every statement has run
+        for sql in want:
+            await self._plain(lease, request, sql)
+        pc.tag = want
+        lease.dirty = False
 
     async def _on_held(
         self,
@@ -474,7 +516,8 @@ class TabletQueryService:
             return tid
         self._check_target(args.target)
         self._check_serving()
-        held = await self._new_held(request, [b"BEGIN"], _found_rows(args.options))
+        settings = self._settings(args.settings) if args.settings else []
+        held = await self._new_held(request, [*settings, b"BEGIN"], _found_rows(args.options))
         tid = self.held.set_transaction(held)
         self.held.arm(held)
         return tid

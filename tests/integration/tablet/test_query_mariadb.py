@@ -172,6 +172,46 @@ class TabletQueryTests(unittest.TestCase):
         assert pools.transaction_found_rows.stats().created == 1
         assert pools.query.stats().created >= 1 and pools.transaction.stats().created >= 1
 
+    def test_settings_prepare_pooled_connections_and_never_leak(self) -> Deferred[None]:
+        return run(self._settings)
+
+    async def _settings(self) -> None:
+        h = await self._harness({"pool.query.size": 1, "pool.transaction.size": 1})
+        c = h.client
+        mode = ["SET SESSION sql_mode = 'ANSI_QUOTES'"]
+        other = ["SET SESSION sql_mode = 'NO_ZERO_DATE'", "SET SESSION div_precision_increment = 9"]
+
+        async def value(sql: str, settings: list[str] | None = None) -> Any:
+            return first_value((await c.execute(sql, settings=settings)).rows[0])
+
+        default = await value("SELECT @@sql_mode")
+        assert await value("SELECT @@sql_mode", mode) == b"ANSI_QUOTES"
+        # One pooled connection: the next request without settings gets it reset.
+        assert await value("SELECT @@sql_mode") == default
+        # The same settings twice: run once on the connection, then reused as they are.
+        sets = "SHOW SESSION STATUS LIKE 'Com_set_option'"
+        first = (await c.execute(sets, settings=other)).rows[0]
+        again = (await c.execute(sets, settings=other)).rows[0]
+        assert first == again and first_value(first) == b"Com_set_option"
+        assert await value("SELECT @@div_precision_increment", other) == b"9"
+        assert await value("SELECT @@sql_mode", mode) == b"ANSI_QUOTES"  # switched back
+        # A failing setting: the caller gets mysqld's error, the connection comes back clean.
+        err = await error_of(c.execute("SELECT 1", settings=["SET SESSION no_such_var = 1"]))
+        assert err.code == 1193
+        assert await value("SELECT @@sql_mode") == default
+        # Settings are checked like reserve's: no BEGIN, no second statement.
+        assert (await error_of(c.execute("SELECT 1", settings=["BEGIN"]))).code == 1235
+        # A transaction on a pooled connection prepared by them; after it, nothing remains.
+        tx = await c.begin(settings=mode)
+        r = await c.execute("SELECT @@sql_mode", transaction_id=tx)
+        assert first_value(r.rows[0]) == b"ANSI_QUOTES"
+        await c.commit(tx)
+        tx = await c.begin()
+        r = await c.execute("SELECT @@sql_mode", transaction_id=tx)
+        assert first_value(r.rows[0]) == default
+        await c.rollback(tx)
+        assert h.tablet.pools.query.stats().created == 1  # every step reused the one
+
     # --- abandoned transactions -------------------------------------------------------------
 
     def test_abandoned_transaction_is_rolled_back(self) -> Deferred[None]:

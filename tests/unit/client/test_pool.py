@@ -124,6 +124,24 @@ def test_checkout_release_and_reuse() -> None:
     assert_no_leak(pool, connector)
 
 
+
+def test_try_acquire_prefers_the_connection_with_the_tag_asked_for() -> None:
+    pool, connector, _ = make_pool(size=3)
+    plain, a, b = lend(pool), lend(pool), lend(pool)
+    a.tag, b.tag = (b"SET x=1",), (b"SET y=2",)
+    for pc in (plain, a, b):  # b is the most recently used
+        pc.release()
+    got = pool.try_acquire((b"SET x=1",))
+    assert got is a
+    got.release()
+    got = pool.try_acquire()
+    assert got is plain  # untagged wanted: the untagged one, not the more recent ones
+    got.release()
+    got = pool.try_acquire((b"SET z=3",))
+    assert got is plain  # nobody has it: the most recently used (the caller adapts it)
+    got.release()
+    assert_no_leak(pool, connector)
+
 def test_exhaustion_queues_fifo_then_hands_over_on_release() -> None:
     pool, connector, clock = make_pool()
     a, b = lend(pool), lend(pool)

@@ -257,13 +257,17 @@ def test_execute_args_round_trip(args: ExecuteArgs) -> None:
     got = parse_args("execute", wire)
     # Empty containers travel as "absent".
     assert got == args._replace(
-        bind_vars=args.bind_vars or None, options=args.options or None, target=args.target
+        bind_vars=args.bind_vars or None,
+        options=args.options or None,
+        target=args.target,
+        settings=args.settings or None,
     )
 
 
 def test_other_args_round_trip() -> None:
     cases: list[tuple[str, Any]] = [
         ("begin", BeginArgs("ks@primary", 3, {"workload": "oltp"})),
+        ("begin", BeginArgs("ks@primary", 0, None, ["set sql_mode = ''"])),
         ("commit", TransactionArgs(5, "ks")),
         ("rollback", TransactionArgs(6)),
         ("reserve", ReserveArgs("ks", ["set @a=1"], True, 0, None)),
@@ -294,6 +298,8 @@ def test_unknown_keys_are_ignored() -> None:
         ("execute", {"sql": "x", "opts": {"a": [1]}}, "opts"),
         ("execute", {"sql": "x", "target": 1}, "target"),
         ("execute", {"sql": "x", "window": -1}, "window"),
+        ("execute", {"sql": "x", "settings": ["set a=1", 2]}, "settings"),
+        ("begin", {"settings": "set a=1"}, "settings"),
         ("commit", {}, "tx"),
         ("reserve", {"settings": "set x=1"}, "settings"),
         ("reserve", {"begin": 1}, "begin"),

@@ -105,6 +105,10 @@ class PooledConnection(Generic[C]):
     uses: int = 0
     lent: bool = False
     closing: bool = False
+    #: What the borrower left in the connection's session on purpose (e.g. the SET
+    #: statements a tablet ran); ``try_acquire`` prefers an idle connection with the tag
+    #: asked for. The pool never reads it otherwise: whoever sets it resets it.
+    tag: tuple[bytes, ...] = ()
 
     def release(self, broken: bool = False) -> None:
         """Give the connection back (``broken=True``: never reuse it)."""
@@ -188,17 +192,24 @@ class MySQLPool(Generic[C]):
     def _open(self) -> int:
         return len(self._idle) + len(self._in_use) + self._busy
 
-    def try_acquire(self) -> PooledConnection[C] | None:
+    def try_acquire(self, tag: tuple[bytes, ...] = ()) -> PooledConnection[C] | None:
         """An idle connection lent at once, or None (then ``acquire`` and wait).
 
-        The per-query fast path: no waiter, timer or Deferred. Only the most recently used
-        idle connection is considered, and only when nobody queues before us and it needs
-        no ping (``ping_on_checkout_after``); ``acquire`` handles every other case.
+        The per-query fast path: no waiter, timer or Deferred. The most recently used idle
+        connection with ``tag`` is taken (the most recently used one of all when none has
+        it), and only when nobody queues before us and it needs no ping
+        (``ping_on_checkout_after``); ``acquire`` handles every other case.
         """
         idle = self._idle
         if not idle or self._waiters or self._closed:
             return None
-        pc = idle[-1]
+        i = len(idle) - 1
+        pc = idle[i]
+        if pc.tag != tag:
+            for j in range(i - 1, -1, -1):
+                if idle[j].tag == tag:
+                    i, pc = j, idle[j]
+                    break
         now = self.clock.seconds()
         after = self.ping_on_checkout_after
         life = self.max_lifetime
@@ -208,7 +219,7 @@ class MySQLPool(Generic[C]):
             or (after is not None and now - pc.last_used >= after)
         ):
             return None
-        idle.pop()
+        del idle[i]
         pc.lent = True
         pc.uses += 1
         pc.last_used = now
