@@ -282,6 +282,30 @@ def classify(sql: bytes) -> QueryInfo:
     )
 
 
+# A SET that only gives session system variables values: ``SET [SESSION|LOCAL] name = v``,
+# ``@@[session.|local.]name = v``, several of them, ``SET NAMES``/``CHARACTER SET``, or
+# ``SET SESSION TRANSACTION ...``. What disqualifies one (anywhere outside quotes): a user
+# variable (a lone ``@``), GLOBAL/PERSIST, a subquery, and the SET forms that are not
+# settings (PASSWORD, ROLE, DEFAULT ROLE, STATEMENT ... FOR, TRANSACTION without SESSION).
+_SETTING_NOT: Final = re.compile(
+    rb"(?<!@)@(?!@)|\bGLOBAL\b|\bPERSIST(?:_ONLY)?\b|\bSELECT\b"
+    rb"|^\s*SET\s+(?:PASSWORD|ROLE|DEFAULT\s+ROLE|STATEMENT|TRANSACTION)\b",
+    re.IGNORECASE,
+)
+
+
+def replayable_setting(info: QueryInfo) -> bool:
+    """True for a SET statement that only sets session system variables (``_SETTING_NOT``):
+    running it again on another connection, before the session's other statements, gives
+    them the same session. Such statements can prepare pooled tablet connections (tablet
+    ``settings``) instead of holding one connection for the session. Anything else that
+    sets state, user variables included, is not one."""
+    if info.kind != KIND_SET or not info.sets_state or info.owned is not None:
+        return False
+    body = strip_comments(info.sql)
+    return _SETTING_NOT.search(_LITERALS.sub(b" ", body)) is None
+
+
 _TEMPLATE_KINDS: Final = frozenset(
     {KIND_SELECT, KIND_INSERT, KIND_UPDATE, KIND_DELETE, KIND_REPLACE}
 )

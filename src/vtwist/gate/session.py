@@ -14,13 +14,17 @@ BEGIN/COMMIT/ROLLBACK drive a tablet transaction; everything else is routed:
   primary and later ones are pinned to it until COMMIT/ROLLBACK. With autocommit off a
   write or locking read opens one implicitly (plain reads before it run autocommit, as in
   Vitess). One transaction spans one shard: another keyspace or shard inside it is refused;
-- session state (SET of session or user variables, temporary tables, GET_LOCK...): the
-  statement runs on a reserved tablet connection, and from then on every statement of the
-  session does (reserved per tablet on first use). ``SET`` statements are replayed when a
-  new tablet connection is reserved; temporary tables and locks live on the tablet where
-  they were made, and the session prefers that tablet. COM_RESET_CONNECTION, COM_CHANGE_USER
-  and the end of the session release everything. ``SET NAMES utf8mb4`` and ``SET
-  autocommit`` are the gate's own (the tablets' pools are utf8mb4 already).
+- settings (a SET of session system variables only, ``classify.replayable_setting``): the
+  tablet checks it on a pooled connection, then it travels with every pooled statement,
+  transaction and stream of the session (tablet ``settings``), and no connection is held;
+- other session state (user variables, SET TRANSACTION for the next one, temporary tables,
+  GET_LOCK...): the statement runs on a reserved tablet connection, and from then on every
+  statement of the session does (reserved per tablet on first use). Settings and ``SET``
+  statements are replayed when a new tablet connection is reserved; temporary tables and
+  locks live on the tablet where they were made, and the session prefers that tablet.
+  COM_RESET_CONNECTION, COM_CHANGE_USER and the end of the session release everything.
+  ``SET NAMES utf8mb4`` and ``SET autocommit`` are the gate's own (the tablets' pools are
+  utf8mb4 already).
 - prepared statements are the gate's: the parameter count from the SQL, the columns from a
   field-only query (``SELECT * FROM (...) LIMIT 0``; none if that fails); an execute is
   the statement with its values interpolated, routed as a text query.
@@ -66,6 +70,7 @@ from vtwist.gate.classify import (
     OWNED_WORKLOAD,
     QueryInfo,
     classify,
+    replayable_setting,
     reusable,
 )
 from vtwist.gate.discovery import NoServingTabletError, TabletHandle
@@ -244,7 +249,6 @@ class GateSession:
             and not self.explicit_tx
             and self.tx is None
             and not self.reserved
-            and not self.settings
             and info.kind not in _TX_KINDS
             and (self.autocommit or not (info.is_write or info.locks))
             and not (self.olap and info.kind == KIND_SELECT)
@@ -387,7 +391,11 @@ class GateSession:
         """``run``/``_execute``/``_call`` of ``_steps`` without a reservation, as callbacks."""
         self.gate.metrics.count_query(keyspace, tablet_type, info.kind)
         d: Deferred[QueryResult] = handle.client().execute(
-            text, target=where, deadline=self._deadline(), options=self.tablet_options
+            text,
+            target=where,
+            deadline=self._deadline(),
+            options=self.tablet_options,
+            settings=self.settings or None,
         )
         self._inflight = d
         handle.inflight += 1
@@ -516,12 +524,23 @@ class GateSession:
 
         async def run(handle: TabletHandle) -> QueryResult | None:
             self.gate.metrics.count_query(keyspace, tablet_type, info.kind)
-            if info.sets_state or self.reserved or self.settings:
+            if self.reserved or (info.sets_state and not self._setting(info)):
                 rid = await self._reservation(handle, where)
                 result = await self._execute(handle, info.sql, where, reserved_id=rid, sink=stream)
                 self._remember(info)
                 return result
-            return await self._execute(handle, info.sql, where, sink=stream)
+            if info.sets_state:
+                # A setting: prepare a pooled connection with it (and the earlier ones),
+                # which checks it; from now on it travels with the session's statements.
+                text = sql_text(info.sql)
+                checked = await self._execute(
+                    handle, b"DO 0", where, settings=[*self.settings, text]
+                )
+                self.settings.append(text)
+                return QueryResult([], [], warnings=checked.warnings if checked else 0)
+            return await self._execute(
+                handle, info.sql, where, sink=stream, settings=self.settings or None
+            )
 
         return route, run
 
@@ -577,7 +596,7 @@ class GateSession:
                 handle,
                 client.begin(target=where, reserved_id=held.reserved_id, deadline=self._deadline()),
             )
-        elif self.settings or self.reserved:
+        elif self.reserved:
             reply = await self._call(
                 handle,
                 client.reserve(
@@ -593,7 +612,12 @@ class GateSession:
         else:
             tid = await self._call(
                 handle,
-                client.begin(target=where, deadline=self._deadline(), options=self.tablet_options),
+                client.begin(
+                    target=where,
+                    deadline=self._deadline(),
+                    options=self.tablet_options,
+                    settings=self.settings or None,
+                ),
             )
         self.tx = Pin(handle, keyspace, shard, tid, handle.generation)
         return self.tx
@@ -634,6 +658,11 @@ class GateSession:
         del self.reserved[handle.alias]
         return None
 
+    def _setting(self, info: QueryInfo) -> bool:
+        """True when ``info`` can join this session's settings instead of reserving a
+        connection (``replayable_setting``, and room left under ``MAX_SETTINGS``)."""
+        return len(self.settings) < MAX_SETTINGS and replayable_setting(info)
+
     def _remember(self, info: QueryInfo) -> None:
         # Plain SETs are replayed on the next tablet connection the session reserves.
         if info.kind == KIND_SET and info.sets_state and len(self.settings) < MAX_SETTINGS:
@@ -651,10 +680,13 @@ class GateSession:
         transaction_id: int = 0,
         reserved_id: int = 0,
         sink: IResultSink | None = None,
+        settings: list[str] | None = None,
     ) -> QueryResult | None:
+        """One statement on ``handle``: pooled (prepared by ``settings``), or on a transaction
+        or reserved connection; streamed to ``sink`` when given."""
         client = handle.client()
         if sink is not None:
-            await self._stream(handle, sql, where, transaction_id, reserved_id, sink)
+            await self._stream(handle, sql, where, transaction_id, reserved_id, sink, settings)
             return None
         d = client.execute(
             sql_text(sql),
@@ -663,6 +695,7 @@ class GateSession:
             reserved_id=reserved_id,
             deadline=self._deadline(),
             options=self.tablet_options,
+            settings=settings,
         )
         result: QueryResult = await self._call(handle, d)
         return result
@@ -675,6 +708,7 @@ class GateSession:
         transaction_id: int,
         reserved_id: int,
         sink: IResultSink,
+        settings: list[str] | None = None,
     ) -> None:
         relay = Relay(self.gate, sink)
         sink.register_producer(relay)
@@ -687,6 +721,7 @@ class GateSession:
                 reserved_id=reserved_id,
                 deadline=self._deadline(),
                 options=self.tablet_options,
+                settings=settings,
             )
             result: QueryResult = await self._call(handle, d)
         finally:

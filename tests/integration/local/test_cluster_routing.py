@@ -265,6 +265,36 @@ def test_client_found_rows(cluster: dict[str, Any]) -> None:
     assert counts == {0: (0, 0, 0), pymysql.constants.CLIENT.FOUND_ROWS: (1, 1, 1)}
 
 
+def test_sessions_with_settings_share_pooled_connections(cluster: dict[str, Any]) -> None:
+    """More sessions that ran a SET of session variables (as Django and Rails do at connect)
+    than the primary's transaction pool holds (20): none holds a connection; each still sees
+    its own values, and a session without settings sees mysqld's defaults."""
+    modes = ["ANSI_QUOTES", "NO_ZERO_DATE", "PIPES_AS_CONCAT", ""]
+    conns = [cluster["connect"]("commerce" if i < 24 else "commerce@replica") for i in range(28)]
+    plain = cluster["connect"]()
+    try:
+        for i, conn in enumerate(conns):
+            with conn.cursor() as cur:
+                cur.execute("SET SQL_AUTO_IS_NULL = 0")
+                cur.execute(
+                    f"SET SESSION sql_mode = '{modes[i % 4]}', "
+                    f"@@session.div_precision_increment = {i % 10}"
+                )
+        for _ in range(3):
+            for i, conn in enumerate(conns):
+                got = one(conn, "SELECT CONCAT(@@sql_mode, '/', @@div_precision_increment)")
+                assert got == f"{modes[i % 4]}/{i % 10}", i
+        default = one(plain, "SELECT @@GLOBAL.sql_mode")
+        assert {one(plain, "SELECT @@sql_mode") for _ in range(20)} == {default}
+        with pytest.raises(pymysql.err.OperationalError) as e, conns[0].cursor() as cur:
+            cur.execute("SET SESSION no_such_variable = 1")
+        assert e.value.args[0] == 1193
+        assert one(conns[0], "SELECT @@sql_mode") == modes[0]
+    finally:
+        for conn in [*conns, plain]:
+            conn.close()
+
+
 PHP = "/usr/bin/php"
 
 

@@ -124,7 +124,6 @@ def test_checkout_release_and_reuse() -> None:
     assert_no_leak(pool, connector)
 
 
-
 def test_try_acquire_prefers_the_connection_with_the_tag_asked_for() -> None:
     pool, connector, _ = make_pool(size=3)
     plain, a, b = lend(pool), lend(pool), lend(pool)
@@ -141,6 +140,7 @@ def test_try_acquire_prefers_the_connection_with_the_tag_asked_for() -> None:
     assert got is plain  # nobody has it: the most recently used (the caller adapts it)
     got.release()
     assert_no_leak(pool, connector)
+
 
 def test_exhaustion_queues_fifo_then_hands_over_on_release() -> None:
     pool, connector, clock = make_pool()

@@ -83,6 +83,9 @@ class FakeTablet:
             raise MySQLError(ErrorCode.UNKNOWN_ERROR, f"reserved {args.reserved_id} ended")
         if sql.startswith("error "):
             raise MySQLError(int(sql.split()[1]), "scripted error")
+        for setting in args.settings or ():  # "set x = 'error N'": that setting fails
+            if "'error " in setting:
+                raise MySQLError(int(setting.split("'error ")[1].split("'")[0]), "bad setting")
         if sql.startswith(("sleep", "select sleep")):
             d: Deferred[QueryResult] = Deferred()
             request.on_cancel(self.cancelled.append)

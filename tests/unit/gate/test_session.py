@@ -183,16 +183,51 @@ def test_session_state_reserves_and_is_released_on_reset() -> None:
     assert primary.calls[-1][1].reserved_id == 0
 
 
-def test_settings_are_replayed_on_another_tablet() -> None:
+def test_state_is_replayed_on_another_tablet() -> None:
     c = cluster()
     s = c.session(database="commerce@replica")
-    c.run(s, "set sql_mode = ''")
-    assert c.services["zone1-101"].ops() == ["reserve", "execute"]
+    c.run(s, "set sql_mode = ''")  # a setting: no reservation (next test)
+    c.run(s, "set @x = 1")  # a user variable: reserves, with the settings so far
+    replica = c.services["zone1-101"]
+    assert replica.ops() == ["execute", "reserve", "execute"]
+    assert replica.calls[1][1].settings == ["set sql_mode = ''"]
     c.run(s, "select * from t for update")
     primary = c.services["zone1-100"]
     assert primary.ops() == ["reserve", "execute"]
-    assert primary.calls[0][1].settings == ["set sql_mode = ''"]
+    assert primary.calls[0][1].settings == ["set sql_mode = ''", "set @x = 1"]
     assert primary.calls[1][1].reserved_id
+
+
+def test_settings_travel_with_pooled_statements_instead_of_reserving() -> None:
+    c = cluster()
+    s = c.session(database="commerce@replica")
+    setting = "SET SESSION sql_mode = 'ANSI_QUOTES', @@session.wait_timeout = 60"
+    sink = c.run(s, setting)
+    assert sink.events[-1][0] == "ok" and sink.events[-1][1] == 0  # no rows affected
+    replica = c.services["zone1-101"]
+    assert replica.ops() == ["execute"]  # a pooled connection checks it: no reservation
+    assert (replica.calls[0][1].sql, replica.calls[0][1].settings) == ("DO 0", [setting])
+    assert served_by(c.run(s, "select 1")) == "zone1-101"
+    assert replica.calls[-1][1].settings == [setting] and not replica.calls[-1][1].reserved_id
+    c.run(s, "select * from t for update")  # to the primary, with the settings
+    primary = c.services["zone1-100"]
+    assert primary.ops() == ["execute"] and primary.calls[0][1].settings == [setting]
+    c.run(s, "use commerce")
+    c.run(s, "begin")
+    c.run(s, "update t set a = 1")
+    c.run(s, "commit")
+    assert primary.ops()[1:] == ["begin", "execute", "commit"]
+    assert primary.calls[1][1].settings == [setting] and not primary.calls[1][1].reserved_id
+    assert s.reserved == {}
+    # A failing setting is relayed and not kept.
+    sink = c.run(s, "set sql_mode = 'error 1231'")
+    assert sink.error_code == 1231
+    assert s.settings == [setting] and s.reserved == {}
+    # COM_RESET_CONNECTION forgets them.
+    c.wait(s.reset_connection())
+    assert s.settings == []
+    c.run(s, "select 1")
+    assert primary.calls[-1][1].sql == "select 1" and primary.calls[-1][1].settings is None
 
 
 def test_transaction_after_state_begins_on_the_reservation() -> None:
@@ -456,14 +491,14 @@ def test_least_in_flight_and_metrics() -> None:
 def test_lost_reservation_is_reserved_anew_with_settings() -> None:
     c = cluster()
     s = c.session()
-    c.run(s, "set @@session.sql_mode = ''")
+    c.run(s, "set @who = 'me'")
     link = c.links["zone1-100"]
     link.set_connected(False)  # the tablet dropped everything this link held
     c.serve("zone1-100", "primary")
     c.run(s, "select 1")
     primary = c.services["zone1-100"]
     assert primary.ops() == ["reserve", "execute", "reserve", "execute"]
-    assert primary.calls[2][1].settings == ["set @@session.sql_mode = ''"]
+    assert primary.calls[2][1].settings == ["set @who = 'me'"]
 
 
 def test_lost_transaction_is_reported() -> None:

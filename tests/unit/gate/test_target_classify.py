@@ -26,6 +26,7 @@ from vtwist.gate.classify import (
     OWNED_VERSION_COMMENT,
     QueryInfo,
     classify,
+    replayable_setting,
     reusable,
     strip_comments,
 )
@@ -241,3 +242,37 @@ def test_reusable_templates_classify_like_every_execute(template: bytes, expecte
         sql = interpolate(template, params)
         again = QueryInfo(sql, info.kind, info.first_word, info.is_write, info.locks)
         assert classify(sql) == again, sql
+
+
+@pytest.mark.parametrize(
+    ("sql", "replayable"),
+    [
+        (b"SET SQL_AUTO_IS_NULL = 0", True),
+        (b"SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", True),
+        (b"set /* c */ sql_mode = ''", True),
+        (b"SET sql_mode = 'has@at', NAMES latin1", True),
+        (b"SET NAMES latin1", True),
+        (b"SET character_set_results = NULL", True),
+        (
+            b"SET @@SESSION.sql_mode = CONCAT(CONCAT(@@sql_mode, ',STRICT_ALL_TABLES'), "
+            b"',NO_AUTO_VALUE_ON_ZERO'), @@SESSION.sql_auto_is_null = 0",
+            True,
+        ),
+        (b"SET TRANSACTION ISOLATION LEVEL READ COMMITTED", False),  # the next one only
+        (b"set @x = 1", False),
+        (b"SET sql_mode = @saved", False),
+        (b"SET GLOBAL max_connections = 10", False),
+        (b"SET sql_mode = @@GLOBAL.sql_mode", False),
+        (b"SET PERSIST x = 1", False),
+        (b"SET x = (SELECT 1)", False),
+        (b"SET PASSWORD = 'x'", False),
+        (b"SET ROLE r", False),
+        (b"SET DEFAULT ROLE r TO u", False),
+        (b"SET STATEMENT max_statement_time = 1 FOR SELECT 1", False),
+        (b"SET autocommit = 0", False),  # the gate's own
+        (b"SET NAMES utf8mb4", False),  # the gate's own
+        (b"SELECT 1", False),
+    ],
+)
+def test_replayable_setting(sql: bytes, replayable: bool) -> None:
+    assert replayable_setting(classify(sql)) is replayable
