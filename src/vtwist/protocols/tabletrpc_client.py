@@ -313,7 +313,11 @@ class TabletRPCClient(FramedRPCProtocol):
         rid = self._next_id
         self._next_id += 1
         try:
-            frame = encode_request(rid, op, wire, timeout_ms)
+            try:
+                frame = encode_request(rid, op, wire, timeout_ms)
+            except UnicodeEncodeError:
+                # SQL in bytes that are not UTF-8 (a latin1 client's): sent as bytes.
+                frame = encode_request(rid, op, _raw_text(wire), timeout_ms)
         except (TypeError, ValueError, OverflowError) as e:
             return fail(MySQLError(ErrorCode.WRONG_ARGUMENTS, f"cannot send {op} arguments: {e}"))
         if len(frame) - HEADER_SIZE > self.peer_max_frame_size:
@@ -598,6 +602,22 @@ class TabletRPCClient(FramedRPCProtocol):
             return
         self.write_frame(encode_message(Cancel(rid)))
         call.deferred.errback(interrupted(why))
+
+
+def _raw_text(wire: Mapping[str, Any]) -> dict[str, Any]:
+    """``wire`` with its SQL text (``sql``, ``settings``) as the bytes it stands for: text
+    from the MySQL side keeps bytes that are not UTF-8 as surrogates, which msgpack refuses
+    to send as a string; the tablet takes either form."""
+    out = dict(wire)
+    sql = out.get("sql")
+    if isinstance(sql, str):
+        out["sql"] = sql.encode("utf-8", "surrogateescape")
+    settings = out.get("settings")
+    if isinstance(settings, list):
+        out["settings"] = [
+            s.encode("utf-8", "surrogateescape") if isinstance(s, str) else s for s in settings
+        ]
+    return out
 
 
 def _drop_empty(wire: dict[str, Any]) -> dict[str, Any]:

@@ -277,8 +277,14 @@ def encode_chunk(request_id: int, fields: list[bytes] | None, rows: list[bytes])
 
 
 def encode_error(request_id: int, exc: MySQLError) -> bytes:
-    """An ERROR frame carrying ``exc``."""
-    return encode_message(Error(request_id, exc.code, exc.sqlstate, exc.message))
+    """An ERROR frame carrying ``exc``. A message that quotes bytes that are not UTF-8
+    (mysqld quoting a latin1 statement, kept as surrogates) has them replaced."""
+    message = exc.message
+    try:
+        return encode_message(Error(request_id, exc.code, exc.sqlstate, message))
+    except UnicodeEncodeError:
+        message = message.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return encode_message(Error(request_id, exc.code, exc.sqlstate, message))
 
 
 def _is_id(value: object) -> bool:

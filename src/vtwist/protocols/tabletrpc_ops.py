@@ -348,7 +348,9 @@ def _parse_execute(op: str, wire: dict[str, Any]) -> ExecuteArgs:
     get = wire.get
     sql = get("sql")
     if type(sql) is not str or not sql:
-        raise _bad_arg(op, "sql", "a non-empty string")
+        if type(sql) is not bytes or not sql:
+            raise _bad_arg(op, "sql", "a non-empty string")
+        sql = sql.decode("utf-8", "surrogateescape")  # not UTF-8: sent as its bytes
     max_rows = get("max_rows", 0)
     if type(max_rows) is not int or max_rows < 0:
         raise _bad_arg(op, "max_rows", "an int >= 0")
@@ -389,11 +391,12 @@ def _parse_begin(op: str, wire: dict[str, Any]) -> BeginArgs:
 
 def _get_settings(op: str, wire: dict[str, Any]) -> list[str] | None:
     settings = wire.get("settings")
-    if settings is not None and (
-        type(settings) is not list or not all(type(s) is str for s in settings)
-    ):
+    if settings is None:
+        return None
+    if type(settings) is not list or not all(type(s) in (str, bytes) for s in settings):
         raise _bad_arg(op, "settings", "a list of SQL strings")
-    return settings
+    # (Bytes: SQL that is not UTF-8, as ``sql``.)
+    return [s if type(s) is str else s.decode("utf-8", "surrogateescape") for s in settings]
 
 
 def _parse_transaction(op: str, wire: dict[str, Any]) -> TransactionArgs:

@@ -295,6 +295,36 @@ def test_sessions_with_settings_share_pooled_connections(cluster: dict[str, Any]
             conn.close()
 
 
+def test_latin1_client(cluster: dict[str, Any]) -> None:
+    """A client whose statements are latin1 bytes (not UTF-8) reaches the tablets with
+    those bytes, with or without settings, and gets mysqld's errors quoting them."""
+    host, port = cluster["gate"]["mysql"].rsplit(":", 1)
+    conn = pymysql.connect(
+        host=host,
+        port=int(port),
+        user=cluster["gate"]["user"],
+        password=cluster["gate"]["password"],
+        database="commerce",
+        autocommit=True,
+        charset="latin1",
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET NAMES latin1")  # a setting: pooled connections get it
+            cur.execute("SELECT HEX('é'), 'é', @@character_set_client")
+            assert cur.fetchone() == ("E9", "é", "latin1")
+            cur.execute("CREATE TABLE IF NOT EXISTS latin1_t (v VARCHAR(10)) CHARSET latin1")
+            cur.execute("INSERT INTO latin1_t VALUES ('café')")
+            cur.execute("SELECT v, HEX(v) FROM latin1_t WHERE v = 'café'")
+            assert cur.fetchone() == ("café", "636166E9")
+            with pytest.raises(pymysql.err.ProgrammingError) as e:
+                cur.execute("SELEC 'é'")
+            assert e.value.args[0] == 1064
+            cur.execute("DROP TABLE latin1_t")
+    finally:
+        conn.close()
+
+
 PHP = "/usr/bin/php"
 
 

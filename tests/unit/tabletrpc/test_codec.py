@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError, RemoteProtocolError
+from vtwist.protocols.tabletrpc_client import _raw_text
 from vtwist.protocols.tabletrpc_codec import (
     DEFAULT_MAX_FRAME_SIZE,
     Cancel,
@@ -29,6 +30,7 @@ from vtwist.protocols.tabletrpc_codec import (
     check_max_frame_size,
     decode_message,
     encode_chunk,
+    encode_error,
     encode_frame,
     encode_message,
     encode_reply,
@@ -348,3 +350,24 @@ def test_results_encode_and_decode() -> None:
         OPS["execute"].encode_result("rows")
     with pytest.raises(TypeError):
         OPS["begin"].encode_result(-1)
+
+
+def test_sql_that_is_not_utf8_travels_as_its_bytes() -> None:
+    # A latin1 client's 'é' is the byte 0xE9, kept by the MySQL side as a surrogate.
+    sql = b"SELECT '\xe9'".decode("utf-8", "surrogateescape")
+    setting = b"SET @@session.sql_mode = '\xe9'".decode("utf-8", "surrogateescape")
+    wire = _raw_text({"sql": sql, "settings": [setting, "SET x = 1"], "target": "ks"})
+    assert wire["sql"] == b"SELECT '\xe9'" and wire["target"] == "ks"
+    got = parse_args("execute", msgpack.unpackb(msgpack.packb(wire), raw=False))
+    assert got.sql == sql and got.settings == [setting, "SET x = 1"]
+    assert parse_args("begin", {"settings": [b"SET a = '\xe9'"]}).settings == [
+        b"SET a = '\xe9'".decode("utf-8", "surrogateescape")
+    ]
+
+
+def test_error_message_quoting_bytes_that_are_not_utf8_is_still_sent() -> None:
+    message = b"near '\xe9' at line 1".decode("utf-8", "surrogateescape")
+    frame = encode_error(7, MySQLError(1064, message, "42000"))
+    msg = decode_message(frame[4:])
+    assert isinstance(msg, Error) and msg.code == 1064
+    assert msg.message == "near '\ufffd' at line 1"
