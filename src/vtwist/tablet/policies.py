@@ -365,6 +365,17 @@ def transaction_statement_error(kind: str) -> MySQLError:
     )
 
 
+def several_results_error() -> MySQLError:
+    """ERROR 1312 (0A000), what mysqld says when a procedure's results cannot be sent."""
+    return MySQLError(
+        ErrorCode.SP_BADSELECT,
+        "PROCEDURE can't return a result set in the given context: the tablet relays one "
+        "result set per statement and this CALL returned several; make the procedure "
+        "return at most one (its other statements still ran)",
+        "0A000",
+    )
+
+
 def row_limit_error(limit: int) -> MySQLError:
     """ERROR 1104 (42000): "Row count exceeded N", as Vitess words it."""
     return MySQLError(

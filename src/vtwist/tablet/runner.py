@@ -38,7 +38,13 @@ from vtwist.protocols.mysql.events import Column, ResultSetDone, Row
 from vtwist.protocols.mysql.messages import ColumnDefinition41, Ok
 from vtwist.protocols.tabletrpc_ops import QueryResult
 from vtwist.tablet.metrics import TabletMetrics
-from vtwist.tablet.policies import killed_error, result_size_error, row_limit_error, timeout_error
+from vtwist.tablet.policies import (
+    killed_error,
+    result_size_error,
+    row_limit_error,
+    several_results_error,
+    timeout_error,
+)
 from vtwist.tablet.pools import Lease, Pool
 
 log = Logger()
@@ -52,9 +58,12 @@ _INTERRUPTED = (ErrorCode.QUERY_INTERRUPTED, ErrorCode.CR_SERVER_LOST, ErrorCode
 
 
 class Collector:
-    """Stream consumer keeping the first result's raw rows, within ``max_rows``/``max_bytes``."""
+    """Stream consumer keeping the first result's raw rows, within ``max_rows``/``max_bytes``.
 
-    __slots__ = ("error", "index", "max_bytes", "max_rows", "rows", "size")
+    A reply holds several results only for CALL (its result sets, then an OK): a second
+    result set is refused (``several_results_error``) rather than dropped unseen."""
+
+    __slots__ = ("error", "index", "max_bytes", "max_rows", "rows", "sets", "size")
 
     def __init__(self, max_rows: int, max_bytes: int) -> None:
         self.max_rows = max_rows
@@ -62,6 +71,7 @@ class Collector:
         self.rows: list[bytes] = []
         self.size = 0
         self.index = 0  # which result of the reply (CALL sends several)
+        self.sets = 0  # result sets ended
         self.error: MySQLError | None = None
 
     def __call__(self, ev: StreamEvent) -> None:
@@ -73,8 +83,17 @@ class Collector:
             self.rows.append(payload)
             self.size += len(payload)
             self._check_limits()
-        elif t is ResultSetDone or t is Ok:
+        elif t is ResultSetDone:
             self.index += 1
+            self._set_ended()
+        elif t is Ok:
+            self.index += 1
+
+    def _set_ended(self) -> None:
+        self.sets += 1
+        if self.sets == 2 and self.error is None:
+            self.error = several_results_error()
+            self.rows = []
 
     def row_batch(self, payloads: list[bytes]) -> None:
         """Several rows at once (the MySQL client's batch path): as many ``Row`` events."""
@@ -94,6 +113,7 @@ class Collector:
             self.size += sum(map(len, rows))
             self._check_limits()
         self.index += 1
+        self._set_ended()
 
     def _check_limits(self) -> None:
         if len(self.rows) > self.max_rows:
@@ -152,11 +172,14 @@ class StreamRelay:
         self.fields: list[bytes] = []
         self.batch: list[bytes] = []
         self.index = 0
+        self.sets = 0  # result sets ended (a second one fails the stream at its end)
         self.fields_sent = False
         self.rows = 0
 
     def __call__(self, ev: StreamEvent) -> None:
         if self.index or self.producer.stopped:
+            if type(ev) is ResultSetDone:
+                self.sets += 1
             return
         t = type(ev)
         if t is Row:
@@ -173,6 +196,7 @@ class StreamRelay:
                 self._send_fields()
             self._flush()
             self.index += 1
+            self.sets += 1
         elif t is Ok:
             self.index += 1
 
@@ -186,7 +210,10 @@ class StreamRelay:
             self.sink.send_rows(batch)
 
     def result(self, summary: Result) -> QueryResult:
-        """The OK part of the stream's reply (rows went through the sink)."""
+        """The OK part of the stream's reply (rows went through the sink); a CALL that sent
+        several result sets fails here, after the first one's rows (see ``Collector``)."""
+        if self.sets > 1:
+            raise several_results_error()
         return QueryResult(
             [],
             [],

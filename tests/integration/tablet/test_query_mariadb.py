@@ -212,6 +212,26 @@ class TabletQueryTests(unittest.TestCase):
         await c.rollback(tx)
         assert h.tablet.pools.query.stats().created == 1  # every step reused the one
 
+    def test_call_with_several_result_sets_is_refused_not_cut(self) -> Deferred[None]:
+        return run(self._call)
+
+    async def _call(self) -> None:
+        h = await self._harness()
+        c = h.client
+        await h.sql("DROP PROCEDURE IF EXISTS one_set")
+        await h.sql("DROP PROCEDURE IF EXISTS two_sets")
+        await h.sql("CREATE PROCEDURE one_set() BEGIN SELECT 1 AS a; END")
+        await h.sql("CREATE PROCEDURE two_sets() BEGIN SELECT 1 AS a; SELECT 2 AS b; END")
+        r = await c.execute("CALL one_set()")
+        assert [first_value(row) for row in r.rows] == [b"1"]
+        err = await error_of(c.execute("CALL two_sets()"))
+        assert (err.code, err.sqlstate) == (1312, "0A000") and "one result set" in err.message
+        chunks: list[Chunk] = []
+        err = await error_of(c.stream_execute("CALL two_sets()", chunks.append))
+        assert err.code == 1312
+        r = await c.execute("SELECT 3")  # the connection is fine
+        assert first_value(r.rows[0]) == b"3"
+
     # --- abandoned transactions -------------------------------------------------------------
 
     def test_abandoned_transaction_is_rolled_back(self) -> Deferred[None]:

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vtwist.protocols.mysql.events import ResultSetDone, Row
+from vtwist.protocols.mysql.messages import Ok
 from vtwist.tablet.runner import Collector
 
 
@@ -63,3 +64,22 @@ def test_whole_result_sets_end_as_their_events(
         assert whole.error is not None and whole.error.code == events.error.code
     else:
         assert events.rows == results[0]
+
+
+def test_a_second_result_set_is_refused_not_dropped() -> None:
+    one = Collector(10, 1000)  # CALL of a procedure with one SELECT: its rows, then an OK
+    one(Row(b"\x011"))
+    one(ResultSetDone(2))
+    one(Ok(0, 0, 2, 0))
+    assert one.error is None and one.rows == [b"\x011"]
+    two = Collector(10, 1000)  # two SELECTs: refused with mysqld's 1312, not half answered
+    two(Row(b"\x011"))
+    two(ResultSetDone(2))
+    two(Row(b"\x012"))
+    two(ResultSetDone(2))
+    two(Ok(0, 0, 2, 0))
+    assert two.error is not None and two.error.code == 1312 and two.rows == []
+    whole = Collector(10, 1000)
+    whole.result_set([], [b"\x011"], ResultSetDone(2))
+    whole.result_set([], [], ResultSetDone(2))  # an empty second set counts too
+    assert whole.error is not None and whole.error.code == 1312
