@@ -15,7 +15,7 @@ from vtwist.gate.classify import QueryInfo
 from vtwist.gate.discovery import TabletHandle
 from vtwist.gate.target import Target
 from vtwist.interfaces import IResultSink
-from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
+from vtwist.protocols.mysql.errors import ErrorCode, MySQLError, is_client_error
 from vtwist.protocols.tabletrpc_codec import Chunk
 
 if TYPE_CHECKING:
@@ -116,9 +116,9 @@ _NOT_SENT = (ErrorCode.CR_CONNECTION_ERROR, ErrorCode.CR_CONN_HOST_ERROR)
 
 def link_error(handle: TabletHandle, e: MySQLError) -> MySQLError | None:
     """The ERROR 1105 naming the tablet for a client-side error of the gate's link to it
-    (2000 and up), a ``NotExecutedError`` when it could not connect (the statement never
-    ran, so the buffer may retry it); None for the tablet's own errors."""
-    if e.code < 2000:
+    (CR_*, 2000-2999), a ``NotExecutedError`` when it could not connect (the statement never
+    ran, so the buffer may retry it); None for the errors of the tablet and its mysqld."""
+    if not is_client_error(e.code):
         return None
     cls = MySQLError if e.code not in _NOT_SENT else NotExecutedError
     return cls(ErrorCode.UNKNOWN_ERROR, f"tablet {handle.alias}: {e.message}; retry the statement")

@@ -18,7 +18,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
+from vtwist.protocols.mysql.errors import ErrorCode, MySQLError, is_client_error
 from vtwist.protocols.tabletrpc_client import TabletRPCClient, TabletRPCClientFactory
 from vtwist.topo.records import Tablet
 
@@ -84,7 +84,7 @@ class TabletClients:
         try:
             report: dict[str, Any] = await client.manage(action, params, deadline=deadline)
         except MySQLError as e:
-            if e.code >= 2000:
+            if is_client_error(e.code):
                 self._clients.pop((tablet.host, tablet.rpc_port), None)
                 if tablet.alias not in e.message:
                     raise MySQLError(e.code, f"tablet {tablet.alias}: {e.message}") from None

@@ -325,6 +325,20 @@ def test_latin1_client(cluster: dict[str, Any]) -> None:
         conn.close()
 
 
+def test_mysqld_errors_above_2999_keep_their_code(cluster: dict[str, Any]) -> None:
+    """MariaDB's own errors numbered 3000 and up (4025: CHECK constraint failed) reach the
+    client as mysqld sent them, not as a link error of the gate."""
+    conn = cluster["connect"]()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS checked_t (v INT CHECK (v > 0))")
+            with pytest.raises(pymysql.err.MySQLError) as e:
+                cur.execute("INSERT INTO checked_t VALUES (-1)")
+        assert e.value.args[0] == 4025 and "retry" not in e.value.args[1]
+    finally:
+        conn.close()
+
+
 PHP = "/usr/bin/php"
 
 

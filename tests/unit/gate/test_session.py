@@ -287,6 +287,10 @@ def test_tablet_errors_pass_through_and_link_errors_become_1105() -> None:
     s = c.session()
     assert c.run(s, "error 1146").error_code == 1146
     assert c.gate.metrics.errors.labels(code="1146")._value.get() == 1
+    # mysqld's errors above 2999 are its own too (3572 NOWAIT, 4025 CHECK constraint).
+    for code in (3572, 4025, 4166):
+        sink = c.run(s, f"error {code}")
+        assert sink.error_code == code and "retry" not in sink.events[-1][2]
     link = c.links["zone1-100"]
     assert link.client.transport is not None
     link.client.transport.loseConnection()  # link lost, not yet noticed by discovery

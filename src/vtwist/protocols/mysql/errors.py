@@ -90,6 +90,13 @@ SQLSTATE: dict[int, str] = {
 }
 
 
+def is_client_error(code: int) -> bool:
+    """True for a client-side error (CR_*, 2000-2999: the link to the server failed), false
+    for the server's own errors, including MySQL's and MariaDB's above 2999 (3572 NOWAIT,
+    4025 CHECK constraint failed, ...)."""
+    return 2000 <= code < 3000
+
+
 def sqlstate_for(code: int) -> str:
     """The SQLSTATE MySQL uses for ``code`` (``HY000`` when it has none of its own)."""
     return SQLSTATE.get(code, "HY000")
