@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
+
 KIND_SELECT: Final = "select"
 KIND_INSERT: Final = "insert"
 KIND_UPDATE: Final = "update"
@@ -292,6 +294,39 @@ _SETTING_NOT: Final = re.compile(
     rb"|^\s*SET\s+(?:PASSWORD|ROLE|DEFAULT\s+ROLE|STATEMENT|TRANSACTION)\b",
     re.IGNORECASE,
 )
+
+
+_START_TRANSACTION: Final = re.compile(rb"\s*START\s+TRANSACTION\b(.*)", re.IGNORECASE | re.DOTALL)
+_CHARACTERISTICS: Final = {
+    b"READ ONLY": "READ ONLY",
+    b"READ WRITE": "READ WRITE",
+    b"WITH CONSISTENT SNAPSHOT": "WITH CONSISTENT SNAPSHOT",
+}
+
+
+def transaction_characteristics(sql: bytes) -> str:
+    """The characteristics of a ``START TRANSACTION ...`` (``"READ ONLY"``,
+    ``"WITH CONSISTENT SNAPSHOT, READ WRITE"``...), normalized; "" for BEGIN [WORK] or a
+    bare START TRANSACTION. Raises ``MySQLError`` 1064 for anything else after it."""
+    m = _START_TRANSACTION.match(strip_comments(sql))
+    if m is None:
+        return ""
+    rest = m.group(1).strip().rstrip(b";").strip()
+    if not rest:
+        return ""
+    out = []
+    for part in rest.split(b","):
+        name = _CHARACTERISTICS.get(b" ".join(part.split()).upper())
+        if name is None:
+            raise MySQLError(
+                ErrorCode.PARSE_ERROR,
+                "You have an error in your SQL syntax near "
+                f"{part.strip().decode(errors='replace')!r}: START TRANSACTION takes READ ONLY, "
+                "READ WRITE and WITH CONSISTENT SNAPSHOT",
+                "42000",
+            )
+        out.append(name)
+    return ", ".join(out)
 
 
 def replayable_setting(info: QueryInfo) -> bool:

@@ -72,6 +72,7 @@ from vtwist.gate.classify import (
     classify,
     replayable_setting,
     reusable,
+    transaction_characteristics,
 )
 from vtwist.gate.discovery import NoServingTabletError, TabletHandle
 from vtwist.gate.rewrite import SessionValues, mentions_session_values, with_session_values
@@ -134,6 +135,7 @@ class GateSession:
         self.current: str | None = None
         self.closed = False
         self.olap = False  # SET workload='olap': SELECTs stream, without the row limit
+        self.tx_start = ""  # characteristics of the START TRANSACTION not opened yet
         self._more = 0  # MORE_RESULTS_EXISTS of the statement running
         self._inflight: Deferred[Any] | None = None
 
@@ -223,8 +225,10 @@ class GateSession:
             if info.owned is not None:
                 await self._owned(info, sink, more)
             elif info.kind == KIND_BEGIN:
+                characteristics = transaction_characteristics(info.sql)
                 await self._commit_open()
                 self.explicit_tx = True
+                self.tx_start = characteristics  # (the tablet transaction opens lazily)
                 sink.ok(status=self.status() | more)
             elif info.kind in (KIND_COMMIT, KIND_ROLLBACK):
                 await self._finish(info.kind == KIND_COMMIT)
@@ -590,11 +594,20 @@ class GateSession:
 
     async def _begin(self, handle: TabletHandle, keyspace: str, shard: str, where: str) -> Pin:
         client = handle.client()
+        options = self.tablet_options
+        if self.tx_start:  # START TRANSACTION READ ONLY and the like
+            options = {**(options or {}), "start": self.tx_start}
+            self.tx_start = ""
         held = self._live_reservation(handle)
         if held is not None:
             tid = await self._call(
                 handle,
-                client.begin(target=where, reserved_id=held.reserved_id, deadline=self._deadline()),
+                client.begin(
+                    target=where,
+                    reserved_id=held.reserved_id,
+                    deadline=self._deadline(),
+                    options=options,
+                ),
             )
         elif self.reserved:
             reply = await self._call(
@@ -604,7 +617,7 @@ class GateSession:
                     begin=True,
                     target=where,
                     deadline=self._deadline(),
-                    options=self.tablet_options,
+                    options=options,
                 ),
             )
             self._hold(handle, reply.reserved_id)
@@ -615,7 +628,7 @@ class GateSession:
                 client.begin(
                     target=where,
                     deadline=self._deadline(),
-                    options=self.tablet_options,
+                    options=options,
                     settings=self.settings or None,
                 ),
             )
@@ -757,6 +770,7 @@ class GateSession:
     async def _finish(self, commit: bool) -> None:
         pin, self.tx = self.tx, None
         self.explicit_tx = False
+        self.tx_start = ""  # a START TRANSACTION ... that opened nothing ends with it
         if pin is None:
             return
         handle = pin.handle
@@ -945,6 +959,7 @@ class GateSession:
         pin, self.tx = self.tx, None
         reserved, self.reserved = self.reserved, {}
         self.explicit_tx = False
+        self.tx_start = ""
         self.autocommit = True
         self.settings = []
         waits: list[Deferred[Any]] = []

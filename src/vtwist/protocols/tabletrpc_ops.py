@@ -177,7 +177,8 @@ class ExecuteArgs(NamedTuple):
     means the tablet's limit; ``options`` are free-form scalars. The tablet reads
     ``query_timeout_ms`` (a shorter deadline for this statement) and ``found_rows`` (True:
     the gate's client asked for CLIENT_FOUND_ROWS, so a pooled statement runs on a
-    connection opened with it; ``begin`` and ``reserve`` read it too);
+    connection opened with it; ``begin`` and ``reserve`` read it too, and also ``start``:
+    the characteristics of the START TRANSACTION that opens the transaction);
     ``window`` is the stream's credit in chunks (streams only); ``settings`` are SET
     statements of the caller's session that a pooled connection must have run first (the
     tablet keeps connections prepared with the same settings apart and reuses them).

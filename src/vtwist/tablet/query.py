@@ -28,6 +28,7 @@ Policies and error codes: ``policies``; timeouts and kills: ``runner``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -113,6 +114,27 @@ def _ignore(ev: StreamEvent) -> None:
 
 #: Distinct lists of settings whose checked form ``_prepared_settings`` keeps.
 _SETTINGS_SEEN_MAX: Final = 1024
+
+
+_START: Final = re.compile(
+    r"(?:READ ONLY|READ WRITE|WITH CONSISTENT SNAPSHOT)"
+    r"(?:, (?:READ ONLY|READ WRITE|WITH CONSISTENT SNAPSHOT))*"
+)
+
+
+def _start_statement(options: Mapping[str, Any] | None) -> bytes:
+    """What opens a transaction: BEGIN, or ``START TRANSACTION`` with the characteristics
+    of option ``start`` (e.g. ``READ ONLY``, as the gate's client wrote them)."""
+    start = options.get("start") if options else None
+    if not start:
+        return b"BEGIN"
+    if type(start) is not str or _START.fullmatch(start) is None:
+        raise MySQLError(
+            ErrorCode.WRONG_ARGUMENTS,
+            f"bad start option {start!r}: READ ONLY, READ WRITE or WITH CONSISTENT SNAPSHOT, "
+            "comma-separated",
+        )
+    return b"START TRANSACTION " + start.encode()
 
 
 def _found_rows(options: Mapping[str, Any] | None) -> bool:
@@ -510,14 +532,15 @@ class TabletQueryService:
                     ErrorCode.UNKNOWN_ERROR,
                     f"{held.describe()} is already in a transaction; commit or roll it back",
                 )
-            await self._simple(held, request, b"BEGIN")
+            await self._simple(held, request, _start_statement(args.options))
             tid = self.held.set_transaction(held)
             self.held.arm(held)
             return tid
         self._check_target(args.target)
         self._check_serving()
         settings = self._settings(args.settings) if args.settings else []
-        held = await self._new_held(request, [*settings, b"BEGIN"], _found_rows(args.options))
+        start = _start_statement(args.options)
+        held = await self._new_held(request, [*settings, start], _found_rows(args.options))
         tid = self.held.set_transaction(held)
         self.held.arm(held)
         return tid
@@ -599,7 +622,7 @@ class TabletQueryService:
             return ReserveResult(rid, held.transaction_id)
         self._check_target(args.target)
         self._check_serving()
-        statements = settings + ([b"BEGIN"] if args.begin else [])
+        statements = settings + ([_start_statement(args.options)] if args.begin else [])
         held = await self._new_held(request, statements, _found_rows(args.options))
         rid = self.held.set_reserved(held)
         tid = self.held.set_transaction(held) if args.begin else 0

@@ -339,6 +339,23 @@ def test_mysqld_errors_above_2999_keep_their_code(cluster: dict[str, Any]) -> No
         conn.close()
 
 
+def test_start_transaction_read_only(cluster: dict[str, Any]) -> None:
+    conn = cluster["connect"]()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS read_only_t (id INT PRIMARY KEY)")
+            cur.execute("START TRANSACTION READ ONLY")
+            with pytest.raises(pymysql.err.MySQLError) as e:
+                cur.execute("INSERT INTO read_only_t VALUES (1)")
+            assert e.value.args[0] == 1792  # as mysqld: a read-only transaction
+            cur.execute("ROLLBACK")
+            cur.execute("START TRANSACTION READ WRITE")
+            cur.execute("INSERT INTO read_only_t VALUES (1)")
+            cur.execute("ROLLBACK")
+    finally:
+        conn.close()
+
+
 PHP = "/usr/bin/php"
 
 

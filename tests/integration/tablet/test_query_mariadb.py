@@ -232,6 +232,25 @@ class TabletQueryTests(unittest.TestCase):
         r = await c.execute("SELECT 3")  # the connection is fine
         assert first_value(r.rows[0]) == b"3"
 
+    def test_begin_start_option_opens_a_read_only_transaction(self) -> Deferred[None]:
+        return run(self._start_option)
+
+    async def _start_option(self) -> None:
+        h = await self._harness()
+        c = h.client
+        await h.sql("CREATE TABLE IF NOT EXISTS ro_t (id INT PRIMARY KEY)")
+        tx = await c.begin(options={"start": "READ ONLY"})
+        err = await error_of(c.execute("INSERT INTO ro_t VALUES (1)", transaction_id=tx))
+        assert err.code == 1792  # ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
+        await c.rollback(tx)
+        rsv = await c.reserve(["SET @a = 1"], begin=True, options={"start": "READ ONLY"})
+        err = await error_of(
+            c.execute("INSERT INTO ro_t VALUES (1)", transaction_id=rsv.transaction_id)
+        )
+        assert err.code == 1792
+        await c.release(reserved_id=rsv.reserved_id)
+        assert (await error_of(c.begin(options={"start": "READ; DROP"}))).code == 1210
+
     # --- abandoned transactions -------------------------------------------------------------
 
     def test_abandoned_transaction_is_rolled_back(self) -> Deferred[None]:

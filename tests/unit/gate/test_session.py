@@ -73,6 +73,22 @@ def test_client_found_rows_reaches_every_tablet_call_that_picks_a_connection() -
     assert all(args.options is None for _, args in plain.services["zone1-100"].calls)
 
 
+def test_start_transaction_characteristics_reach_the_tablet_begin() -> None:
+    c = cluster()
+    s = c.session(database="commerce")
+    c.run(s, "start transaction read only, with consistent snapshot")
+    c.run(s, "select 1")
+    c.run(s, "commit")
+    c.run(s, "begin")
+    c.run(s, "select 1")
+    c.run(s, "rollback")
+    primary = c.services["zone1-100"]
+    begins = [args for op, args in primary.calls if op == "begin"]
+    assert begins[0].options == {"start": "READ ONLY, WITH CONSISTENT SNAPSHOT"}
+    assert begins[1].options is None  # a plain BEGIN after it
+    assert c.run(s, "start transaction read sometimes").error_code == 1064
+
+
 def test_default_tablet_type_from_settings() -> None:
     c = cluster(settings=GateSettings(default_tablet_type="replica"))
     s = c.session(database="commerce")

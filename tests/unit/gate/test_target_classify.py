@@ -29,6 +29,7 @@ from vtwist.gate.classify import (
     replayable_setting,
     reusable,
     strip_comments,
+    transaction_characteristics,
 )
 from vtwist.gate.target import Target, check_keyspace, parse_target
 from vtwist.protocols.mysql.errors import MySQLError
@@ -276,3 +277,27 @@ def test_reusable_templates_classify_like_every_execute(template: bytes, expecte
 )
 def test_replayable_setting(sql: bytes, replayable: bool) -> None:
     assert replayable_setting(classify(sql)) is replayable
+
+
+@pytest.mark.parametrize(
+    ("sql", "characteristics"),
+    [
+        (b"BEGIN", ""),
+        (b"begin work", ""),
+        (b"START TRANSACTION", ""),
+        (b"start transaction read only", "READ ONLY"),
+        (
+            b"START  TRANSACTION\n WITH   consistent SNAPSHOT , READ WRITE;",
+            "WITH CONSISTENT SNAPSHOT, READ WRITE",
+        ),
+        (b"/* x */ START TRANSACTION READ ONLY", "READ ONLY"),
+    ],
+)
+def test_transaction_characteristics(sql: bytes, characteristics: str) -> None:
+    assert transaction_characteristics(sql) == characteristics
+
+
+def test_unknown_transaction_characteristic_is_a_syntax_error() -> None:
+    with pytest.raises(MySQLError) as e:
+        transaction_characteristics(b"START TRANSACTION READ SOMETIMES")
+    assert e.value.code == 1064 and "READ SOMETIMES" in e.value.message
