@@ -136,6 +136,7 @@ class GateSession:
         self.closed = False
         self.olap = False  # SET workload='olap': SELECTs stream, without the row limit
         self.tx_start = ""  # characteristics of the START TRANSACTION not opened yet
+        self.last_insert_id = 0  # LAST_INSERT_ID() of this session (``rewrite``)
         self._more = 0  # MORE_RESULTS_EXISTS of the statement running
         self._inflight: Deferred[Any] | None = None
 
@@ -181,7 +182,10 @@ class GateSession:
             info = classify(sql)
         if info.owned is None and mentions_session_values(sql):
             values = SessionValues(
-                self.connection_id, self.autocommit, "OLAP" if self.olap else "OLTP"
+                self.connection_id,
+                self.autocommit,
+                "OLAP" if self.olap else "OLTP",
+                self.last_insert_id,
             )
             sql = with_session_values(sql, values)
             info = replace(info, sql=sql)
@@ -451,6 +455,8 @@ class GateSession:
         self.command, self.since, self.current = "Sleep", gate.clock.seconds(), None
 
     def _send(self, result: QueryResult, sink: IResultSink, more: int) -> None:
+        if result.insert_id:
+            self.last_insert_id = result.insert_id  # what LAST_INSERT_ID() answers
         status = self.status() | more
         if result.fields:
             sink.result_set(self.gate.columns(result.fields), result.rows, status, result.warnings)
@@ -744,6 +750,8 @@ class GateSession:
         if relay.started:
             sink.done(status, result.warnings)
         else:
+            if result.insert_id:
+                self.last_insert_id = result.insert_id
             sink.ok(result.affected_rows, result.insert_id, status, result.warnings)
 
     async def _call(self, handle: TabletHandle, d: Deferred[Any]) -> Any:
@@ -962,6 +970,7 @@ class GateSession:
         self.tx_start = ""
         self.autocommit = True
         self.settings = []
+        self.last_insert_id = 0  # as mysqld after COM_RESET_CONNECTION
         waits: list[Deferred[Any]] = []
         for held in reserved.values():
             if not held.alive:

@@ -356,6 +356,27 @@ def test_start_transaction_read_only(cluster: dict[str, Any]) -> None:
         conn.close()
 
 
+def test_last_insert_id_of_interleaved_sessions(cluster: dict[str, Any]) -> None:
+    """Two sessions inserting in turn on pooled connections: SELECT LAST_INSERT_ID() gives
+    each its own id (mysqld would answer for whichever session used the connection last)."""
+    a, b = cluster["connect"](), cluster["connect"]()
+    try:
+        with a.cursor() as ca, b.cursor() as cb:
+            ca.execute("CREATE TABLE IF NOT EXISTS ids_t (id INT AUTO_INCREMENT PRIMARY KEY)")
+            for _ in range(10):
+                ca.execute("INSERT INTO ids_t () VALUES ()")
+                cb.execute("INSERT INTO ids_t () VALUES ()")
+                id_a, id_b = ca.lastrowid, cb.lastrowid
+                assert id_a and id_b and id_a != id_b
+                ca.execute("SELECT LAST_INSERT_ID()")
+                assert ca.fetchone() == (id_a,)
+                cb.execute("SELECT LAST_INSERT_ID()")
+                assert cb.fetchone() == (id_b,)
+    finally:
+        a.close()
+        b.close()
+
+
 PHP = "/usr/bin/php"
 
 

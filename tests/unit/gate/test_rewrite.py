@@ -1,5 +1,5 @@
-"""CONNECTION_ID(), @@autocommit and @@workload inside statements become the gate's
-values (``vtwist.gate.rewrite``)."""
+"""CONNECTION_ID(), @@autocommit, @@workload and LAST_INSERT_ID() inside statements become
+the gate's values (``vtwist.gate.rewrite``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from vtwist.gate.rewrite import SessionValues, mentions_session_values, with_session_values
 
-VALUES = SessionValues(7, False, "OLTP")
+VALUES = SessionValues(7, False, "OLTP", 42)
 
 
 @pytest.mark.parametrize(
@@ -39,6 +39,13 @@ VALUES = SessionValues(7, False, "OLTP")
         ),
         (b"SET @a = @@autocommit", b"SET @a = 0"),
         (b"SELECT @@workload, 1", b"SELECT 'OLTP' AS `@@workload`, 1"),
+        # The session's last generated id (42 here); LAST_INSERT_ID(expr) is mysqld's.
+        (b"SELECT LAST_INSERT_ID()", b"SELECT 42 AS `LAST_INSERT_ID()`"),
+        (b"select last_insert_id( ) + 1 x", b"select 42 + 1 x"),
+        (
+            b"INSERT INTO child VALUES (LAST_INSERT_ID(), LAST_INSERT_ID(7))",
+            b"INSERT INTO child VALUES (42, LAST_INSERT_ID(7))",
+        ),
     ],
 )
 def test_calls_become_the_gate_id(sql: bytes, want: bytes) -> None:
@@ -61,6 +68,8 @@ def test_calls_become_the_gate_id(sql: bytes, want: bytes) -> None:
         b"SELECT 'unterminated CONNECTION_ID()",
         b"SELECT @@global.autocommit",
         b"SELECT @@autocommit_x, '@@autocommit'",
+        b"SELECT LAST_INSERT_ID(5)",
+        b"SELECT 'LAST_INSERT_ID()', my_last_insert_id()",
         # DATABASE() stays mysqld's (ORMs compare it with information_schema).
         b"SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()",
     ],
@@ -83,7 +92,8 @@ def test_autocommit_on() -> None:
 
 _SQLISH = st.lists(
     st.sampled_from(
-        [b"SELECT ", b"connection_id()", b"@@autocommit", b"@@workload", b"'", b'"', b"`", b"(",
+        [b"SELECT ", b"connection_id()", b"@@autocommit", b"@@workload", b"last_insert_id()",
+         b"'", b'"', b"`", b"(",
          b")", b",", b" AS x", b"/*", b"*/", b"-- ", b"\n", b"#", b"\\", b" FROM t", b"1"]
     ),
     max_size=16,

@@ -89,6 +89,22 @@ def test_start_transaction_characteristics_reach_the_tablet_begin() -> None:
     assert c.run(s, "start transaction read sometimes").error_code == 1064
 
 
+def test_last_insert_id_is_the_sessions_own() -> None:
+    c = cluster()
+    s, other = c.session(database="commerce"), c.session(database="commerce")
+    c.run(s, "select last_insert_id()")
+    c.run(s, "insert into t (v) values (1)")  # the fake tablet answers insert id 7
+    c.run(other, "update t set v = 2")  # (also 7 here: another session's, not s's)
+    c.run(s, "select 1")  # a result without an id changes nothing
+    c.run(s, "select last_insert_id() as id")
+    sent = [args.sql for op, args in c.services["zone1-100"].calls if op == "execute"]
+    assert sent[0] == "select 0 AS `last_insert_id()`"
+    assert sent[-1] == "select 7 as id"
+    c.wait(s.reset_connection())
+    c.run(s, "select last_insert_id()")
+    assert c.services["zone1-100"].calls[-1][1].sql == "select 0 AS `last_insert_id()`"
+
+
 def test_default_tablet_type_from_settings() -> None:
     c = cluster(settings=GateSettings(default_tablet_type="replica"))
     s = c.session(database="commerce")
