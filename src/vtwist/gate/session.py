@@ -137,6 +137,7 @@ class GateSession:
         self.olap = False  # SET workload='olap': SELECTs stream, without the row limit
         self.tx_start = ""  # characteristics of the START TRANSACTION not opened yet
         self.last_insert_id = 0  # LAST_INSERT_ID() of this session (``rewrite``)
+        self.row_count = -1  # ROW_COUNT(): what the previous statement reported
         self._more = 0  # MORE_RESULTS_EXISTS of the statement running
         self._inflight: Deferred[Any] | None = None
 
@@ -186,6 +187,7 @@ class GateSession:
                 self.autocommit,
                 "OLAP" if self.olap else "OLTP",
                 self.last_insert_id,
+                self.row_count,
             )
             sql = with_session_values(sql, values)
             info = replace(info, sql=sql)
@@ -457,6 +459,7 @@ class GateSession:
     def _send(self, result: QueryResult, sink: IResultSink, more: int) -> None:
         if result.insert_id:
             self.last_insert_id = result.insert_id  # what LAST_INSERT_ID() answers
+        self.row_count = -1 if result.fields else result.affected_rows  # ROW_COUNT()
         status = self.status() | more
         if result.fields:
             sink.result_set(self.gate.columns(result.fields), result.rows, status, result.warnings)
@@ -748,10 +751,12 @@ class GateSession:
                 sink.unregister_producer()
         status = self.status() | self._more
         if relay.started:
+            self.row_count = -1
             sink.done(status, result.warnings)
         else:
             if result.insert_id:
                 self.last_insert_id = result.insert_id
+            self.row_count = result.affected_rows
             sink.ok(result.affected_rows, result.insert_id, status, result.warnings)
 
     async def _call(self, handle: TabletHandle, d: Deferred[Any]) -> Any:
@@ -971,6 +976,7 @@ class GateSession:
         self.autocommit = True
         self.settings = []
         self.last_insert_id = 0  # as mysqld after COM_RESET_CONNECTION
+        self.row_count = -1
         waits: list[Deferred[Any]] = []
         for held in reserved.values():
             if not held.alive:

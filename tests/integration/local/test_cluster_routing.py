@@ -358,11 +358,13 @@ def test_start_transaction_read_only(cluster: dict[str, Any]) -> None:
 
 def test_last_insert_id_of_interleaved_sessions(cluster: dict[str, Any]) -> None:
     """Two sessions inserting in turn on pooled connections: SELECT LAST_INSERT_ID() gives
-    each its own id (mysqld would answer for whichever session used the connection last)."""
+    each its own id, and ROW_COUNT() its own count (mysqld would answer for whichever
+    session used the connection last)."""
     a, b = cluster["connect"](), cluster["connect"]()
     try:
         with a.cursor() as ca, b.cursor() as cb:
-            ca.execute("CREATE TABLE IF NOT EXISTS ids_t (id INT AUTO_INCREMENT PRIMARY KEY)")
+            ca.execute("DROP TABLE IF EXISTS ids_t")
+            ca.execute("CREATE TABLE ids_t (id INT AUTO_INCREMENT PRIMARY KEY)")
             for _ in range(10):
                 ca.execute("INSERT INTO ids_t () VALUES ()")
                 cb.execute("INSERT INTO ids_t () VALUES ()")
@@ -372,6 +374,12 @@ def test_last_insert_id_of_interleaved_sessions(cluster: dict[str, Any]) -> None
                 assert ca.fetchone() == (id_a,)
                 cb.execute("SELECT LAST_INSERT_ID()")
                 assert cb.fetchone() == (id_b,)
+            ca.execute("DELETE FROM ids_t WHERE id <= 4")  # 4 rows (ids from 1 in a new table)
+            cb.execute("UPDATE ids_t SET id = id WHERE id < 0")  # 0 rows
+            ca.execute("SELECT ROW_COUNT()")
+            assert ca.fetchone() == (4,)
+            cb.execute("SELECT ROW_COUNT()")
+            assert cb.fetchone() == (0,)
     finally:
         a.close()
         b.close()

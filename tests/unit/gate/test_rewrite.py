@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from vtwist.gate.rewrite import SessionValues, mentions_session_values, with_session_values
 
-VALUES = SessionValues(7, False, "OLTP", 42)
+VALUES = SessionValues(7, False, "OLTP", 42, 3)
 
 
 @pytest.mark.parametrize(
@@ -42,6 +42,9 @@ VALUES = SessionValues(7, False, "OLTP", 42)
         # The session's last generated id (42 here); LAST_INSERT_ID(expr) is mysqld's.
         (b"SELECT LAST_INSERT_ID()", b"SELECT 42 AS `LAST_INSERT_ID()`"),
         (b"select last_insert_id( ) + 1 x", b"select 42 + 1 x"),
+        # What the previous statement reported (3 rows here).
+        (b"SELECT ROW_COUNT()", b"SELECT 3 AS `ROW_COUNT()`"),
+        (b"SET @n = row_count()", b"SET @n = 3"),
         (
             b"INSERT INTO child VALUES (LAST_INSERT_ID(), LAST_INSERT_ID(7))",
             b"INSERT INTO child VALUES (42, LAST_INSERT_ID(7))",
@@ -93,7 +96,7 @@ def test_autocommit_on() -> None:
 _SQLISH = st.lists(
     st.sampled_from(
         [b"SELECT ", b"connection_id()", b"@@autocommit", b"@@workload", b"last_insert_id()",
-         b"'", b'"', b"`", b"(",
+         b"row_count()", b"'", b'"', b"`", b"(",
          b")", b",", b" AS x", b"/*", b"*/", b"-- ", b"\n", b"#", b"\\", b" FROM t", b"1"]
     ),
     max_size=16,

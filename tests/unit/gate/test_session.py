@@ -105,6 +105,17 @@ def test_last_insert_id_is_the_sessions_own() -> None:
     assert c.services["zone1-100"].calls[-1][1].sql == "select 0 AS `last_insert_id()`"
 
 
+def test_row_count_is_the_previous_statements() -> None:
+    c = cluster()
+    s, other = c.session(database="commerce"), c.session(database="commerce")
+    c.run(s, "update t set v = 1")  # the fake tablet answers 1 affected row
+    c.run(other, "select 1")
+    c.run(s, "select row_count()")
+    c.run(s, "select row_count()")  # after a result set: -1
+    sent = [args.sql for op, args in c.services["zone1-100"].calls if op == "execute"]
+    assert sent[-2:] == ["select 1 AS `row_count()`", "select -1 AS `row_count()`"]
+
+
 def test_default_tablet_type_from_settings() -> None:
     c = cluster(settings=GateSettings(default_tablet_type="replica"))
     s = c.session(database="commerce")
