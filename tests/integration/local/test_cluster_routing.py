@@ -80,13 +80,14 @@ session_timeout = 4
         assert status.returncode == 0, status.stderr
         data: dict[str, Any] = json.loads(status.stdout)
         host, port = data["gate"]["mysql"].rsplit(":", 1)
-        data["connect"] = lambda db="commerce": pymysql.connect(
+        data["connect"] = lambda db="commerce", **kw: pymysql.connect(
             host=host,
             port=int(port),
             user=data["gate"]["user"],
             password=data["gate"]["password"],
             database=db,
             autocommit=True,
+            **kw,
         )
         data["dir"] = directory
         yield data
@@ -236,19 +237,10 @@ def test_client_found_rows(cluster: dict[str, Any]) -> None:
     """CLIENT_FOUND_ROWS (Django sets it): an UPDATE that changes nothing still counts the
     row it matched, pooled, in a transaction and on a reserved connection; without the
     flag it counts 0, as mysqld does."""
-    host, port = cluster["gate"]["mysql"].rsplit(":", 1)
     same = "UPDATE found_rows_t SET v = 1 WHERE id = 1"
     counts = {}
     for flag in (0, pymysql.constants.CLIENT.FOUND_ROWS):
-        conn = pymysql.connect(
-            host=host,
-            port=int(port),
-            user=cluster["gate"]["user"],
-            password=cluster["gate"]["password"],
-            database="commerce",
-            autocommit=True,
-            client_flag=flag,
-        )
+        conn = cluster["connect"](client_flag=flag)
         try:
             with conn.cursor() as cur:
                 cur.execute("CREATE TABLE IF NOT EXISTS found_rows_t (id INT PRIMARY KEY, v INT)")
@@ -298,16 +290,7 @@ def test_sessions_with_settings_share_pooled_connections(cluster: dict[str, Any]
 def test_latin1_client(cluster: dict[str, Any]) -> None:
     """A client whose statements are latin1 bytes (not UTF-8) reaches the tablets with
     those bytes, with or without settings, and gets mysqld's errors quoting them."""
-    host, port = cluster["gate"]["mysql"].rsplit(":", 1)
-    conn = pymysql.connect(
-        host=host,
-        port=int(port),
-        user=cluster["gate"]["user"],
-        password=cluster["gate"]["password"],
-        database="commerce",
-        autocommit=True,
-        charset="latin1",
-    )
+    conn = cluster["connect"](charset="latin1")
     try:
         with conn.cursor() as cur:
             cur.execute("SET NAMES latin1")  # a setting: pooled connections get it
