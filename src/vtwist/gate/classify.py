@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
+from vtwist.protocols.tabletrpc_ops import TRANSACTION_CHARACTERISTICS
 
 KIND_SELECT: Final = "select"
 KIND_INSERT: Final = "insert"
@@ -297,11 +298,7 @@ _SETTING_NOT: Final = re.compile(
 
 
 _START_TRANSACTION: Final = re.compile(rb"\s*START\s+TRANSACTION\b(.*)", re.IGNORECASE | re.DOTALL)
-_CHARACTERISTICS: Final = {
-    b"READ ONLY": "READ ONLY",
-    b"READ WRITE": "READ WRITE",
-    b"WITH CONSISTENT SNAPSHOT": "WITH CONSISTENT SNAPSHOT",
-}
+_CHARACTERISTICS: Final = {name.encode(): name for name in TRANSACTION_CHARACTERISTICS}
 
 
 def transaction_characteristics(sql: bytes) -> str:

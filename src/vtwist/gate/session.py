@@ -456,10 +456,16 @@ class GateSession:
         gate.metrics.observe(kind, gate.clock.seconds() - start)
         self.command, self.since, self.current = "Sleep", gate.clock.seconds(), None
 
-    def _send(self, result: QueryResult, sink: IResultSink, more: int) -> None:
+    def _noted(self, result: QueryResult, result_set: bool) -> None:
+        """Keep what this session's ``LAST_INSERT_ID()`` and ``ROW_COUNT()`` answer next
+        (``rewrite``): the last id generated, and -1 after a result set or else the
+        affected rows."""
         if result.insert_id:
-            self.last_insert_id = result.insert_id  # what LAST_INSERT_ID() answers
-        self.row_count = -1 if result.fields else result.affected_rows  # ROW_COUNT()
+            self.last_insert_id = result.insert_id
+        self.row_count = -1 if result_set else result.affected_rows
+
+    def _send(self, result: QueryResult, sink: IResultSink, more: int) -> None:
+        self._noted(result, bool(result.fields))
         status = self.status() | more
         if result.fields:
             sink.result_set(self.gate.columns(result.fields), result.rows, status, result.warnings)
@@ -750,13 +756,10 @@ class GateSession:
             if not sink.closed:
                 sink.unregister_producer()
         status = self.status() | self._more
+        self._noted(result, relay.started)
         if relay.started:
-            self.row_count = -1
             sink.done(status, result.warnings)
         else:
-            if result.insert_id:
-                self.last_insert_id = result.insert_id
-            self.row_count = result.affected_rows
             sink.ok(result.affected_rows, result.insert_id, status, result.warnings)
 
     async def _call(self, handle: TabletHandle, d: Deferred[Any]) -> Any:

@@ -28,7 +28,7 @@ manage             action, params (map of scalars/lists)   a map (the action's r
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, Final, NamedTuple, TypeAlias
 
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
 from vtwist.protocols.tabletrpc_codec import MAX_REQUEST_ID, is_bytes_list
@@ -51,6 +51,10 @@ BindValue: TypeAlias = Scalar | list[Scalar]
 
 
 # --- results --------------------------------------------------------------------------------
+
+
+#: What option ``start`` of begin/reserve may hold, comma-separated (START TRANSACTION's).
+TRANSACTION_CHARACTERISTICS: Final = ("READ ONLY", "READ WRITE", "WITH CONSISTENT SNAPSHOT")
 
 
 class QueryResult(NamedTuple):

@@ -44,6 +44,7 @@ from vtwist.interfaces import IRowSink, ITabletRPCRequest, ITabletService
 from vtwist.protocols.mysql.client import StreamEvent
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
 from vtwist.protocols.tabletrpc_ops import (
+    TRANSACTION_CHARACTERISTICS,
     BeginArgs,
     ExecuteArgs,
     KillArgs,
@@ -116,10 +117,8 @@ def _ignore(ev: StreamEvent) -> None:
 _SETTINGS_SEEN_MAX: Final = 1024
 
 
-_START: Final = re.compile(
-    r"(?:READ ONLY|READ WRITE|WITH CONSISTENT SNAPSHOT)"
-    r"(?:, (?:READ ONLY|READ WRITE|WITH CONSISTENT SNAPSHOT))*"
-)
+_ONE_CHARACTERISTIC: Final = "|".join(TRANSACTION_CHARACTERISTICS)
+_START: Final = re.compile(f"(?:{_ONE_CHARACTERISTIC})(?:, (?:{_ONE_CHARACTERISTIC}))*")
 
 
 def _start_statement(options: Mapping[str, Any] | None) -> bytes:
@@ -131,7 +130,7 @@ def _start_statement(options: Mapping[str, Any] | None) -> bytes:
     if type(start) is not str or _START.fullmatch(start) is None:
         raise MySQLError(
             ErrorCode.WRONG_ARGUMENTS,
-            f"bad start option {start!r}: READ ONLY, READ WRITE or WITH CONSISTENT SNAPSHOT, "
+            f"bad start option {start!r}: {', '.join(TRANSACTION_CHARACTERISTICS)}, "
             "comma-separated",
         )
     return b"START TRANSACTION " + start.encode()
@@ -538,7 +537,7 @@ class TabletQueryService:
             return tid
         self._check_target(args.target)
         self._check_serving()
-        settings = self._settings(args.settings) if args.settings else []
+        settings = self._prepared_settings(args.settings) if args.settings else ()
         start = _start_statement(args.options)
         held = await self._new_held(request, [*settings, start], _found_rows(args.options))
         tid = self.held.set_transaction(held)
