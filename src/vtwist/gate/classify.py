@@ -73,6 +73,8 @@ OWNED_USE: Final = "use"
 OWNED_AUTOCOMMIT: Final = "autocommit"
 OWNED_SET_NAMES: Final = "set_names"
 OWNED_WORKLOAD: Final = "workload"
+OWNED_SHOW_WARNINGS: Final = "show_warnings"  # arg: "warnings|errors:offset:limit"
+OWNED_COUNT_WARNINGS: Final = "count_warnings"  # arg: "warnings" or "errors"
 
 _LEAD: Final = re.compile(
     rb"(?:\s+|\(|/\*(?!!)(?:.|\n)*?\*/|/\*!\d*|--[ \t][^\n]*(?:\n|$)|#[^\n]*)*"
@@ -160,6 +162,11 @@ _OWNED_SHOWS: Final = {
     b"show databases": OWNED_DATABASES,
     b"show schemas": OWNED_DATABASES,
 }
+# SHOW WARNINGS|ERRORS [LIMIT [offset,] count | LIMIT count OFFSET offset], normalized.
+_SHOW_DIAGNOSTICS: Final = re.compile(
+    rb"show (warnings|errors)(?: limit (\d+)(?: ?, ?(\d+)| offset (\d+))?)?"
+)
+_SHOW_COUNT: Final = re.compile(rb"show count ?\( ?\* ?\) ?(warnings|errors)")
 _WORKLOAD: Final = re.compile(
     rb"SET\s+(?:SESSION\s+|@@SESSION\.|@@)?WORKLOAD\s*=\s*['\"`]?(OLAP|OLTP)['\"`]?\s*;?\s*$",
     re.IGNORECASE,
@@ -221,7 +228,11 @@ def _owned(word: bytes, sql: bytes, body: bytes) -> tuple[str | None, str]:
         if len(norm) <= 40:
             return _OWNED_SELECTS.get(norm), ""
     elif word == b"SHOW":
-        return _OWNED_SHOWS.get(_normalized(sql)), ""
+        norm = _normalized(sql)
+        owned = _OWNED_SHOWS.get(norm)
+        if owned is None and (b"warnings" in norm or b"errors" in norm):
+            return _diagnostics(norm)
+        return owned, ""
     elif word == b"KILL":
         m = _KILL.match(body)
         if m:
@@ -244,6 +255,22 @@ def _owned(word: bytes, sql: bytes, body: bytes) -> tuple[str | None, str]:
         m = _WORKLOAD.match(body)
         if m:
             return OWNED_WORKLOAD, m.group(1).decode().lower()
+    return None, ""
+
+
+def _diagnostics(norm: bytes) -> tuple[str | None, str]:
+    m = _SHOW_DIAGNOSTICS.fullmatch(norm)
+    if m:
+        which, first, second, offset = m.groups()
+        if second is not None:  # LIMIT offset, count
+            start, limit = first, second
+        else:
+            start, limit = offset or b"0", first
+        count = "" if limit is None else limit.decode()
+        return OWNED_SHOW_WARNINGS, f"{which.decode()}:{int(start)}:{count}"
+    m = _SHOW_COUNT.fullmatch(norm)
+    if m:
+        return OWNED_COUNT_WARNINGS, m.group(1).decode()
     return None, ""
 
 

@@ -55,6 +55,7 @@ from vtwist.gate.classify import (
     KIND_SET,
     OWNED_AUTOCOMMIT,
     OWNED_CONNECTION_ID,
+    OWNED_COUNT_WARNINGS,
     OWNED_DATABASE,
     OWNED_DATABASES,
     OWNED_KEYSPACES,
@@ -63,6 +64,7 @@ from vtwist.gate.classify import (
     OWNED_PROCESSLIST,
     OWNED_SET_NAMES,
     OWNED_SHARDS,
+    OWNED_SHOW_WARNINGS,
     OWNED_TABLETS,
     OWNED_USE,
     OWNED_VERSION,
@@ -74,6 +76,7 @@ from vtwist.gate.classify import (
     reusable,
     transaction_characteristics,
 )
+from vtwist.gate.diagnostics import Diagnostics, keeps, reads_counts
 from vtwist.gate.discovery import NoServingTabletError, TabletHandle
 from vtwist.gate.rewrite import SessionValues, mentions_session_values, with_session_values
 from vtwist.gate.session_parts import (
@@ -138,6 +141,9 @@ class GateSession:
         self.tx_start = ""  # characteristics of the START TRANSACTION not opened yet
         self.last_insert_id = 0  # LAST_INSERT_ID() of this session (``rewrite``)
         self.row_count = -1  # ROW_COUNT(): what the previous statement reported
+        self.diagnostics = Diagnostics()  # SHOW WARNINGS and the like (``diagnostics``)
+        self._info: QueryInfo | None = None  # the statement running
+        self._reads_counts = False  # it read @@warning_count or @@error_count (rewritten)
         self._more = 0  # MORE_RESULTS_EXISTS of the statement running
         self._inflight: Deferred[Any] | None = None
 
@@ -181,13 +187,17 @@ class GateSession:
         values (``rewrite``)."""
         if info is None:
             info = classify(sql)
+        self._reads_counts = False
         if info.owned is None and mentions_session_values(sql):
+            self._reads_counts = reads_counts(sql)
             values = SessionValues(
                 self.connection_id,
                 self.autocommit,
                 "OLAP" if self.olap else "OLTP",
                 self.last_insert_id,
                 self.row_count,
+                self.diagnostics.warning_count,
+                self.diagnostics.error_count,
             )
             sql = with_session_values(sql, values)
             info = replace(info, sql=sql)
@@ -196,10 +206,15 @@ class GateSession:
     def _query_failed(self, failure: Failure, sink: IResultSink) -> None:
         e = failure.value
         if isinstance(e, MySQLError):
-            self.gate.metrics.errors.labels(code=str(e.code)).inc()
+            self._failed(e)
             sink.error(e)
             return
         failure.raiseException()  # anything else goes on to the server
+
+    def _failed(self, e: MySQLError) -> None:
+        """A statement fails with ``e``: counted, and kept for SHOW WARNINGS/ERRORS."""
+        self.gate.metrics.errors.labels(code=str(e.code)).inc()
+        self.diagnostics.failed(e.code, e.message)
 
     async def _query(self, statements: list[bytes], sink: IResultSink) -> None:
         for i, statement in enumerate(statements):
@@ -207,7 +222,7 @@ class GateSession:
             try:
                 await self._run_statement(statement, None, sink, more)
             except MySQLError as e:
-                self.gate.metrics.errors.labels(code=str(e.code)).inc()
+                self._failed(e)
                 sink.error(e)
                 return
 
@@ -227,6 +242,7 @@ class GateSession:
         start = gate.clock.seconds()
         self.command, self.since, self.current = "Query", start, sql_text(sql)
         self._more = more
+        self._info = info
         try:
             if info.owned is not None:
                 await self._owned(info, sink, more)
@@ -278,6 +294,7 @@ class GateSession:
         text = sql_text(sql)  # info.sql is sql
         self.command, self.since, self.current = "Query", start, text
         self._more = more
+        self._info = info
         try:
             target = self.target
             if target is None:
@@ -344,7 +361,7 @@ class GateSession:
         if isinstance(e, MySQLError):
             if sink.closed:
                 return
-            self.gate.metrics.errors.labels(code=str(e.code)).inc()
+            self._failed(e)
         sink.fail(result)
 
     def _answered(
@@ -459,10 +476,15 @@ class GateSession:
     def _noted(self, result: QueryResult, result_set: bool) -> None:
         """Keep what this session's ``LAST_INSERT_ID()`` and ``ROW_COUNT()`` answer next
         (``rewrite``): the last id generated, and -1 after a result set or else the
-        affected rows."""
+        affected rows; and its warnings (``diagnostics``)."""
         if result.insert_id:
             self.last_insert_id = result.insert_id
         self.row_count = -1 if result_set else result.affected_rows
+        diagnostics = self.diagnostics
+        if result.warnings or diagnostics.warning_count:
+            info = self._info
+            keep = info is not None and (self._reads_counts or keeps(info))
+            diagnostics.noted(result.warnings, result.notes, keep)
 
     def _send(self, result: QueryResult, sink: IResultSink, more: int) -> None:
         self._noted(result, bool(result.fields))
@@ -556,7 +578,9 @@ class GateSession:
                     handle, b"DO 0", where, settings=[*self.settings, text]
                 )
                 self.settings.append(text)
-                return QueryResult([], [], warnings=checked.warnings if checked else 0)
+                if checked is None:
+                    return QueryResult([], [])
+                return QueryResult([], [], warnings=checked.warnings, notes=checked.notes)
             return await self._execute(
                 handle, info.sql, where, sink=stream, settings=self.settings or None
             )
@@ -839,6 +863,14 @@ class GateSession:
             pass  # the tablets' connections are utf8mb4 already
         elif owned == OWNED_WORKLOAD:
             self.olap = info.arg == "olap"
+        if owned == OWNED_SHOW_WARNINGS:
+            which, offset, limit = info.arg.split(":")
+            shown = int(limit) if limit else None
+            result = self.diagnostics.show(which == "errors", int(offset), shown)
+        elif owned == OWNED_COUNT_WARNINGS:
+            result = self.diagnostics.count(info.arg == "errors")
+        else:
+            self.diagnostics.noted(0, (), keeps(info))
         if result is None:
             sink.ok(status=self.status() | more)
             return
@@ -980,6 +1012,7 @@ class GateSession:
         self.settings = []
         self.last_insert_id = 0  # as mysqld after COM_RESET_CONNECTION
         self.row_count = -1
+        self.diagnostics = Diagnostics()
         waits: list[Deferred[Any]] = []
         for held in reserved.values():
             if not held.alive:

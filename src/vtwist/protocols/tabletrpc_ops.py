@@ -57,12 +57,23 @@ BindValue: TypeAlias = Scalar | list[Scalar]
 TRANSACTION_CHARACTERISTICS: Final = ("READ ONLY", "READ WRITE", "WITH CONSISTENT SNAPSHOT")
 
 
+class Note(NamedTuple):
+    """One row of ``SHOW WARNINGS``: level (``Note``, ``Warning``, ``Error``), code, message."""
+
+    level: str
+    code: int
+    message: str
+
+
 class QueryResult(NamedTuple):
     """A query's result with rows kept in the MySQL wire encoding.
 
     ``fields`` are raw ColumnDefinition41 payloads and ``rows`` raw text-row payloads (both
-    without the 4-byte packet header); the rest is the OK packet's content. A streamed result
-    has empty ``fields``/``rows`` here, they travel in chunks.
+    without the 4-byte packet header); then the OK packet's content; then ``notes``, what
+    ``SHOW WARNINGS`` answered on the statement's connection right after it, when it had
+    warnings (the tablet fetches them before the connection is lent again; at most its
+    ``query.max_warnings``). A streamed result has empty ``fields``/``rows`` here, they
+    travel in chunks.
     """
 
     fields: list[bytes]
@@ -72,6 +83,7 @@ class QueryResult(NamedTuple):
     warnings: int = 0
     status_flags: int = 0
     info: str = ""
+    notes: Sequence[Note] = ()
 
 
 class ReserveResult(NamedTuple):
@@ -88,10 +100,20 @@ def _bad_result(op: str) -> MySQLError:
     )
 
 
+def _is_note(wire: Any) -> bool:
+    return (
+        type(wire) is list
+        and len(wire) == 3
+        and type(wire[0]) is str
+        and type(wire[1]) is int
+        and type(wire[2]) is str
+    )
+
+
 def _decode_query_result(wire: Any) -> QueryResult:
     if (
         type(wire) is list
-        and len(wire) == 7
+        and len(wire) == 8
         and is_bytes_list(wire[0])
         and is_bytes_list(wire[1])
         and type(wire[2]) is int
@@ -100,7 +122,15 @@ def _decode_query_result(wire: Any) -> QueryResult:
         and type(wire[5]) is int
         and min(wire[2], wire[3], wire[4], wire[5]) >= 0
         and type(wire[6]) is str
+        and type(wire[7]) is list
     ):
+        notes = wire[7]
+        if notes:
+            if not all(map(_is_note, notes)):
+                raise _bad_result("query")
+            wire[7] = tuple(Note(*n) for n in notes)
+        else:
+            wire[7] = ()
         return QueryResult(*wire)
     raise _bad_result("query")
 

@@ -327,6 +327,14 @@ WARN_RESULT_ROWS = IntOption(
     min=0,
     doc="A result with more rows is logged and counted (metric); 0 disables the warning",
 )
+MAX_WARNINGS = IntOption(
+    "query.max_warnings",
+    64,
+    min=0,
+    max=65535,
+    doc="After a statement with warnings, at most this many rows of SHOW WARNINGS are fetched "
+    "on its connection and sent to the gate (which answers SHOW WARNINGS); 0 fetches none",
+)
 DENIED_PATTERNS = ListOption(
     "query.denylist_patterns",
     (),
@@ -478,6 +486,7 @@ OPTIONS: list[Option[Any]] = [
     KILL_GRACE,
     MAX_RESULT_ROWS,
     WARN_RESULT_ROWS,
+    MAX_WARNINGS,
     DENIED_PATTERNS,
     DENIED_TABLES,
     TX_TIMEOUT,

@@ -12,6 +12,10 @@
   statement of a transaction/reservation (``connection``: drops the connection too).
 - ``health``/``subscribe_health`` are the ``TabletState``'s snapshot and subscription.
 
+Warnings: a statement whose reply counts warnings is followed, on the same connection and
+before it is lent again, by ``SHOW WARNINGS LIMIT query.max_warnings``; the rows travel
+as the result's ``notes``, from which the gate answers its client's SHOW WARNINGS.
+
 Bind variables: ``:name`` in the SQL is replaced by the literal of ``bind_vars["name"]``
 (a list becomes ``(a, b, ...)``); names not bound are left as they are.
 
@@ -31,7 +35,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from twisted.internet.defer import CancelledError, Deferred, fail, gatherResults
 from twisted.internet.interfaces import IReactorTime
@@ -43,12 +47,14 @@ from vtwist.config import Config
 from vtwist.interfaces import IRowSink, ITabletRPCRequest, ITabletService
 from vtwist.protocols.mysql.client import StreamEvent
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
+from vtwist.protocols.mysql.values import decode_text_row
 from vtwist.protocols.tabletrpc_ops import (
     TRANSACTION_CHARACTERISTICS,
     BeginArgs,
     ExecuteArgs,
     KillArgs,
     ManageArgs,
+    Note,
     QueryResult,
     ReleaseArgs,
     ReserveArgs,
@@ -91,6 +97,7 @@ class QuerySettings:
     reserved_idle_timeout: float = 1800.0
     remember_ended: int = 1000
     max_result_bytes: int = 16 * 1024 * 1024
+    max_warnings: int = 64
 
     @classmethod
     def from_config(cls, config: Config) -> QuerySettings:
@@ -103,6 +110,7 @@ class QuerySettings:
             reserved_idle_timeout=config.value(keys.RESERVED_IDLE_TIMEOUT),
             remember_ended=config.value(keys.MAX_ENDED_IDS),
             max_result_bytes=config.value(keys.RPC_MAX_FRAME) - 64 * 1024,
+            max_warnings=config.value(keys.MAX_WARNINGS),
         )
 
 
@@ -139,6 +147,14 @@ def _start_statement(options: Mapping[str, Any] | None) -> bytes:
 def _found_rows(options: Mapping[str, Any] | None) -> bool:
     """Whether the gate's client asked for CLIENT_FOUND_ROWS (option ``found_rows``)."""
     return options is not None and options.get("found_rows") is True
+
+
+def _note(row: bytes) -> Note:
+    """A ``Note`` from one text row of ``SHOW WARNINGS`` (ValueError if it is not one)."""
+    level, code, message = decode_text_row(row, 3)
+    if level is None or code is None or message is None:
+        raise ValueError("SHOW WARNINGS answered a NULL")
+    return Note(level.decode("ascii", "replace"), int(code), message.decode("utf-8", "replace"))
 
 
 def _encode(sql: str) -> bytes:
@@ -282,7 +298,8 @@ class TabletQueryService:
         d = self.runner.start(
             lease, sql, collector, timeout=timeout, timeout_key=key, request=request
         )
-        return d.addBoth(self._pooled_done, lease, stmt, sql, collector, start)
+        done = d.addBoth(self._pooled_done, lease, stmt, sql, collector, start)
+        return cast(Deferred[QueryResult], done)
 
     def _pooled_done(
         self,
@@ -292,9 +309,11 @@ class TabletQueryService:
         sql: bytes,
         collector: Collector,
         start: float,
-    ) -> QueryResult | Failure:
+    ) -> QueryResult | Failure | Deferred[QueryResult]:
         """The end of ``execute``'s fast path: what ``_run``, ``_pooled`` and ``_execute``
-        do after the statement, in the same order."""
+        do after the statement, in the same order. A result with warnings fetches them
+        (``_with_notes``) before the connection goes back."""
+        give_back = True
         try:
             if isinstance(summary, Failure):
                 if isinstance(summary.value, MySQLError):
@@ -308,10 +327,45 @@ class TabletQueryService:
                 self.metrics.error(e, sql)
                 raise
             self._warn_rows(len(result.rows), sql)
+            if result.warnings and self.settings.max_warnings:
+                give_back = False
+                return Deferred.fromCoroutine(self._notes_then_back(lease, stmt, result))
             return result
         finally:
-            lease.give_back(reset=stmt.maybe_dirty)
+            if give_back:
+                lease.give_back(reset=stmt.maybe_dirty)
             self.metrics.observe(stmt.kind, self.clock.seconds() - start)
+
+    async def _notes_then_back(
+        self, lease: Lease, stmt: Statement, result: QueryResult
+    ) -> QueryResult:
+        try:
+            return await self._with_notes(lease, result)
+        finally:
+            lease.give_back(reset=stmt.maybe_dirty)
+
+    async def _with_notes(self, lease: Lease, result: QueryResult) -> QueryResult:
+        """``result`` with what ``SHOW WARNINGS`` answers on ``lease`` (its statement's
+        connection, before anything else runs there), at most ``max_warnings`` rows. The
+        gate answers the client's SHOW WARNINGS from them: on a pooled connection the next
+        borrower's statement would clear them, or show them to another session. A failure
+        leaves the result without notes (logged)."""
+        limit = self.settings.max_warnings
+        collector = Collector(limit, self.settings.max_result_bytes)
+        try:
+            await self.runner.run(
+                lease,
+                b"SHOW WARNINGS LIMIT %d" % limit,
+                collector,
+                timeout=self.settings.query_timeout,
+                timeout_key=_QUERY_TIMEOUT_KEY,
+                request=None,
+            )
+            notes = tuple(_note(row) for row in collector.rows)
+        except (MySQLError, ValueError) as e:
+            log.info("SHOW WARNINGS after a statement failed: {e}", e=e)
+            return result
+        return result._replace(notes=notes)
 
     async def _pooled_later(
         self,
@@ -460,6 +514,8 @@ class TabletQueryService:
                 self.metrics.rows_exceeded.inc()
             result = collector.result(summary)
             self._warn_rows(len(result.rows), sql)
+            if result.warnings and self.settings.max_warnings:
+                result = await self._with_notes(lease, result)
             return result
         producer = ConnectionProducer(lease.client)
         relay = StreamRelay(sink, producer)
@@ -472,7 +528,10 @@ class TabletQueryService:
             lease.client.resume_reading()
             sink.unregisterProducer()
         self._warn_rows(relay.rows, sql)
-        return relay.result(summary)
+        result = relay.result(summary)
+        if result.warnings and self.settings.max_warnings:
+            result = await self._with_notes(lease, result)
+        return result
 
     def _warn_rows(self, rows: int, sql: bytes) -> None:
         warn = self.policy.warn_result_rows

@@ -368,6 +368,51 @@ def test_last_insert_id_of_interleaved_sessions(cluster: dict[str, Any]) -> None
         b.close()
 
 
+def test_show_warnings_is_each_sessions_own(cluster: dict[str, Any]) -> None:
+    """Sessions taking turns on pooled connections (the primary's and a replica's): SHOW
+    WARNINGS answers each one's own last statement. Before, it ran on whichever pooled
+    connection came up, and showed nothing or another session's warnings."""
+    conns = [cluster["connect"](), cluster["connect"](), cluster["connect"]("commerce@replica")]
+    try:
+        curs = [c.cursor() for c in conns]
+        for r in range(5):
+            for i, cur in enumerate(curs):
+                cur.execute(f"SELECT 's{i}r{r}' + 1, 'x' + 1")
+            for i, cur in enumerate(curs):
+                cur.execute("SHOW WARNINGS")
+                assert cur.fetchall() == (
+                    ("Warning", 1292, f"Truncated incorrect DOUBLE value: 's{i}r{r}'"),
+                    ("Warning", 1292, "Truncated incorrect DOUBLE value: 'x'"),
+                )
+        a = curs[0]
+        a.execute("SHOW COUNT(*) WARNINGS")
+        assert a.fetchall() == ((2,),)
+        a.execute("SELECT @@warning_count, @@error_count")
+        assert a.fetchall() == ((2, 0),)
+        a.execute("SHOW WARNINGS LIMIT 1, 1")
+        assert [row[2] for row in a.fetchall()] == ["Truncated incorrect DOUBLE value: 'x'"]
+        with pytest.raises(pymysql.err.OperationalError):
+            a.execute("SELECT nosuch_column")
+        a.execute("SHOW ERRORS")
+        assert a.fetchall() == (("Error", 1054, "Unknown column 'nosuch_column' in 'SELECT'"),)
+        a.execute("SELECT 1")
+        a.execute("SHOW WARNINGS")
+        assert a.fetchall() == ()
+    finally:
+        for c in conns:
+            c.close()
+    host, port = cluster["gate"]["mysql"].rsplit(":", 1)
+    cli = subprocess.run(
+        ["mariadb", "--protocol=tcp", f"-h{host}", f"-P{port}", f"-u{cluster['gate']['user']}",
+         f"-p{cluster['gate']['password']}", "--show-warnings", "commerce",
+         "-e", "SET sql_mode = ''; CREATE TEMPORARY TABLE tw (c TINYINT);"
+               "INSERT INTO tw VALUES (300)"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    assert "Warning (Code 1264): Out of range value for column 'c' at row 1" in cli.stdout
+
+
 PHP = "/usr/bin/php"
 
 

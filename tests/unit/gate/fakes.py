@@ -3,7 +3,9 @@ a recording result sink.
 
 ``FakeTablet`` is an ``ITabletService`` with a tiny SQL of its own: ``select ...`` answers
 one row holding the tablet's alias, ``error N`` fails with ``MySQLError(N)``, ``sleep``
-never answers (until cancelled); anything else is an OK with one affected row. It records
+never answers (until cancelled), ``warn N`` (and ``select warn N``) answers N warnings with
+their notes (``Warning``, 1000 + i, ``w<i> at <alias>``); anything else is an OK with one
+affected row. It records
 every operation as ``(op, args)``, and keeps transaction/reservation ids like a tablet.
 Each tablet is reached through a real ``TabletRPCClient``/``TabletRPCServer`` pair over an
 iosim pump; ``FakeLink`` plays the connector (health pushes are delivered directly).
@@ -43,6 +45,7 @@ from vtwist.protocols.tabletrpc_ops import (
     ExecuteArgs,
     KillArgs,
     ManageArgs,
+    Note,
     QueryResult,
     ReleaseArgs,
     ReserveArgs,
@@ -90,9 +93,20 @@ class FakeTablet:
             d: Deferred[QueryResult] = Deferred()
             request.on_cancel(self.cancelled.append)
             return d
+        if sql.startswith(("warn ", "select warn ")):
+            n = int(sql.split()[-1])
+            notes = self.notes(n)
+            if sql.startswith("select"):
+                return QueryResult(
+                    [FIELD], [encode_text_row([self.alias.encode()])], 0, 0, n, 0, "", notes
+                )
+            return QueryResult([], [], warnings=n, notes=notes)
         if sql.startswith("select"):
             return QueryResult([FIELD], [encode_text_row([self.alias.encode()])])
         return QueryResult([], [], affected_rows=1, insert_id=7)
+
+    def notes(self, n: int) -> tuple[Note, ...]:
+        return tuple(Note("Warning", 1000 + i, f"w{i} at {self.alias}") for i in range(n))
 
     def stream_execute(self, request: ITabletRPCRequest, args: ExecuteArgs, sink: Any) -> Any:
         """``select rows N``: N rows holding their number; other selects: the alias."""
@@ -105,6 +119,9 @@ class FakeTablet:
                 sink.send_rows([encode_text_row([str(i).encode()]) for i in batch])
         else:
             sink.send_rows([encode_text_row([self.alias.encode()])])
+        if words[:2] == ["select", "warn"]:
+            n = int(words[2])
+            return QueryResult([], [], warnings=n, notes=self.notes(n))
         return QueryResult([], [])
 
     def begin(self, request: ITabletRPCRequest, args: BeginArgs) -> int:

@@ -87,6 +87,14 @@ def test_statements_without_the_names_are_not_scanned() -> None:
     assert mentions_session_values(b"select @@AutoCommit")
 
 
+def test_diagnostics_counts() -> None:
+    values = SessionValues(7, True, "OLTP", warning_count=3, error_count=1)
+    sql = b"select @@warning_count, @@SESSION.error_count + 0 AS n, '@@warning_count'"
+    assert with_session_values(sql, values) == (
+        b"select 3 AS `@@warning_count`, 1 + 0 AS n, '@@warning_count'"
+    )
+
+
 def test_autocommit_on() -> None:
     on = SessionValues(7, True, "OLAP")
     assert with_session_values(b"SELECT @@autocommit", on) == b"SELECT 1 AS `@@autocommit`"
@@ -96,7 +104,7 @@ def test_autocommit_on() -> None:
 _SQLISH = st.lists(
     st.sampled_from(
         [b"SELECT ", b"connection_id()", b"@@autocommit", b"@@workload", b"last_insert_id()",
-         b"row_count()", b"'", b'"', b"`", b"(",
+         b"row_count()", b"@@warning_count", b"@@error_count", b"'", b'"', b"`", b"(",
          b")", b",", b" AS x", b"/*", b"*/", b"-- ", b"\n", b"#", b"\\", b" FROM t", b"1"]
     ),
     max_size=16,

@@ -116,6 +116,57 @@ def test_row_count_is_the_previous_statements() -> None:
     assert sent[-2:] == ["select 1 AS `row_count()`", "select -1 AS `row_count()`"]
 
 
+def warnings_shown(c: Cluster, s: Any, sql: str = "show warnings") -> list[list[str | None]]:
+    sink = c.run(s, sql)
+    assert sink.error_code is None, sink.events
+    assert sink.events[0] == ("start", ["Level", "Code", "Message"])
+    return sink.table
+
+
+def test_show_warnings_answers_the_sessions_own_last_statement() -> None:
+    c = cluster()
+    s, other = c.session(database="commerce"), c.session(database="commerce")
+    c.run(s, "warn 2")
+    assert warnings_shown(c, other) == []  # not another session's
+    w = [["Warning", "1000", "w0 at zone1-100"], ["Warning", "1001", "w1 at zone1-100"]]
+    assert warnings_shown(c, s) == w
+    assert warnings_shown(c, s, "SHOW WARNINGS LIMIT 1") == w[:1]
+    assert warnings_shown(c, s, "show warnings limit 1, 1") == w[1:]
+    assert warnings_shown(c, s, "show warnings limit 1 offset 1;") == w[1:]
+    assert warnings_shown(c, s, "show errors") == []
+    assert c.run(s, "show count(*) warnings").table == [["2"]]
+    assert c.run(s, "SHOW COUNT( * ) ERRORS").events[0] == ("start", ["@@session.error_count"])
+    c.run(s, "select @@warning_count, @@session.error_count")
+    sent = c.services["zone1-100"].calls[-1][1].sql
+    assert sent == "select 2 AS `@@warning_count`, 0 AS `@@session.error_count`"
+    assert warnings_shown(c, s) == w  # reading the counts keeps them
+    for keeping in ("set autocommit = 1", "begin", "commit", "do 1", "use commerce"):
+        c.run(s, keeping)
+        assert warnings_shown(c, s) == w, keeping
+    c.run(s, "select 1")
+    assert warnings_shown(c, s) == []
+    assert c.services["zone1-100"].sql().count("show warnings") == 0  # never sent on
+
+
+def test_show_warnings_after_an_error_a_stream_and_a_reset() -> None:
+    c = cluster()
+    s = c.session(database="commerce")
+    assert c.run(s, "error 1146").error_code == 1146
+    assert warnings_shown(c, s, "show errors") == [["Error", "1146", "scripted error"]]
+    c.run(s, "select @@error_count")
+    assert c.services["zone1-100"].calls[-1][1].sql == "select 1 AS `@@error_count`"
+    c.run(s, "set workload = 'olap'")
+    c.run(s, "select warn 1")  # streamed
+    assert warnings_shown(c, s) == [["Warning", "1000", "w0 at zone1-100"]]
+    c.run(s, "begin")
+    c.run(s, "warn 3")  # in a transaction
+    assert len(warnings_shown(c, s)) == 3
+    c.run(s, "rollback")
+    c.wait(s.reset_connection())
+    assert warnings_shown(c, s) == []
+    assert c.run(s, "show count(*) warnings").table == [["0"]]
+
+
 def test_default_tablet_type_from_settings() -> None:
     c = cluster(settings=GateSettings(default_tablet_type="replica"))
     s = c.session(database="commerce")

@@ -16,11 +16,13 @@ from vtwist.gate.classify import (
     KIND_SHOW,
     OWNED_AUTOCOMMIT,
     OWNED_CONNECTION_ID,
+    OWNED_COUNT_WARNINGS,
     OWNED_DATABASES,
     OWNED_KILL,
     OWNED_KILL_QUERY,
     OWNED_PROCESSLIST,
     OWNED_SET_NAMES,
+    OWNED_SHOW_WARNINGS,
     OWNED_TABLETS,
     OWNED_USE,
     OWNED_VERSION_COMMENT,
@@ -181,6 +183,12 @@ def test_not_session_state() -> None:
         (b"set @@session.autocommit = ON", OWNED_AUTOCOMMIT, "1"),
         (b"SET NAMES utf8mb4", OWNED_SET_NAMES, ""),
         (b"SET NAMES 'utf8'", OWNED_SET_NAMES, ""),
+        (b"show warnings", OWNED_SHOW_WARNINGS, "warnings:0:"),
+        (b"SHOW ERRORS LIMIT 5;", OWNED_SHOW_WARNINGS, "errors:0:5"),
+        (b"show  warnings limit 2 ,3", OWNED_SHOW_WARNINGS, "warnings:2:3"),
+        (b"show warnings /* x */ limit 3 offset 2", OWNED_SHOW_WARNINGS, "warnings:2:3"),
+        (b"SHOW COUNT(*) WARNINGS", OWNED_COUNT_WARNINGS, "warnings"),
+        (b"show count ( * ) errors", OWNED_COUNT_WARNINGS, "errors"),
     ],
 )
 def test_gate_owned(sql: bytes, owned: str, arg: str) -> None:
@@ -193,6 +201,9 @@ def test_not_owned() -> None:
     assert classify(b"select @@version_comment, 1").owned is None
     assert classify(b"SET NAMES latin1").sets_state
     assert classify(b"set autocommit=0, sql_mode=''").owned is None
+    # Not SHOW WARNINGS as mysqld parses it: goes on (and gets mysqld's syntax error).
+    for sql in (b"show warnings limit", b"show status like '%errors%'", b"show errors 5"):
+        assert classify(sql).owned is None, sql
 
 
 def test_strip_comments_keeps_executable_comments() -> None:

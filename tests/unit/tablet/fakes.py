@@ -5,6 +5,8 @@
 - ``SELECT rows N``: N one-column rows; ``SELECT ...`` anything else: one row;
 - ``SELECT SLEEP ...``: runs until a ``KILL QUERY <id>`` (then ERROR 1317) or forever;
 - ``FAIL code``: ERROR ``code``; ``BEGIN``/``COMMIT``/``ROLLBACK``: the transaction flag;
+- ``WARN N``: an OK with N warnings; ``SHOW WARNINGS LIMIT k`` lists up to k of them
+  (``Warning``, 1000 + i, ``w<i> on <connection id>``); other statements clear them;
 - ``KILL QUERY id``/``KILL CONNECTION id``: what mysqld does; anything else: OK.
 
 Every statement is recorded per connection id, so tests can see what reached "mysqld".
@@ -26,6 +28,7 @@ from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
 from vtwist.protocols.mysql.events import Column, ResultSetDone, ResultSetStart, Row
 from vtwist.protocols.mysql.messages import ColumnDefinition41, Ok
 from vtwist.protocols.mysql.pool import MySQLPool
+from vtwist.protocols.mysql.values import encode_text_row
 from vtwist.tablet.metrics import TabletMetrics
 from vtwist.tablet.policies import QueryPolicy
 from vtwist.tablet.pools import TabletPools
@@ -52,6 +55,7 @@ class FakeClient:
         self.paused = 0
         self.resets = 0
         self.sleeping: Deferred[Result] | None = None
+        self.warnings = 0  # of the last statement (``WARN N``)
 
     def stream_query(self, sql: bytes | str, consumer: Callable[[Any], object]) -> Deferred[Result]:
         text = sql.decode() if isinstance(sql, bytes) else sql
@@ -59,6 +63,20 @@ class FakeClient:
         if self.is_broken:
             return fail(MySQLError(ErrorCode.CR_SERVER_GONE_ERROR, "gone"))
         word = text.split()[0].upper()
+        if text.upper().startswith("SHOW WARNINGS LIMIT "):
+            n = min(self.warnings, int(text.split()[3]))
+            consumer(ResultSetStart(3))
+            for i in range(n):
+                row = [b"Warning", str(1000 + i).encode(), f"w{i} on {self.connection_id}"]
+                consumer(
+                    Row(encode_text_row([v if isinstance(v, bytes) else v.encode() for v in row]))
+                )
+            consumer(ResultSetDone())
+            return succeed(Result(row_count=n))
+        self.warnings = int(text.split()[1]) if word == "WARN" else 0
+        if word == "WARN":
+            consumer(Ok(warnings=self.warnings))
+            return succeed(Result(warnings=self.warnings))
         if word == "FAIL":
             return fail(MySQLError(int(text.split()[1]), "scripted failure"))
         if word in ("BEGIN", "COMMIT", "ROLLBACK"):

@@ -19,6 +19,7 @@ from vtwist.protocols.tabletrpc_ops import (
     BeginArgs,
     ExecuteArgs,
     KillArgs,
+    Note,
     ReleaseArgs,
     ReserveArgs,
     TransactionArgs,
@@ -225,6 +226,42 @@ class QueryServiceTests(SynchronousTestCase):
         sink.producer.pauseProducing()
         client = next(iter(self.mysql.clients.values()))
         assert client.paused == 1
+
+    def test_warnings_fetched_on_the_statements_connection_before_it_is_lent_again(
+        self,
+    ) -> None:
+        result = self.successResultOf(self.execute("WARN 3"))
+        assert result.warnings == 3
+        [client] = self.mysql.clients.values()
+        cid = client.connection_id
+        assert result.notes == tuple(Note("Warning", 1000 + i, f"w{i} on {cid}") for i in range(3))
+        assert self.mysql.statements() == ["WARN 3", "SHOW WARNINGS LIMIT 64"]
+        assert self.service.pools.query.stats().in_use == 0
+        # No warnings: nothing more is asked.
+        result = self.successResultOf(self.execute("SELECT 1"))
+        assert result.notes == () and self.mysql.statements()[-1] == "SELECT 1"
+
+    def test_warnings_bounded_by_max_warnings_and_off_at_zero(self) -> None:
+        service, mysql = make_service(self.clock, settings=QuerySettings(max_warnings=2))
+        result = self.successResultOf(service.execute(FakeRequest(), ExecuteArgs("WARN 5")))
+        assert result.warnings == 5 and [n.code for n in result.notes] == [1000, 1001]
+        service, mysql = make_service(self.clock, settings=QuerySettings(max_warnings=0))
+        result = self.successResultOf(service.execute(FakeRequest(), ExecuteArgs("WARN 5")))
+        assert result.warnings == 5 and result.notes == ()
+        assert mysql.statements() == ["WARN 5"]
+
+    def test_warnings_of_streams_and_held_connections(self) -> None:
+        sink = FakeSink()
+        result = self.successResultOf(
+            self.service.stream_execute(FakeRequest(), ExecuteArgs("WARN 1"), sink)
+        )
+        assert [n.code for n in result.notes] == [1000]
+        tx = self.successResultOf(self.service.begin(FakeRequest(), BeginArgs()))
+        result = self.successResultOf(self.execute("WARN 2", transaction_id=tx))
+        [held] = list(self.service.held)
+        cid = held.lease.connection_id
+        assert [n.message for n in result.notes] == [f"w0 on {cid}", f"w1 on {cid}"]
+        assert self.mysql.statements(cid)[-2:] == ["WARN 2", "SHOW WARNINGS LIMIT 64"]
 
     def test_transaction_lifecycle(self) -> None:
         tx = self.successResultOf(self.service.begin(FakeRequest(), BeginArgs()))

@@ -41,6 +41,7 @@ from vtwist.protocols.tabletrpc_ops import (
     BeginArgs,
     ExecuteArgs,
     KillArgs,
+    Note,
     QueryResult,
     ReleaseArgs,
     ReserveArgs,
@@ -81,12 +82,34 @@ def test_golden_frames(msg: Message, hexframe: str) -> None:
 
 def test_golden_reply_with_query_result() -> None:
     frame = encode_reply(4, QueryResult([b"f"], [b"r"], 1, 2, 3, 4, "ok"))
-    # fixarray(3) kind=4 id=4 fixarray(7)[ [bin"f"], [bin"r"], 1, 2, 3, 4, "ok" ]
-    assert frame.hex() == "000000139304049791c4016691c4017201020304a26f6b"
+    # fixarray(3) kind=4 id=4 fixarray(8)[ [bin"f"], [bin"r"], 1, 2, 3, 4, "ok", [] ]
+    assert frame.hex() == "000000149304049891c4016691c4017201020304a26f6b90"
     [payload] = FrameDecoder().feed(frame)
     msg = decode_message(payload)
     assert isinstance(msg, Reply)
     assert OPS["execute"].decode_result(msg.result) == QueryResult([b"f"], [b"r"], 1, 2, 3, 4, "ok")
+
+
+def test_golden_reply_with_notes() -> None:
+    notes = (Note("Warning", 1292, "Truncated"),)
+    frame = encode_reply(4, QueryResult([], [], 0, 0, 1, 0, "", notes))
+    # ... 1 (warnings), 0, "", [ ["Warning", 1292, "Truncated"] ]
+    assert frame.hex().endswith("0001" + "00a0" + "9193a75761726e696e67cd050ca95472756e6361746564")
+    [payload] = FrameDecoder().feed(frame)
+    msg = decode_message(payload)
+    assert isinstance(msg, Reply)
+    assert OPS["execute"].decode_result(msg.result).notes == notes
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [["Warning", 1292], ["Warning", "1292", "x"], [None, 1, "x"], "Warning 1292 x"],
+)
+def test_malformed_note_is_refused(bad: object) -> None:
+    wire = [[], [], 0, 0, 1, 0, "", [bad]]
+    with pytest.raises(MySQLError) as e:
+        OPS["execute"].decode_result(wire)
+    assert e.value.code == ErrorCode.CR_MALFORMED_PACKET
 
 
 def test_fast_path_encoders_match_generic() -> None:
