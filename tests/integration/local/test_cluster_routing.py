@@ -169,7 +169,10 @@ def test_other_client_libraries(cluster: dict[str, Any]) -> None:
     try:
         cur2 = c2.cursor(prepared=True)
         cur2.execute("SELECT @@server_id, ?", (7,))
-        server_id, seven = cur2.fetchone()
+        row = cur2.fetchone()
+        assert row is not None
+        server_id, seven = row
+        assert isinstance(server_id, Decimal | bytes | float | int | str)  # (what int() takes)
         assert int(server_id) in REPLICAS and seven == 7
     finally:
         c2.close()

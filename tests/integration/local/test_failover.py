@@ -329,7 +329,7 @@ def test_killing_only_the_primary_tablet_does_not_fail_over(cluster: Cluster) ->
         def gate_sees_it_down() -> bool:
             with conn.cursor() as cur:
                 cur.execute("SHOW VITESS_TABLETS")
-                rows = {r[5]: r[4] for r in cur.fetchall()}
+                rows: dict[str, str] = {r[5]: r[4] for r in cur.fetchall()}
             return rows.get(alias, "gone") != "SERVING"
 
         # (A statement already on its way when the link broke may or may not have run: that

@@ -138,15 +138,15 @@ class RealClientTests(unittest.TestCase):
         self.certs: ServerCerts = make_certs(self.dir)
 
     def tls_options(self) -> Any:
-        return PrivateCertificate.loadPEM(self.certs.cert_pem + self.certs.key_pem).options()
+        return PrivateCertificate.loadPEM(self.certs.cert_pem + self.certs.key_pem).options()  # type: ignore[no-untyped-call]  # Twisted: unannotated
 
     async def server(self, **kw: Any) -> Server:
         handlers = EchoHandlerFactory(cast(IReactorTime, reactor))
         kw.setdefault("tls", self.tls_options())
         kw.setdefault("rsa_key", rsa_key())
         factory = MySQLServerFactory(handlers, self.users, clock=reactor, **kw)
-        endpoint = TCP4ServerEndpoint(cast(IReactorTCP, reactor), 0, interface="127.0.0.1")
-        port: IListeningPort = await endpoint.listen(factory)
+        endpoint = TCP4ServerEndpoint(cast(IReactorTCP, reactor), 0, interface="127.0.0.1")  # type: ignore[no-untyped-call]  # Twisted: unannotated
+        port: IListeningPort = await endpoint.listen(factory)  # type: ignore[no-untyped-call]  # Twisted: unannotated
         self.addCleanup(port.stopListening)
         # Clients close their connections; wait until the server saw every one go (their
         # timers are cancelled then), so the reactor is clean after the test.
@@ -197,7 +197,7 @@ class RealClientTests(unittest.TestCase):
                 with conn.cursor() as cur:
                     cur.execute("select database()")
                     out["db"] = cur.fetchall()
-                out["version"] = conn.get_server_info()
+                out["version"] = conn.get_server_info()  # type: ignore[no-untyped-call]  # types-PyMySQL: unannotated
                 out["autocommit"] = conn.get_autocommit()
             finally:
                 conn.close()
@@ -396,7 +396,7 @@ class RealClientTests(unittest.TestCase):
             "--skip-column-names",
             "--connect-timeout=10",
         ]
-        result = await getProcessOutputAndValue(
+        result = await getProcessOutputAndValue(  # type: ignore[no-untyped-call]  # Twisted: unannotated
             MARIADB_CLI, [*base, *args], env={}, reactor=reactor
         )
         return cast(tuple[bytes, bytes, int], result)
@@ -433,7 +433,7 @@ class RealClientTests(unittest.TestCase):
             handed_over.append(len(data))
             return data
 
-        self.patch(Connection, "take_buffered", recording)
+        self.patch(Connection, "take_buffered", recording)  # type: ignore[no-untyped-call]  # Twisted: unannotated
         assert await self.in_thread(lambda: raw_tls_select_1(server.port, ca)) == b"1"
         assert server.handlers.sessions[0].info.secure
         # The ClientHello arrived with the SSLRequest and went to the TLS layer.

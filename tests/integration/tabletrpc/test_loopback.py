@@ -64,8 +64,8 @@ class LoopbackTests(unittest.TestCase):
         clock = cast(IReactorTime, reactor)
         self.service = FakeTabletService(cast(Clock, clock))
         factory = RecordingServerFactory(self.service, clock, **server_kw)
-        endpoint = TCP4ServerEndpoint(cast(IReactorTCP, reactor), 0, interface="127.0.0.1")
-        port = await endpoint.listen(factory)
+        endpoint = TCP4ServerEndpoint(cast(IReactorTCP, reactor), 0, interface="127.0.0.1")  # type: ignore[no-untyped-call]  # Twisted: unannotated
+        port = await endpoint.listen(factory)  # type: ignore[no-untyped-call]  # Twisted: unannotated
         self.addCleanup(port.stopListening)
         client_ep = TCP4ClientEndpoint(cast(IReactorTCP, reactor), "127.0.0.1", port.getHost().port)
         client = await client_ep.connect(TabletRPCClientFactory(clock, stream_window=2))
@@ -110,17 +110,17 @@ class LoopbackTests(unittest.TestCase):
     async def _tls(self) -> None:
         # Twisted's own test certificate; the client does not verify it (not the point here).
         pem = (Path(twisted.test.__file__).parent / "server.pem").read_bytes()
-        cert = ssl.PrivateCertificate.loadPEM(pem)
+        cert = ssl.PrivateCertificate.loadPEM(pem)  # type: ignore[no-untyped-call]  # Twisted: unannotated
         clock = cast(IReactorTime, reactor)
         service = FakeTabletService(cast(Clock, clock))
         factory = RecordingServerFactory(service, clock)
-        server_ep = SSL4ServerEndpoint(reactor, 0, cert.options(), interface="127.0.0.1")
-        port = await server_ep.listen(factory)
+        server_ep = SSL4ServerEndpoint(reactor, 0, cert.options(), interface="127.0.0.1")  # type: ignore[no-untyped-call]  # Twisted: unannotated
+        port = await server_ep.listen(factory)  # type: ignore[no-untyped-call]  # Twisted: unannotated
         self.addCleanup(port.stopListening)
-        client_ep = SSL4ClientEndpoint(
+        client_ep = SSL4ClientEndpoint(  # type: ignore[no-untyped-call]  # Twisted: unannotated
             reactor, "127.0.0.1", port.getHost().port, ssl.CertificateOptions()
         )
-        client = await client_ep.connect(TabletRPCClientFactory(clock))
+        client = await client_ep.connect(TabletRPCClientFactory(clock))  # type: ignore[no-untyped-call]  # Twisted: unannotated
         assert isinstance(client, TabletRPCClient)
         self.addCleanup(client.close)
         await client.when_ready()

@@ -6,11 +6,11 @@ Each test works under its own root path, so tests do not see each other's nodes.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from twisted.internet.defer import Deferred
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 from twisted.trial import unittest
 
 from tests.support.servers import shared_zookeeper
@@ -54,8 +54,9 @@ class ZkElectionStartTests(unittest.TestCase):
             if event.get("log_namespace") == "vtwist.topo.zk":
                 events.append(event)
 
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        observer = cast(ILogObserver, observe)  # any callable taking the event dict will do
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
         zk = shared_zookeeper()
         topo = open_topo(zk.address(f"/t{uuid.uuid4().hex[:12]}"), reactor, session_timeout=4.0)
         self.addCleanup(topo.close)

@@ -131,7 +131,7 @@ class EnsembleTests(unittest.TestCase):
             node.kill()
         await eventually(lambda: cache.state() == "degraded", "the cache to report degraded")
         assert (cache.keyspaces(), cache.shards("commerce"), cache.tablets("zone1")) == before
-        with self.assertRaises(TopoUnavailableError):
+        with pytest.raises(TopoUnavailableError):
             await a.get_shard("commerce", "0")
 
         for node in stopped:

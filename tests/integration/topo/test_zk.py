@@ -40,11 +40,11 @@ class ZkOnlyTests(unittest.TestCase):
         await owner.register_tablet(tablet("zone1-100"))
         assert (await stranger.get_keyspace("commerce")).name == "commerce"  # world-read
         assert [t.alias for t in await stranger.list_tablets("zone1")] == ["zone1-100"]
-        with self.assertRaises(PermissionDeniedError):
+        with pytest.raises(PermissionDeniedError):
             await stranger.update_keyspace(ks)
-        with self.assertRaises(PermissionDeniedError):
+        with pytest.raises(PermissionDeniedError):
             await stranger.create_shard(Shard.new("commerce", "1"))
-        with self.assertRaises(PermissionDeniedError):
+        with pytest.raises(PermissionDeniedError):
             await stranger.register_tablet(tablet("zone1-101"))
         colleague = await self.client(auth=("vtwist", "s3cret"))  # same identity: may write
         await colleague.update_keyspace(ks)
@@ -52,11 +52,11 @@ class ZkOnlyTests(unittest.TestCase):
     async def test_unreachable_server_fails_connect_with_clear_error(self) -> None:
         port = free_port()
         topo = open_topo(f"zk:127.0.0.1:{port}/vtwist", reactor)
-        with self.assertRaises(TopoUnavailableError) as e:
+        with pytest.raises(TopoUnavailableError) as e:
             await topo.connect(0.5)
-        assert f"127.0.0.1:{port}" in str(e.exception)
+        assert f"127.0.0.1:{port}" in str(e.value)
         assert topo.state() == "connecting"
-        with self.assertRaises(TopoUnavailableError):
+        with pytest.raises(TopoUnavailableError):
             await topo.list_keyspaces()
         await topo.close()
         assert topo.state() == "closed"

@@ -55,10 +55,11 @@ class TLSStringTransport(StringTransport):
     """A StringTransport whose ``startTLS`` only records the call (no real TLS)."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Twisted: unannotated
         self.tls_options: list[Any] = []
         self.aborted = False
         self.nodelay = False
+        self.keepalive = False
 
     def setTcpNoDelay(self, enabled: bool) -> None:
         self.nodelay = enabled
@@ -66,12 +67,21 @@ class TLSStringTransport(StringTransport):
     def getTcpNoDelay(self) -> bool:
         return self.nodelay
 
+    def setTcpKeepAlive(self, enabled: bool) -> None:
+        self.keepalive = enabled
+
+    def getTcpKeepAlive(self) -> bool:
+        return self.keepalive
+
+    def loseWriteConnection(self) -> None:
+        pass  # (ITCPTransport; no half-close here, like iosim's FakeTransport)
+
     def startTLS(self, contextFactory: Any, normal: bool = True) -> None:
         self.tls_options.append(contextFactory)
 
     def abortConnection(self) -> None:
         self.aborted = True
-        self.loseConnection()
+        self.loseConnection()  # type: ignore[no-untyped-call]  # Twisted: unannotated
 
 
 def drain(conn: Connection) -> list[Message | Signal]:
@@ -118,7 +128,7 @@ class Scripted:
         self.proto = MySQLClientProtocol(self.config, self.clock)
         self.transport = TLSStringTransport()
         self.server = Connection(Role.SERVER, max_packet_size=1 << 26)
-        self.proto.makeConnection(self.transport)
+        self.proto.makeConnection(self.transport)  # type: ignore[no-untyped-call]  # Twisted: unannotated
         self.client = MySQLClient(self.proto)
         self.response: HandshakeResponse41 | None = None
         self.last_written = b""
@@ -139,8 +149,8 @@ class Scripted:
 
     def received(self) -> list[Message | Signal]:
         """What the client wrote since the last call, as server-side events."""
-        data = self.transport.value()
-        self.transport.clear()
+        data = self.transport.value()  # type: ignore[no-untyped-call]  # Twisted: unannotated
+        self.transport.clear()  # type: ignore[no-untyped-call]  # Twisted: unannotated
         self.last_written = data
         if data:
             self.server.receive_data(data)
@@ -152,7 +162,7 @@ class Scripted:
         from twisted.python.failure import Failure as TwistedFailure
 
         self.transport.connected = False
-        self.proto.connectionLost(TwistedFailure(ConnectionDone()))
+        self.proto.connectionLost(TwistedFailure(ConnectionDone()))  # type: ignore[no-untyped-call]  # Twisted: unannotated
 
     # -- login ---------------------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ EVIL = "<script>alert(1)</script>"
 
 class InReactorTests(unittest.TestCase):
     async def fetch(self, url: str) -> tuple[int, bytes]:
-        response = await Agent(reactor).request(b"GET", url.encode())
+        response = await Agent(reactor).request(b"GET", url.encode())  # type: ignore[no-untyped-call]  # Twisted: unannotated
         body = await readBody(response)
         return response.code, body
 
@@ -62,9 +62,9 @@ class InReactorTests(unittest.TestCase):
             ]
         )
         top = dummy_tap.makeService(opts)
-        top.startService()
+        top.startService()  # type: ignore[no-untyped-call]  # Twisted: unannotated
         self.addCleanup(top.stopService)
-        listener = top.getServiceNamed("http-status")
+        listener = top.getServiceNamed("http-status")  # type: ignore[no-untyped-call]  # Twisted: unannotated
         assert isinstance(listener, ListenerService)
         port = (await listener.whenListening()).getHost()
         assert port.host == "127.0.0.1"  # type: ignore[attr-defined]

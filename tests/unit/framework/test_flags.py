@@ -149,7 +149,7 @@ def test_tap_module_shape() -> None:
     from twisted.application.service import IServiceMaker, ServiceMaker
     from zope.interface.verify import verifyObject
 
-    maker = ServiceMaker("dummy", dummy_tap.__name__, "A test role.", "dummy")
+    maker = ServiceMaker("dummy", dummy_tap.__name__, "A test role.", "dummy")  # type: ignore[no-untyped-call]  # Twisted: unannotated
     assert verifyObject(IServiceMaker, maker)
     assert maker.options is Options
     assert maker.makeService is dummy_tap.makeService

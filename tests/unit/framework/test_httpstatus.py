@@ -49,7 +49,7 @@ def get(root: Resource, path: str, accept: str | None = None) -> tuple[int, Dumm
     request = DummyRequest(path.lstrip("/").encode().split(b"/"))
     if accept:
         request.requestHeaders.setRawHeaders(b"accept", [accept.encode()])
-    resource = getChildForRequest(root, request)
+    resource = getChildForRequest(root, request)  # type: ignore[no-untyped-call]  # Twisted: unannotated
     body = resource.render(request)
     if body == NOT_DONE_YET:
         body = b"".join(request.written)
@@ -195,7 +195,10 @@ def test_extra_debug_pages() -> None:
             return b"{}"
 
     root = status_resource(
-        title="t", registry=CollectorRegistry(), health=lambda: Health(True), extra={"vars": Vars()}
+        title="t",
+        registry=CollectorRegistry(),
+        health=lambda: Health(True),
+        extra={"vars": Vars()},  # type: ignore[no-untyped-call]  # Twisted: Resource.__init__ unannotated
     )
     assert get(root, "/debug/vars")[2] == b"{}"
     assert b'href="/debug/vars"' in get(root, "/")[2]

@@ -47,7 +47,7 @@ def test_defaults_and_values() -> None:
 def test_config_is_frozen() -> None:
     cfg = parse_config(SCHEMA, GOOD)
     with pytest.raises(AttributeError):
-        cfg.schema = SCHEMA  # type: ignore[misc]
+        cfg.schema = SCHEMA
     with pytest.raises(TypeError):
         cfg["pool.size"] = 3  # type: ignore[index]
     assert isinstance(cfg.get_list("policy.denied_tables"), tuple)

@@ -14,7 +14,7 @@ import pytest
 from twisted.internet import reactor as global_reactor
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger, LogLevel, globalLogPublisher
+from twisted.logger import ILogObserver, Logger, LogLevel, globalLogPublisher
 from twisted.trial import unittest
 
 from vtwist.service import (
@@ -46,7 +46,7 @@ class ListenerTests(unittest.TestCase):
         await svc.stopService()
         assert svc.port is None and not svc.running
         with pytest.raises(OSError):
-            socket.create_connection(("127.0.0.1", host.port), timeout=5).close()  # type: ignore[attr-defined]
+            socket.create_connection(("127.0.0.1", host.port), timeout=5).close()
 
     async def test_port_in_use_fails_at_start(self) -> None:
         first = ListenerService("tcp:0:interface=127.0.0.1", Factory.forProtocol(Protocol))
@@ -63,10 +63,10 @@ class ListenerTests(unittest.TestCase):
     async def test_role_service_starts_and_stops_children(self) -> None:
         a = ListenerService("tcp:0:interface=127.0.0.1", Factory.forProtocol(Protocol), name="a")
         top = role_service("role", a)
-        assert top.name == "role" and top.getServiceNamed("a") is a
-        top.startService()
+        assert top.name == "role" and top.getServiceNamed("a") is a  # type: ignore[no-untyped-call]  # Twisted: unannotated
+        top.startService()  # type: ignore[no-untyped-call]  # Twisted: unannotated
         await a.whenListening()
-        await top.stopService()
+        await top.stopService()  # type: ignore[no-untyped-call]  # Twisted: unannotated
         assert a.port is None
 
 
@@ -122,7 +122,8 @@ def test_failing_hook_is_logged_and_others_run() -> None:
         on_signal(signal.SIGUSR2, lambda: seen.append("ok"), reactor=fake),  # type: ignore[arg-type]
     ]
     events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
+    observer = cast(ILogObserver, events.append)  # any callable taking the event dict will do
+    globalLogPublisher.addObserver(observer)
     try:
         _deliver(signal.SIGUSR2)
         fake.run_calls()
@@ -131,7 +132,7 @@ def test_failing_hook_is_logged_and_others_run() -> None:
         assert len(failures) == 1 and failures[0]["hook"] is boom
         assert failures[0]["log_failure"].check(RuntimeError)
     finally:
-        globalLogPublisher.removeObserver(events.append)
+        globalLogPublisher.removeObserver(observer)
         for remove in removes:
             remove()
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -160,9 +160,9 @@ class FakeTablet:
         self.calls.append(("kill", args))
         return True
 
-    def manage(self, request: ITabletRPCRequest, args: ManageArgs) -> dict[str, Any]:
+    def manage(self, request: ITabletRPCRequest, args: ManageArgs) -> Deferred[dict[str, Any]]:
         self.calls.append(("manage", args))
-        return {"action": args.action, **args.params}
+        return succeed({"action": args.action, **args.params})
 
     def health(self) -> Mapping[str, Any]:
         return self._health
@@ -352,7 +352,7 @@ class RecordingSink:
         self._end()
 
     def fail(self, reason: BaseException | Failure) -> None:
-        failure = reason if isinstance(reason, Failure) else Failure(reason)
+        failure = reason if isinstance(reason, Failure) else Failure(reason)  # type: ignore[no-untyped-call]  # Twisted: unannotated
         if self.closed:
             self.late_failures.append(failure)
         elif isinstance(failure.value, MySQLError):

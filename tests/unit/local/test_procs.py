@@ -4,6 +4,7 @@ anything listens on them."""
 from __future__ import annotations
 
 import socket
+from collections import deque
 from typing import Any
 
 import pytest
@@ -36,8 +37,8 @@ class _Sockets:
 def test_a_port_handed_out_lately_is_not_handed_out_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(procs, "_RECENT_PORTS", procs.deque(maxlen=256))
-    monkeypatch.setattr(procs.socket, "socket", _Sockets([40001, 40001, 40001, 40002]))
+    monkeypatch.setattr(procs, "_RECENT_PORTS", deque[int](maxlen=256))
+    monkeypatch.setattr(socket, "socket", _Sockets([40001, 40001, 40001, 40002]))
     assert procs.free_port() == 40001
     assert procs.free_port() == 40002  # the kernel offered 40001 twice more
 

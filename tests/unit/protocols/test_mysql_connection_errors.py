@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -60,7 +61,7 @@ def test_out_of_sequence_command() -> None:
     assert again.value is e.value
     # The server may still tell the client, once.
     assert pair.server.send(Err(1156, "Got packets out of order"))[4] == 0xFF
-    assert pair.server.state is State.CLOSED
+    assert cast(State, pair.server.state) is State.CLOSED  # cast: mypy keeps the narrowing above
     with pytest.raises(LocalProtocolError):
         pair.server.send(Err(1156, "again"))
 

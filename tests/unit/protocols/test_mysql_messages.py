@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -448,7 +449,7 @@ def test_change_user_round_trip(
 
 @given(st.binary(max_size=200))
 def test_decoders_only_raise_remote_protocol_errors(data: bytes) -> None:
-    decoders = [
+    decoders: list[Callable[[bytes], object]] = [
         HandshakeV10.decode,
         HandshakeResponse41.decode,
         SSLRequest.decode,

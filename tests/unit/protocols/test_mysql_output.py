@@ -14,12 +14,12 @@ from vtwist.protocols.mysql.output import FLUSH_BYTES, OutputBuffer, reading, wr
 
 class CountingTransport(StringTransport):
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Twisted: unannotated
         self.writes: list[bytes] = []
 
     def write(self, data: bytes) -> None:
         self.writes.append(data)
-        super().write(data)
+        super().write(data)  # type: ignore[no-untyped-call]  # Twisted: unannotated
 
 
 def test_outside_a_read_every_write_goes_out_at_once() -> None:

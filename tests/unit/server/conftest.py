@@ -4,10 +4,10 @@ failures are caught bugs: nothing may escape into the reactor, but nothing may h
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from twisted.logger import globalLogPublisher
+from twisted.logger import ILogObserver, globalLogPublisher
 
 
 @pytest.fixture(autouse=True)
@@ -18,10 +18,11 @@ def no_internal_errors() -> Iterator[list[dict[str, Any]]]:
         if "log_failure" in event:
             events.append(event)
 
-    globalLogPublisher.addObserver(observe)
+    observer = cast(ILogObserver, observe)  # any callable taking the event dict will do
+    globalLogPublisher.addObserver(observer)
     try:
         yield events
     finally:
-        globalLogPublisher.removeObserver(observe)
+        globalLogPublisher.removeObserver(observer)
     internal = [e for e in events if str(e.get("log_format", "")).startswith("MySQL server:")]
     assert not internal, [e["log_failure"].getTraceback() for e in internal]

@@ -5,7 +5,7 @@ built from the sans-IO ``Connection`` talking to a ``MySQLServerProtocol`` over 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
@@ -54,6 +54,9 @@ from vtwist.protocols.mysql.server import MySQLServerFactory, MySQLServerProtoco
 from vtwist.protocols.mysql.server_types import ClientInfo, PrepareInfo, Statement
 from vtwist.protocols.mysql.values import encode_text_row
 from vtwist.protocols.mysql.wire import Message
+
+if TYPE_CHECKING:
+    from OpenSSL.SSL import Connection as OpenSSLConnection
 
 AUTOCOMMIT = int(ServerStatus.AUTOCOMMIT)
 IN_TRANS = int(ServerStatus.IN_TRANS)
@@ -289,13 +292,26 @@ class FakeTLSTransport(StringTransport):
     """A StringTransport that 'starts TLS' by recording it (bytes stay plain after)."""
 
     def __init__(self, *a: Any, **kw: Any) -> None:
-        super().__init__(*a, **kw)
+        super().__init__(*a, **kw)  # type: ignore[no-untyped-call]  # Twisted: unannotated
         self.tls_started: list[object] = []
         self.protocol: Any = None
         self.nodelay = False
+        self.keepalive = False
 
     def setTcpNoDelay(self, enabled: bool) -> None:
         self.nodelay = enabled
+
+    def getTcpNoDelay(self) -> bool:
+        return self.nodelay
+
+    def setTcpKeepAlive(self, enabled: bool) -> None:
+        self.keepalive = enabled
+
+    def getTcpKeepAlive(self) -> bool:
+        return self.keepalive
+
+    def loseWriteConnection(self) -> None:
+        pass  # (ITCPTransport; no half-close here, like iosim's FakeTransport)
 
     def startTLS(self, creator: object, normal: bool = True) -> None:
         self.tls_started.append(creator)
@@ -312,8 +328,14 @@ classImplements(FakeTLSTransport, ITLSTransport)
 
 @implementer(IOpenSSLServerConnectionCreator)
 class FakeTLSCreator:
-    def serverConnectionForTLS(self, tlsProtocol: object) -> object:  # pragma: no cover
+    def serverConnectionForTLS(self, tlsProtocol: object) -> OpenSSLConnection:  # pragma: no cover
         raise NotImplementedError
+
+
+class PlainCommand(Protocol):
+    """A command message whose ``encode`` needs no capabilities (all but COM_CHANGE_USER)."""
+
+    def encode(self) -> bytes: ...
 
 
 def drain(conn: Connection) -> list[Message | Signal]:
@@ -364,10 +386,10 @@ class Client:
     ) -> None:
         self.harness = harness
         cls = FakeTLSTransport if tls_transport else StringTransport
-        self.transport = transport or cls(peerAddress=IPv4Address("TCP", host, 40001))
+        self.transport = transport or cls(peerAddress=IPv4Address("TCP", host, 40001))  # type: ignore[no-untyped-call]  # Twisted: StringTransport.__init__ unannotated
         self.proto: MySQLServerProtocol = harness.factory.buildProtocol(None)
         self.conn = Connection(Role.CLIENT)
-        self.proto.makeConnection(self.transport)
+        self.proto.makeConnection(self.transport)  # type: ignore[no-untyped-call]  # Twisted: unannotated
         self.lost = False
         self.pending_commands: list[Message] = []
 
@@ -376,8 +398,8 @@ class Client:
         return self.harness.handlers.handlers[-1]
 
     def raw_out(self) -> bytes:
-        data = self.transport.value()
-        self.transport.clear()
+        data = self.transport.value()  # type: ignore[no-untyped-call]  # Twisted: unannotated
+        self.transport.clear()  # type: ignore[no-untyped-call]  # Twisted: unannotated
         return bytes(data)
 
     def events(self) -> list[Message | Signal]:
@@ -392,9 +414,12 @@ class Client:
     def send_raw(self, data: bytes) -> None:
         self.proto.dataReceived(data)
 
-    def send_pipelined(self, *commands: Message) -> None:
+    def send_pipelined(self, *commands: PlainCommand) -> None:
         """Send several commands in one write, without waiting for answers."""
-        self.pending_commands = list(commands)
+        self.pending_commands = []
+        for cmd in commands:
+            assert isinstance(cmd, Message)
+            self.pending_commands.append(cmd)
         self.send_raw(b"".join(encode_packets(cmd.encode(), 0)[0] for cmd in commands))
 
     def pipelined_replies(self) -> list[list[Message | Signal]]:
@@ -479,7 +504,7 @@ class Client:
         """The socket closed (as the reactor would report it)."""
         if not self.lost:
             self.lost = True
-            self.proto.connectionLost(Failure(ConnectionError("closed")))
+            self.proto.connectionLost(Failure(ConnectionError("closed")))  # type: ignore[no-untyped-call]  # Twisted: unannotated
 
 
 __all__ = [

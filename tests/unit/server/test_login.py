@@ -10,6 +10,7 @@ from tests.unit.server.harness import (
     CAPS,
     PASSWORD,
     FakeTLSCreator,
+    FakeTLSTransport,
     Harness,
 )
 from vtwist.protocols.mysql.auth import ClientAuth, RsaKey, generate_rsa_key
@@ -89,7 +90,7 @@ def test_native_login_and_client_info() -> None:
 def test_wrong_password_and_unknown_user_get_the_same_error(user: str, password: str) -> None:
     h = Harness()
     failures: list[tuple[str, str]] = []
-    h.factory.on_auth_failure = lambda host, u: failures.append((host, u))  # type: ignore[method-assign]
+    h.factory.on_auth_failure = lambda host, user: failures.append((host, user))  # type: ignore[method-assign]
     c = h.connect()
     err = c.login(user=user, password=password)
     assert err == Err(1045, f"Access denied for user '{user}'@'127.0.0.1' (using password: YES)")
@@ -173,10 +174,12 @@ def test_ssl_request_hands_the_bytes_after_it_to_the_tls_layer() -> None:
     c.greeting()
     hello = b"\x16\x03\x01\x00\x05hello"
     c.send_raw(c.conn.send(SSLRequest(CAPS | SSL)) + hello)
-    assert c.transport.tls_started == [creator]
-    assert c.transport.tls_layer.received == [hello]
+    transport = c.transport
+    assert isinstance(transport, FakeTLSTransport)
+    assert transport.tls_started == [creator]
+    assert transport.tls_layer.received == [hello]
     assert c.proto.conn.tls
-    assert c.transport.nodelay  # set on every accepted TCP connection
+    assert transport.nodelay  # set on every accepted TCP connection
 
 
 def test_clear_password_and_sha2_full_auth_over_tls() -> None:

@@ -42,12 +42,15 @@ class ManagedMysqld(FakeMysqld):
                 "Slave_SQL_Running",
                 "Gtid_IO_Pos",
             ]
-            row = [self.slave_host.encode(), b"3301", b"Yes", b"Yes", b"0-1-9"]
+            row: list[bytes | None] = [self.slave_host.encode(), b"3301", b"Yes", b"Yes", b"0-1-9"]
             return succeed(result(cols, [row]))
         if sql.startswith("SHOW GLOBAL STATUS"):
             self.queries.append(sql)
             on = b"ON" if self.semi_sync_on else b"OFF"
-            rows = [[b"Rpl_semi_sync_master_status", on], [b"Rpl_semi_sync_master_clients", b"1"]]
+            rows: list[list[bytes | None]] = [
+                [b"Rpl_semi_sync_master_status", on],
+                [b"Rpl_semi_sync_master_clients", b"1"],
+            ]
             return succeed(result(["Variable_name", "Value"], rows))
         if sql.startswith("SELECT ID FROM information_schema.PROCESSLIST"):
             self.queries.append(sql)

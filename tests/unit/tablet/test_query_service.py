@@ -5,9 +5,11 @@ reserved connections, timeouts and kills, policies, health delegation."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
@@ -306,9 +308,11 @@ class QueryServiceTests(SynchronousTestCase):
         scheduled: list[object] = []
         call_later = self.clock.callLater
 
-        def counting(delay: float, fn: Any, *args: Any) -> Any:
-            scheduled.append(fn)
-            return call_later(delay, fn, *args)
+        def counting(
+            delay: float, callable: Callable[..., object], *args: object, **kw: object
+        ) -> IDelayedCall:
+            scheduled.append(callable)
+            return call_later(delay, callable, *args, **kw)
 
         self.clock.callLater = counting  # type: ignore[method-assign]
         for _ in range(20):

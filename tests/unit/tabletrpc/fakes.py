@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import Clock
 from twisted.test.iosim import FakeTransport, IOPump, connectedServerAndClient
@@ -199,11 +199,9 @@ class FakeTabletService:
         self.calls.append(("kill", args))
         return args.transaction_id == 42
 
-    def manage(
-        self, request: ITabletRPCRequest, args: ManageArgs
-    ) -> Deferred[dict[str, Any]] | dict[str, Any]:
+    def manage(self, request: ITabletRPCRequest, args: ManageArgs) -> Deferred[dict[str, Any]]:
         self.calls.append(("manage", args))
-        return {"action": args.action, **args.params}
+        return succeed({"action": args.action, **args.params})
 
     def health(self) -> Mapping[str, Any]:
         return dict(self._health)
@@ -257,8 +255,8 @@ class Pair:
         self.client, server, pump = connectedServerAndClient(
             lambda: self.factory.buildProtocol(None),
             lambda: TabletRPCClient(self.clock, **client_kw),
-            clientTransportFactory=lambda proto: RecordingTransport(proto, isServer=False),
-            serverTransportFactory=lambda proto: RecordingTransport(proto, isServer=True),
+            clientTransportFactory=lambda proto: RecordingTransport(proto, isServer=False),  # type: ignore[no-untyped-call]  # Twisted: FakeTransport.__init__ unannotated
+            serverTransportFactory=lambda proto: RecordingTransport(proto, isServer=True),  # type: ignore[no-untyped-call]  # Twisted: FakeTransport.__init__ unannotated
             clock=self.clock,
         )
         self.server = server
@@ -266,7 +264,7 @@ class Pair:
 
     def flush(self) -> None:
         """Move bytes (and run callLater(0)s) until both sides are idle."""
-        self.pump.flush()
+        self.pump.flush()  # type: ignore[no-untyped-call]  # Twisted: unannotated
 
     def advance(self, seconds: float) -> None:
         """Let time pass, then settle."""

@@ -15,6 +15,7 @@ from vtwist.interfaces import IRowSink, ITabletRPCRequest, ITabletService
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
 from vtwist.protocols.mysql.output import reading
 from vtwist.protocols.tabletrpc_codec import (
+    Message,
     encode_frame,
     encode_request,
 )
@@ -71,7 +72,7 @@ def test_every_operation_round_trips() -> None:
     assert result.status_flags == 2
     tx_id = result_of(tx)
     assert tx_id == 101
-    ops = [
+    ops: list[Deferred[Any]] = [
         c.execute("insert", transaction_id=tx_id, options={"workload": "oltp"}),
         c.commit(tx_id),
         c.rollback(5),
@@ -113,8 +114,13 @@ def test_500_interleaved_requests_on_one_connection() -> None:
     assert p.client.inflight == 500
     assert len(p.server.inflight) == 500
     order: list[int] = []
+
+    def record(result: QueryResult, i: int) -> QueryResult:
+        order.append(i)
+        return result
+
     for i, d in enumerate(calls):
-        d.addCallback(lambda r, i=i: order.append(i) or r)
+        d.addCallback(record, i)
     for _ in range(250):
         p.advance(0.01)
     for i, d in enumerate(calls):
@@ -132,7 +138,12 @@ def test_writes_of_one_turn_coalesce_into_one_transport_write() -> None:
     transport = p.client.transport
     assert transport is not None
     real_write = transport.write
-    transport.write = lambda data: (writes.append(data), real_write(data))[1]  # type: ignore[method-assign]
+
+    def write(data: bytes) -> None:
+        writes.append(data)
+        real_write(data)
+
+    transport.write = write  # type: ignore[method-assign]
     calls = [p.client.execute(f"rows {i}") for i in range(50)]
     assert writes == []  # nothing sent before the end of the turn
     p.flush()
@@ -145,7 +156,12 @@ def _record_writes(proto: Any) -> list[bytes]:
     transport = proto.transport
     assert transport is not None
     real_write = transport.write
-    transport.write = lambda data: (writes.append(data), real_write(data))[1]
+
+    def write(data: bytes) -> None:
+        writes.append(data)
+        real_write(data)
+
+    transport.write = write
     return writes
 
 
@@ -225,7 +241,12 @@ def test_unknown_op_and_bad_args_get_error_replies() -> None:
     p.client.write_frame(encode_request(901, "execute", {"sql": 7}, 0))
     seen: list[Any] = []
     real = p.client.message_received
-    p.client.message_received = lambda m: (seen.append(m), real(m))[1]  # type: ignore[method-assign]
+
+    def message_received(msg: Message) -> None:
+        seen.append(msg)
+        real(msg)
+
+    p.client.message_received = message_received  # type: ignore[method-assign]
     p.flush()
     assert [(m.request_id, m.code) for m in seen] == [(900, 1235), (901, 1210)]
     assert p.client.ready
@@ -422,7 +443,8 @@ def test_connection_loss_fails_pending_calls_and_cancels_on_the_tablet() -> None
     closed = p.client.when_closed()
     p.server.transport.loseConnection()  # type: ignore[union-attr]
     p.flush()
-    for d in [*calls, health]:
+    pending: list[Deferred[Any]] = [*calls, health]
+    for d in pending:
         e = failure_of(d)
         assert e.code == ErrorCode.CR_SERVER_LOST and "may or may not have run" in e.message
     assert result_of(closed) is None
@@ -465,7 +487,8 @@ def test_unsendable_health_snapshot_is_dropped() -> None:
     p.client.stream_health(snapshots.append)
     p.flush()
     [listener] = p.service._listeners
-    listener({1: "not a str key"})
+    not_str_keys: Any = {1: "not a str key"}  # deliberately not the Mapping[str, Any] it takes
+    listener(not_str_keys)
     p.service.set_health(seq=5)
     p.flush()
     assert [s["seq"] for s in snapshots] == [0, 5]

@@ -10,7 +10,7 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
-from twisted.test.iosim import IOPump, connect
+from twisted.test.iosim import FakeAddress, IOPump, connect
 from zope.interface import implementer
 
 from tests.unit.tabletrpc.fakes import FakeTabletService, RecordingTransport, result_of
@@ -36,8 +36,8 @@ class FakeEndpoint:
         self.attempts += 1
         if self.refuse:
             self.refuse -= 1
-            return fail(ConnectionRefusedError("refused by the test"))
-        client = factory.buildProtocol(None)
+            return fail(ConnectionRefusedError("refused by the test"))  # type: ignore[no-untyped-call]  # Twisted: unannotated
+        client = factory.buildProtocol(FakeAddress())
         assert client is not None
         server: Protocol
         if self.silent:
@@ -46,11 +46,11 @@ class FakeEndpoint:
         else:
             server = self.server_factory.buildProtocol(None)
         self.pumps.append(
-            connect(
+            connect(  # type: ignore[no-untyped-call]  # Twisted: unannotated
                 server,
-                RecordingTransport(server, isServer=True),
+                RecordingTransport(server, isServer=True),  # type: ignore[no-untyped-call]  # Twisted: FakeTransport.__init__ unannotated
                 client,
-                RecordingTransport(client, isServer=False),
+                RecordingTransport(client, isServer=False),  # type: ignore[no-untyped-call]  # Twisted: FakeTransport.__init__ unannotated
                 greet=False,
                 clock=self.clock,
             )
@@ -59,7 +59,7 @@ class FakeEndpoint:
 
     def flush(self) -> None:
         for pump in self.pumps:
-            pump.flush()
+            pump.flush()  # type: ignore[no-untyped-call]  # Twisted: unannotated
 
 
 def failure_of(d: Deferred[Any]) -> BaseException:

@@ -71,7 +71,7 @@ def raw_session(first: bytes, *more: bytes) -> tuple[RawPeer, TabletRPCServer, F
     for data in more:
         assert peer.transport is not None
         peer.transport.write(data)
-        pump.flush()
+        pump.flush()  # type: ignore[no-untyped-call]  # Twisted: unannotated
     return peer, server, service
 
 
@@ -216,14 +216,14 @@ def test_malformed_chunk_fails_one_call_and_cancels_it() -> None:
 def test_server_survives_any_bytes(chunks: list[bytes]) -> None:
     clock = Clock()
     server = TabletRPCServerFactory(FakeTabletService(clock), clock).buildProtocol(None)
-    transport = StringTransport()
-    server.makeConnection(transport)
+    transport = StringTransport()  # type: ignore[no-untyped-call]  # Twisted: unannotated
+    server.makeConnection(transport)  # type: ignore[no-untyped-call]  # Twisted: unannotated
     server.dataReceived(HELLO)
     for chunk in chunks:
         server.dataReceived(chunk)
         clock.advance(0)
     # Whatever came in, the server answered with well-formed frames only.
-    for payload in FrameDecoder().feed(transport.value()):
+    for payload in FrameDecoder().feed(transport.value()):  # type: ignore[no-untyped-call]  # Twisted: unannotated
         decode_message(payload)
     assert server._decoder.buffered <= 64 * 8
 
@@ -269,11 +269,11 @@ def test_client_deadline_fires_even_if_the_tablet_never_answers() -> None:
         SilentTablet, lambda: TabletRPCClient(clock), clock=clock
     )
     d = client.execute("select 1", deadline=clock.seconds() + 2)
-    pump.flush()
+    pump.flush()  # type: ignore[no-untyped-call]  # Twisted: unannotated
     clock.advance(1.9)
     assert not d.called
     clock.advance(0.1)
-    pump.flush()
+    pump.flush()  # type: ignore[no-untyped-call]  # Twisted: unannotated
     e = failure_of(d)
     assert e.code == 1317 and "deadline (2 s)" in e.message
     request = next(m for m in tablet.received if isinstance(m, Request))

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from twisted.trial import unittest
 
 from tests.unit.topo.conformance import SHARDED_VSCHEMA, tablet
@@ -162,9 +163,9 @@ class CliTests(unittest.TestCase):
     def test_usage_errors_exit_2(self) -> None:
         parser = build_parser()
         for argv in ([], ["keyspace"], ["keyspace", "create"], ["frobnicate"]):
-            with self.assertRaises(SystemExit) as e:
+            with pytest.raises(SystemExit) as e:
                 parser.parse_args(argv)
-            assert e.exception.code == 2
+            assert e.value.code == 2
         args = parser.parse_args(["keyspace", "list", "--json"])
         assert args.json is True
         args = parser.parse_args(["--json", "--topo", "zk:h:1", "keyspace", "list"])

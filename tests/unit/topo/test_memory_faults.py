@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from twisted.trial import unittest
 
 from tests.unit.topo.conformance import SHARDED_VSCHEMA, tablet
@@ -52,7 +53,7 @@ class MemoryFaultTests(unittest.TestCase):
         session = topo.conn.session_id
         self.conn(topo).set_reachable(False)
         assert topo.state() == "degraded"
-        with self.assertRaises(TopoUnavailableError):
+        with pytest.raises(TopoUnavailableError):
             await topo.list_keyspaces()
         self.conn(topo).set_reachable(True)
         await eventually(lambda: states == ["degraded", "connected"], "reconnection")
@@ -96,9 +97,9 @@ class MemoryFaultTests(unittest.TestCase):
         topo, observer = await self.client(), await self.client()
         registered = await topo.register_tablet(tablet("zone1-100"))
         self.conn(topo).set_reachable(False)
-        with self.assertRaises(TopoUnavailableError):
+        with pytest.raises(TopoUnavailableError):
             await topo.update_tablet(replace(registered, serving=True))
-        with self.assertRaises(TopoUnavailableError):
+        with pytest.raises(TopoUnavailableError):
             await topo.register_tablet(tablet("zone1-101"))
         assert [t.serving for t in await observer.list_tablets("zone1")] == [False]
         self.conn(topo).set_reachable(True)
@@ -131,15 +132,15 @@ class MemoryFaultTests(unittest.TestCase):
         conn = self.conn(topo)
         await self.commerce(topo)
         conn.fail(op="get", path=topo.layout.keyspace("commerce"), count=1)
-        with self.assertRaises(InjectedError):
+        with pytest.raises(InjectedError):
             await topo.get_keyspace("commerce")
         assert (await topo.get_keyspace("commerce")).name == "commerce"  # count exhausted
         conn.fail(op="create", error=TopoUnavailableError("injected outage"))
-        with self.assertRaises(TopoUnavailableError):
+        with pytest.raises(TopoUnavailableError):
             await topo.create_keyspace(Keyspace("other"))
         assert await topo.list_keyspaces() == ["commerce"]  # other operations still work
         conn.fail(path=topo.layout.keyspace("commerce"))  # everything under the keyspace
-        with self.assertRaises(InjectedError):
+        with pytest.raises(InjectedError):
             await topo.get_shard("commerce", "0")
         conn.clear_faults()
         assert (await topo.get_shard("commerce", "0")).name == "0"
@@ -148,7 +149,7 @@ class MemoryFaultTests(unittest.TestCase):
         topo = await self.client(connect=False)
         self.conn(topo).set_reachable(False)
         assert topo.state() == "connecting"
-        with self.assertRaises(TopoUnavailableError):
+        with pytest.raises(TopoUnavailableError):
             await topo.connect(0.05)
         watched: Recorder[Keyspace | Any] = Recorder()
         topo.watch_keyspaces(watched)  # set up while unreachable
@@ -172,10 +173,10 @@ class MemoryFaultTests(unittest.TestCase):
         await writer.register_tablet(tablet("zone1-2"))
         await seen.until(lambda v: list(v) == ["zone1-2"], "the valid tablet only")
         assert [t.alias for t in await topo.list_tablets("zone1")] == ["zone1-2"]
-        with self.assertRaises(ValidationError):
+        with pytest.raises(ValidationError):
             await topo.get_tablet("zone1-1")
         assert len(failing) >= 2  # the raising callback kept being called
-        assert len(self.flushLoggedErrors(RuntimeError)) == len(failing)
+        assert len(self.flushLoggedErrors(RuntimeError)) == len(failing)  # type: ignore[no-untyped-call]  # Twisted: unannotated
 
     async def test_close(self) -> None:
         topo, observer = await self.client(), await self.client()
@@ -183,16 +184,16 @@ class MemoryFaultTests(unittest.TestCase):
         watch = topo.watch_tablets("zone1", lambda v: None)
         await topo.close()
         assert topo.state() == "closed"
-        with self.assertRaises(TopoUnavailableError):
+        with pytest.raises(TopoUnavailableError):
             await topo.list_keyspaces()
-        with self.assertRaises(ClosedError):
+        with pytest.raises(ClosedError):
             await topo.connect(1)
         assert await observer.list_tablets("zone1") == []
         watch.cancel()  # harmless after close
 
     async def test_vschema_and_shard_need_the_keyspace(self) -> None:
         topo = await self.client()
-        with self.assertRaises(NoNodeError):
+        with pytest.raises(NoNodeError):
             await topo.save_vschema("ghost", VSchema.parse(SHARDED_VSCHEMA))
-        with self.assertRaises(ValidationError):
+        with pytest.raises(ValidationError):
             await topo.update_shard(Shard.new("commerce", "0"))

@@ -58,4 +58,5 @@ def test_an_update_racing_an_unregister_says_the_tablet_is_gone() -> None:
     t.run(gone)
     t.run(update)
     assert t.run(topo.conn.exists(topo.layout.tablet(record.alias))) is None
-    assert len(failures) == 1 and failures[0].check(NoNodeError)  # it says why
+    # It says why (NoNodeError).
+    assert len(failures) == 1 and failures[0].check(NoNodeError)  # type: ignore[no-untyped-call]  # Twisted: unannotated

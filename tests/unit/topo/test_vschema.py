@@ -52,9 +52,9 @@ def test_unsharded_vschema_without_vindexes() -> None:
     assert VSchema.parse("{}") == VSchema()
 
 
-def _with(path: list[str], value: Any) -> dict[str, Any]:
-    doc = json.loads(json.dumps(GOOD))
-    node = doc
+def _with(path: list[str | int], value: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(json.dumps(GOOD))
+    node: Any = doc
     for key in path[:-1]:
         node = node[key]
     node[path[-1]] = value

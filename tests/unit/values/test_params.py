@@ -234,7 +234,7 @@ def test_params_fuzz_never_crashes(
 
 
 def test_decoded_parameters_keep_their_wire_form_unless_long_data_came() -> None:
-    types = ((int(T.LONG), False), (int(T.VAR_STRING), False))
+    types = ((T.LONG, False), (T.VAR_STRING, False))
     params = decode_execute_params(2, b"\x00", types, b"\x05\x00\x00\x00\x01x")
     assert params == [5, b"x"]
     assert isinstance(params, ExecuteParams) and isinstance(params, list)
@@ -257,8 +257,8 @@ def test_numeric_params_fast_path_matches_the_general_decoder(
     """Type tuples of numbers take one struct call (NULLs, a short or a long values
     section go the general way): the same values, wire form and errors as a type list."""
     specs, values = row
-    bitmap, types, data = encode_execute_params(values, specs)
-    types = tuple((int(t), u) for t, u in types)
+    bitmap, spec_list, data = encode_execute_params(values, specs)
+    types = tuple(spec_list)
     data = data[:cut] if cut < 0 else data + b"\x00" * cut
     try:
         want = decode_execute_params(len(values), bitmap, list(types), data)
@@ -273,11 +273,11 @@ def test_numeric_params_fast_path_matches_the_general_decoder(
 
 
 def test_numeric_params_fast_path_needs_no_null_and_no_long_data() -> None:
-    types = ((int(T.LONG), False), (int(T.DOUBLE), True))
+    types = ((T.LONG, False), (T.DOUBLE, True))
     data = b"\x05\x00\x00\x00" + struct.pack("<d", 2.5)
     assert decode_execute_params(2, b"\x00", types, data) == [5, 2.5]
     assert decode_execute_params(2, b"\x01", types, data[4:]) == [None, 2.5]
     assert decode_execute_params(2, b"\x00", types, data[:4], {1: b"7"}) == [5, b"7"]
-    unsigned = ((int(T.TINY), True),)
+    unsigned = ((T.TINY, True),)
     assert decode_execute_params(1, b"\x00", unsigned, b"\xff") == [255]
-    assert decode_execute_params(1, b"\x00", ((int(T.TINY), False),), b"\xff") == [-1]
+    assert decode_execute_params(1, b"\x00", ((T.TINY, False),), b"\xff") == [-1]
