@@ -67,10 +67,8 @@ class FakeClient:
             n = min(self.warnings, int(text.split()[3]))
             consumer(ResultSetStart(3))
             for i in range(n):
-                row = [b"Warning", str(1000 + i).encode(), f"w{i} on {self.connection_id}"]
-                consumer(
-                    Row(encode_text_row([v if isinstance(v, bytes) else v.encode() for v in row]))
-                )
+                message = f"w{i} on {self.connection_id}".encode()
+                consumer(Row(encode_text_row([b"Warning", str(1000 + i).encode(), message])))
             consumer(ResultSetDone())
             return succeed(Result(row_count=n))
         self.warnings = int(text.split()[1]) if word == "WARN" else 0
