@@ -386,7 +386,9 @@ class ITabletService(Interface):
     def kill(request: ITabletRPCRequest, args: KillArgs) -> Deferred[bool] | bool:
         """Kill the query (or connection) of a transaction/reservation; true if one was."""
 
-    def manage(request: ITabletRPCRequest, args: ManageArgs) -> Deferred[dict[str, Any]]:
+    def manage(
+        request: ITabletRPCRequest, args: ManageArgs
+    ) -> Deferred[dict[str, Any]] | dict[str, Any]:
         """Run a tablet-manager action (reparents, vtorc); return its report as a map."""
 
     def health() -> Mapping[str, Any]:

@@ -376,7 +376,7 @@ class ServerSession:
             return decode_execute_params(
                 n,
                 ev.null_bitmap,
-                ev.param_types,  # type: ignore[arg-type]  # (no cast call per execute)
+                ev.param_types,
                 ev.values,
                 ev.long_data,
                 string_encoding=self.param_string_encoding,

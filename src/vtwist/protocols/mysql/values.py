@@ -596,7 +596,7 @@ def _fixed_params(types: tuple[ColumnSpec, ...]) -> _FixedParams:
 def decode_execute_params(
     num_params: int,
     null_bitmap: bytes,
-    param_types: Sequence[ColumnSpec],
+    param_types: Sequence[tuple[int, bool]],
     values_bytes: bytes,
     long_data: Mapping[int, bytes] | None = None,
     *,
