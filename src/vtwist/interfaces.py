@@ -504,6 +504,12 @@ class IResultSink(Interface):
     def error(error: MySQLError) -> None:
         """End the reply with this error (ERR packet)."""
 
+    def local_infile(filename: str, max_bytes: int) -> Deferred[bytes]:
+        """For a LOAD DATA LOCAL INFILE, before anything else of the reply: ask the client
+        for ``filename`` and read it; fires with its contents, or fails with MySQLError
+        (1153 when it is longer than ``max_bytes``; the rest is read and dropped, so the
+        reply can go on with an ERR). The reply follows as usual (``ok`` or ``error``)."""
+
     def fail(reason: BaseException | Failure) -> None:
         """The handler failed, as if its Deferred had failed (for a handler that returned
         ``REPLY_ENDS_COMMAND``): a ``MySQLError`` ends the reply as ``error`` does, any

@@ -70,7 +70,7 @@ class FieldListCommand(CommandHandler):
     def first(self) -> Message:
         return self.message
 
-    def event(self, ev: Message) -> Message | None:
+    def event(self, ev: Message) -> Message | list[Message] | None:
         if isinstance(ev, Column):
             self.columns.append(ev.definition)
         return super().event(ev)
@@ -87,7 +87,7 @@ class StatisticsCommand(CommandHandler):
     def first(self) -> Message:
         return ComStatistics()
 
-    def event(self, ev: Message) -> Message | None:
+    def event(self, ev: Message) -> Message | list[Message] | None:
         if isinstance(ev, StatisticsResponse):
             self.text = ev.text
         return super().event(ev)

@@ -75,6 +75,7 @@ OWNED_SET_NAMES: Final = "set_names"
 OWNED_WORKLOAD: Final = "workload"
 OWNED_SHOW_WARNINGS: Final = "show_warnings"  # arg: "warnings|errors:offset:limit"
 OWNED_COUNT_WARNINGS: Final = "count_warnings"  # arg: "warnings" or "errors"
+OWNED_LOAD_LOCAL: Final = "load_local"  # arg: the file name
 
 _LEAD: Final = re.compile(
     rb"(?:\s+|\(|/\*(?!!)(?:.|\n)*?\*/|/\*!\d*|--[ \t][^\n]*(?:\n|$)|#[^\n]*)*"
@@ -167,6 +168,15 @@ _SHOW_DIAGNOSTICS: Final = re.compile(
     rb"show (warnings|errors)(?: limit (\d+)(?: ?, ?(\d+)| offset (\d+))?)?"
 )
 _SHOW_COUNT: Final = re.compile(rb"show count ?\( ?\* ?\) ?(warnings|errors)")
+# LOAD DATA|XML [LOW_PRIORITY|CONCURRENT] LOCAL INFILE 'name': the gate reads the file
+# from its client (the tablet's connection to mysqld sends it on).
+_LOAD_LOCAL: Final = re.compile(
+    rb"LOAD\s+(?:DATA|XML)\s+(?:(?:LOW_PRIORITY|CONCURRENT)\s+)?LOCAL\s+INFILE\s*"
+    rb"('(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\")",
+    re.IGNORECASE | re.DOTALL,
+)
+_UNESCAPE: Final = {q: re.compile(rb"\\(.)|" + re.escape(q + q), re.DOTALL) for q in (b"'", b'"')}
+_ESCAPED: Final = {b"0": b"\0", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"Z": b"\x1a"}
 _WORKLOAD: Final = re.compile(
     rb"SET\s+(?:SESSION\s+|@@SESSION\.|@@)?WORKLOAD\s*=\s*['\"`]?(OLAP|OLTP)['\"`]?\s*;?\s*$",
     re.IGNORECASE,
@@ -238,6 +248,10 @@ def _owned(word: bytes, sql: bytes, body: bytes) -> tuple[str | None, str]:
         if m:
             query = (m.group(1) or b"").upper() == b"QUERY"
             return (OWNED_KILL_QUERY if query else OWNED_KILL), m.group(2).decode()
+    elif word == b"LOAD":
+        m = _LOAD_LOCAL.match(body)
+        if m:
+            return OWNED_LOAD_LOCAL, _unquoted(m.group(1)).decode("utf-8", "surrogateescape")
     elif word == b"USE":
         m = _USE.match(body)
         if m:
@@ -256,6 +270,18 @@ def _owned(word: bytes, sql: bytes, body: bytes) -> tuple[str | None, str]:
         if m:
             return OWNED_WORKLOAD, m.group(1).decode().lower()
     return None, ""
+
+
+def _unquoted(literal: bytes) -> bytes:
+    """The value of a quoted SQL string (backslash escapes, doubled quotes)."""
+
+    def one(m: re.Match[bytes]) -> bytes:
+        c = m.group(1)
+        if c is None:
+            return m.group()[:1]  # '' or ""
+        return _ESCAPED.get(c, c)
+
+    return _UNESCAPE[literal[:1]].sub(one, literal[1:-1])
 
 
 def _diagnostics(norm: bytes) -> tuple[str | None, str]:

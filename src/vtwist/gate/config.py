@@ -130,6 +130,14 @@ PREPARE_FIELDS = BoolOption(
     True,
     doc="Ask a tablet for a prepared SELECT's columns (a LIMIT 0 query) at prepare time",
 )
+MAX_LOCAL_INFILE = IntOption(
+    "session.max_local_infile_size",
+    8 * 1024 * 1024,
+    min=0,
+    max=15 * 1024 * 1024,
+    doc="Bytes a LOAD DATA LOCAL INFILE file may have (the gate reads it whole, then sends "
+    "it with the statement; larger ones get ERROR 1153); 0 refuses LOAD DATA LOCAL",
+)
 POLICY = StrOption(
     "routing.policy",
     "random",
@@ -186,6 +194,7 @@ OPTIONS: list[Option[Any]] = [
     DEFAULT_TABLET_TYPE,
     QUERY_TIMEOUT,
     PREPARE_FIELDS,
+    MAX_LOCAL_INFILE,
     POLICY,
     BUFFER_ENABLED,
     BUFFER_WINDOW,

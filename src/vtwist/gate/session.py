@@ -61,6 +61,7 @@ from vtwist.gate.classify import (
     OWNED_KEYSPACES,
     OWNED_KILL,
     OWNED_KILL_QUERY,
+    OWNED_LOAD_LOCAL,
     OWNED_PROCESSLIST,
     OWNED_SET_NAMES,
     OWNED_SHARDS,
@@ -144,6 +145,7 @@ class GateSession:
         self.diagnostics = Diagnostics()  # SHOW WARNINGS and the like (``diagnostics``)
         self._info: QueryInfo | None = None  # the statement running
         self._reads_counts = False  # it read @@warning_count or @@error_count (rewritten)
+        self._infile: bytes | None = None  # the LOAD DATA LOCAL file of the statement running
         self._more = 0  # MORE_RESULTS_EXISTS of the statement running
         self._inflight: Deferred[Any] | None = None
 
@@ -748,6 +750,7 @@ class GateSession:
             deadline=self._deadline(),
             options=self.tablet_options,
             settings=settings,
+            infile=self._infile,
         )
         result: QueryResult = await self._call(handle, d)
         return result
@@ -863,6 +866,9 @@ class GateSession:
             pass  # the tablets' connections are utf8mb4 already
         elif owned == OWNED_WORKLOAD:
             self.olap = info.arg == "olap"
+        elif owned == OWNED_LOAD_LOCAL:
+            await self._load_local(info, sink, more)
+            return
         if owned == OWNED_SHOW_WARNINGS:
             which, offset, limit = info.arg.split(":")
             shown = int(limit) if limit else None
@@ -876,6 +882,45 @@ class GateSession:
             return
         columns, rows = result
         sink.result_set(columns, rows, self.status() | more)
+
+    async def _load_local(self, info: QueryInfo, sink: IResultSink, more: int) -> None:
+        """LOAD DATA LOCAL INFILE: read the file from the client (at most
+        ``max_local_infile_size`` bytes), then run the statement as a write with the file
+        (``_execute`` hands it to the tablet, whose connection sends it when mysqld asks)."""
+        limit = self.gate.settings.max_local_infile_size
+        if not limit:
+            raise MySQLError(
+                ErrorCode.NOT_ALLOWED_COMMAND,
+                "LOAD DATA LOCAL INFILE is turned off on this gate "
+                "(session.max_local_infile_size = 0)",
+            )
+        if not self.info.capabilities & Capability.LOCAL_FILES:
+            raise MySQLError(
+                ErrorCode.NOT_ALLOWED_COMMAND,
+                "LOAD DATA LOCAL INFILE needs a client that allows local files "
+                "(e.g. mariadb --local-infile=1, PyMySQL local_infile=True)",
+            )
+        if sink.binary:
+            raise MySQLError(
+                ErrorCode.UNSUPPORTED_PS,
+                "LOAD DATA LOCAL INFILE cannot be a prepared statement; send it as a query",
+            )
+        try:
+            self._infile = await sink.local_infile(info.arg, limit)
+        except MySQLError as e:
+            if e.code != ErrorCode.NET_PACKET_TOO_LARGE:
+                raise
+            raise MySQLError(
+                e.code,
+                f"{e.message} (session.max_local_infile_size is {limit}): split the file, or "
+                "raise that gate option",
+            ) from None
+        try:
+            result = await self._routed(info)
+        finally:
+            self._infile = None
+        if result is not None:
+            self._send(result, sink, more)
 
     def _processlist(self) -> list[list[object]]:
         now = self.gate.clock.seconds()

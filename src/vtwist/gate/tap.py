@@ -135,6 +135,7 @@ class GateRole:
                 version_comment=config.value(keys.VERSION_COMMENT),
                 server_version=config.value(keys.SERVER_VERSION),
                 prepare_fields=config.value(keys.PREPARE_FIELDS),
+                max_local_infile_size=config.value(keys.MAX_LOCAL_INFILE),
                 topo_wait=config.value(keys.TOPO_CONNECT_TIMEOUT),
                 buffer=BufferSettings(
                     enabled=config.value(keys.BUFFER_ENABLED),

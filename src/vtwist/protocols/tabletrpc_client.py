@@ -345,11 +345,15 @@ class TabletRPCClient(FramedRPCProtocol):
         options: Mapping[str, Scalar] | None = None,
         deadline: float | None = None,
         settings: list[str] | None = None,
+        infile: bytes | None = None,
     ) -> Deferred[QueryResult]:
-        """Run one statement; fires with its ``QueryResult`` (rows in MySQL wire encoding)."""
+        """Run one statement; fires with its ``QueryResult`` (rows in MySQL wire encoding).
+        ``infile``: the file of a LOAD DATA LOCAL INFILE statement (``ExecuteArgs``)."""
         wire = _execute_wire(sql, bind_vars, target, transaction_id, reserved_id, max_rows, options)
         if settings:
             wire["settings"] = settings
+        if infile is not None:
+            wire["infile"] = infile
         return self._start(OP_EXECUTE, wire, deadline, None, None)
 
     def stream_execute(

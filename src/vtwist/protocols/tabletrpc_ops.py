@@ -9,7 +9,7 @@ frames and messages that carry them are in ``tabletrpc_codec``. No Twisted here.
 op                 args (wire keys)                        result
 =================  ======================================  ================================
 execute            sql, bind, target, tx, rsv, max_rows,   ``QueryResult``
-                   opts, settings
+                   opts, settings, infile
 stream_execute     same + window (chunks of credit)        CHUNKs, then ``QueryResult``
                                                            (OK part only)
 begin              target, rsv, opts, settings             transaction id
@@ -215,7 +215,9 @@ class ExecuteArgs(NamedTuple):
     the characteristics of the START TRANSACTION that opens the transaction);
     ``window`` is the stream's credit in chunks (streams only); ``settings`` are SET
     statements of the caller's session that a pooled connection must have run first (the
-    tablet keeps connections prepared with the same settings apart and reuses them).
+    tablet keeps connections prepared with the same settings apart and reuses them);
+    ``infile`` is the file of a ``LOAD DATA LOCAL INFILE`` statement, which the gate read
+    from its client: the tablet sends it when mysqld asks for the file.
     """
 
     sql: str
@@ -227,6 +229,7 @@ class ExecuteArgs(NamedTuple):
     options: dict[str, Scalar] | None = None
     window: int = 0
     settings: list[str] | None = None
+    infile: bytes | None = None
 
 
 class BeginArgs(NamedTuple):
@@ -305,6 +308,7 @@ _WIRE_KEYS: dict[str, str] = {
     "options": "opts",
     "window": "window",
     "settings": "settings",
+    "infile": "infile",
     "begin": "begin",
     "request_id": "req",
     "connection": "conn",
@@ -314,8 +318,13 @@ _WIRE_KEYS: dict[str, str] = {
 
 
 def args_to_wire(args: NamedTuple) -> dict[str, Any]:
-    """The wire form of an args tuple (fields left at None/0/False are omitted)."""
-    return {_WIRE_KEYS[k]: v for k, v in zip(args._fields, args, strict=True) if v}
+    """The wire form of an args tuple (fields left at None/0/False are omitted; an empty
+    ``infile`` is an empty file, so it stays)."""
+    return {
+        _WIRE_KEYS[k]: v
+        for k, v in zip(args._fields, args, strict=True)
+        if v or (k == "infile" and v is not None)
+    }
 
 
 def _bad_arg(op: str, key: str, want: str) -> MySQLError:
@@ -402,6 +411,9 @@ def _parse_execute(op: str, wire: dict[str, Any]) -> ExecuteArgs:
     rsv = get("rsv", 0)
     if type(rsv) is not int or not 0 <= rsv <= MAX_REQUEST_ID:
         raise _bad_arg(op, "rsv", "an id (int >= 0)")
+    infile = get("infile")
+    if infile is not None and type(infile) is not bytes:
+        raise _bad_arg(op, "infile", "bytes")
     return ExecuteArgs(
         sql,
         bind,
@@ -412,6 +424,7 @@ def _parse_execute(op: str, wire: dict[str, Any]) -> ExecuteArgs:
         None if get("opts") is None else _get_options(op, wire),
         window,
         None if get("settings") is None else _get_settings(op, wire),
+        infile,
     )
 
 

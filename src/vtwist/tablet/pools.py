@@ -45,13 +45,21 @@ def mysqld_target(config: Config) -> Target:
 
 
 def connector(
-    reactor: Any, config: Config, user: str, password: str, found_rows: bool = False
+    reactor: Any,
+    config: Config,
+    user: str,
+    password: str,
+    found_rows: bool = False,
+    local_files: bool = False,
 ) -> Callable[[], Deferred[MySQLClient]]:
     """A pool's ``connect_fn``: one logged-in connection to the tablet's mysqld.
 
     Multi-statements are off (the tablet runs one statement per request; mysqld refuses a
     smuggled second one); there is no read timeout: ``query.timeout`` kills long statements
-    and ``query.kill_grace`` closes connections whose statement will not die.
+    and ``query.kill_grace`` closes connections whose statement will not die. With
+    ``local_files`` (the app pools) mysqld may ask for a LOAD DATA LOCAL INFILE file: the
+    connection sends the one the gate's client sent with the statement, never a file of
+    the tablet's host.
     """
     return partial(
         connect,
@@ -65,6 +73,7 @@ def connector(
         charset=config.value(keys.MYSQL_CHARSET),
         multi_statements=False,
         found_rows=found_rows,
+        local_files=local_files,
     )
 
 
@@ -99,8 +108,10 @@ class TabletPools:
     def from_config(cls, reactor: Any, config: Config) -> TabletPools:
         """Build the pools (no connection is opened until first use)."""
         app_user, app_password = config.value(keys.APP_USER), keys.mysql_password(config, "app")
-        app = connector(reactor, config, app_user, app_password)
-        app_found = connector(reactor, config, app_user, app_password, found_rows=True)
+        app = connector(reactor, config, app_user, app_password, local_files=True)
+        app_found = connector(
+            reactor, config, app_user, app_password, found_rows=True, local_files=True
+        )
         dba = connector(
             reactor, config, config.value(keys.DBA_USER), keys.mysql_password(config, "dba")
         )

@@ -296,7 +296,13 @@ class TabletQueryService:
             timeout, key = self.settings.query_timeout, _QUERY_TIMEOUT_KEY
         collector = Collector(self.policy.row_limit(args.max_rows), self.settings.max_result_bytes)
         d = self.runner.start(
-            lease, sql, collector, timeout=timeout, timeout_key=key, request=request
+            lease,
+            sql,
+            collector,
+            timeout=timeout,
+            timeout_key=key,
+            request=request,
+            infile=args.infile,
         )
         done = d.addBoth(self._pooled_done, lease, stmt, sql, collector, start)
         return cast(Deferred[QueryResult], done)
@@ -508,7 +514,13 @@ class TabletQueryService:
                 self.policy.row_limit(args.max_rows), self.settings.max_result_bytes
             )
             summary = await self.runner.run(
-                lease, sql, collector, timeout=timeout, timeout_key=key, request=request
+                lease,
+                sql,
+                collector,
+                timeout=timeout,
+                timeout_key=key,
+                request=request,
+                infile=args.infile,
             )
             if collector.error is not None:
                 self.metrics.rows_exceeded.inc()

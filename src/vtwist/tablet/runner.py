@@ -424,16 +424,21 @@ class Runner:
         timeout: float | None,
         timeout_key: str,
         request: ITabletRPCRequest | None,
+        infile: bytes | None = None,
     ) -> Deferred[Result]:
         """Run ``sql`` on ``lease`` feeding ``consumer``; fires with the reply's summary, or
         fails with MySQLError. Cancelling it detaches the caller from the statement, which
         finishes in the background (the request's cancel hook kills it on mysqld).
+        ``infile``: the file of a LOAD DATA LOCAL INFILE statement.
 
         A plain callback chain, no coroutine: this is every query's path.
         """
         running = _Running(self, lease, timeout, timeout_key)
         self._running[lease] = running
-        lease.client.stream_query_notify(sql, consumer, running.statement_over)
+        if infile is None:
+            lease.client.stream_query_notify(sql, consumer, running.statement_over)
+        else:
+            lease.client.stream_query_notify(sql, consumer, running.statement_over, infile=infile)
         if timeout and not running.finished:
             now = self.clock.seconds()
             running.deadline = deadline = now + timeout
@@ -485,10 +490,17 @@ class Runner:
         timeout: float | None,
         timeout_key: str,
         request: ITabletRPCRequest | None,
+        infile: bytes | None = None,
     ) -> Result:
         """``start`` for coroutines: the reply's summary, or MySQLError."""
         return await self.start(
-            lease, sql, consumer, timeout=timeout, timeout_key=timeout_key, request=request
+            lease,
+            sql,
+            consumer,
+            timeout=timeout,
+            timeout_key=timeout_key,
+            request=request,
+            infile=infile,
         )
 
 

@@ -416,6 +416,50 @@ def test_show_warnings_is_each_sessions_own(cluster: dict[str, Any]) -> None:
     assert "Warning (Code 1264): Out of range value for column 'c' at row 1" in cli.stdout
 
 
+def test_load_data_local_infile(cluster: dict[str, Any], tmp_path: Path) -> None:
+    """LOAD DATA LOCAL INFILE through the gate: PyMySQL and the mariadb CLI send their
+    file, mysqld loads it on the primary; warnings, a file over the gate's limit (refused,
+    session still usable) and a client without the flag (1148)."""
+    csv = tmp_path / "rows.csv"
+    csv.write_text("".join(f"{i},v{i}\n" for i in range(1, 20001)))
+    conn = cluster["connect"](local_infile=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS ld_t")
+            cur.execute("CREATE TABLE ld_t (id INT PRIMARY KEY, v VARCHAR(4))")
+            into = "INTO TABLE ld_t FIELDS TERMINATED BY ','"
+            assert cur.execute(f"LOAD DATA LOCAL INFILE '{csv}' {into}") == 20000
+            # v1000..v20000 did not fit in VARCHAR(4): 19001 warnings, 64 shown
+            # (query.max_warnings).
+            assert one(conn, "SHOW COUNT(*) WARNINGS") == 19001
+            cur.execute("SHOW WARNINGS")
+            notes = cur.fetchall()
+            assert len(notes) == 64 and {row[1] for row in notes} == {1265}
+            assert one(conn, "SELECT SUM(id) FROM ld_t") == 20000 * 20001 // 2
+            assert one(conn, "SELECT v FROM ld_t WHERE id = 998") == "v998"
+            big = tmp_path / "big.csv"
+            big.write_bytes(b"x" * (8 * 1024 * 1024 + 1))
+            with pytest.raises(pymysql.err.OperationalError) as e:
+                cur.execute(f"LOAD DATA LOCAL INFILE '{big}' INTO TABLE ld_t")
+            assert e.value.args[0] == 1153 and "session.max_local_infile_size" in e.value.args[1]
+            assert one(conn, "SELECT COUNT(*) FROM ld_t") == 20000
+    finally:
+        conn.close()
+    host, port = cluster["gate"]["mysql"].rsplit(":", 1)
+    base = ["mariadb", "--protocol=tcp", f"-h{host}", f"-P{port}", f"-u{cluster['gate']['user']}",
+            f"-p{cluster['gate']['password']}", "commerce"]  # fmt: skip
+    load = f"DELETE FROM ld_t; LOAD DATA LOCAL INFILE '{csv}' {into}; SELECT COUNT(*) FROM ld_t"
+
+    def cli(flag: str) -> subprocess.CompletedProcess[str]:
+        args = [*base, flag, "-N", "-e", load]
+        return subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+
+    loaded = cli("--local-infile=1")
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.split() == ["20000"]
+    assert "ERROR 1148 (42000)" in cli("--local-infile=0").stderr
+
+
 PHP = "/usr/bin/php"
 
 

@@ -12,7 +12,7 @@ from twisted.internet.defer import CancelledError
 from twisted.python.failure import Failure
 
 from tests.unit.client.scripted import AUTOCOMMIT, Scripted, error_of, result_of
-from vtwist.protocols.mysql.client_commands import SimpleHandler, column_specs
+from vtwist.protocols.mysql.client_commands import INFILE_CHUNK, SimpleHandler, column_specs
 from vtwist.protocols.mysql.client_protocol import ROW_BATCH
 from vtwist.protocols.mysql.constants import (
     SERVER_CAPABILITIES,
@@ -178,6 +178,26 @@ def test_local_infile_request_is_refused() -> None:
     assert s.received() == [LocalInfileData(b"")]
     s.send(Ok())
     assert "LOCAL INFILE" in error_of(d, MySQLError).message
+
+
+def test_local_infile_sends_the_statements_file_in_chunks() -> None:
+    s = logged_in(local_files=True)
+    assert s.proto.conn.capabilities & Capability.LOCAL_FILES
+    done: list[Any] = []
+    data = b"1,a\n" * (INFILE_CHUNK // 4) + b"2,b\n"
+    s.client.stream_query_notify(
+        "LOAD DATA LOCAL INFILE 'f' INTO TABLE t", lambda ev: None, done.append, infile=data
+    )
+    s.received()
+    s.send(LocalInfileRequest("f"))
+    assert s.received() == [
+        LocalInfileData(data[:INFILE_CHUNK]),
+        LocalInfileData(data[INFILE_CHUNK:]),
+        LocalInfileData(b""),
+    ]
+    s.send(Ok(affected_rows=INFILE_CHUNK // 4 + 1))
+    assert done[0].affected_rows == INFILE_CHUNK // 4 + 1
+    assert not logged_in().proto.conn.capabilities & Capability.LOCAL_FILES
 
 
 def test_a_row_over_16_mib_in_small_reads() -> None:

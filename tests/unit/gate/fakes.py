@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -282,9 +282,12 @@ class RecordingSink:
     binary = False
     cursor = False
     paused = False
+    #: What ``local_infile`` answers: the client's file, or the error reading it gave.
+    infile: bytes | MySQLError = b""
 
     def __init__(self) -> None:
         self.events: list[tuple[Any, ...]] = []
+        self.files_asked: list[tuple[str, int]] = []
         self.closed = False
         self.ended: Deferred[None] = Deferred()
         self.failures: list[Failure] = []
@@ -360,6 +363,12 @@ class RecordingSink:
         else:
             self.failures.append(failure)
             self.error(MySQLError(ErrorCode.UNKNOWN_ERROR, f"internal error: {failure.value}"))
+
+    def local_infile(self, filename: str, max_bytes: int) -> Deferred[bytes]:
+        self.files_asked.append((filename, max_bytes))
+        if isinstance(self.infile, MySQLError):
+            return fail(self.infile)
+        return succeed(self.infile)
 
     def register_producer(self, producer: IPushProducer) -> None:
         pass
@@ -467,8 +476,10 @@ class Cluster:
             if not moved:
                 return
 
-    def run(self, session: GateSession, sql: str | bytes) -> RecordingSink:
-        sink = RecordingSink()
+    def run(
+        self, session: GateSession, sql: str | bytes, sink: RecordingSink | None = None
+    ) -> RecordingSink:
+        sink = sink or RecordingSink()
         raw = sql.encode() if isinstance(sql, str) else sql
         d = finished(session.query(raw, sink), sink)
         self.flush()

@@ -167,6 +167,43 @@ def test_show_warnings_after_an_error_a_stream_and_a_reset() -> None:
     assert c.run(s, "show count(*) warnings").table == [["0"]]
 
 
+def test_load_data_local_infile_brings_the_clients_file_to_the_primary() -> None:
+    c = cluster()
+    s = c.session(capabilities=Capability.LOCAL_FILES)
+    sink = RecordingSink()
+    sink.infile = b"1,a\n2,b\n"
+    c.run(s, "LOAD DATA LOCAL INFILE '/tmp/it''s.csv' INTO TABLE t", sink)
+    assert sink.files_asked == [("/tmp/it's.csv", 8 * 1024 * 1024)]
+    assert sink.events[-1][0] == "ok"
+    [(op, args)] = c.services["zone1-100"].calls
+    assert op == "execute"
+    assert args.infile == b"1,a\n2,b\n" and args.sql.startswith("LOAD DATA LOCAL")
+    c.run(s, "begin")  # in a transaction: on its connection
+    sink = RecordingSink()
+    sink.infile = b"3,c\n"
+    c.run(s, "load data local infile 'f' into table t", sink)
+    args = c.services["zone1-100"].calls[-1][1]
+    assert args.transaction_id and args.infile == b"3,c\n"
+    c.run(s, "insert into t values (1)")  # the next statement brings no file
+    assert c.services["zone1-100"].calls[-1][1].infile is None
+
+
+def test_load_data_local_infile_refusals() -> None:
+    c = cluster()
+    no_flag = c.run(c.session(), "load data local infile 'f' into table t")
+    assert no_flag.error_code == 1148 and "--local-infile=1" in no_flag.events[-1][2]
+    s = c.session(capabilities=Capability.LOCAL_FILES)
+    sink = RecordingSink()
+    sink.infile = MySQLError(1153, "the LOAD DATA LOCAL INFILE file has 9 bytes, more than 8")
+    c.run(s, "load data local infile 'f' into table t", sink)
+    assert sink.error_code == 1153 and "session.max_local_infile_size" in sink.events[-1][2]
+    off = cluster(settings=GateSettings(max_local_infile_size=0))
+    t = off.session(capabilities=Capability.LOCAL_FILES)
+    refused = off.run(t, "load data local infile 'f' into table t")
+    assert refused.error_code == 1148 and "max_local_infile_size = 0" in refused.events[-1][2]
+    assert not [op for op, _ in c.services["zone1-100"].calls if op == "execute"]
+
+
 def test_default_tablet_type_from_settings() -> None:
     c = cluster(settings=GateSettings(default_tablet_type="replica"))
     s = c.session(database="commerce")

@@ -98,8 +98,14 @@ class FakeClient:
         return succeed(Result(affected_rows=1))
 
     def stream_query_notify(
-        self, sql: bytes | str, consumer: Callable[[Any], object], done: Callable[[Any], object]
+        self,
+        sql: bytes | str,
+        consumer: Callable[[Any], object],
+        done: Callable[[Any], object],
+        infile: bytes | None = None,
     ) -> None:
+        if infile is not None:
+            self.server.files.append((self.connection_id, infile))
         self.stream_query(sql, consumer).addBoth(done)
 
     def query(self, sql: str) -> Deferred[Result]:
@@ -149,6 +155,7 @@ class FakeMySQL:
     def __init__(self) -> None:
         self.clients: dict[int, FakeClient] = {}
         self.log: list[tuple[int, str]] = []
+        self.files: list[tuple[int, bytes]] = []  # LOAD DATA LOCAL files, per connection
         self.kill_blocked = False  # KILL never answers (a stuck mysqld)
         self._next = 100
 

@@ -265,6 +265,16 @@ class QueryServiceTests(SynchronousTestCase):
         assert [n.message for n in result.notes] == [f"w0 on {cid}", f"w1 on {cid}"]
         assert self.mysql.statements(cid)[-2:] == ["WARN 2", "SHOW WARNINGS LIMIT 64"]
 
+    def test_load_data_local_file_reaches_the_connection(self) -> None:
+        load = "LOAD DATA LOCAL INFILE 'f' INTO TABLE t"
+        self.successResultOf(self.execute(load, infile=b"1,a\n"))
+        tx = self.successResultOf(self.service.begin(FakeRequest(), BeginArgs()))
+        self.successResultOf(self.execute(load, infile=b"", transaction_id=tx))
+        self.successResultOf(self.execute("INSERT INTO t VALUES (1)", transaction_id=tx))
+        [(pooled, first), (held, second)] = self.mysql.files
+        assert (first, second) == (b"1,a\n", b"")
+        assert held == next(iter(self.service.held)).lease.connection_id != pooled
+
     def test_transaction_lifecycle(self) -> None:
         tx = self.successResultOf(self.service.begin(FakeRequest(), BeginArgs()))
         assert tx > 0

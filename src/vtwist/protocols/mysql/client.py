@@ -241,16 +241,23 @@ class MySQLClient:
         done: Callable[[Result | Failure | None], object],
         *,
         summary: bool = True,
+        infile: bytes | None = None,
     ) -> None:
         """``stream_query`` without a Deferred, for a caller on every query's path (the
         tablet): ``done`` is called once with the summary or a Failure (the same errors),
         synchronously if the connection refuses the command at once. It cannot be
         cancelled; an exception ``done`` raises is logged. Without ``summary`` no summary
-        is kept: ``done`` gets None on success (a relay that only needs the events)."""
-        self.protocol.submit_notify(self._streaming(sql, consumer, summary), done)
+        is kept: ``done`` gets None on success (a relay that only needs the events).
+        ``infile``: what to send if the statement is a LOAD DATA LOCAL INFILE (the
+        connection must have been opened with ``local_files``)."""
+        self.protocol.submit_notify(self._streaming(sql, consumer, summary, infile), done)
 
     def _streaming(
-        self, sql: bytes | str, consumer: Consumer, summary: bool = True
+        self,
+        sql: bytes | str,
+        consumer: Consumer,
+        summary: bool = True,
+        infile: bytes | None = None,
     ) -> ResultHandler:
         return ResultHandler(
             ComQuery(_sql(sql)),
@@ -259,6 +266,7 @@ class MySQLClient:
             max_result_size=self.protocol.config.max_result_size,
             consumer=consumer,
             summary=summary,
+            infile=infile,
         )
 
     def prepare(self, sql: bytes | str) -> Deferred[PreparedStatement]:
@@ -438,6 +446,7 @@ def connect(
     attrs: dict[str, str] | None = None,
     allow_cleartext: bool = False,
     found_rows: bool = False,
+    local_files: bool = False,
     multi_statements: bool = True,
     max_queued: int = DEFAULT_MAX_QUEUED,
     max_result_size: int = DEFAULT_MAX_RESULT_SIZE,
@@ -451,8 +460,10 @@ def connect(
     connect plus login; ``read_timeout`` (None: no limit) bounds the silence while a
     reply is due; ``max_packet_size`` bounds one reassembled packet from mysqld;
     ``charset`` is one of ``client_commands.CHARSETS``; ``attrs`` are the connection
-    attributes (default ``default_attrs()``; ``{}`` sends none). Failures are
-    ``MySQLError`` (see the module docstring).
+    attributes (default ``default_attrs()``; ``{}`` sends none). ``found_rows`` and
+    ``local_files`` ask for CLIENT_FOUND_ROWS and CLIENT_LOCAL_FILES (the client sends no
+    file but what a statement brings, ``stream_query_notify``'s ``infile``). Failures
+    are ``MySQLError`` (see the module docstring).
     """
     if charset not in CHARSETS:
         raise ValueError(f"unknown charset {charset!r}; use one of {sorted(CHARSETS)}")
@@ -473,6 +484,7 @@ def connect(
         secure_channel=unix,
         allow_cleartext=allow_cleartext,
         found_rows=found_rows,
+        local_files=local_files,
         multi_statements=multi_statements,
         max_queued=max_queued,
         max_result_size=max_result_size,

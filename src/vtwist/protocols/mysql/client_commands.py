@@ -66,6 +66,8 @@ __all__ = [
 ]
 
 _UNSIGNED: Final = int(ColumnFlag.UNSIGNED)
+#: Bytes per packet of a LOCAL INFILE file sent to mysqld (below its max_allowed_packet).
+INFILE_CHUNK: Final = 1 << 20
 _NO_PARAMS_EXECUTE: Final = ComStmtExecute(0)  # never sent (see ExecuteHandler.__init__)
 
 # Character sets the client can ask for, with the collation id sent in the login packet
@@ -180,8 +182,8 @@ class CommandHandler:
         """The command to send."""
         raise NotImplementedError
 
-    def event(self, ev: Message) -> Message | None:
-        """A reply event; returns a message to send back right away (rarely), else None."""
+    def event(self, ev: Message) -> Message | list[Message] | None:
+        """A reply event; returns what to send back right away (rarely), else None."""
         if isinstance(ev, Err):
             self.fail(ev.to_error())
         return None
@@ -211,7 +213,7 @@ class SimpleHandler(CommandHandler):
         """The command."""
         return self.message
 
-    def event(self, ev: Message) -> Message | None:
+    def event(self, ev: Message) -> Message | list[Message] | None:
         """Keep the OK."""
         if isinstance(ev, Ok):
             self.ok = ev
@@ -255,7 +257,7 @@ class PrepareHandler(CommandHandler):
         """The command."""
         return ComStmtPrepare(self.sql)
 
-    def event(self, ev: Message) -> Message | None:
+    def event(self, ev: Message) -> Message | list[Message] | None:
         """Statement id and counts, then parameter definitions, then column definitions."""
         if isinstance(ev, StmtPrepareOK):
             self.stmt = PreparedStatement(ev.statement_id, self.sql, warnings=ev.warnings)
@@ -306,6 +308,9 @@ class ResultHandler(CommandHandler):
     _size = 0
     _consume_rows: Callable[[list[bytes]], object] | None = None
     _consume_results: WholeConsumer | None = None
+    #: The file a LOAD DATA LOCAL INFILE of this command sends when mysqld asks for it
+    #: (None: such a request is refused with an empty file, and the command fails).
+    infile: bytes | None = None
     #: False: ``result()`` is None and result sets taken whole leave no ``Result`` behind
     #: (a streaming caller that only wants the events).
     summary = True
@@ -318,11 +323,14 @@ class ResultHandler(CommandHandler):
         max_result_size: int,
         consumer: Consumer | None = None,
         summary: bool = True,
+        infile: bytes | None = None,
     ) -> None:
         # (``_current``, ``_specs``, ``_size``, ``_consume_*``, ``takes_*`` and ``summary``
         # start as the class defaults: one handler is made per query.)
         if not summary:
             self.summary = False
+        if infile is not None:
+            self.infile = infile
         self.message = message
         self.binary = binary
         self.python = python
@@ -376,7 +384,7 @@ class ResultHandler(CommandHandler):
             except Exception as e:  # the consumer's bug: read to the end, then fail
                 self.fail(e)
 
-    def event(self, ev: Message) -> Message | None:
+    def event(self, ev: Message) -> Message | list[Message] | None:
         """One reply event."""
         t = type(ev)
         consumer = self.consumer
@@ -413,14 +421,7 @@ class ResultHandler(CommandHandler):
             )
             self.results.append(res)
         elif t is LocalInfileRequest:
-            # Never asked for (no CLIENT_LOCAL_FILES): refuse with an empty file.
-            self.fail(
-                MySQLError(
-                    ErrorCode.CR_UNKNOWN_ERROR,
-                    "mysqld asked for a LOCAL INFILE, which vtwist's client refuses",
-                )
-            )
-            return LocalInfileData(b"")
+            return self._send_file()
         else:
             if t is Err:
                 self._on_err()
@@ -431,6 +432,25 @@ class ResultHandler(CommandHandler):
             except Exception as e:  # the consumer's bug: read the reply to its end, then fail
                 self.fail(e)
         return None
+
+    def _send_file(self) -> list[Message]:
+        """mysqld asked for the LOCAL INFILE: ``infile`` in chunks, then the empty packet
+        that ends it (all of it if the file is empty or refused)."""
+        data = self.infile
+        if data is None:
+            self.fail(
+                MySQLError(
+                    ErrorCode.CR_UNKNOWN_ERROR,
+                    "mysqld asked for a LOCAL INFILE file that this statement did not bring",
+                )
+            )
+            data = b""
+        self.infile = None  # sent once
+        chunks: list[Message] = [
+            LocalInfileData(data[i : i + INFILE_CHUNK]) for i in range(0, len(data), INFILE_CHUNK)
+        ]
+        chunks.append(LocalInfileData(b""))
+        return chunks
 
     def _on_err(self) -> None:
         """mysqld answered ERR (a hook: ``event`` still records the error)."""

@@ -124,6 +124,7 @@ class ClientConfig:
     secure_channel: bool = False  # a unix socket: caching_sha2 may send the password
     allow_cleartext: bool = False
     found_rows: bool = False
+    local_files: bool = False  # offer CLIENT_LOCAL_FILES (files only come from ``infile``)
     multi_statements: bool = True
     max_queued: int = DEFAULT_MAX_QUEUED
     max_result_size: int = DEFAULT_MAX_RESULT_SIZE
@@ -137,6 +138,8 @@ class ClientConfig:
             caps |= Capability.SSL
         if self.found_rows:
             caps |= Capability.FOUND_ROWS
+        if self.local_files:
+            caps |= Capability.LOCAL_FILES
         if not self.multi_statements:
             caps &= ~Capability.MULTI_STATEMENTS
         if not self.attrs:
@@ -418,8 +421,8 @@ class MySQLClientProtocol(Protocol):
             )
         self._break(err)
 
-    def _write(self, msg: Message) -> None:
-        data = self.conn.send(msg)
+    def _write(self, msg: Message | list[Message]) -> None:
+        data = self.conn.send_many(msg) if isinstance(msg, list) else self.conn.send(msg)
         assert self.transport is not None
         write_through(self.transport, data)
 

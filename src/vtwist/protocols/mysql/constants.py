@@ -58,6 +58,7 @@ SERVER_CAPABILITIES = (
     | Capability.PROTOCOL_41
     | Capability.TRANSACTIONS
     | Capability.SECURE_CONNECTION
+    | Capability.LOCAL_FILES  # (the gate asks only for the file a LOAD DATA LOCAL names)
     | Capability.MULTI_STATEMENTS
     | Capability.MULTI_RESULTS
     | Capability.PS_MULTI_RESULTS

@@ -75,6 +75,8 @@ from vtwist.protocols.mysql.messages import (
     Err,
     HandshakeResponse41,
     HandshakeV10,
+    LocalInfileData,
+    LocalInfileRequest,
     SSLRequest,
 )
 from vtwist.protocols.mysql.output import OutputBuffer, reading
@@ -123,6 +125,19 @@ _SESSION_COMMANDS: Final = frozenset({ComStmtExecute, ComQuery})
 _MID_REPLY: Final = frozenset({State.RESULT, State.COLUMNS, State.COLUMNS_END, State.ROWS})
 
 
+class _InfileRead:
+    """A LOCAL INFILE file being read from the client (``request_file``)."""
+
+    __slots__ = ("chunks", "d", "max_bytes", "size", "timer")
+
+    def __init__(self, d: Deferred[bytes], max_bytes: int, timer: IDelayedCall) -> None:
+        self.d = d
+        self.max_bytes = max_bytes
+        self.timer = timer
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+
 @implementer(IPushProducer)
 class MySQLServerProtocol(Protocol):
     """One client connection (see the module docstring)."""
@@ -153,6 +168,7 @@ class MySQLServerProtocol(Protocol):
         self._last_activity = 0.0
         self._close_timer: IDelayedCall | None = None
         self._out = OutputBuffer()
+        self._infile: _InfileRead | None = None
 
     def _transport(self) -> Any:
         """The transport, with the producer/consumer and TCP methods Twisted's give."""
@@ -222,6 +238,7 @@ class MySQLServerProtocol(Protocol):
         try:
             self._cancel_timers(close=True)
             self._inbox.clear()
+            self._end_infile(MySQLError(ErrorCode.CR_SERVER_LOST, "the client went away"))
             if self.session is not None:
                 self.session.abort()
             if self._command_d is not None:
@@ -342,6 +359,10 @@ class MySQLServerProtocol(Protocol):
         reading.depth += 1
         try:
             self._last_activity = self.clock.seconds()
+            if self._infile is not None:
+                self.conn.receive_data(data)
+                self._read_infile()
+                return
             if self._busy:
                 self._inbox.append(data)
                 self._inbox_bytes += len(data)
@@ -497,6 +518,85 @@ class MySQLServerProtocol(Protocol):
             if tls_protocol is None or tls_protocol is self:
                 raise RuntimeError("cannot hand the buffered TLS bytes to the TLS layer")
             tls_protocol.dataReceived(leftover)
+
+    # -- LOAD DATA LOCAL INFILE -----------------------------------------------------------
+
+    def request_file(self, filename: str, max_bytes: int) -> Deferred[bytes]:
+        """Ask the client for a LOCAL INFILE file and read it, although a command is in
+        progress: fires with the file once the client's empty packet ends it, or fails
+        with MySQLError 1153 (after the rest was read and dropped) when it is longer than
+        ``max_bytes``. The client may pause ``idle_timeout`` seconds between packets at
+        most: then, or if it goes away or breaks the protocol, it fails and the connection
+        is closed."""
+        d: Deferred[bytes] = Deferred()
+        if self._lost or self._closing or self._infile is not None:
+            d.errback(MySQLError(ErrorCode.CR_SERVER_LOST, "the client connection is closing"))
+            return d
+        timer = self.clock.callLater(self.factory.idle_timeout, self._guard(self._infile_stalled))
+        self._infile = _InfileRead(d, max_bytes, timer)
+        self._write([LocalInfileRequest(filename)])
+        if self._inbox:  # bytes that came while the command ran: the file's start
+            data = b"".join(self._inbox)
+            self._inbox.clear()
+            self._inbox_bytes = 0
+            self.conn.receive_data(data)
+        self._read_infile()
+        return d
+
+    def _read_infile(self) -> None:
+        read = self._infile
+        if read is None:
+            return
+        if read.timer.active():
+            read.timer.reset(self.factory.idle_timeout)
+        while True:
+            try:
+                ev = self.conn.next_event()
+            except RemoteProtocolError as e:
+                self._end_infile(MySQLError(ErrorCode.CR_SERVER_LOST, str(e)))
+                self._protocol_error(e)
+                return
+            if ev is NEED_DATA:
+                return
+            if not isinstance(ev, LocalInfileData):
+                self._end_infile(MySQLError(ErrorCode.CR_SERVER_LOST, "the client closed"))
+                self.close()
+                return
+            if not ev.data:
+                self._infile = None
+                read.timer.cancel()
+                if read.size > read.max_bytes:
+                    read.d.errback(
+                        MySQLError(
+                            ErrorCode.NET_PACKET_TOO_LARGE,
+                            f"the LOAD DATA LOCAL INFILE file has {read.size} bytes, more than "
+                            f"the {read.max_bytes} the server takes; split it",
+                        )
+                    )
+                else:
+                    read.d.callback(b"".join(read.chunks))
+                return
+            read.size += len(ev.data)
+            if read.size <= read.max_bytes:
+                read.chunks.append(ev.data)
+            elif read.chunks:
+                read.chunks = []
+
+    def _infile_stalled(self) -> None:
+        log.info(
+            "MySQL client {host} sent no LOCAL INFILE data for {timeout}s: closing",
+            host=self.peer_host,
+            timeout=self.factory.idle_timeout,
+        )
+        self._end_infile(MySQLError(ErrorCode.NET_READ_INTERRUPTED, "the client stalled"))
+        self.close()
+
+    def _end_infile(self, error: MySQLError) -> None:
+        read, self._infile = self._infile, None
+        if read is not None:
+            if read.timer.active():
+                read.timer.cancel()
+            read.d.errback(error)
 
     # -- output (the sinks' and session's ``SessionIO``) ------------------------------------
 

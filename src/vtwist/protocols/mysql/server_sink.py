@@ -99,6 +99,9 @@ class Output(Protocol):
     def call_soon(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` in a later reactor turn (never inside the caller's stack)."""
 
+    def request_file(self, filename: str, max_bytes: int) -> Deferred[bytes]:
+        """Ask the client for a LOCAL INFILE file and read it (``IResultSink.local_infile``)."""
+
     def session_status(self) -> int:
         """The handler's current status flags."""
 
@@ -296,6 +299,14 @@ class SinkBase:
     def paused(self) -> bool:
         """See ``IResultSink.paused``."""
         return self.flow.paused
+
+    def local_infile(self, filename: str, max_bytes: int) -> Deferred[bytes]:
+        """See ``IResultSink.local_infile``."""
+        if self._state is not _SS_RESULT:
+            return fail(
+                LocalProtocolError("local_infile() comes before anything else of the reply")
+            )
+        return self.out.request_file(filename, max_bytes)
 
     def register_producer(self, producer: IPushProducer) -> None:
         """See ``IResultSink.register_producer``."""
