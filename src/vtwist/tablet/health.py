@@ -281,6 +281,7 @@ class HealthProbe(Service):
         self._outstanding = 0
         self._again = False
         self._logged: tuple[bool, str] | None = None
+        self._served = False  # a probe found it serving since start
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
@@ -369,7 +370,8 @@ class HealthProbe(Service):
         )
         serving, error = verdict.serving, verdict.error
         problem = self.role_problem()
-        if problem and serving:
+        settling = bool(problem) and serving
+        if settling:
             serving, error = False, problem
         self.state.update(
             serving=serving,
@@ -378,7 +380,7 @@ class HealthProbe(Service):
             read_only=sample.read_only,
             gtid_position=sample.gtid_position,
         )
-        self._log_flip(serving, error)
+        self._log_flip(serving, error, settling)
 
     def _failed(self, error: str) -> None:
         self.failures += 1
@@ -386,13 +388,20 @@ class HealthProbe(Service):
         self.state.update(serving=False, error=error, lag_s=None, read_only=None)
         self._log_flip(False, error)
 
-    def _log_flip(self, serving: bool, error: str) -> None:
-        # Log transitions only: one line per flip, not one per probe.
+    def _log_flip(self, serving: bool, error: str, settling: bool = False) -> None:
+        # Log transitions only: one line per flip, not one per probe. ``settling``: mysqld
+        # is fine but the role is not settled yet; before the tablet first served (at
+        # start, while the shard record loads) that is expected, so info, not a warning.
         if self._logged == (serving, error):
             return
         self._logged = (serving, error)
         if serving:
+            self._served = True
             log.info("tablet {alias} is serving", alias=self.state.alias)
+        elif settling and not self._served:
+            log.info(
+                "tablet {alias} is not serving yet: {error}", alias=self.state.alias, error=error
+            )
         else:
             log.warn("tablet {alias} is not serving: {error}", alias=self.state.alias, error=error)
 

@@ -53,6 +53,10 @@ do {
     }
 } while ($m->more_results() && $m->next_result());
 $out["multi"] = $sets;
+// mysqli_get_warnings runs SHOW WARNINGS: the gate answers for this session.
+$m->query("SELECT 'x' + 1 AS w");
+$w = $m->get_warnings();
+$out["warnings"] = [$m->warning_count, $w->errno, $w->message];
 $out["ping"] = $m->ping();
 $m->close();
 

@@ -492,6 +492,7 @@ def test_php_mysqlnd(cluster: dict[str, Any]) -> None:
     assert int(out["replica"]["sid"]) in REPLICAS
     assert out["replica_write"] == [1290, "HY000"]
     assert out["multi"] == [[["1"]], [["2"]]]
+    assert out["warnings"] == [1, 1292, "Truncated incorrect DOUBLE value: 'x'"]
     assert out["ping"] is True
     assert out["pdo_emulated"] == {"a": "1", "b": "two"}
     assert out["pdo_real"] == {"a": "3", "c": 5}

@@ -3,7 +3,10 @@ reach the state (and so the health stream) with a scripted mysqld and a task.Clo
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from twisted.internet.task import Clock
+from twisted.logger import ILogObserver, globalLogPublisher
 
 from tests.unit.tablet.test_tablet_health_fakes import (
     SLAVE_COLUMNS,
@@ -303,6 +306,44 @@ def test_unsettled_role_keeps_the_tablet_out_of_service() -> None:
     make_probe(clock, FakeMysqld(), state, role_problem="waiting for the shard record")
     assert not state.serving and state.error == "waiting for the shard record"
     assert state.read_only is False  # the probe still reports what it saw
+
+
+def test_waiting_at_start_logs_info_and_a_later_stop_warns() -> None:
+    clock = Clock()
+    mysqld = FakeMysqld()
+    problem = ["waiting for the shard record"]
+    events: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, events.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        probe = HealthProbe(
+            make_state(clock),
+            fake_pool(mysqld, clock),
+            clock,
+            interval=1.0,
+            probe_timeout=0.5,
+            degraded_lag=30.0,
+            unhealthy_lag=300.0,
+            role_problem=lambda: problem[0],
+        )
+        probe.startService()
+        pump(clock)
+        problem[0] = ""
+        advance(clock, 1)
+        problem[0] = "demoting"
+        advance(clock, 1)
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    flips = [
+        (e["log_level"].name, e["log_format"].split("{alias} ")[1])
+        for e in events
+        if "serving" in e.get("log_format", "")
+    ]
+    assert flips == [
+        ("info", "is not serving yet: {error}"),
+        ("info", "is serving"),
+        ("warn", "is not serving: {error}"),
+    ]
 
 
 def test_probe_now_runs_at_once_or_after_the_probe_in_flight() -> None:
