@@ -55,8 +55,9 @@ do {
 $out["multi"] = $sets;
 // mysqli_get_warnings runs SHOW WARNINGS: the gate answers for this session.
 $m->query("SELECT 'x' + 1 AS w");
+$count = $m->warning_count;
 $w = $m->get_warnings();
-$out["warnings"] = [$m->warning_count, $w->errno, $w->message];
+$out["warnings"] = [$count, $w->errno, $w->message];
 $out["ping"] = $m->ping();
 $m->close();
 
