@@ -9,8 +9,9 @@ APT_PACKAGES=(
   libmariadb-dev pkg-config gcc   # to build mysqlclient
   python3-dev python3-venv
 )
-# Only for ./scripts/test: PHP's mysqlnd, one more MySQL client written apart from the others.
-TEST_APT_PACKAGES=(php-cli php-mysql)
+# Only for ./scripts/test: PHP's mysqlnd and the Go driver, MySQL clients written apart
+# from the others.
+TEST_APT_PACKAGES=(php-cli php-mysql golang-go golang-github-go-sql-driver-mysql-dev)
 
 # ensure_system_packages [EXTRA_PACKAGE...]: APT_PACKAGES and the extra ones.
 ensure_system_packages() {

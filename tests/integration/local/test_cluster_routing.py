@@ -460,6 +460,52 @@ def test_load_data_local_infile(cluster: dict[str, Any], tmp_path: Path) -> None
     assert "ERROR 1148 (42000)" in cli("--local-infile=0").stderr
 
 
+GO = "/usr/bin/go"
+GO_DRIVER = "/usr/share/gocode/src/github.com/go-sql-driver/mysql"
+
+
+def test_go_sql_driver(cluster: dict[str, Any], tmp_path: Path) -> None:
+    """The Go MySQL driver (what Vitess users' Go services use): server-side prepared
+    statements, DATETIME(6), a BLOB, a transaction, a replica target:
+    tests/integration/local/go_client.go, built with Debian's Go and driver."""
+    if not (Path(GO).exists() and Path(GO_DRIVER).exists()):
+        pytest.skip(
+            "go or the driver is not installed (scripts/test installs golang-go and "
+            "golang-github-go-sql-driver-mysql-dev)"
+        )
+    env = {
+        **os.environ,
+        "GO111MODULE": "off",
+        "GOPATH": "/usr/share/gocode",
+        "GOCACHE": str(tmp_path / "gocache"),
+        "HOME": str(tmp_path),
+    }
+    binary = tmp_path / "go_client"
+    source = Path(__file__).with_name("go_client.go")
+    build = subprocess.run(
+        [GO, "build", "-o", str(binary), str(source)],
+        capture_output=True, text=True, timeout=300, env=env, check=False,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr
+    gate = cluster["gate"]
+    dsn = f"{gate['user']}:{gate['password']}@tcp({gate['mysql']})/commerce{{}}?parseTime=true"
+    r = subprocess.run(
+        [str(binary), dsn.format(""), dsn.format("@replica")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["version_comment"] == "vtwist gate"
+    assert out["insert"][0] > 0 and out["insert"][1] == 1
+    assert out["row"][:3] == ["héllo", "2026-12-04T10:11:12.123456Z", 2.5]
+    assert out["row"][3] == "AAEC/w=="  # bytes 0 1 2 255 (JSON base64)
+    assert out["in_tx"] == "in tx" and out["after_rollback"] == "héllo"
+    assert out["prepared"] == [1, 2, 3]
+    assert out["error"][0] == 1146 and "go_nosuch" in out["error"][1]
+    assert out["replica_server_id"] in REPLICAS
+    assert out["replica_write"] == 1290
+
+
 PHP = "/usr/bin/php"
 
 
