@@ -28,6 +28,12 @@ BEGIN/COMMIT/ROLLBACK drive a tablet transaction; everything else is routed:
 - prepared statements are the gate's: the parameter count from the SQL, the columns from a
   field-only query (``SELECT * FROM (...) LIMIT 0``; none if that fails); an execute is
   the statement with its values interpolated, routed as a text query.
+- warnings: the session's own (``diagnostics``), from the notes the tablet fetched after a
+  statement with warnings, or the error the gate answered; SHOW WARNINGS/ERRORS and their
+  counts are answered here.
+- LOAD DATA LOCAL INFILE: the gate reads the file from the client
+  (``IResultSink.local_infile``, at most ``max_local_infile_size`` bytes) and sends it with
+  the statement.
 
 Results are relayed without decoding rows; column definitions are decoded once (cached).
 Tablet-side client errors (2003, 2013: link down) reach the client as ERROR 1105 naming the

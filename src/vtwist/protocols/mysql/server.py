@@ -11,7 +11,9 @@ package never imports the gate.
 
 Ordering: one command at a time. Bytes that arrive while a command is in progress wait,
 unparsed, in a buffer of at most ``max_pipeline_bytes`` (then reading from the socket is
-paused), so pipelined commands are answered in order with bounded memory.
+paused), so pipelined commands are answered in order with bounded memory. The exception:
+the packets of a LOAD DATA LOCAL INFILE file that the handler asked for
+(``request_file``, through its sink) are parsed as they come, bounded in size and time.
 
 Output: a reply made while bytes are being read (the passthrough's, made while reading its
 backend) goes out with one ``send`` when it is complete or the read is handled
