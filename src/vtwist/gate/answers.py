@@ -1,5 +1,5 @@
 """Result sets the gate answers itself (sans-IO builders): version, CONNECTION_ID(),
-DATABASE(), SHOW PROCESSLIST, SHOW VITESS_TABLETS|SHARDS|KEYSPACES, SHOW DATABASES.
+DATABASE(), SHOW PROCESSLIST, SHOW VITESS_TABLETS|SHARDS|KEYSPACES|TARGET, SHOW DATABASES.
 
 Each builder returns ``(columns, rows)``: ``ColumnDefinition41``s and text-row payloads.
 """

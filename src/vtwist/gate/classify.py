@@ -68,6 +68,7 @@ OWNED_KILL_QUERY: Final = "kill_query"
 OWNED_TABLETS: Final = "vitess_tablets"
 OWNED_SHARDS: Final = "vitess_shards"
 OWNED_KEYSPACES: Final = "vitess_keyspaces"
+OWNED_TARGET: Final = "vitess_target"
 OWNED_DATABASES: Final = "databases"
 OWNED_USE: Final = "use"
 OWNED_AUTOCOMMIT: Final = "autocommit"
@@ -159,6 +160,7 @@ _OWNED_SHOWS: Final = {
     b"show vitess_tablets": OWNED_TABLETS,
     b"show vitess_shards": OWNED_SHARDS,
     b"show vitess_keyspaces": OWNED_KEYSPACES,
+    b"show vitess_target": OWNED_TARGET,
     b"show keyspaces": OWNED_KEYSPACES,
     b"show databases": OWNED_DATABASES,
     b"show schemas": OWNED_DATABASES,

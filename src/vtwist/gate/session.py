@@ -73,6 +73,7 @@ from vtwist.gate.classify import (
     OWNED_SHARDS,
     OWNED_SHOW_WARNINGS,
     OWNED_TABLETS,
+    OWNED_TARGET,
     OWNED_USE,
     OWNED_VERSION,
     OWNED_VERSION_COMMENT,
@@ -857,6 +858,8 @@ class GateSession:
             result = answers.tablets(gate.discovery.all())
         elif owned == OWNED_SHARDS:
             result = answers.shards((k, s) for k in gate.keyspaces() for s in gate.shards(k))
+        elif owned == OWNED_TARGET:
+            result = answers.single("Target", self.target.database() if self.target else "")
         elif owned in (OWNED_KEYSPACES, OWNED_DATABASES):
             result = answers.keyspaces(gate.keyspaces())
         elif owned in (OWNED_KILL, OWNED_KILL_QUERY):

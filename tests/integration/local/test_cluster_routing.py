@@ -109,6 +109,7 @@ def served_by(conn: Any, sql: str = "SELECT @@server_id", times: int = 20) -> se
 def test_replica_target_reads_from_replicas_and_refuses_writes(cluster: dict[str, Any]) -> None:
     conn = cluster["connect"]("commerce@replica")
     try:
+        assert one(conn, "SHOW VITESS_TARGET") == "commerce@replica"
         assert served_by(conn, times=40) <= REPLICAS
         with pytest.raises(pymysql.err.OperationalError) as e, conn.cursor() as cur:
             cur.execute("CREATE TABLE nope (id INT)")

@@ -204,6 +204,15 @@ def test_load_data_local_infile_refusals() -> None:
     assert not [op for op, _ in c.services["zone1-100"].calls if op == "execute"]
 
 
+def test_show_vitess_target() -> None:
+    c = cluster()
+    s = c.session(database="")
+    assert c.run(s, "SHOW VITESS_TARGET").table == [[""]]
+    c.run(s, "use commerce:0@replica")
+    sink = c.run(s, "show vitess_target")
+    assert sink.events[0] == ("start", ["Target"]) and sink.table == [["commerce:0@replica"]]
+
+
 def test_default_tablet_type_from_settings() -> None:
     c = cluster(settings=GateSettings(default_tablet_type="replica"))
     s = c.session(database="commerce")

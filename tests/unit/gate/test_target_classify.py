@@ -20,6 +20,7 @@ from vtwist.gate.classify import (
     OWNED_DATABASES,
     OWNED_KILL,
     OWNED_KILL_QUERY,
+    OWNED_LOAD_LOCAL,
     OWNED_PROCESSLIST,
     OWNED_SET_NAMES,
     OWNED_SHOW_WARNINGS,
@@ -187,6 +188,14 @@ def test_not_session_state() -> None:
         (b"SHOW ERRORS LIMIT 5;", OWNED_SHOW_WARNINGS, "errors:0:5"),
         (b"show  warnings limit 2 ,3", OWNED_SHOW_WARNINGS, "warnings:2:3"),
         (b"show warnings /* x */ limit 3 offset 2", OWNED_SHOW_WARNINGS, "warnings:2:3"),
+        (b"LOAD DATA LOCAL INFILE '/tmp/a b.csv' INTO TABLE t", OWNED_LOAD_LOCAL, "/tmp/a b.csv"),
+        (b"load data concurrent local infile 'it''s' into table t", OWNED_LOAD_LOCAL, "it's"),
+        (
+            b'LOAD XML LOW_PRIORITY LOCAL INFILE "C:\\\\x\\ty" INTO TABLE t',
+            OWNED_LOAD_LOCAL,
+            "C:\\x\ty",
+        ),
+        (b"/* c */ load data local infile 'x\"\"' into table t", OWNED_LOAD_LOCAL, 'x""'),
         (b"SHOW COUNT(*) WARNINGS", OWNED_COUNT_WARNINGS, "warnings"),
         (b"show count ( * ) errors", OWNED_COUNT_WARNINGS, "errors"),
     ],
@@ -204,6 +213,9 @@ def test_not_owned() -> None:
     # Not SHOW WARNINGS as mysqld parses it: goes on (and gets mysqld's syntax error).
     for sql in (b"show warnings limit", b"show status like '%errors%'", b"show errors 5"):
         assert classify(sql).owned is None, sql
+    # Not LOCAL: mysqld reads a file of its own host (the FILE privilege decides).
+    assert classify(b"LOAD DATA INFILE '/tmp/x' INTO TABLE t").owned is None
+    assert classify(b"LOAD DATA INFILE '/tmp/x' INTO TABLE t").is_write
 
 
 def test_strip_comments_keeps_executable_comments() -> None:
