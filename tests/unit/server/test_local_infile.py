@@ -120,3 +120,13 @@ def test_a_client_that_leaves_mid_file_fails_the_read() -> None:
     c.send(LocalInfileData(b"1,a\n"))
     c.lose()
     assert [e.code for e in loader.errors] == [2013]
+
+
+def test_a_packet_over_max_packet_size_closes_the_connection() -> None:
+    _, c, loader = loading(max_packet_size=1024)
+    c.send_raw(c.conn.send(LocalInfileData(b"x" * 2000)))
+    assert [e.code for e in loader.errors] == [2013]
+    assert c.transport.disconnecting
+    raw = c.raw_out()  # an ERR 1153 packet (the client side here cannot parse it mid-file)
+    assert raw[4] == 0xFF and int.from_bytes(raw[5:7], "little") == 1153
+    assert b"max_allowed_packet" in raw

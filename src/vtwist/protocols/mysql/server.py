@@ -555,14 +555,16 @@ class MySQLServerProtocol(Protocol):
             try:
                 ev = self.conn.next_event()
             except RemoteProtocolError as e:
-                self._end_infile(MySQLError(ErrorCode.CR_SERVER_LOST, str(e)))
+                # The client gets the ERR, then the handler learns (its reply is dropped:
+                # nothing is written once the connection is closing).
                 self._protocol_error(e)
+                self._end_infile(MySQLError(ErrorCode.CR_SERVER_LOST, str(e)))
                 return
             if ev is NEED_DATA:
                 return
             if not isinstance(ev, LocalInfileData):
-                self._end_infile(MySQLError(ErrorCode.CR_SERVER_LOST, "the client closed"))
                 self.close()
+                self._end_infile(MySQLError(ErrorCode.CR_SERVER_LOST, "the client closed"))
                 return
             if not ev.data:
                 self._infile = None
@@ -590,8 +592,8 @@ class MySQLServerProtocol(Protocol):
             host=self.peer_host,
             timeout=self.factory.idle_timeout,
         )
-        self._end_infile(MySQLError(ErrorCode.NET_READ_INTERRUPTED, "the client stalled"))
         self.close()
+        self._end_infile(MySQLError(ErrorCode.NET_READ_INTERRUPTED, "the client stalled"))
 
     def _end_infile(self, error: MySQLError) -> None:
         read, self._infile = self._infile, None
@@ -603,7 +605,7 @@ class MySQLServerProtocol(Protocol):
     # -- output (the sinks' and session's ``SessionIO``) ------------------------------------
 
     def _write(self, events: Sequence[Message]) -> int:
-        if self._lost or self.transport is None:
+        if self._lost or self._closing or self.transport is None:
             return 0
         conn = self.conn
         data = conn.send_many(events)
@@ -613,14 +615,14 @@ class MySQLServerProtocol(Protocol):
         return len(data)
 
     def send_events(self, events: Sequence[Message]) -> int:
-        """Frame and write ``events`` (nothing once the connection is lost)."""
+        """Frame and write ``events`` (nothing once the connection is closing or lost)."""
         return self._write(events)
 
     # The result-set hot path (``Connection.send_columns`` and co.): no event objects.
 
     def send_columns(self, columns: Sequence[ColumnDefinition41]) -> int:
         """``send_events`` of ResultSetStart and a Column per definition."""
-        if self._lost or self.transport is None:
+        if self._lost or self._closing or self.transport is None:
             return 0
         data = self.conn.send_columns(columns)
         self._out.write(data, False)  # the rows and the end follow
@@ -628,7 +630,7 @@ class MySQLServerProtocol(Protocol):
 
     def send_row(self, payload: bytes) -> int:
         """``send_events`` of one Row."""
-        if self._lost or self.transport is None:
+        if self._lost or self._closing or self.transport is None:
             return 0
         data = self.conn.send_row(payload)
         self._out.write(data, False)
@@ -638,7 +640,7 @@ class MySQLServerProtocol(Protocol):
         self, status: int, warnings: int, affected_rows: int, last_insert_id: int, info: bytes
     ) -> int:
         """``send_events`` of one ResultSetDone."""
-        if self._lost or self.transport is None:
+        if self._lost or self._closing or self.transport is None:
             return 0
         conn = self.conn
         data = conn.send_done(status, warnings, affected_rows, last_insert_id, info)
@@ -656,7 +658,7 @@ class MySQLServerProtocol(Protocol):
         info: bytes,
     ) -> int:
         """``send_columns``, ``send_row`` of each row and ``send_done``, in one write."""
-        if self._lost or self.transport is None:
+        if self._lost or self._closing or self.transport is None:
             return 0
         conn = self.conn
         data = conn.send_result_set(
