@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
@@ -130,3 +132,23 @@ def test_a_packet_over_max_packet_size_closes_the_connection() -> None:
     raw = c.raw_out()  # an ERR 1153 packet (the client side here cannot parse it mid-file)
     assert raw[4] == 0xFF and int.from_bytes(raw[5:7], "little") == 1153
     assert b"max_allowed_packet" in raw
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.binary(min_size=1, max_size=300), max_size=6),
+    st.lists(st.integers(1, 64), min_size=1, max_size=20),
+)
+def test_any_file_split_any_way_arrives_whole(packets: list[bytes], cuts: list[int]) -> None:
+    _, c, loader = loading(limit=6 * 300)
+    raw = c.conn.send_many([*(LocalInfileData(p) for p in packets), LocalInfileData(b"")])
+    i = 0
+    for n in cuts * (len(raw) // max(sum(cuts), 1) + 1):
+        if i >= len(raw):
+            break
+        c.send_raw(raw[i : i + n])
+        i += n
+    c.send_raw(raw[i:])
+    assert loader.files == [b"".join(packets)]
+    [ok] = c.events()
+    assert isinstance(ok, Ok) and ok.affected_rows == len(b"".join(packets))
