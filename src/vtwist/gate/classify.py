@@ -77,6 +77,7 @@ OWNED_WORKLOAD: Final = "workload"
 OWNED_SHOW_WARNINGS: Final = "show_warnings"  # arg: "warnings|errors:offset:limit"
 OWNED_COUNT_WARNINGS: Final = "count_warnings"  # arg: "warnings" or "errors"
 OWNED_LOAD_LOCAL: Final = "load_local"  # arg: the file name
+OWNED_QUERY_TIMEOUT: Final = "query_timeout"  # arg: milliseconds (0: the default)
 
 _LEAD: Final = re.compile(
     rb"(?:\s+|\(|/\*(?!!)(?:.|\n)*?\*/|/\*!\d*|--[ \t][^\n]*(?:\n|$)|#[^\n]*)*"
@@ -88,6 +89,7 @@ _LITERALS: Final = re.compile(
     rb"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"|`(?:[^`]|``)*`"
     rb"|/\*(?!!)(?:.|\n)*?\*/|--[ \t][^\n]*|#[^\n]*",
 )
+_STRINGS: Final = re.compile(rb"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"|`(?:[^`]|``)*`")
 _COMMENTS: Final = re.compile(rb"/\*(?!!)(?:.|\n)*?\*/|--[ \t][^\n]*|#[^\n]*")
 
 _READ_WORDS: Final = frozenset(
@@ -183,6 +185,13 @@ _WORKLOAD: Final = re.compile(
     rb"SET\s+(?:SESSION\s+|@@SESSION\.|@@)?WORKLOAD\s*=\s*['\"`]?(OLAP|OLTP)['\"`]?\s*;?\s*$",
     re.IGNORECASE,
 )
+_QUERY_TIMEOUT: Final = re.compile(
+    rb"SET\s+(?:SESSION\s+|@@SESSION\.|@@)?QUERY_TIMEOUT\s*=\s*(\d{1,10})\s*;?\s*$", re.IGNORECASE
+)
+# Vitess's comment directive: /*vt+ ... QUERY_TIMEOUT_MS=n ... */ anywhere in a statement.
+_TIMEOUT_DIRECTIVE: Final = re.compile(
+    rb"/\*vt\+(?:[^*]|\*(?!/))*?\bQUERY_TIMEOUT_MS\s*=\s*(\d{1,10})\b", re.IGNORECASE
+)
 _KILL: Final = re.compile(rb"KILL\s+(?:(QUERY|CONNECTION)\s+)?(\d+)\s*;?\s*$", re.IGNORECASE)
 _USE: Final = re.compile(rb"USE\s+(`(?:[^`]|``)+`|\S+?)\s*;?\s*$", re.IGNORECASE)
 _SPACES: Final = re.compile(rb"\s+")
@@ -271,6 +280,9 @@ def _owned(word: bytes, sql: bytes, body: bytes) -> tuple[str | None, str]:
         m = _WORKLOAD.match(body)
         if m:
             return OWNED_WORKLOAD, m.group(1).decode().lower()
+        m = _QUERY_TIMEOUT.match(body)
+        if m:
+            return OWNED_QUERY_TIMEOUT, str(int(m.group(1)))
     return None, ""
 
 
@@ -300,6 +312,15 @@ def _diagnostics(norm: bytes) -> tuple[str | None, str]:
     if m:
         return OWNED_COUNT_WARNINGS, m.group(1).decode()
     return None, ""
+
+
+def directive_timeout_ms(sql: bytes) -> int | None:
+    """The milliseconds of a ``/*vt+ QUERY_TIMEOUT_MS=n */`` comment directive in ``sql``,
+    else None (0 turns the statement's timeout off, back to the default)."""
+    if b"/*vt+" not in sql and b"/*VT+" not in sql:
+        return None
+    m = _TIMEOUT_DIRECTIVE.search(_STRINGS.sub(b"''", sql))
+    return int(m.group(1)) if m else None
 
 
 def classify(sql: bytes) -> QueryInfo:

@@ -69,6 +69,7 @@ from vtwist.gate.classify import (
     OWNED_KILL_QUERY,
     OWNED_LOAD_LOCAL,
     OWNED_PROCESSLIST,
+    OWNED_QUERY_TIMEOUT,
     OWNED_SET_NAMES,
     OWNED_SHARDS,
     OWNED_SHOW_WARNINGS,
@@ -80,6 +81,7 @@ from vtwist.gate.classify import (
     OWNED_WORKLOAD,
     QueryInfo,
     classify,
+    directive_timeout_ms,
     replayable_setting,
     reusable,
     transaction_characteristics,
@@ -153,6 +155,8 @@ class GateSession:
         self._info: QueryInfo | None = None  # the statement running
         self._reads_counts = False  # it read @@warning_count or @@error_count (rewritten)
         self._infile: bytes | None = None  # the LOAD DATA LOCAL file of the statement running
+        self.query_timeout_ms = 0  # SET query_timeout (Vitess's, milliseconds; 0: default)
+        self._timeout_ms = 0  # the statement's: that, or its /*vt+ QUERY_TIMEOUT_MS=n */
         self._more = 0  # MORE_RESULTS_EXISTS of the statement running
         self._inflight: Deferred[Any] | None = None
 
@@ -196,6 +200,8 @@ class GateSession:
         values (``rewrite``)."""
         if info is None:
             info = classify(sql)
+        timeout_ms = directive_timeout_ms(sql)
+        self._timeout_ms = self.query_timeout_ms if timeout_ms is None else timeout_ms
         self._reads_counts = False
         if info.owned is None and mentions_session_values(sql):
             self._reads_counts = reads_counts(sql)
@@ -430,7 +436,7 @@ class GateSession:
             text,
             target=where,
             deadline=self._deadline(),
-            options=self.tablet_options,
+            options=self._statement_options(),
             settings=self.settings or None,
         )
         self._inflight = d
@@ -730,7 +736,20 @@ class GateSession:
             self.settings.append(sql_text(info.sql))
 
     def _deadline(self) -> float:
-        return self.gate.clock.seconds() + self.gate.settings.query_timeout
+        """When the tablet call of the running statement is given up: the gate's
+        ``session.query_timeout``, or a second after the statement's own timeout
+        (``_timeout_ms``; the tablet kills it on mysqld then, and says so) if sooner."""
+        timeout = self.gate.settings.query_timeout
+        if self._timeout_ms:
+            timeout = min(timeout, self._timeout_ms / 1000 + 1.0)
+        return self.gate.clock.seconds() + timeout
+
+    def _statement_options(self) -> dict[str, Scalar] | None:
+        """The tablet options of the running statement: the session's, plus its timeout
+        (``query_timeout_ms``) when it has one."""
+        if not self._timeout_ms:
+            return self.tablet_options
+        return {**(self.tablet_options or {}), "query_timeout_ms": self._timeout_ms}
 
     async def _execute(
         self,
@@ -755,7 +774,7 @@ class GateSession:
             transaction_id=transaction_id,
             reserved_id=reserved_id,
             deadline=self._deadline(),
-            options=self.tablet_options,
+            options=self._statement_options(),
             settings=settings,
             infile=self._infile,
         )
@@ -782,7 +801,7 @@ class GateSession:
                 transaction_id=transaction_id,
                 reserved_id=reserved_id,
                 deadline=self._deadline(),
-                options=self.tablet_options,
+                options=self._statement_options(),
                 settings=settings,
             )
             result: QueryResult = await self._call(handle, d)
@@ -875,6 +894,8 @@ class GateSession:
             pass  # the tablets' connections are utf8mb4 already
         elif owned == OWNED_WORKLOAD:
             self.olap = info.arg == "olap"
+        elif owned == OWNED_QUERY_TIMEOUT:
+            self.query_timeout_ms = int(info.arg)
         elif owned == OWNED_LOAD_LOCAL:
             await self._load_local(info, sink, more)
             return

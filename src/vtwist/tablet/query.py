@@ -253,7 +253,7 @@ class TabletQueryService:
         opts = args.options or {}
         wanted = opts.get("query_timeout_ms")
         if type(wanted) is int and wanted > 0 and (timeout is None or wanted / 1000 < timeout):
-            return wanted / 1000, "the query_timeout_ms option"
+            return wanted / 1000, "the statement's QUERY_TIMEOUT_MS"
         return timeout, key
 
     # --- execute ------------------------------------------------------------------------

@@ -461,6 +461,34 @@ def test_load_data_local_infile(cluster: dict[str, Any], tmp_path: Path) -> None
     assert "ERROR 1148 (42000)" in cli("--local-infile=0").stderr
 
 
+def test_query_timeout_directive_and_session_variable(cluster: dict[str, Any]) -> None:
+    """Vitess's per-statement timeout: /*vt+ QUERY_TIMEOUT_MS=n */ and SET query_timeout
+    (milliseconds): the tablet kills the statement on mysqld after n ms, ERROR 1317."""
+    conn = cluster["connect"]()
+    try:
+        with conn.cursor() as cur:
+            for setup, sql in [
+                (None, "SELECT /*vt+ QUERY_TIMEOUT_MS=300 */ SLEEP(20)"),
+                ("SET query_timeout = 300", "SELECT SLEEP(20)"),
+                ("BEGIN", "SELECT SLEEP(20) FROM DUAL"),  # in a transaction, still 300 ms
+            ]:
+                if setup:
+                    cur.execute(setup)
+                start = time.monotonic()
+                with pytest.raises(pymysql.err.OperationalError) as e:
+                    cur.execute(sql)
+                assert e.value.args[0] == 1317 and "QUERY_TIMEOUT_MS" in e.value.args[1]
+                assert time.monotonic() - start < 10
+            cur.execute("ROLLBACK")
+            cur.execute("SET query_timeout = 0")
+            assert one(conn, "SELECT SLEEP(0.5)") == 0  # the default (30 s) again
+            running = "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
+            running += " WHERE INFO LIKE 'SELECT%SLEEP(20)%' AND INFO NOT LIKE '%PROCESSLIST%'"
+            assert one(conn, running) == 0  # killed on mysqld, not left running
+    finally:
+        conn.close()
+
+
 GO = "/usr/bin/go"
 GO_DRIVER = "/usr/share/gocode/src/github.com/go-sql-driver/mysql"
 

@@ -213,6 +213,45 @@ def test_show_vitess_target() -> None:
     assert sink.events[0] == ("start", ["Target"]) and sink.table == [["commerce:0@replica"]]
 
 
+def test_query_timeout_from_set_and_comment_directive() -> None:
+    c = cluster()
+    s = c.session(capabilities=Capability.FOUND_ROWS)
+    c.run(s, "select 1")
+    c.run(s, "select /*vt+ QUERY_TIMEOUT_MS=250 */ 1")
+    assert c.run(s, "SET query_timeout = 1500").events[-1][0] == "ok"
+    c.run(s, "update t set v = 1")
+    c.run(s, "begin")
+    c.run(s, "update t set v = 2")  # in a transaction too
+    c.run(s, "select /*vt+ QUERY_TIMEOUT_MS=0 */ 1")  # the directive wins: no timeout
+    c.run(s, "set @@query_timeout=0")
+    c.run(s, "select 'QUERY_TIMEOUT_MS=9 /*vt+ QUERY_TIMEOUT_MS=9 */'")  # in a string: not one
+    options = [args.options for op, args in c.services["zone1-100"].calls if op == "execute"]
+    found = {"found_rows": True}
+    assert options == [
+        found,
+        {**found, "query_timeout_ms": 250},
+        {**found, "query_timeout_ms": 1500},
+        {**found, "query_timeout_ms": 1500},
+        found,
+        found,
+    ]
+
+
+def test_a_statement_timeout_also_shortens_the_tablet_call_deadline() -> None:
+    c = cluster()  # session.query_timeout: 30 s
+    s = c.session()
+    sink = RecordingSink()
+    d = finished(s.query(b"sleep /*vt+ QUERY_TIMEOUT_MS=500 */ 100", sink), sink)
+    c.flush()
+    c.clock.advance(1.4)
+    c.flush()
+    assert not d.called  # the tablet has until 0.5 s + 1 s to say it killed the statement
+    c.clock.advance(0.2)
+    c.flush()
+    assert d.called and sink.error_code is not None
+    assert c.services["zone1-100"].cancelled
+
+
 def test_default_tablet_type_from_settings() -> None:
     c = cluster(settings=GateSettings(default_tablet_type="replica"))
     s = c.session(database="commerce")
