@@ -22,6 +22,7 @@ from vtwist.gate.classify import (
     OWNED_KILL_QUERY,
     OWNED_LOAD_LOCAL,
     OWNED_PROCESSLIST,
+    OWNED_QUERY_TIMEOUT,
     OWNED_SET_NAMES,
     OWNED_SHOW_WARNINGS,
     OWNED_TABLETS,
@@ -29,6 +30,7 @@ from vtwist.gate.classify import (
     OWNED_VERSION_COMMENT,
     QueryInfo,
     classify,
+    directive_timeout_ms,
     replayable_setting,
     reusable,
     strip_comments,
@@ -196,6 +198,8 @@ def test_not_session_state() -> None:
             "C:\\x\ty",
         ),
         (b"/* c */ load data local infile 'x\"\"' into table t", OWNED_LOAD_LOCAL, 'x""'),
+        (b"SET query_timeout = 250", OWNED_QUERY_TIMEOUT, "250"),
+        (b"set @@session.query_timeout=0;", OWNED_QUERY_TIMEOUT, "0"),
         (b"SHOW COUNT(*) WARNINGS", OWNED_COUNT_WARNINGS, "warnings"),
         (b"show count ( * ) errors", OWNED_COUNT_WARNINGS, "errors"),
     ],
@@ -324,3 +328,19 @@ def test_unknown_transaction_characteristic_is_a_syntax_error() -> None:
     with pytest.raises(MySQLError) as e:
         transaction_characteristics(b"START TRANSACTION READ SOMETIMES")
     assert e.value.code == 1064 and "READ SOMETIMES" in e.value.message
+
+
+@pytest.mark.parametrize(
+    ("sql", "ms"),
+    [
+        (b"SELECT /*vt+ QUERY_TIMEOUT_MS=100 */ 1", 100),
+        (b"/*VT+ ALLOW_SCATTER query_timeout_ms = 7 */ select 1", 7),
+        (b"select /*vt+ QUERY_TIMEOUT_MS=0 */ 1", 0),
+        (b"select /* QUERY_TIMEOUT_MS=3 */ 1", None),
+        (b"select '/*vt+ QUERY_TIMEOUT_MS=3 */'", None),
+        (b"select /*vt+ ALLOW_SCATTER */ 1 /* QUERY_TIMEOUT_MS=4 */", None),
+        (b"select 1", None),
+    ],
+)
+def test_query_timeout_directive(sql: bytes, ms: int | None) -> None:
+    assert directive_timeout_ms(sql) == ms
