@@ -1,5 +1,6 @@
 """Result sets the gate answers itself (sans-IO builders): version, CONNECTION_ID(),
-DATABASE(), SHOW PROCESSLIST, SHOW VITESS_TABLETS|SHARDS|KEYSPACES|TARGET, SHOW DATABASES.
+DATABASE(), SHOW PROCESSLIST, SHOW VITESS_TABLETS|SHARDS|KEYSPACES|TARGET|REPLICATION_STATUS,
+SHOW DATABASES.
 
 Each builder returns ``(columns, rows)``: ``ColumnDefinition41``s and text-row payloads.
 """
@@ -7,7 +8,10 @@ Each builder returns ``(columns, rows)``: ``ColumnDefinition41``s and text-row p
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Sequence
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from vtwist.gate.discovery import TabletHandle
 from vtwist.protocols.mysql.constants import ColumnType
@@ -96,6 +100,72 @@ def tablets(handles: Iterable[TabletHandle]) -> Result:
         for h in handles
     ]
     return table([text_column(c, 128) for c in TABLET_COLUMNS], rows)
+
+
+def like(pattern: str) -> re.Pattern[str]:
+    """A SQL LIKE ``pattern`` (``%``, ``_``, backslash escapes) as a case-insensitive regex."""
+    out = []
+    escaped = False
+    for ch in pattern:
+        if escaped:
+            out.append(re.escape(ch))
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == "%":
+            out.append(".*")
+        elif ch == "_":
+            out.append(".")
+        else:
+            out.append(re.escape(ch))
+    return re.compile("".join(out) + r"\Z", re.IGNORECASE | re.DOTALL)
+
+
+REPLICATION_COLUMNS = (
+    "Keyspace",
+    "Shard",
+    "TabletType",
+    "Alias",
+    "Hostname",
+    "ReplicationSource",
+    "ReplicationHealth",
+    "ReplicationLag",
+    "ThrottlerStatus",
+)
+
+
+def replication_status(
+    reports: Iterable[tuple[TabletHandle, Mapping[str, Any] | None, str]],
+) -> Result:
+    """SHOW VITESS_REPLICATION_STATUS (Vitess's columns) from ``(tablet, its manage
+    "status" report or None, why not)``: the source as host:port, the replication threads
+    and last error as a JSON object, the lag in seconds (NULL: unknown), and an empty
+    ThrottlerStatus (vtwist has no tablet throttler)."""
+    rows = []
+    for h, report, error in reports:
+        repl = (report or {}).get("replication") or {}
+        source = f"{repl['host']}:{repl['port']}" if repl.get("host") else ""
+        last = repl.get("last_sql_error") or repl.get("last_io_error") or error
+        health = {
+            "EventStreamRunning": repl.get("io_running", "No" if report else ""),
+            "EventApplierRunning": repl.get("sql_running", "No" if report else ""),
+            "LastError": last,
+        }
+        lag = repl.get("seconds_behind")
+        rows.append(
+            [
+                h.keyspace,
+                h.shard,
+                h.tablet_type.upper(),
+                h.alias,
+                h.hostname,
+                source,
+                json.dumps(health, separators=(",", ":")),
+                lag,
+                "",
+            ]
+        )
+    return table([text_column(c, 256) for c in REPLICATION_COLUMNS], rows)
 
 
 PROCESS_COLUMNS = ("Id", "User", "Host", "db", "Command", "Time", "State", "Info")

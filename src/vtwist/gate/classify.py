@@ -69,6 +69,7 @@ OWNED_TABLETS: Final = "vitess_tablets"
 OWNED_SHARDS: Final = "vitess_shards"
 OWNED_KEYSPACES: Final = "vitess_keyspaces"
 OWNED_TARGET: Final = "vitess_target"
+OWNED_REPLICATION_STATUS: Final = "vitess_replication_status"  # arg: LIKE pattern or ""
 OWNED_DATABASES: Final = "databases"
 OWNED_USE: Final = "use"
 OWNED_AUTOCOMMIT: Final = "autocommit"
@@ -171,6 +172,10 @@ _OWNED_SHOWS: Final = {
 _SHOW_DIAGNOSTICS: Final = re.compile(
     rb"show (warnings|errors)(?: limit (\d+)(?: ?, ?(\d+)| offset (\d+))?)?"
 )
+# SHOW VITESS_REPLICATION_STATUS [LIKE 'keyspace pattern'], normalized.
+_REPLICATION_STATUS: Final = re.compile(
+    rb"show vitess_replication_status(?: like '((?:[^'\\]|\\.|'')*)')?"
+)
 _SHOW_COUNT: Final = re.compile(rb"show count ?\( ?\* ?\) ?(warnings|errors)")
 # LOAD DATA|XML [LOW_PRIORITY|CONCURRENT] LOCAL INFILE 'name': the gate reads the file
 # from its client (the tablet's connection to mysqld sends it on).
@@ -180,7 +185,10 @@ _LOAD_LOCAL: Final = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _UNESCAPE: Final = {q: re.compile(rb"\\(.)|" + re.escape(q + q), re.DOTALL) for q in (b"'", b'"')}
-_ESCAPED: Final = {b"0": b"\0", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"Z": b"\x1a"}
+_ESCAPED: Final = {
+    **{b"0": b"\0", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"Z": b"\x1a"},
+    **{b"%": b"\\%", b"_": b"\\_"},  # kept, as mysqld keeps them (for LIKE)
+}
 _WORKLOAD: Final = re.compile(
     rb"SET\s+(?:SESSION\s+|@@SESSION\.|@@)?WORKLOAD\s*=\s*['\"`]?(OLAP|OLTP)['\"`]?\s*;?\s*$",
     re.IGNORECASE,
@@ -253,6 +261,12 @@ def _owned(word: bytes, sql: bytes, body: bytes) -> tuple[str | None, str]:
         owned = _OWNED_SHOWS.get(norm)
         if owned is None and (b"warnings" in norm or b"errors" in norm):
             return _diagnostics(norm)
+        if owned is None and norm.startswith(b"show vitess_replication_status"):
+            m = _REPLICATION_STATUS.fullmatch(norm)
+            if m:
+                pattern = m.group(1)
+                arg = "%" if pattern is None else _unquoted(b"'" + pattern + b"'").decode()
+                return OWNED_REPLICATION_STATUS, arg
         return owned, ""
     elif word == b"KILL":
         m = _KILL.match(body)

@@ -70,6 +70,7 @@ from vtwist.gate.classify import (
     OWNED_LOAD_LOCAL,
     OWNED_PROCESSLIST,
     OWNED_QUERY_TIMEOUT,
+    OWNED_REPLICATION_STATUS,
     OWNED_SET_NAMES,
     OWNED_SHARDS,
     OWNED_SHOW_WARNINGS,
@@ -99,7 +100,7 @@ from vtwist.gate.session_parts import (
     sql_text,
     wire_target,
 )
-from vtwist.gate.target import PRIMARY, Target, check_keyspace, parse_target
+from vtwist.gate.target import PRIMARY, RDONLY, REPLICA, Target, check_keyspace, parse_target
 from vtwist.interfaces import REPLY_ENDS_COMMAND, IQueryHandler, IResultSink, ReplyEndsCommand
 from vtwist.protocols.mysql.constants import Capability, ServerStatus
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
@@ -877,6 +878,8 @@ class GateSession:
             result = answers.tablets(gate.discovery.all())
         elif owned == OWNED_SHARDS:
             result = answers.shards((k, s) for k in gate.keyspaces() for s in gate.shards(k))
+        elif owned == OWNED_REPLICATION_STATUS:
+            result = await self._replication_status(info.arg)
         elif owned == OWNED_TARGET:
             result = answers.single("Target", self.target.database() if self.target else "")
         elif owned in (OWNED_KEYSPACES, OWNED_DATABASES):
@@ -951,6 +954,28 @@ class GateSession:
             self._infile = None
         if result is not None:
             self._send(result, sink, more)
+
+    async def _replication_status(self, pattern: str) -> answers.Result:
+        """SHOW VITESS_REPLICATION_STATUS: every replica and rdonly tablet whose keyspace
+        matches ``pattern`` (LIKE), asked for its replication status at once (the manage
+        action ``status``); one that cannot answer shows why as its LastError."""
+        keyspaces = answers.like(pattern)
+        handles = [
+            h
+            for h in self.gate.discovery.all()
+            if h.tablet_type in (REPLICA, RDONLY) and keyspaces.match(h.keyspace)
+        ]
+        deadline = self._deadline()
+
+        async def ask(h: TabletHandle) -> tuple[TabletHandle, dict[str, Any] | None, str]:
+            try:
+                report: dict[str, Any] = await h.client().manage("status", deadline=deadline)
+            except MySQLError as e:
+                return h, None, e.message
+            return h, report, ""
+
+        reports = [await d for d in [Deferred.fromCoroutine(ask(h)) for h in handles]]
+        return answers.replication_status(reports)
 
     def _processlist(self) -> list[list[object]]:
         now = self.gate.clock.seconds()

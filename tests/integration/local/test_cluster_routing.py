@@ -110,6 +110,19 @@ def test_replica_target_reads_from_replicas_and_refuses_writes(cluster: dict[str
     conn = cluster["connect"]("commerce@replica")
     try:
         assert one(conn, "SHOW VITESS_TARGET") == "commerce@replica"
+        with conn.cursor() as cur:
+            cur.execute("SHOW VITESS_REPLICATION_STATUS LIKE 'commerce'")
+            rows = cur.fetchall()
+        primary_port = next(t["mysql_port"] for t in cluster["tablets"] if t["type"] == "primary")
+        assert sorted(int(r[3].split("-")[1]) for r in rows) == sorted(REPLICAS)
+        for r in rows:
+            assert r[5] == f"127.0.0.1:{primary_port}", r
+            assert json.loads(r[6]) == {
+                "EventStreamRunning": "Yes",
+                "EventApplierRunning": "Yes",
+                "LastError": "",
+            }
+            assert r[7] is not None and int(r[7]) >= 0
         assert served_by(conn, times=40) <= REPLICAS
         with pytest.raises(pymysql.err.OperationalError) as e, conn.cursor() as cur:
             cur.execute("CREATE TABLE nope (id INT)")

@@ -71,6 +71,8 @@ class FakeTablet:
         self.transactions: dict[int, int] = {}  # tid -> reserved id (0: none)
         self.reserved: set[int] = set()
         self.cancelled: list[str] = []
+        #: What the manage action "status" reports as "replication" (None: not asked).
+        self.replication: dict[str, Any] | None = None
         self._health: dict[str, Any] = {}
 
     def _id(self) -> int:
@@ -162,6 +164,8 @@ class FakeTablet:
 
     def manage(self, request: ITabletRPCRequest, args: ManageArgs) -> Deferred[dict[str, Any]]:
         self.calls.append(("manage", args))
+        if args.action == "status" and self.replication is not None:
+            return succeed({"action": "status", "replication": self.replication})
         return succeed({"action": args.action, **args.params})
 
     def health(self) -> Mapping[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -250,6 +251,50 @@ def test_a_statement_timeout_also_shortens_the_tablet_call_deadline() -> None:
     c.flush()
     assert d.called and sink.error_code is not None
     assert c.services["zone1-100"].cancelled
+
+
+def test_show_vitess_replication_status() -> None:
+    c = cluster()
+    c.services["zone1-101"].replication = {
+        "host": "127.0.0.1",
+        "port": 3306,
+        "io_running": "Yes",
+        "sql_running": "No",
+        "last_io_error": "",
+        "last_sql_error": "Duplicate entry '1'",
+        "seconds_behind": None,
+    }
+    c.services["zone1-102"].replication = {
+        "host": "127.0.0.1",
+        "port": 3306,
+        "io_running": "Yes",
+        "sql_running": "Yes",
+        "seconds_behind": 3,
+    }
+    s = c.session()
+    sink = c.run(s, "SHOW VITESS_REPLICATION_STATUS")
+    assert sink.events[0] == (
+        "start",
+        ["Keyspace", "Shard", "TabletType", "Alias", "Hostname", "ReplicationSource",
+         "ReplicationHealth", "ReplicationLag", "ThrottlerStatus"],
+    )  # fmt: skip
+    rows = sink.table
+    assert [r[:4] for r in rows] == [
+        ["commerce", "0", "REPLICA", "zone1-101"],
+        ["commerce", "0", "RDONLY", "zone1-102"],
+    ]  # the primary has no replication to show
+    assert rows[0][5] == "127.0.0.1:3306" and rows[0][7] is None
+    assert json.loads(rows[0][6] or "") == {
+        "EventStreamRunning": "Yes",
+        "EventApplierRunning": "No",
+        "LastError": "Duplicate entry '1'",
+    }
+    assert rows[1][7] == "3" and rows[1][8] == ""
+    assert c.run(s, "show vitess_replication_status like 'comm%'").table == rows
+    assert c.run(s, "show vitess_replication_status like 'other'").table == []
+    c.links["zone1-102"].set_connected(False)
+    down = c.run(s, "show vitess_replication_status")
+    assert "not connected" in json.loads(down.table[1][6] or "")["LastError"]
 
 
 def test_default_tablet_type_from_settings() -> None:
