@@ -15,9 +15,9 @@ import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import ITCPTransport, ITLSTransport
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
+from tests.support.tcp_transport import TCPStringTransport
 from vtwist.protocols.mysql.auth import (
     Failure,
     SendMoreData,
@@ -51,30 +51,13 @@ MARIADB_EXT_CAPS = 0x1F  # PROGRESS, COM_MULTI, STMT_BULK, EXTENDED_METADATA, CA
 
 
 @implementer(ITLSTransport, ITCPTransport)
-class TLSStringTransport(StringTransport):
+class TLSStringTransport(TCPStringTransport):
     """A StringTransport whose ``startTLS`` only records the call (no real TLS)."""
 
     def __init__(self) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]  # Twisted: unannotated
+        super().__init__()
         self.tls_options: list[Any] = []
         self.aborted = False
-        self.nodelay = False
-        self.keepalive = False
-
-    def setTcpNoDelay(self, enabled: bool) -> None:
-        self.nodelay = enabled
-
-    def getTcpNoDelay(self) -> bool:
-        return self.nodelay
-
-    def setTcpKeepAlive(self, enabled: bool) -> None:
-        self.keepalive = enabled
-
-    def getTcpKeepAlive(self) -> bool:
-        return self.keepalive
-
-    def loseWriteConnection(self) -> None:
-        pass  # (ITCPTransport; no half-close here, like iosim's FakeTransport)
 
     def startTLS(self, contextFactory: Any, normal: bool = True) -> None:
         self.tls_options.append(contextFactory)

@@ -15,6 +15,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from tests.support.tcp_transport import TCPStringTransport
 from vtwist.interfaces import IAuthServer, IQueryHandler, IQueryHandlerFactory, IResultSink
 from vtwist.protocols.mysql.auth import (
     Account,
@@ -288,30 +289,13 @@ class FakeTLSProtocol:
         self.received.append(data)
 
 
-class FakeTLSTransport(StringTransport):
+class FakeTLSTransport(TCPStringTransport):
     """A StringTransport that 'starts TLS' by recording it (bytes stay plain after)."""
 
     def __init__(self, *a: Any, **kw: Any) -> None:
-        super().__init__(*a, **kw)  # type: ignore[no-untyped-call]  # Twisted: unannotated
+        super().__init__(*a, **kw)
         self.tls_started: list[object] = []
         self.protocol: Any = None
-        self.nodelay = False
-        self.keepalive = False
-
-    def setTcpNoDelay(self, enabled: bool) -> None:
-        self.nodelay = enabled
-
-    def getTcpNoDelay(self) -> bool:
-        return self.nodelay
-
-    def setTcpKeepAlive(self, enabled: bool) -> None:
-        self.keepalive = enabled
-
-    def getTcpKeepAlive(self) -> bool:
-        return self.keepalive
-
-    def loseWriteConnection(self) -> None:
-        pass  # (ITCPTransport; no half-close here, like iosim's FakeTransport)
 
     def startTLS(self, creator: object, normal: bool = True) -> None:
         self.tls_started.append(creator)
