@@ -172,6 +172,20 @@ _OWNED_SHOWS: Final = {
 _SHOW_DIAGNOSTICS: Final = re.compile(
     rb"show (warnings|errors)(?: limit (\d+)(?: ?, ?(\d+)| offset (\d+))?)?"
 )
+# SHOW VITESS_TABLETS|SHARDS|KEYSPACES, KEYSPACES, DATABASES|SCHEMAS with LIKE 'pattern'
+# (normalized): arg "like:<pattern>" (tablets match by hostname, shards as ks/shard).
+_SHOW_LIKE: Final = re.compile(
+    rb"show (vitess_tablets|vitess_shards|vitess_keyspaces|keyspaces|databases|schemas)"
+    rb" like '((?:[^'\\]|\\.|'')*)'"
+)
+_LIKE_OWNED: Final = {
+    b"vitess_tablets": OWNED_TABLETS,
+    b"vitess_shards": OWNED_SHARDS,
+    b"vitess_keyspaces": OWNED_KEYSPACES,
+    b"keyspaces": OWNED_KEYSPACES,
+    b"databases": OWNED_DATABASES,
+    b"schemas": OWNED_DATABASES,
+}
 # SHOW VITESS_REPLICATION_STATUS [LIKE 'keyspace pattern'], normalized.
 _REPLICATION_STATUS: Final = re.compile(
     rb"show vitess_replication_status(?: like '((?:[^'\\]|\\.|'')*)')?"
@@ -261,11 +275,16 @@ def _owned(word: bytes, sql: bytes, body: bytes) -> tuple[str | None, str]:
         owned = _OWNED_SHOWS.get(norm)
         if owned is None and (b"warnings" in norm or b"errors" in norm):
             return _diagnostics(norm)
+        if owned is None and b" like '" in norm:
+            m = _SHOW_LIKE.fullmatch(norm)
+            if m:
+                pattern = _unquoted(b"'" + m.group(2) + b"'").decode("utf-8", "replace")
+                return _LIKE_OWNED[m.group(1)], "like:" + pattern
         if owned is None and norm.startswith(b"show vitess_replication_status"):
             m = _REPLICATION_STATUS.fullmatch(norm)
             if m:
-                pattern = m.group(1)
-                arg = "%" if pattern is None else _unquoted(b"'" + pattern + b"'").decode()
+                quoted = m.group(1)
+                arg = "%" if quoted is None else _unquoted(b"'" + quoted + b"'").decode()
                 return OWNED_REPLICATION_STATUS, arg
         return owned, ""
     elif word == b"KILL":

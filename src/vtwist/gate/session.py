@@ -875,15 +875,22 @@ class GateSession:
         elif owned == OWNED_PROCESSLIST:
             result = answers.processlist(self._processlist())
         elif owned == OWNED_TABLETS:
-            result = answers.tablets(gate.discovery.all())
+            wanted = _like(info.arg)
+            result = answers.tablets(h for h in gate.discovery.all() if wanted(h.hostname))
         elif owned == OWNED_SHARDS:
-            result = answers.shards((k, s) for k in gate.keyspaces() for s in gate.shards(k))
+            wanted = _like(info.arg)
+            pairs = ((k, s) for k in gate.keyspaces() for s in gate.shards(k))
+            result = answers.shards((k, s) for k, s in pairs if wanted(f"{k}/{s}"))
         elif owned == OWNED_REPLICATION_STATUS:
             result = await self._replication_status(info.arg)
         elif owned == OWNED_TARGET:
             result = answers.single("Target", self.target.database() if self.target else "")
         elif owned in (OWNED_KEYSPACES, OWNED_DATABASES):
-            result = answers.keyspaces(gate.keyspaces())
+            wanted = _like(info.arg)
+            header = "Database"
+            if owned == OWNED_DATABASES and info.arg:
+                header = f"Database ({info.arg[5:]})"  # as mysqld names it
+            result = answers.keyspaces((k for k in gate.keyspaces() if wanted(k)), header)
         elif owned in (OWNED_KILL, OWNED_KILL_QUERY):
             self._kill(int(info.arg), owned == OWNED_KILL_QUERY)
         elif owned == OWNED_USE:
@@ -1178,6 +1185,14 @@ class GateSession:
         d.addErrback(
             lambda f: log.failure("releasing session {id} failed", f, id=self.connection_id)
         )
+
+
+def _like(arg: str) -> Callable[[str], bool]:
+    """What a gate-owned SHOW's ``like:<pattern>`` arg keeps (anything without one)."""
+    if not arg.startswith("like:"):
+        return lambda name: True
+    pattern = answers.like(arg[5:])
+    return lambda name: pattern.match(name) is not None
 
 
 def _settle(result: Any, done: Deferred[None]) -> None:

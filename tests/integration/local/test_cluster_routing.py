@@ -110,6 +110,10 @@ def test_replica_target_reads_from_replicas_and_refuses_writes(cluster: dict[str
     conn = cluster["connect"]("commerce@replica")
     try:
         assert one(conn, "SHOW VITESS_TARGET") == "commerce@replica"
+        assert one(conn, "SHOW DATABASES LIKE 'comm%'") == "commerce"
+        with conn.cursor() as cur:
+            cur.execute("SHOW VITESS_TABLETS LIKE '127.0.0.%'")  # by hostname
+            assert len(cur.fetchall()) == 3
         with conn.cursor() as cur:
             cur.execute("SHOW VITESS_REPLICATION_STATUS LIKE 'commerce'")
             rows = cur.fetchall()

@@ -297,6 +297,22 @@ def test_show_vitess_replication_status() -> None:
     assert "not connected" in json.loads(down.table[1][6] or "")["LastError"]
 
 
+def test_vitess_shows_and_show_databases_take_like() -> None:
+    c = cluster()
+    c.cache.add_keyspace("customer", ["-80", "80-"])
+    s = c.session()
+    assert c.run(s, "show databases").table == [["commerce"], ["customer"]]
+    sink = c.run(s, "SHOW DATABASES LIKE 'cust%'")
+    assert sink.events[0] == ("start", ["Database (cust%)"]) and sink.table == [["customer"]]
+    assert c.run(s, "show vitess_keyspaces like 'comm_rce'").table == [["commerce"]]
+    assert c.run(s, "show vitess_shards like 'customer/%'").table == [
+        ["customer/-80"],
+        ["customer/80-"],
+    ]
+    assert c.run(s, "show vitess_tablets like 'nohost%'").table == []
+    assert len(c.run(s, "show vitess_tablets like '%'").table) == 3
+
+
 def test_default_tablet_type_from_settings() -> None:
     c = cluster(settings=GateSettings(default_tablet_type="replica"))
     s = c.session(database="commerce")
