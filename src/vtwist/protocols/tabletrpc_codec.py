@@ -4,7 +4,7 @@ This module owns the bytes on the wire and their validation; it imports nothing 
 Twisted, so both peers (and fuzzers) can drive it directly. The Twisted protocols live in
 ``vtwist.protocols.tabletrpc``.
 
-Wire format (protocol version 1)
+Wire format (protocol version 2)
 --------------------------------
 Each frame is a 4-byte big-endian payload length followed by one msgpack value (bytes as
 ``bin``, text as ``str``). A receiver refuses a length above its ``max_frame_size`` before
@@ -60,7 +60,7 @@ import msgpack
 
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError, RemoteProtocolError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: QueryResult carries notes (SHOW WARNINGS rows)
 
 # Large enough for a non-streamed result at the tablet's default row limit, small enough
 # that one connection cannot make its peer buffer much (MariaDB's max_allowed_packet
