@@ -435,6 +435,15 @@ def transaction_characteristics(sql: bytes) -> str:
     return ", ".join(out)
 
 
+_LAST_INSERT_ID_SET: Final = re.compile(rb"\bLAST_INSERT_ID\s*\(\s*[^)\s]", re.IGNORECASE)
+
+
+def sets_last_insert_id(sql: bytes) -> bool:
+    """Whether ``sql`` calls ``LAST_INSERT_ID(expr)`` (outside strings and comments), which
+    sets the connection's LAST_INSERT_ID() to ``expr``."""
+    return _LAST_INSERT_ID_SET.search(_LITERALS.sub(b" ", sql)) is not None
+
+
 def replayable_setting(info: QueryInfo) -> bool:
     """True for a SET statement that only sets session system variables (``_SETTING_NOT``):
     running it again on another connection, before the session's other statements, gives

@@ -85,6 +85,7 @@ from vtwist.gate.classify import (
     directive_timeout_ms,
     replayable_setting,
     reusable,
+    sets_last_insert_id,
     transaction_characteristics,
 )
 from vtwist.gate.diagnostics import Diagnostics, keeps, reads_counts
@@ -108,6 +109,7 @@ from vtwist.protocols.mysql.literals import count_placeholders, interpolate
 from vtwist.protocols.mysql.messages import ColumnDefinition41
 from vtwist.protocols.mysql.server_types import ClientInfo, PrepareInfo, Statement
 from vtwist.protocols.mysql.splitter import split_statements
+from vtwist.protocols.mysql.values import decode_text_row
 from vtwist.protocols.tabletrpc_ops import QueryResult, Scalar
 
 if TYPE_CHECKING:
@@ -584,7 +586,7 @@ class GateSession:
             if self.reserved or (info.sets_state and not self._setting(info)):
                 rid = await self._reservation(handle, where)
                 result = await self._execute(handle, info.sql, where, reserved_id=rid, sink=stream)
-                self._remember(info)
+                await self._held_done(handle, info, where, reserved_id=rid)
                 return result
             if info.sets_state:
                 # A setting: prepare a pooled connection with it (and the earlier ones),
@@ -644,7 +646,7 @@ class GateSession:
         result = await self._execute(
             handle, info.sql, where, transaction_id=pin.transaction_id, sink=sink
         )
-        self._remember(info)
+        await self._held_done(handle, info, where, transaction_id=pin.transaction_id)
         return result
 
     async def _begin(self, handle: TabletHandle, keyspace: str, shard: str, where: str) -> Pin:
@@ -730,6 +732,34 @@ class GateSession:
         """True when ``info`` can join this session's settings instead of reserving a
         connection (``replayable_setting``, and room left under ``MAX_SETTINGS``)."""
         return len(self.settings) < MAX_SETTINGS and replayable_setting(info)
+
+    async def _held_done(
+        self,
+        handle: TabletHandle,
+        info: QueryInfo,
+        where: str,
+        *,
+        transaction_id: int = 0,
+        reserved_id: int = 0,
+    ) -> None:
+        """After ``info`` ran on a transaction's or reserved connection: remember a SET for
+        replay, and after ``LAST_INSERT_ID(expr)`` (``SELECT``, ``DO``, ``SET @v = ...``
+        report no id) ask that connection for the value it now holds, which this
+        session's ``LAST_INSERT_ID()`` answers from then on."""
+        self._remember(info)
+        if not info.sets_state or not sets_last_insert_id(info.sql):
+            return
+        result = await self._execute(
+            handle,
+            b"SELECT LAST_INSERT_ID()",
+            where,
+            transaction_id=transaction_id,
+            reserved_id=reserved_id,
+        )
+        if result is not None and result.rows:
+            [value] = decode_text_row(result.rows[0], 1)
+            if value is not None and value.isdigit():
+                self.last_insert_id = int(value)
 
     def _remember(self, info: QueryInfo) -> None:
         # Plain SETs are replayed on the next tablet connection the session reserves.

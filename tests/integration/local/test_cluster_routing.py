@@ -384,6 +384,13 @@ def test_last_insert_id_of_interleaved_sessions(cluster: dict[str, Any]) -> None
             assert ca.fetchone() == (4,)
             cb.execute("SELECT ROW_COUNT()")
             assert cb.fetchone() == (0,)
+            # LAST_INSERT_ID(expr) sets it, though a SELECT or DO reports no id.
+            ca.execute("SELECT LAST_INSERT_ID(5)")
+            ca.execute("SELECT LAST_INSERT_ID()")
+            assert ca.fetchone() == (5,)
+            cb.execute("DO LAST_INSERT_ID(9)")
+            cb.execute("SELECT LAST_INSERT_ID()")
+            assert cb.fetchone() == (9,)
     finally:
         a.close()
         b.close()

@@ -106,6 +106,20 @@ def test_last_insert_id_is_the_sessions_own() -> None:
     assert c.services["zone1-100"].calls[-1][1].sql == "select 0 AS `last_insert_id()`"
 
 
+def test_last_insert_id_expr_is_read_back_from_its_connection() -> None:
+    c = cluster()
+    s = c.session()
+    c.run(s, "select last_insert_id(5)")  # a result set: no id in it
+    calls = c.services["zone1-100"].calls
+    first, second = calls[-2][1], calls[-1][1]
+    assert first.sql == "select last_insert_id(5)" and second.sql == "SELECT LAST_INSERT_ID()"
+    assert first.reserved_id and second.reserved_id == first.reserved_id
+    c.run(s, "select last_insert_id()")
+    assert calls[-1][1].sql == "select 77 AS `last_insert_id()`"
+    c.run(s, "select 'last_insert_id(1)'")  # in a string: nothing to read back
+    assert calls[-1][1].sql == "select 'last_insert_id(1)'"
+
+
 def test_row_count_is_the_previous_statements() -> None:
     c = cluster()
     s, other = c.session(database="commerce"), c.session(database="commerce")
