@@ -40,6 +40,18 @@ ensure_system_packages() {
 
 VENV=${VTWIST_VENV:-.venv}
 
+# ensure_node_client: Node.js's mysql2 driver for the tests (in $VENV/node), and Node.js
+# itself from Debian when the machine has none.
+NODE_MYSQL2=mysql2@3
+ensure_node_client() {
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    ensure_system_packages nodejs npm || return 1
+  fi
+  [ -d "$VENV/node/node_modules/mysql2" ] && return 0
+  mkdir -p "$VENV/node"
+  npm install -q --no-audit --no-fund --prefix "$VENV/node" "$NODE_MYSQL2" >/dev/null
+}
+
 ensure_venv() {
   local py=${PYTHON:-python3.11}
   command -v "$py" >/dev/null || py=python3

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -511,6 +512,42 @@ def test_query_timeout_directive_and_session_variable(cluster: dict[str, Any]) -
             assert one(conn, running) == 0  # killed on mysqld, not left running
     finally:
         conn.close()
+
+
+NODE_MODULES = Path(sys.prefix) / "node" / "node_modules"  # (scripts/test: $VENV/node)
+
+
+def test_node_mysql2(cluster: dict[str, Any]) -> None:
+    """Node.js's mysql2 (its query() and its server-side prepared execute()), with a
+    DATETIME(3), a transaction, SHOW WARNINGS, an error, LOAD DATA LOCAL from a stream
+    and a replica target: tests/integration/local/node_client.js."""
+    node = shutil.which("node")
+    if node is None or not (NODE_MODULES / "mysql2").is_dir():
+        pytest.skip("node or mysql2 is not installed (scripts/test installs them)")
+    host, port = cluster["gate"]["mysql"].rsplit(":", 1)
+    env = {
+        **os.environ,
+        "NODE_PATH": str(NODE_MODULES),
+        "VT_HOST": host,
+        "VT_PORT": port,
+        "VT_USER": cluster["gate"]["user"],
+        "VT_PASSWORD": cluster["gate"]["password"],
+    }
+    script = Path(__file__).with_name("node_client.js")
+    r = subprocess.run(
+        [node, str(script)], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout)
+    assert out["query"] == {"a": 1, "b": "héllo", "c": None}
+    assert out["execute"] == {"n": 42, "s": "x"}
+    assert out["insert"] == [True, 1]
+    assert out["row"] == ["2026-12-04T10:11:12.345Z", "a"]
+    assert out["in_tx"] == "in tx" and out["after_rollback"] == "a"
+    assert out["warnings"] == [[1292, "Truncated incorrect DOUBLE value: 'x'"]]
+    assert out["error"] == [1146, "42S02"]
+    assert out["load"] == 2
+    assert out["replica_sid"] in REPLICAS and out["replica_write"] == 1290
 
 
 GO = "/usr/bin/go"
