@@ -126,10 +126,12 @@ _KIND_BY_WORD: Final = {
 _STATE_WORDS: Final = frozenset(
     {b"SET", b"LOCK", b"UNLOCK", b"PREPARE", b"EXECUTE", b"DEALLOCATE", b"XA", b"HANDLER"}
 )
+# LAST_INSERT_ID(expr), which sets the connection's LAST_INSERT_ID() (``sets_last_insert_id``).
+_LAST_INSERT_ID_EXPR: Final = rb"\bLAST_INSERT_ID\s*\(\s*[^)\s]"
 _STATE_ANYWHERE: Final = re.compile(
-    rb"@[A-Za-z0-9_$.]+\s*:=|\bINTO\s+@|\bGET_LOCK\s*\(|\bTEMPORARY\s+TABLE\b"
-    rb"|\bLAST_INSERT_ID\s*\(\s*[^)\s]|\bRELEASE_(?:ALL_)?LOCKS?\s*\(|\bSQL_CALC_FOUND_ROWS\b"
-    rb"|\bWITH\s+READ\s+LOCK\b",
+    rb"@[A-Za-z0-9_$.]+\s*:=|\bINTO\s+@|\bGET_LOCK\s*\(|\bTEMPORARY\s+TABLE\b|"
+    + _LAST_INSERT_ID_EXPR
+    + rb"|\bRELEASE_(?:ALL_)?LOCKS?\s*\(|\bSQL_CALC_FOUND_ROWS\b|\bWITH\s+READ\s+LOCK\b",
     re.IGNORECASE,
 )
 _STATE_HINT: Final = re.compile(rb"@|lock|temporary|last_insert_id|into|calc", re.IGNORECASE)
@@ -273,20 +275,22 @@ def _owned(word: bytes, sql: bytes, body: bytes) -> tuple[str | None, str]:
     elif word == b"SHOW":
         norm = _normalized(sql)
         owned = _OWNED_SHOWS.get(norm)
-        if owned is None and (b"warnings" in norm or b"errors" in norm):
+        if owned is not None:
+            return owned, ""
+        if b"warnings" in norm or b"errors" in norm:
             return _diagnostics(norm)
-        if owned is None and b" like '" in norm:
-            m = _SHOW_LIKE.fullmatch(norm)
-            if m:
-                pattern = _unquoted(b"'" + m.group(2) + b"'").decode("utf-8", "replace")
-                return _LIKE_OWNED[m.group(1)], "like:" + pattern
-        if owned is None and norm.startswith(b"show vitess_replication_status"):
+        if norm.startswith(b"show vitess_replication_status"):
             m = _REPLICATION_STATUS.fullmatch(norm)
             if m:
                 quoted = m.group(1)
                 arg = "%" if quoted is None else _unquoted(b"'" + quoted + b"'").decode()
                 return OWNED_REPLICATION_STATUS, arg
-        return owned, ""
+        elif b" like '" in norm:
+            m = _SHOW_LIKE.fullmatch(norm)
+            if m:
+                pattern = _unquoted(b"'" + m.group(2) + b"'").decode("utf-8", "replace")
+                return _LIKE_OWNED[m.group(1)], "like:" + pattern
+        return None, ""
     elif word == b"KILL":
         m = _KILL.match(body)
         if m:
@@ -435,7 +439,7 @@ def transaction_characteristics(sql: bytes) -> str:
     return ", ".join(out)
 
 
-_LAST_INSERT_ID_SET: Final = re.compile(rb"\bLAST_INSERT_ID\s*\(\s*[^)\s]", re.IGNORECASE)
+_LAST_INSERT_ID_SET: Final = re.compile(_LAST_INSERT_ID_EXPR, re.IGNORECASE)
 
 
 def sets_last_insert_id(sql: bytes) -> bool:

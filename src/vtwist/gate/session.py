@@ -939,13 +939,13 @@ class GateSession:
         elif owned == OWNED_LOAD_LOCAL:
             await self._load_local(info, sink, more)
             return
-        if owned == OWNED_SHOW_WARNINGS:
+        elif owned == OWNED_SHOW_WARNINGS:
             which, offset, limit = info.arg.split(":")
             shown = int(limit) if limit else None
             result = self.diagnostics.show(which == "errors", int(offset), shown)
         elif owned == OWNED_COUNT_WARNINGS:
             result = self.diagnostics.count(info.arg == "errors")
-        else:
+        if owned not in (OWNED_SHOW_WARNINGS, OWNED_COUNT_WARNINGS):
             self.diagnostics.noted(0, (), keeps(info))
         if result is None:
             sink.ok(status=self.status() | more)
@@ -996,11 +996,11 @@ class GateSession:
         """SHOW VITESS_REPLICATION_STATUS: every replica and rdonly tablet whose keyspace
         matches ``pattern`` (LIKE), asked for its replication status at once (the manage
         action ``status``); one that cannot answer shows why as its LastError."""
-        keyspaces = answers.like(pattern)
+        wanted = _like("like:" + pattern)
         handles = [
             h
             for h in self.gate.discovery.all()
-            if h.tablet_type in (REPLICA, RDONLY) and keyspaces.match(h.keyspace)
+            if h.tablet_type in (REPLICA, RDONLY) and wanted(h.keyspace)
         ]
         deadline = self._deadline()
 

@@ -526,21 +526,19 @@ class TabletQueryService:
                 self.metrics.rows_exceeded.inc()
             result = collector.result(summary)
             self._warn_rows(len(result.rows), sql)
-            if result.warnings and self.settings.max_warnings:
-                result = await self._with_notes(lease, result)
-            return result
-        producer = ConnectionProducer(lease.client)
-        relay = StreamRelay(sink, producer)
-        sink.registerProducer(producer, True)
-        try:
-            summary = await self.runner.run(
-                lease, sql, relay, timeout=timeout, timeout_key=key, request=request
-            )
-        finally:
-            lease.client.resume_reading()
-            sink.unregisterProducer()
-        self._warn_rows(relay.rows, sql)
-        result = relay.result(summary)
+        else:
+            producer = ConnectionProducer(lease.client)
+            relay = StreamRelay(sink, producer)
+            sink.registerProducer(producer, True)
+            try:
+                summary = await self.runner.run(
+                    lease, sql, relay, timeout=timeout, timeout_key=key, request=request
+                )
+            finally:
+                lease.client.resume_reading()
+                sink.unregisterProducer()
+            self._warn_rows(relay.rows, sql)
+            result = relay.result(summary)
         if result.warnings and self.settings.max_warnings:
             result = await self._with_notes(lease, result)
         return result
