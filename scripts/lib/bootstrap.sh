@@ -9,9 +9,12 @@ APT_PACKAGES=(
   libmariadb-dev pkg-config gcc   # to build mysqlclient
   python3-dev python3-venv
 )
-# Only for ./scripts/test: PHP's mysqlnd and the Go driver, MySQL clients written apart
-# from the others.
-TEST_APT_PACKAGES=(php-cli php-mysql golang-go golang-github-go-sql-driver-mysql-dev)
+# Only for ./scripts/test: PHP's mysqlnd, the Go driver and JDBC (the JDK runs the test's
+# Java source file), MySQL clients written apart from the others.
+TEST_APT_PACKAGES=(
+  php-cli php-mysql golang-go golang-github-go-sql-driver-mysql-dev
+  openjdk-17-jdk-headless libmariadb-java
+)
 
 # ensure_system_packages [EXTRA_PACKAGE...]: APT_PACKAGES and the extra ones.
 ensure_system_packages() {

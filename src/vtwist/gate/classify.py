@@ -9,7 +9,8 @@ comments) and returns a ``QueryInfo``:
 - ``locks``: a SELECT with FOR UPDATE / LOCK IN SHARE MODE / FOR SHARE (primary only);
 - ``sets_state``: leaves session state on the backend connection (SET of session or user
   variables, user-variable assignment, temporary tables, GET_LOCK, LOCK TABLES, PREPARE,
-  XA...), so the gate runs it on a reserved tablet connection;
+  XA, a CALL with a user variable argument...), so the gate runs it on a reserved tablet
+  connection;
 - ``owned``: a statement the gate answers itself (``OWNED_*``), with ``arg`` (USE's
   database, KILL's id, ``SET workload = 'olap'|'oltp'``...).
 
@@ -135,6 +136,9 @@ _STATE_ANYWHERE: Final = re.compile(
     re.IGNORECASE,
 )
 _STATE_HINT: Final = re.compile(rb"@|lock|temporary|last_insert_id|into|calc", re.IGNORECASE)
+# A user variable (not ``@@name``): a CALL with one as an argument may set it (an OUT or
+# INOUT parameter), which a later statement of the session reads.
+_USER_VARIABLE: Final = re.compile(rb"(?<!@)@(?!@)")
 _LOCKING: Final = re.compile(
     rb"\bFOR\s+UPDATE\b|\bLOCK\s+IN\s+SHARE\s+MODE\b|\bFOR\s+SHARE\b", re.IGNORECASE
 )
@@ -387,7 +391,9 @@ def classify(sql: bytes) -> QueryInfo:
     check_lock = kind == KIND_SELECT and _LOCK_HINT.search(sql) is not None
     if check_state or check_lock:
         bare = _LITERALS.sub(b" ", sql)
-        if check_state and _STATE_ANYWHERE.search(bare):
+        if check_state and (
+            _STATE_ANYWHERE.search(bare) or (word == b"CALL" and _USER_VARIABLE.search(bare))
+        ):
             sets_state = True
         if check_lock and _LOCKING.search(bare):
             locks = True

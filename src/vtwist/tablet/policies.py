@@ -6,7 +6,8 @@ Sans-IO (no Twisted). ``classify(sql)`` looks at a statement just enough to deci
 - whether it writes (refused unless the tablet is a serving primary: ERROR 1290);
 - whether it sets session state a pooled connection cannot keep (``SET``, user-variable
   assignment, ``CREATE TEMPORARY TABLE``, ``GET_LOCK``, ``LOCK TABLES``, ``FLUSH TABLES
-  WITH READ LOCK``, ``HANDLER``, ``USE``, ``PREPARE``...): refused in autocommit on a
+  WITH READ LOCK``, ``HANDLER``, ``USE``, ``PREPARE``, a ``CALL`` with a user-variable
+  argument...): refused in autocommit on a
   pooled connection (ERROR 1235, "reserve a connection"), allowed in a transaction or on a
   reserved connection, whose connection is then reset before it goes back to the pool;
 - whether it may have touched session state anyway (``CALL``, ``LAST_INSERT_ID(expr)``...):
@@ -125,7 +126,9 @@ _STATE_WORDS: Final = frozenset(
 _STATE_HINT: Final = re.compile(rb"@|lock|temporary|last_insert_id|call|into", re.IGNORECASE)
 _STATE_ANYWHERE: Final = re.compile(
     rb"@[A-Za-z0-9_$.]+\s*:=|\bINTO\s+@|\bGET_LOCK\s*\(|\bTEMPORARY\s+TABLE\b"
-    rb"|\bWITH\s+READ\s+LOCK\b",
+    rb"|\bWITH\s+READ\s+LOCK\b"
+    # A CALL with a user variable argument (an OUT parameter sets it).
+    rb"|(?s:^\s*CALL\b.*?(?<!@)@(?!@))",
     re.IGNORECASE,
 )
 _MAYBE_DIRTY: Final = re.compile(

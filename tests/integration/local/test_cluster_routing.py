@@ -397,6 +397,34 @@ def test_last_insert_id_of_interleaved_sessions(cluster: dict[str, Any]) -> None
         b.close()
 
 
+def test_stored_procedure_out_parameters(cluster: dict[str, Any]) -> None:
+    """A CALL whose OUT parameter is a user variable, then a SELECT of it (what the mariadb
+    CLI and text-protocol drivers do), and PyMySQL's callproc: the variable keeps its value,
+    and the procedure's own result set arrives before the CALL's OK."""
+    conn = cluster["connect"]()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("DROP PROCEDURE IF EXISTS double_it")
+            cur.execute(
+                "CREATE PROCEDURE double_it(IN x INT, OUT y INT) "
+                "BEGIN SELECT x AS given; SET y = x * 2; END"
+            )
+            cur.execute("CALL double_it(21, @y)")
+            assert cur.fetchall() == ((21,),)
+            while cur.nextset():
+                pass
+            cur.execute("SELECT @y")
+            assert cur.fetchone() == (42,)
+            cur.callproc("double_it", (5, None))
+            assert cur.fetchall() == ((5,),)
+            while cur.nextset():
+                pass
+            cur.execute("SELECT @_double_it_1")
+            assert cur.fetchone() == (10,)
+    finally:
+        conn.close()
+
+
 def test_show_warnings_is_each_sessions_own(cluster: dict[str, Any]) -> None:
     """Sessions taking turns on pooled connections (the primary's and a replica's): SHOW
     WARNINGS answers each one's own last statement. Before, it ran on whichever pooled
@@ -594,6 +622,50 @@ def test_go_sql_driver(cluster: dict[str, Any], tmp_path: Path) -> None:
     assert out["error"][0] == 1146 and "go_nosuch" in out["error"][1]
     assert out["replica_server_id"] in REPLICAS
     assert out["replica_write"] == 1290
+
+
+JAVA = "/usr/bin/java"
+JDBC_JAR = "/usr/share/java/mariadb-java-client.jar"
+
+
+@pytest.mark.parametrize("options", ["", "?useServerPrepStmts=true&rewriteBatchedStatements=true"])
+def test_jdbc(cluster: dict[str, Any], options: str) -> None:
+    """MariaDB Connector/J (JDBC), with client-side and with server-side prepared
+    statements: generated keys, getWarnings(), a batch, DATETIME(3), DECIMAL and BLOB, a
+    transaction, setQueryTimeout (the driver's KILL QUERY), a stored procedure, a replica
+    target by setCatalog: tests/integration/local/JdbcClient.java."""
+    if not (Path(JAVA).exists() and Path(JDBC_JAR).exists()):
+        pytest.skip(
+            "java or the driver is not installed (scripts/test installs "
+            "openjdk-17-jdk-headless and libmariadb-java)"
+        )
+    gate = cluster["gate"]
+    source = Path(__file__).with_name("JdbcClient.java")
+    url = f"jdbc:mariadb://{gate['mysql']}/commerce{options}"
+    r = subprocess.run(
+        [JAVA, "-cp", JDBC_JAR, str(source), url, gate["user"], gate["password"]],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout)
+    conn = cluster["connect"]()
+    try:
+        assert out["version"] == conn.get_server_info()
+    finally:
+        conn.close()
+    assert out["generated"] == 1
+    assert out["warning"] == [1292, "Truncated incorrect INTEGER value: 'abc'"]
+    assert out["batch"] == [1, 1, 1] and out["batch_keys"] == [2, 3, 4]
+    assert out["row"] == ["hé0", "2026-12-05 10:11:12.345", "12.34", 3, 255]
+    assert out["in_tx"] == "1" and out["after_rollback"] == "0"
+    assert out["isolation"] == "READ-COMMITTED"
+    assert out["timeout"] == [1317, "70100"] and out["timeout_ms"] < 15_000
+    assert out["after_timeout"] == "2"
+    assert out["call_result"] == 21 and out["call_out"] == "42"
+    assert out["error"] == [1146, "42S02"]
+    assert int(out["replica_server_id"]) in REPLICAS
+    assert out["replica_write"] == [1290, "HY000"]
+    assert out["valid"] is True
 
 
 PHP = "/usr/bin/php"

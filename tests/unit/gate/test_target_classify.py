@@ -156,6 +156,8 @@ def test_locking_words_in_strings_or_comments_do_not_count() -> None:
         b"flush tables with read lock",
         b"FLUSH TABLES t1, t2 WITH READ LOCK",
         b"handler t open",
+        b"CALL p(21, @y)",
+        b"call p(\n@a, @b)",
     ],
 )
 def test_session_state(sql: bytes) -> None:
@@ -168,6 +170,7 @@ def test_not_session_state() -> None:
     assert not classify(b"select @@version").sets_state
     assert not classify(b"select last_insert_id()").sets_state
     assert not classify(b"set global x = 1").sets_state
+    assert not classify(b"call p(@@sql_mode, 'a@b')").sets_state
 
 
 @pytest.mark.parametrize(

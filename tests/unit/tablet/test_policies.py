@@ -38,6 +38,8 @@ from vtwist.tablet.policies import QueryPolicy, bind, classify, referenced_table
         ("LOCK TABLES t WRITE", "other", False, True, True),
         ("USE db", "other", False, True, True),
         ("CALL p()", "other", True, False, True),
+        ("CALL p(1, @out)", "other", True, True, True),
+        ("/* c */ call p(\n@@sql_mode, 'a@b')", "other", True, False, True),
         ("SELECT LAST_INSERT_ID(5)", "select", False, False, True),
         ("SELECT LAST_INSERT_ID()", "select", False, False, False),
         ("/*!40101 SET @x = 1 */", "other", False, True, True),
