@@ -20,6 +20,7 @@ Access logging is off: probes and scrapes every few seconds would drown the role
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -134,12 +135,35 @@ def render_status_page(title: str, health: Health, sections: Iterable[Section]) 
             ": " + text(health.reason),
         )
     )
-    body = [tags.h1(text(title)), state, *[_section_tag(s) for s in sections]]
+    return _page(title, [state], sections)
+
+
+def render_sections_page(title: str, sections: Iterable[Section]) -> bytes:
+    """An HTML page of a title and sections (as /debug/status, without the health line)."""
+    return _page(title, [], sections)
+
+
+def _page(title: str, lead: list[Tag], sections: Iterable[Section]) -> bytes:
+    body = [tags.h1(text(title)), *lead, *[_section_tag(s) for s in sections]]
     page = tags.html(
         tags.head(tags.meta(charset="utf-8"), tags.title(text(title)), tags.style(_STYLE)),
         tags.body(*body),
     )
     return _flatten_now(page)
+
+
+def send_html(request: IRequest, page: bytes) -> bytes:
+    """``page`` as the answer to ``request``, with the headers that forbid scripts."""
+    _common_headers(request, "text/html; charset=utf-8")
+    request.setHeader(b"content-security-policy", _CSP.encode("ascii"))
+    request.setHeader(b"referrer-policy", b"no-referrer")
+    return page
+
+
+def send_json(request: IRequest, body: object) -> bytes:
+    """``body`` as JSON (non-ASCII escaped) in answer to ``request``."""
+    _common_headers(request, "application/json")
+    return json.dumps(body, indent=1).encode("ascii")
 
 
 def _common_headers(request: IRequest, content_type: str) -> None:
@@ -226,10 +250,7 @@ class StatusResource(Resource):
     def render_GET(self, request: IRequest) -> bytes:
         """Render the page; the headers forbid scripts and sniffing."""
         page = render_status_page(self._title, _safe_health(self._health), self._sections())
-        _common_headers(request, "text/html; charset=utf-8")
-        request.setHeader(b"content-security-policy", _CSP.encode("ascii"))
-        request.setHeader(b"referrer-policy", b"no-referrer")
-        return page
+        return send_html(request, page)
 
 
 class _Index(Resource):

@@ -164,6 +164,34 @@ BUFFER_SIZE = IntOption(
     min=0,
     doc="Statements buffered at once across the gate; more fail at once",
 )
+STATS_DIGESTS = BoolOption(
+    "stats.query_digests",
+    True,
+    doc="Keep statistics by statement digest (text with its values as ?): counts, errors, "
+    "times and rows, at /debug/queryz",
+)
+STATS_MAX_DIGESTS = IntOption(
+    "stats.max_digests",
+    2000,
+    min=1,
+    max=1_000_000,
+    doc="Digests kept at once (one per user, database and digest); the least recently seen is "
+    "dropped for a new one",
+)
+STATS_MAX_DIGEST_LENGTH = IntOption(
+    "stats.max_digest_length",
+    1024,
+    min=16,
+    max=1024 * 1024,
+    doc="Bytes of a digest kept; longer ones are cut",
+)
+STATS_RECENT_ERRORS = IntOption(
+    "stats.recent_errors",
+    50,
+    min=0,
+    max=100_000,
+    doc="Errors sent to clients that /debug/status and /debug/queryz list (the latest)",
+)
 
 OPTIONS: list[Option[Any]] = [
     MYSQL_LISTEN,
@@ -200,6 +228,10 @@ OPTIONS: list[Option[Any]] = [
     BUFFER_WINDOW,
     BUFFER_MAX_FAILOVER_DURATION,
     BUFFER_SIZE,
+    STATS_DIGESTS,
+    STATS_MAX_DIGESTS,
+    STATS_MAX_DIGEST_LENGTH,
+    STATS_RECENT_ERRORS,
 ]
 
 

@@ -33,6 +33,7 @@ from vtwist.gate.buffer import BufferSettings, FailoverBuffer
 from vtwist.gate.classify import QueryInfo
 from vtwist.gate.discovery import Discovery, NoServingTabletError, TabletHandle
 from vtwist.gate.metrics import GateMetrics
+from vtwist.gate.querystats import QueryStats
 from vtwist.gate.target import PRIMARY, Target
 from vtwist.interfaces import IQueryHandlerFactory, IRoutingPolicy, ITopoCache
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
@@ -51,6 +52,16 @@ MAX_READY_WAITERS = 4096  # sessions waiting for the first topo read
 
 
 @dataclass(frozen=True)
+class StatsSettings:
+    """The ``stats.*`` keys: query statistics by digest and recent errors."""
+
+    query_digests: bool = True
+    max_digests: int = 2000
+    max_digest_length: int = 1024
+    recent_errors: int = 50
+
+
+@dataclass(frozen=True)
 class GateSettings:
     """The gate's session behaviour (from the ``session.*``/``routing.*``/``buffer.*``
     config keys)."""
@@ -63,6 +74,7 @@ class GateSettings:
     max_local_infile_size: int = 8 * 1024 * 1024
     topo_wait: float = 10.0
     buffer: BufferSettings = field(default_factory=BufferSettings)
+    stats: StatsSettings = field(default_factory=StatsSettings)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -102,6 +114,14 @@ class Gate:
         self.settings = settings or GateSettings()
         self.metrics = metrics or GateMetrics()
         self.buffer = FailoverBuffer(discovery, clock, self.metrics, self.settings.buffer)
+        stats = self.settings.stats
+        self.query_stats = QueryStats(
+            max_digests=stats.max_digests,
+            max_digest_length=stats.max_digest_length,
+            recent_errors=stats.recent_errors,
+        )
+        # Sessions record each statement in ``query_stats`` only with stats.query_digests.
+        self.digests = stats.query_digests
         self.sessions: dict[int, GateSession] = {}
         self.server: MySQLServerFactory | None = None
         self.started = clock.seconds()

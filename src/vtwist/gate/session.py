@@ -34,6 +34,9 @@ BEGIN/COMMIT/ROLLBACK drive a tablet transaction; everything else is routed:
 - LOAD DATA LOCAL INFILE: the gate reads the file from the client
   (``IResultSink.local_infile``, at most ``max_local_infile_size`` bytes) and sends it with
   the statement.
+- statistics: each statement's time, rows and failure go to the gate's ``query_stats``
+  by digest (a prepared statement's computed once), and each error sent to the client to
+  its recent errors (``querystats``).
 
 Results are relayed without decoding rows; column definitions are decoded once (cached).
 Tablet-side client errors (2003, 2013: link down) reach the client as ERROR 1105 naming the
@@ -162,6 +165,8 @@ class GateSession:
         self._timeout_ms = 0  # the statement's: that, or its /*vt+ QUERY_TIMEOUT_MS=n */
         self._more = 0  # MORE_RESULTS_EXISTS of the statement running
         self._inflight: Deferred[Any] | None = None
+        self._digest: bytes | None = None  # the running execute's, from its prepare
+        self._rows = (0, 0)  # rows sent and affected by the statement running
 
     @property
     def connection_id(self) -> int:
@@ -230,9 +235,25 @@ class GateSession:
         failure.raiseException()  # anything else goes on to the server
 
     def _failed(self, e: MySQLError) -> None:
-        """A statement fails with ``e``: counted, and kept for SHOW WARNINGS/ERRORS."""
-        self.gate.metrics.errors.labels(code=str(e.code)).inc()
+        """A statement fails with ``e``: counted, kept for SHOW WARNINGS/ERRORS and among the
+        gate's recent errors."""
+        gate = self.gate
+        gate.metrics.errors.labels(code=str(e.code)).inc()
         self.diagnostics.failed(e.code, e.message)
+        info = self._info
+        gate.query_stats.error(
+            gate.clock.seconds(),
+            self.info.user,
+            self._database(),
+            e.code,
+            e.message,
+            info.sql if info is not None else b"",
+        )
+
+    def _database(self) -> str:
+        """The session's target as ``SELECT DATABASE()`` shows it ("" for none)."""
+        target = self.target
+        return target.database() if target is not None else ""
 
     async def _query(self, statements: list[bytes], sink: IResultSink) -> None:
         for i, statement in enumerate(statements):
@@ -277,9 +298,10 @@ class GateSession:
                 result = await self._routed(info, sink, more)
                 if result is not None:
                     self._send(result, sink, more)
-        finally:
-            gate.metrics.observe(info.kind, gate.clock.seconds() - start)
-            self.command, self.since, self.current = "Sleep", gate.clock.seconds(), None
+        except BaseException:
+            self._ended(info, start, True)
+            raise
+        self._ended(info, start, False)
 
     # --- the fast path ---------------------------------------------------------------------
 
@@ -357,12 +379,12 @@ class GateSession:
                 )
                 return REPLY_ENDS_COMMAND if ends else cast(Deferred[None], done)
         except BaseException:
-            self._ended(info.kind, start)
+            self._ended(info, start, True)
             if ends:
                 self._end_into(Failure(), sink)  # type: ignore[no-untyped-call]
                 return REPLY_ENDS_COMMAND
             return fail()
-        d.addBoth(self._fast_done, sink, more, info.kind, start)
+        d.addBoth(self._fast_done, sink, more, info, start)
         if ends:
             d.addBoth(self._end_into, sink)
             return REPLY_ENDS_COMMAND
@@ -408,14 +430,14 @@ class GateSession:
             except BaseException:
                 result = Failure()  # type: ignore[no-untyped-call]
             if isinstance(result, Deferred):
-                d.addBoth(self._fast_done, sink, more, info.kind, start)
+                d.addBoth(self._fast_done, sink, more, info, start)
                 if isinstance(done, Deferred):
                     d.addBoth(_settle, done)
                 else:
                     d.addBoth(self._end_into, sink)
                 return result
         try:
-            result = self._fast_done(result, sink, more, info.kind, start)
+            result = self._fast_done(result, sink, more, info, start)
         except BaseException:
             result = Failure()  # type: ignore[no-untyped-call]
         if isinstance(done, Deferred):
@@ -477,19 +499,41 @@ class GateSession:
         )
 
     def _fast_done(
-        self, result: Any, sink: IResultSink, more: int, kind: str, start: float
+        self, result: Any, sink: IResultSink, more: int, info: QueryInfo, start: float
     ) -> Failure | None:
+        failed = isinstance(result, Failure)
         try:
-            if not isinstance(result, Failure):
+            if not failed:
                 self._send(result, sink, more)
+        except BaseException:
+            failed = True
+            raise
         finally:
-            self._ended(kind, start)
+            self._ended(info, start, failed)
         return result if isinstance(result, Failure) else None
 
-    def _ended(self, kind: str, start: float) -> None:
+    def _ended(self, info: QueryInfo, start: float, failed: bool) -> None:
+        """A statement is over: its latency metric, its digest's statistics, the session's
+        command back to Sleep."""
         gate = self.gate
-        gate.metrics.observe(kind, gate.clock.seconds() - start)
-        self.command, self.since, self.current = "Sleep", gate.clock.seconds(), None
+        now = gate.clock.seconds()
+        gate.metrics.observe(info.kind, now - start)
+        digest, self._digest = self._digest, None
+        if gate.digests:
+            stats = gate.query_stats
+            sent, affected = self._rows
+            stats.record(
+                self.info.user,
+                self._database(),
+                digest if digest is not None else stats.digest(info.sql),
+                now - start,
+                now,
+                sent,
+                affected,
+                failed,
+            )
+        self._rows = (0, 0)
+        self.command, self.since, self.current = "Sleep", now, None
 
     def _noted(self, result: QueryResult, result_set: bool) -> None:
         """Keep what this session's ``LAST_INSERT_ID()`` and ``ROW_COUNT()`` answer next
@@ -508,8 +552,10 @@ class GateSession:
         self._noted(result, bool(result.fields))
         status = self.status() | more
         if result.fields:
+            self._rows = (len(result.rows), 0)
             sink.result_set(self.gate.columns(result.fields), result.rows, status, result.warnings)
         else:
+            self._rows = (0, result.affected_rows)
             sink.ok(
                 result.affected_rows,
                 result.insert_id,
@@ -1116,7 +1162,8 @@ class GateSession:
         ):
             body = interpolate(sql, [None] * count).rstrip().rstrip(b";")
             columns = await self._fields(b"SELECT * FROM (" + body + b") AS vt_fields LIMIT 0")
-        return PrepareInfo(count, columns=columns, state=Prepared(info, reusable(info)))
+        digest = self.gate.query_stats.digest(sql) if self.gate.digests else b""
+        return PrepareInfo(count, columns=columns, state=Prepared(info, reusable(info), digest))
 
     def execute(
         self, statement: Statement, params: Sequence[object], sink: IResultSink, cursor: bool
@@ -1125,6 +1172,8 @@ class GateSession:
         sql = interpolate(statement.sql, params)
         info: QueryInfo | None = None
         prepared = statement.prepared.state
+        if isinstance(prepared, Prepared) and prepared.digest:
+            self._digest = prepared.digest
         if isinstance(prepared, Prepared) and prepared.reusable:
             template = prepared.info
             info = QueryInfo(

@@ -35,11 +35,13 @@ class Pin:
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A prepared statement's ``PrepareInfo.state``: the classification of its text and
-    whether executes may reuse it (``classify.reusable``)."""
+    """A prepared statement's ``PrepareInfo.state``: the classification of its text,
+    whether executes may reuse it (``classify.reusable``), and its digest (``querystats``;
+    empty when the gate keeps none)."""
 
     info: QueryInfo
     reusable: bool
+    digest: bytes = b""
 
 
 @dataclass(frozen=True)

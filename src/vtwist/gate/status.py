@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 
 from vtwist.config import Config
 from vtwist.gate.gate import Gate
+from vtwist.gate.querystats_page import ERROR_COLUMNS, error_rows
 from vtwist.httpstatus import Health, KeyValues, Section, Table
 
 
@@ -22,7 +23,7 @@ def gate_health(gate: Gate) -> Callable[[], Health]:
 
 def gate_sections(gate: Gate, config: Config) -> Callable[[], Iterable[Section]]:
     """Gate summary, tablets with their health and roles, shards buffering, client
-    sessions, config."""
+    sessions, recent errors, config."""
 
     def sections() -> list[Section]:
         now = gate.clock.seconds()
@@ -95,6 +96,11 @@ def gate_sections(gate: Gate, config: Config) -> Callable[[], Iterable[Section]]
                 ],
             ),
             Table("Sessions", ["id", "user", "host", "db", "command", "time", "info"], sessions),
+            Table(
+                "Recent errors (newest first; statistics by statement: /debug/queryz)",
+                ERROR_COLUMNS,
+                error_rows(gate.query_stats.recent_errors()),
+            ),
             KeyValues("Config", list(config.redacted().items())),
         ]
 

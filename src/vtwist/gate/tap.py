@@ -25,9 +25,10 @@ from vtwist.gate import config as keys
 from vtwist.gate.buffer import BufferSettings
 from vtwist.gate.config import SCHEMA
 from vtwist.gate.discovery import Discovery, TabletLink
-from vtwist.gate.gate import AuthThrottle, Gate, GateServerFactory, GateSettings
+from vtwist.gate.gate import AuthThrottle, Gate, GateServerFactory, GateSettings, StatsSettings
 from vtwist.gate.metrics import GateMetrics
 from vtwist.gate.policies import load_policy
+from vtwist.gate.querystats_page import QueryzResource
 from vtwist.gate.status import gate_health, gate_sections
 from vtwist.interfaces import IRoutingPolicy
 from vtwist.protocols.tabletrpc_client import TabletRPCClientFactory
@@ -143,6 +144,12 @@ class GateRole:
                     max_failover_duration=config.value(keys.BUFFER_MAX_FAILOVER_DURATION),
                     size=config.value(keys.BUFFER_SIZE),
                 ),
+                stats=StatsSettings(
+                    query_digests=config.value(keys.STATS_DIGESTS),
+                    max_digests=config.value(keys.STATS_MAX_DIGESTS),
+                    max_digest_length=config.value(keys.STATS_MAX_DIGEST_LENGTH),
+                    recent_errors=config.value(keys.STATS_RECENT_ERRORS),
+                ),
             ),
             metrics=self.metrics,
         )
@@ -176,6 +183,7 @@ class GateRole:
             registry=self.metrics.registry,
             health=gate_health(self.gate),
             sections=[gate_sections(self.gate, config)],
+            extra={"queryz": QueryzResource(self.gate.query_stats, self.gate.digests)},
         )
 
     def link(self, tablet: Tablet) -> TabletLink:

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -423,6 +424,51 @@ def test_stored_procedure_out_parameters(cluster: dict[str, Any]) -> None:
             assert cur.fetchone() == (10,)
     finally:
         conn.close()
+
+
+def test_query_statistics_by_digest(cluster: dict[str, Any]) -> None:
+    """/debug/queryz counts statements by digest (PyMySQL's and the mariadb CLI's alike),
+    with their rows and errors, and lists the errors; POST .../reset clears it."""
+    base = f"http://{cluster['gate']['http']}/debug/queryz"
+    conn = cluster["connect"]()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS digest_t")
+            cur.execute("CREATE TABLE digest_t (id INT PRIMARY KEY, v VARCHAR(10))")
+            urllib.request.urlopen(urllib.request.Request(base + "/reset", method="POST"))
+            for n in range(5):
+                cur.execute("INSERT INTO digest_t VALUES (%s, %s)", (n, f"v{n}"))
+            for n in range(3):
+                cur.execute("SELECT v FROM digest_t WHERE id IN (%s, %s)", (n, n + 1))
+            with pytest.raises(pymysql.err.OperationalError, match="1054"):
+                cur.execute("SELECT nope FROM digest_t WHERE id = 1")
+    finally:
+        conn.close()
+    cli = subprocess.run(
+        ["mariadb", "-h", cluster["gate"]["mysql"].rsplit(":", 1)[0],
+         "-P", cluster["gate"]["mysql"].rsplit(":", 1)[1], "-u", cluster["gate"]["user"],
+         f"-p{cluster['gate']['password']}", "commerce", "-e",
+         "SELECT v FROM digest_t WHERE id IN (4, 0)"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    with urllib.request.urlopen(base + "?format=json") as response:
+        data = json.load(response)
+    by_digest = {e["digest"]: e for e in data["digests"] if e["database"] == "commerce"}
+    insert = by_digest["INSERT INTO digest_t VALUES (?, ?)"]
+    assert (insert["count"], insert["rows_affected"], insert["errors"]) == (5, 5, 0)
+    select = by_digest["SELECT v FROM digest_t WHERE id IN (...)"]
+    assert (select["count"], select["rows_sent"]) == (4, 8)
+    assert 0 < select["min_seconds"] <= select["mean_seconds"] <= select["max_seconds"]
+    assert by_digest["SELECT nope FROM digest_t WHERE id = ?"]["errors"] == 1
+    assert [(e["code"], e["digest"]) for e in data["recent_errors"][:1]] == [
+        (1054, "SELECT nope FROM digest_t WHERE id = ?")
+    ]
+    with urllib.request.urlopen(base) as response:
+        assert "SELECT v FROM digest_t WHERE id IN (...)" in response.read().decode()
+    urllib.request.urlopen(urllib.request.Request(base + "/reset", method="POST"))
+    with urllib.request.urlopen(base + "?format=json") as response:
+        assert json.load(response)["digests"] == []
 
 
 def test_show_warnings_is_each_sessions_own(cluster: dict[str, Any]) -> None:
