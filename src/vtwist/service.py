@@ -5,7 +5,9 @@
 - ``ListenerService``: listen on a Twisted endpoint string while running (what
   ``strports.service`` does) and tell when and where it listens (``whenListening()``), so
   tests and ``vtwist up`` can use ``tcp:0``.
-- ``role_service``: the ``MultiService`` a ``makeService`` returns.
+- ``role_service``: the ``MultiService`` a ``makeService`` returns; with ``sequential``
+  a ``SequentialMultiService``, which stops its children one at a time, last started
+  first (a role whose stop has steps: drain, then close).
 - Logging: every module has its own ``log = Logger()`` (``twisted.logger``) and logs with
   structured fields. Under twistd, twistd owns the log destination (``--logfile``,
   ``--syslog``, ``--logger``); ``log_observer``/``start_logging`` are for other programs
@@ -28,7 +30,7 @@ from typing import IO, Any, cast
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet import endpoints
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import (
     IListeningPort,
     IProtocolFactory,
@@ -166,9 +168,27 @@ class ListenerService(Service):
         return succeed(None)
 
 
-def role_service(name: str, *children: IService) -> MultiService:
-    """A named ``MultiService`` holding ``children`` (what a role's ``makeService`` returns)."""
-    top = MultiService()
+class SequentialMultiService(MultiService):
+    """A MultiService that stops its children one at a time, last started first, each
+    once the previous one's stop is over (``MultiService`` stops them all at once)."""
+
+    def stopService(self) -> Deferred[None]:
+        """Stop each child in reverse order, waiting for each (a failure is logged)."""
+        Service.stopService(self)
+        return Deferred.fromCoroutine(self._stop_all(list(reversed(list(self)))))
+
+    async def _stop_all(self, services: list[IService]) -> None:
+        for service in services:
+            try:
+                await maybeDeferred(service.stopService)
+            except Exception:
+                log.failure("stopping {service!r} failed", service=service)
+
+
+def role_service(name: str, *children: IService, sequential: bool = False) -> MultiService:
+    """A named ``MultiService`` holding ``children`` (what a role's ``makeService`` returns);
+    ``sequential``: a ``SequentialMultiService``."""
+    top = SequentialMultiService() if sequential else MultiService()
     top.setName(name)
     for child in children:
         child.setServiceParent(top)

@@ -192,6 +192,20 @@ STATS_RECENT_ERRORS = IntOption(
     max=100_000,
     doc="Errors sent to clients that /debug/status and /debug/queryz list (the latest)",
 )
+LAMEDUCK_PERIOD = DurationOption(
+    "shutdown.lameduck_period",
+    0.05,
+    min=0.0,
+    doc="At stop (SIGTERM): how long /debug/health answers 503 while new clients are still "
+    "taken, before the MySQL listener closes (for load balancers)",
+)
+SHUTDOWN_GRACE = DurationOption(
+    "shutdown.grace_period",
+    10.0,
+    min=0.0,
+    doc="At stop, once the listener closed: how long client sessions running a statement "
+    "or a transaction may go on (each closes once idle outside a transaction); then all close",
+)
 
 OPTIONS: list[Option[Any]] = [
     MYSQL_LISTEN,
@@ -232,6 +246,8 @@ OPTIONS: list[Option[Any]] = [
     STATS_MAX_DIGESTS,
     STATS_MAX_DIGEST_LENGTH,
     STATS_RECENT_ERRORS,
+    LAMEDUCK_PERIOD,
+    SHUTDOWN_GRACE,
 ]
 
 

@@ -82,7 +82,11 @@ class TabletHandle:
         self.link = link
         self.health: Mapping[str, Any] | None = None
         self.inflight = 0
-        self.removed = False
+        self.removed = False  # left the topo: no new statement goes to it
+        self.stopped = False  # its link is closed for good (after ``removed``)
+        # Sessions' transactions open on it: a removed tablet's link stays up while they
+        # are (the tablet lets them end while it shuts down), at most drain_timeout.
+        self.pinned = 0
         # Bumped on every (re)connect: ids the tablet gave on an older connection's watch
         # (transactions, reserved connections) are gone with it.
         self.generation = 0
@@ -310,10 +314,12 @@ class Discovery(Service):
 
     def _retire(self, handle: TabletHandle, waited: float = 0.0) -> None:
         """No new query goes to ``handle``; its link closes once what runs on it is done
-        (or ``drain_timeout`` passed)."""
+        and the transactions open on it ended (or ``drain_timeout`` passed, or the link
+        dropped)."""
         self._draining.pop(handle, None)
         handle.removed = True
-        if handle.inflight <= 0 or waited >= self.drain_timeout or not self.running:
+        idle = handle.inflight <= 0 and (handle.pinned <= 0 or not handle.link.connected)
+        if idle or waited >= self.drain_timeout or not self.running:
             self._stop(handle)
             return
         self._draining[handle] = self.clock.callLater(
@@ -321,7 +327,7 @@ class Discovery(Service):
         )
 
     def _stop(self, handle: TabletHandle) -> Deferred[None] | None:
-        handle.removed = True
+        handle.removed = handle.stopped = True
         handle.health = None
         return handle.link.stopService()
 

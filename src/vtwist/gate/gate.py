@@ -122,6 +122,7 @@ class Gate:
         )
         # Sessions record each statement in ``query_stats`` only with stats.query_digests.
         self.digests = stats.query_digests
+        self.shutting_down = False  # stopping (``shutdown``): /debug/health says 503
         self.sessions: dict[int, GateSession] = {}
         self.server: MySQLServerFactory | None = None
         self.started = clock.seconds()

@@ -665,8 +665,10 @@ class GateSession:
         if pin is None:
             handle = self.gate.route(keyspace, shard, PRIMARY, info)
             pin = await self._begin(handle, keyspace, shard, where)
-        elif pin.handle.removed or pin.handle.generation != pin.generation:
-            self.tx, self.explicit_tx = None, False
+        elif pin.handle.stopped or pin.handle.generation != pin.generation:
+            # (A tablet that left the topo but whose link is up lets the transaction end.)
+            self._unpin()
+            self.explicit_tx = False
             self.reserved.pop(pin.handle.alias, None)
             raise MySQLError(
                 ErrorCode.UNKNOWN_ERROR,
@@ -736,6 +738,7 @@ class GateSession:
                 ),
             )
         self.tx = Pin(handle, keyspace, shard, tid, handle.generation)
+        handle.pinned += 1
         return self.tx
 
     async def _reservation(self, handle: TabletHandle, where: str) -> int:
@@ -909,12 +912,19 @@ class GateSession:
 
     # --- transactions -----------------------------------------------------------------------
 
+    def _unpin(self) -> Pin | None:
+        """The session's transaction is over (or about to be): forget its pin."""
+        pin, self.tx = self.tx, None
+        if pin is not None:
+            pin.handle.pinned -= 1
+        return pin
+
     async def _commit_open(self) -> None:
         if self.in_transaction:
             await self._finish(True)
 
     async def _finish(self, commit: bool) -> None:
-        pin, self.tx = self.tx, None
+        pin = self._unpin()
         self.explicit_tx = False
         self.tx_start = ""  # a START TRANSACTION ... that opened nothing ends with it
         if pin is None:
@@ -1190,7 +1200,7 @@ class GateSession:
         return Deferred.fromCoroutine(self._reset())
 
     async def _reset(self) -> None:
-        pin, self.tx = self.tx, None
+        pin = self._unpin()
         reserved, self.reserved = self.reserved, {}
         self.explicit_tx = False
         self.tx_start = ""

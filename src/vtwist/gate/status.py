@@ -11,9 +11,12 @@ from vtwist.httpstatus import Health, KeyValues, Section, Table
 
 
 def gate_health(gate: Gate) -> Callable[[], Health]:
-    """Healthy while at least one tablet serves (a gate without tablets serves nothing)."""
+    """Healthy while at least one tablet serves (a gate without tablets serves nothing)
+    and the gate is not shutting down."""
 
     def check() -> Health:
+        if gate.shutting_down:
+            return Health(False, "shutting down")
         if any(h.serving for h in gate.discovery.all()):
             return Health(True)
         return Health(False, f"no serving tablet (topo {gate.cache.state()})")

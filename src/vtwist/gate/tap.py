@@ -4,8 +4,9 @@
 
 ``twistd -n vtgate --config etc/vtgate.toml [--key-flag value ...]`` builds, in start
 order: the topo connection and its cache (``discovery.cells``), tablet discovery (one RPC
-link per tablet), the MySQL listener (``mysql.listen``), the HTTP status listener
-(``http.listen``) and the SIGHUP hook that rereads ``mysql.users_file``. A bad
+link per tablet), the HTTP status listener (``http.listen``), the session drain, the MySQL
+listener (``mysql.listen``), the lame duck (``shutdown``) and the SIGHUP hook that
+rereads ``mysql.users_file``. They stop one at a time, in reverse. A bad
 configuration (a key's value, an unreadable users file or TLS key, an unknown routing
 policy) stops twistd before anything starts, with the key and the reason.
 """
@@ -29,6 +30,7 @@ from vtwist.gate.gate import AuthThrottle, Gate, GateServerFactory, GateSettings
 from vtwist.gate.metrics import GateMetrics
 from vtwist.gate.policies import load_policy
 from vtwist.gate.querystats_page import QueryzResource
+from vtwist.gate.shutdown import LameDuck, SessionDrain
 from vtwist.gate.status import gate_health, gate_sections
 from vtwist.interfaces import IRoutingPolicy
 from vtwist.protocols.tabletrpc_client import TabletRPCClientFactory
@@ -203,7 +205,9 @@ class GateRole:
         self.users.reload()
 
     def services(self) -> list[Service]:
-        """The services in start order (twistd stops them together, in reverse)."""
+        """The services in start order; they stop one at a time, in reverse (``shutdown``:
+        lame duck, the MySQL listener, the sessions drained, then HTTP, links and topo)."""
+        clock = cast(IReactorTime, self.reactor)
         return [
             TopoCacheService(
                 self.topo,
@@ -213,8 +217,10 @@ class GateRole:
                 on_loaded=self.gate.topo_loaded,
             ),
             self.discovery,
-            self.mysql,
             self.http,
+            SessionDrain(self.gate, clock, self.config.value(keys.SHUTDOWN_GRACE)),
+            self.mysql,
+            LameDuck(self.gate, clock, self.config.value(keys.LAMEDUCK_PERIOD)),
             SignalHookService(self.reload),
         ]
 
@@ -224,6 +230,6 @@ def makeService(options: Options) -> MultiService:
     from twisted.internet import reactor
 
     role = GateRole(options.config, reactor)
-    top = role_service("vtgate", *role.services())
+    top = role_service("vtgate", *role.services(), sequential=True)
     top.gate = role  # type: ignore[attr-defined]  # for tests and debugging
     return top

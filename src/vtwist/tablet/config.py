@@ -359,6 +359,14 @@ RESERVED_IDLE_TIMEOUT = DurationOption(
     min=0.01,
     doc="A reserved connection (no transaction) idle this long is released",
 )
+SHUTDOWN_GRACE = DurationOption(
+    "shutdown.grace_period",
+    3.0,
+    min=0.0,
+    doc="At stop (SIGTERM), once the gates heard that the tablet stops serving: how long "
+    "statements running and transactions open may go on to their end (new ones are "
+    "refused); then what is left is rolled back",
+)
 MAX_ENDED_IDS = IntOption(
     "transaction.remember_ended",
     1000,
@@ -492,6 +500,7 @@ OPTIONS: list[Option[Any]] = [
     TX_TIMEOUT,
     MAX_ENDED_IDS,
     RESERVED_IDLE_TIMEOUT,
+    SHUTDOWN_GRACE,
     RPC_LISTEN,
     RPC_MAX_INFLIGHT,
     RPC_MAX_FRAME,

@@ -39,6 +39,7 @@ from typing import Any, Final, cast
 
 from twisted.internet.defer import CancelledError, Deferred, fail, gatherResults
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -98,6 +99,7 @@ class QuerySettings:
     remember_ended: int = 1000
     max_result_bytes: int = 16 * 1024 * 1024
     max_warnings: int = 64
+    shutdown_grace: float = 3.0
 
     @classmethod
     def from_config(cls, config: Config) -> QuerySettings:
@@ -111,10 +113,12 @@ class QuerySettings:
             remember_ended=config.value(keys.MAX_ENDED_IDS),
             max_result_bytes=config.value(keys.RPC_MAX_FRAME) - 64 * 1024,
             max_warnings=config.value(keys.MAX_WARNINGS),
+            shutdown_grace=config.value(keys.SHUTDOWN_GRACE),
         )
 
 
 _QUERY_TIMEOUT_KEY = keys.QUERY_TIMEOUT.key
+DRAIN_POLL: Final = 0.05  # seconds between two looks at what still runs, when draining
 
 
 def _ignore(ev: StreamEvent) -> None:
@@ -192,6 +196,7 @@ class TabletQueryService:
             on_expire=self._expired,
         )
         self._settings_seen: dict[tuple[str, ...], tuple[bytes, ...]] = {}
+        self.draining = False  # shutting down: only open transactions' statements run
 
     # --- checks -------------------------------------------------------------------------
 
@@ -204,9 +209,11 @@ class TabletQueryService:
         if not state.serving:
             raise self._refuse("not_serving", not_serving_error(state.alias, state.error))
 
-    def _check_write(self, stmt: Statement) -> None:
+    def _check_write(self, stmt: Statement, held: bool = False) -> None:
         state = self.state
         if stmt.is_write and not state.writable():
+            if held and self.draining and state.tablet_type == "primary":
+                return  # shutting down: open transactions may end (``drain``)
             raise self._refuse(
                 "read_only", not_writable_error(state.alias, state.tablet_type, state.serving)
             )
@@ -409,7 +416,7 @@ class TabletQueryService:
             kind = stmt.kind
             if args.transaction_id or args.reserved_id:
                 held = self.held.find(args.transaction_id, args.reserved_id)
-                self._check_write(stmt)
+                self._check_write(stmt, held=True)
                 if stmt.maybe_dirty:
                     held.lease.dirty = True
                 return await self._on_held(held, request, sql, args, sink)
@@ -778,6 +785,47 @@ class TabletQueryService:
     def counts(self) -> tuple[int, int]:
         """(open transactions, reserved connections), for metrics."""
         return self.held.counts()
+
+    def drain(self) -> Deferred[None]:
+        """Shutting down, once the gates heard the tablet stops serving (new statements,
+        transactions and reservations are refused as not serving): wait at most
+        ``shutdown_grace`` seconds for statements running on pooled connections, open
+        transactions and statements on reserved connections to end. Statements of open
+        transactions still run, writes included, so they can commit."""
+        self.draining = True
+        return Deferred.fromCoroutine(self._drain())
+
+    async def _drain(self) -> None:
+        deadline = self.clock.seconds() + self.settings.shutdown_grace
+        while True:
+            busy = self._busy()
+            if not busy:
+                return
+            if self.clock.seconds() >= deadline:
+                log.warn(
+                    "shutting down: {busy} still running after shutdown.grace_period; rolling back",
+                    busy=busy,
+                )
+                return
+            await deferLater(self.clock, DRAIN_POLL, lambda: None)
+
+    def _busy(self) -> str:
+        """What still runs (for ``drain``): "" when nothing does."""
+        pools = {id(p): p for p in (self.pools.for_queries(False), self.pools.for_queries(True))}
+        statements = sum(p.stats().in_use for p in pools.values())
+        held = list(self.held)
+        transactions = sum(1 for h in held if h.transaction_id)
+        reserved = sum(1 for h in held if h.busy and not h.transaction_id)
+        parts = [
+            f"{n} {what}"
+            for n, what in (
+                (statements, "pooled statement(s)"),
+                (transactions, "transaction(s)"),
+                (reserved, "statement(s) on reserved connections"),
+            )
+            if n
+        ]
+        return ", ".join(parts)
 
     def shutdown(self) -> Deferred[None]:
         """Roll back every held connection and give it back (the pools close after)."""

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from twisted.application.service import IService, MultiService, Service
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from vtwist.config import Config, ConfigOptions
 from vtwist.httpstatus import status_service
 from vtwist.protocols.tabletrpc_server import TabletRPCServerFactory
-from vtwist.service import ListenerService
+from vtwist.service import ListenerService, role_service
 from vtwist.tablet import config as keys
 from vtwist.tablet.config import SCHEMA
 from vtwist.tablet.manager import ManagerSettings, TabletManager
@@ -91,16 +91,19 @@ class TopoService(Service):
 
 
 class QueryLifecycle(Service):
-    """At stop: roll back the held connections, then close the pools."""
+    """At stop (after the health services told the gates the tablet stops serving): let
+    what runs end (``drain``, at most ``shutdown.grace_period``), roll back the held
+    connections, then close the pools."""
 
     def __init__(self, service: TabletQueryService, pools: TabletPools) -> None:
         self.service = service
         self.pools = pools
 
     def stopService(self) -> Deferred[None]:
-        """Release held connections, then close every pool."""
+        """Drain, release held connections, then close every pool."""
         super().stopService()
-        d = self.service.shutdown()
+        d = self.service.drain()
+        d.addBoth(lambda _: self.service.shutdown())
         return d.addBoth(lambda _: self.pools.close())
 
 
@@ -125,27 +128,6 @@ class PortRecorder(Service):
 
         d = gatherResults([self.rpc.whenListening(), self.http.whenListening()])
         d.addCallbacks(record, lambda f: log.failure("cannot record the tablet's ports", f))
-
-
-class SequentialMultiService(MultiService):
-    """A MultiService that stops its children one at a time, last started first.
-
-    ``MultiService`` stops them all at once; the tablet needs an order: the publisher
-    unregisters its node before the topo session closes, held transactions are rolled back
-    before the pools close.
-    """
-
-    def stopService(self) -> Deferred[None]:
-        """Stop each child in reverse order, waiting for each (a failure is logged)."""
-        Service.stopService(self)
-        return Deferred.fromCoroutine(self._stop_all(list(reversed(list(self)))))
-
-    async def _stop_all(self, services: list[IService]) -> None:
-        for service in services:
-            try:
-                await maybeDeferred(service.stopService)
-            except Exception:
-                log.failure("stopping {service!r} failed", service=service)
 
 
 class Tablet:
@@ -256,9 +238,6 @@ def makeService(options: Options) -> MultiService:
     from twisted.internet import reactor
 
     tablet = Tablet(options.config, reactor)
-    top = SequentialMultiService()
-    top.setName("vttablet")
-    for child in tablet.services():
-        child.setServiceParent(top)
+    top = role_service("vttablet", *tablet.services(), sequential=True)
     top.tablet = tablet  # type: ignore[attr-defined]  # for tests and debugging
     return top

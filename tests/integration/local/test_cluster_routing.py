@@ -8,13 +8,16 @@ daemons' PYTHONPATH, selected by ``routing.policy`` in ``[gate.options]``). Each
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
@@ -92,6 +95,7 @@ session_timeout = 4
             **kw,
         )
         data["dir"] = directory
+        data["env"] = env
         yield data
     finally:
         vtwist("down", "--dir", str(directory))
@@ -751,6 +755,112 @@ def test_php_mysqlnd(cluster: dict[str, Any]) -> None:
     assert out["pdo_emulated"] == {"a": "1", "b": "two"}
     assert out["pdo_real"] == {"a": "3", "c": 5}
     assert out["pdo_error"] == ["42S02", 1146]
+
+
+def pid_of(cluster: dict[str, Any], name: str) -> int:
+    status = json.loads(vtwist("status", "--dir", str(cluster["dir"]), "--json").stdout)
+    return int(next(p["pid"] for p in status["processes"] if p["name"] == name))
+
+
+def wait_exit(pid: int, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while pid_alive(pid):
+        assert time.monotonic() < deadline, f"process {pid} did not exit in {seconds}s"
+        time.sleep(0.05)
+
+
+def in_thread(fn: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    """Run ``fn()`` in a thread; the dict gets its "result" or "error"."""
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["result"] = fn()
+        except Exception as e:
+            out["error"] = e
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, out
+
+
+def test_primary_tablet_restart_lets_running_work_end(cluster: dict[str, Any]) -> None:
+    """SIGTERM to the primary's vttablet (a rolling restart): a statement running and an
+    open transaction finish on it (shutdown.grace_period, 3 s), a new statement waits in
+    the gate's failover buffer until the tablet is back (``vtwist up``): no client error."""
+    setup, tx, other = cluster["connect"](), cluster["connect"](), cluster["connect"]()
+    try:
+        with setup.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS restart_t")
+            cur.execute("CREATE TABLE restart_t (id INT PRIMARY KEY, v INT)")
+            cur.execute("INSERT INTO restart_t VALUES (1, 0)")
+        tc = tx.cursor()
+        tc.execute("BEGIN")
+        tc.execute("UPDATE restart_t SET v = v + 1 WHERE id = 1")
+        sleeper, slept = in_thread(lambda: one(other, "SELECT SLEEP(1.5) + 7"))
+        time.sleep(0.3)
+        pid = pid_of(cluster, "vttablet zone1-0000000100")
+        os.kill(pid, signal.SIGTERM)
+        time.sleep(0.5)
+        tc.execute("UPDATE restart_t SET v = v + 10 WHERE id = 1")
+        tc.execute("COMMIT")
+        sleeper.join(30)
+        assert slept == {"result": 7}
+        wait_exit(pid, 15)
+        reader, read = in_thread(lambda: one(setup, "SELECT v FROM restart_t WHERE id = 1"))
+        out = vtwist("up", "--dir", str(cluster["dir"]), env=cluster["env"])
+        assert out.returncode == 0, out.stdout + out.stderr
+        reader.join(30)
+        assert read == {"result": 11}
+    finally:
+        for conn in (setup, tx, other):
+            conn.close()
+
+
+def test_gate_stop_drains_its_sessions(cluster: dict[str, Any]) -> None:
+    """SIGTERM to vtgate: /debug/health answers 503 and the listener closes; a statement
+    running gets its result, an open transaction may still COMMIT, then each session is
+    closed (an idle one at once). ``vtwist up`` brings the gate back."""
+    idle, busy, tx = cluster["connect"](), cluster["connect"](), cluster["connect"]()
+    http = f"http://{cluster['gate']['http']}/debug/health"
+    try:
+        with idle.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS drain_t")
+            cur.execute("CREATE TABLE drain_t (id INT PRIMARY KEY, v INT)")
+            cur.execute("INSERT INTO drain_t VALUES (1, 0)")
+        tc = tx.cursor()
+        tc.execute("BEGIN")
+        tc.execute("UPDATE drain_t SET v = v + 1 WHERE id = 1")
+        sleeper, slept = in_thread(lambda: one(busy, "SELECT SLEEP(2) + 5"))
+        time.sleep(0.3)
+        pid = pid_of(cluster, "vtgate")
+        os.kill(pid, signal.SIGTERM)
+        time.sleep(0.5)
+        with pytest.raises(urllib.error.HTTPError) as health:
+            urllib.request.urlopen(http)
+        assert health.value.code == 503 and b"shutting down" in health.value.read()
+        with pytest.raises(pymysql.err.OperationalError):
+            cluster["connect"]()  # the listener is closed
+        with pytest.raises(pymysql.err.OperationalError):
+            one(idle, "SELECT 1")  # closed at once
+        tc.execute("UPDATE drain_t SET v = v + 10 WHERE id = 1")
+        tc.execute("COMMIT")
+        with pytest.raises(pymysql.err.OperationalError):
+            tc.execute("SELECT 1")  # closed once its transaction ended
+        sleeper.join(30)
+        assert slept == {"result": 5}
+        wait_exit(pid, 15)
+    finally:
+        for conn in (idle, busy, tx):
+            with contextlib.suppress(Exception):
+                conn.close()
+    out = vtwist("up", "--dir", str(cluster["dir"]), env=cluster["env"])
+    assert out.returncode == 0, out.stdout + out.stderr
+    conn = cluster["connect"]()
+    try:
+        assert one(conn, "SELECT v FROM drain_t WHERE id = 1") == 11
+    finally:
+        conn.close()
 
 
 def test_killed_replica_tablet_gets_no_more_queries(cluster: dict[str, Any]) -> None:

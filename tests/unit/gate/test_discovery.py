@@ -118,6 +118,20 @@ def test_vanished_node_drains_requests_in_flight_then_stops_link() -> None:
     assert link.stopped
 
 
+def test_vanished_node_keeps_its_link_while_a_transaction_is_pinned() -> None:
+    c = Cluster()
+    c.add(tablet("zone1-101"))
+    handle = c.discovery.handles["zone1-101"]
+    link = c.links["zone1-101"]
+    handle.pinned = 1  # a session's transaction is open on it
+    c.remove("zone1-101")
+    c.clock.advance(1.0)
+    assert handle.removed and not handle.stopped and not link.stopped
+    link.set_connected(False)  # the tablet went away: nothing to wait for
+    c.clock.advance(0.1)
+    assert link.stopped and handle.stopped
+
+
 def test_drain_is_bounded_by_drain_timeout() -> None:
     c = Cluster()
     c.discovery.drain_timeout = 2.0

@@ -372,6 +372,28 @@ def test_transaction_is_pinned_and_committed() -> None:
     assert c.services["zone1-101"].calls == []
 
 
+def test_transaction_ends_on_a_tablet_that_left_the_topo_while_its_link_is_up() -> None:
+    """A tablet shutting down leaves the topo but lets open transactions end: the gate
+    keeps its link while one is pinned to it, and its statements still go there."""
+    c = cluster()
+    s = c.session(database="commerce")
+    c.run(s, "begin")
+    c.run(s, "update t set a = 1")
+    handle = c.discovery.handles["zone1-100"]
+    link = c.links["zone1-100"]
+    assert handle.pinned == 1
+    c.remove("zone1-100")
+    c.clock.advance(1.0)
+    assert handle.removed and not link.stopped
+    assert c.discovery.candidates("commerce", "0", "primary") == []  # nothing new goes there
+    assert c.run(s, "update t set a = 2").error_code is None
+    assert c.run(s, "commit").events == [("ok", 0, 0, AUTOCOMMIT)]
+    assert handle.pinned == 0
+    assert [op for op, _ in c.services["zone1-100"].calls][-2:] == ["execute", "commit"]
+    c.clock.advance(0.1)
+    assert link.stopped  # nothing runs or is pinned on it any more
+
+
 def test_write_inside_transaction_on_replica_target_is_refused() -> None:
     c = cluster()
     s = c.session(database="commerce@replica")

@@ -310,6 +310,28 @@ def test_idle_time_counts_from_the_end_of_the_last_command() -> None:
     assert c.transport.disconnecting
 
 
+def test_close_when_idle_waits_for_the_command_and_the_handlers_word() -> None:
+    c = client()
+    c.send(ComQuery(b"later"))
+    allowed = [False]
+    c.proto.close_when_idle(lambda: allowed[0])
+    assert not c.transport.disconnecting  # a command runs
+    c.handler.sinks[0].ok(0, 0, AUTOCOMMIT)
+    c.handler.pending[0].callback(None)
+    assert not c.transport.disconnecting  # the handler says no (a transaction is open)
+    assert c.events() == [Ok(0, 0, AUTOCOMMIT)]
+    assert c.query(b"SELECT 1")[-1] == ResultSetDone(AUTOCOMMIT)
+    allowed[0] = True
+    c.send(ComQuery(b"later"))
+    c.handler.sinks[-1].ok(0, 0, AUTOCOMMIT)
+    c.handler.pending[-1].callback(None)
+    assert c.transport.disconnecting  # closed right after the reply
+    assert Ok(0, 0, AUTOCOMMIT) in c.events()
+    idle = client()
+    idle.proto.close_when_idle(lambda: True)
+    assert idle.transport.disconnecting  # no command: at once
+
+
 def test_close_that_hangs_is_aborted() -> None:
     h = Harness(close_timeout=3)
     c = h.connect().logged_in()

@@ -440,3 +440,53 @@ class QueryServiceTests(SynchronousTestCase):
         self.successResultOf(self.service.shutdown())
         assert self.service.counts() == (0, 0)
         assert self.service.pools.transaction.stats().in_use == 0
+
+    def sleeper(self) -> Any:
+        """The fake connection whose SELECT SLEEP is running."""
+        return next(c for c in self.mysql.clients.values() if c.sleeping is not None)
+
+    def test_drain_lets_running_statements_and_open_transactions_end(self) -> None:
+        service = self.service
+        running = self.execute("SELECT SLEEP(5)")
+        tx = self.successResultOf(service.begin(FakeRequest(), BeginArgs()))
+        # Stopping: the health service reports not serving, then the drain starts.
+        service.state.update(serving=False, error="tablet is shutting down")
+        drained = service.drain()
+        self.clock.advance(0.5)
+        assert not drained.called
+        # New work is refused; the open transaction still writes and commits.
+        assert self.error_of(self.execute("SELECT 1")).code == 1105
+        self.error_of(service.begin(FakeRequest(), BeginArgs()))
+        self.successResultOf(self.execute("UPDATE t SET v = 1", transaction_id=tx))
+        self.successResultOf(service.commit(FakeRequest(), TransactionArgs(tx)))
+        self.clock.advance(0.5)
+        assert not drained.called  # the pooled statement still runs
+        self.sleeper().wake()
+        self.successResultOf(running)
+        self.clock.advance(0.1)
+        self.successResultOf(drained)
+        assert "UPDATE t SET v = 1" in self.mysql.statements()
+
+    def test_drain_gives_up_after_the_grace_period(self) -> None:
+        service, mysql = make_service(
+            self.clock, settings=QuerySettings(shutdown_grace=2.0, transaction_timeout=30.0)
+        )
+        tx = self.successResultOf(service.begin(FakeRequest(), BeginArgs()))
+        service.state.update(serving=False, error="tablet is shutting down")
+        drained = service.drain()
+        self.clock.advance(1.9)
+        assert not drained.called
+        self.clock.advance(0.2)
+        self.successResultOf(drained)
+        assert service.counts() == (1, 0)  # left for ``shutdown`` to roll back
+        self.successResultOf(service.shutdown())
+        assert service.counts() == (0, 0) and mysql.statements() == ["BEGIN", "RESET"]
+        # A replica (or a tablet not draining) still refuses writes when not serving.
+        replica, _ = make_service(self.clock, tablet_type="replica")
+        tx = self.successResultOf(replica.begin(FakeRequest(), BeginArgs()))
+        replica.state.update(serving=False)
+        replica.drain()
+        err = self.error_of(
+            replica.execute(FakeRequest(), ExecuteArgs("UPDATE t SET v = 1", transaction_id=tx))
+        )
+        assert err.code == 1290

@@ -162,6 +162,7 @@ class MySQLServerProtocol(Protocol):
         self._congested = False
         self._active_flow: Flow | None = None
         self._command_d: Deferred[None] | None = None
+        self._may_close: Callable[[], bool] | None = None  # ``close_when_idle``
         self._greeted = False
         self._closing = False
         self._lost = False
@@ -292,6 +293,27 @@ class MySQLServerProtocol(Protocol):
         self._close_timer = self.clock.callLater(
             self.factory.close_timeout, self._guard(self._abort)
         )
+
+    def close_when_idle(self, may_close: Callable[[], bool]) -> None:
+        """Shutting down: close as soon as no command runs and ``may_close()`` says so
+        (asked now and after each command; the gate says no while a transaction is open).
+        A command the client sent meanwhile is not run (its connection is lost)."""
+        self._may_close = may_close
+        self._close_if_idle()
+
+    def _close_if_idle(self) -> bool:
+        may_close = self._may_close
+        if (
+            may_close is None
+            or self._busy
+            or self._closing
+            or self._lost
+            or self.conn.state is not _S_IDLE
+            or not may_close()
+        ):
+            return False
+        self.close()
+        return True
 
     def _abort(self) -> None:
         if self._lost or self.transport is None:
@@ -479,6 +501,8 @@ class MySQLServerProtocol(Protocol):
         if self._lost or self._closing:
             return
         self._last_activity = self.clock.seconds()
+        if self._may_close is not None and self._close_if_idle():
+            return
         try:
             if self.conn.state is _S_CLOSED:
                 self.close()
