@@ -663,8 +663,15 @@ class GateSession:
         where = wire_target(keyspace, shard, PRIMARY)
         pin = self.tx
         if pin is None:
-            handle = self.gate.route(keyspace, shard, PRIMARY, info)
-            pin = await self._begin(handle, keyspace, shard, where)
+            # Nothing of the transaction ran yet: opening it waits out a failover (or a
+            # primary's tablet restarting) in the buffer, as a statement outside one does.
+            pin = await self.gate.buffer.run(
+                keyspace,
+                shard,
+                lambda: self.gate.route(keyspace, shard, PRIMARY, info),
+                lambda handle: self._begin(handle, keyspace, shard, where),
+                track=self._track,
+            )
         elif pin.handle.stopped or pin.handle.generation != pin.generation:
             # (A tablet that left the topo but whose link is up lets the transaction end.)
             self._unpin()
@@ -702,7 +709,6 @@ class GateSession:
         options = self.tablet_options
         if self.tx_start:  # START TRANSACTION READ ONLY and the like
             options = {**(options or {}), "start": self.tx_start}
-            self.tx_start = ""
         held = self._live_reservation(handle)
         if held is not None:
             tid = await self._call(
@@ -737,6 +743,7 @@ class GateSession:
                     settings=self.settings or None,
                 ),
             )
+        self.tx_start = ""  # (kept until the transaction opened: a refused begin is retried)
         self.tx = Pin(handle, keyspace, shard, tid, handle.generation)
         handle.pinned += 1
         return self.tx

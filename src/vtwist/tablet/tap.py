@@ -107,6 +107,20 @@ class QueryLifecycle(Service):
         return d.addBoth(lambda _: self.pools.close())
 
 
+class Draining(Service):
+    """Started last, so stopped first: from the moment the tablet starts stopping (before
+    its health says not serving), statements of open transactions may still write
+    (``TabletQueryService.drain``)."""
+
+    def __init__(self, service: TabletQueryService) -> None:
+        self.service = service
+
+    def stopService(self) -> None:
+        """The tablet is stopping."""
+        super().stopService()
+        self.service.draining = True
+
+
 class PortRecorder(Service):
     """Puts the bound RPC/HTTP ports and the mysqld port into the tablet state at start."""
 
@@ -230,6 +244,7 @@ class Tablet:
             self.http,
             self.ports,
             *cast(list[Service], health),
+            Draining(self.service),
         ]
 
 

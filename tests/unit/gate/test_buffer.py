@@ -229,16 +229,29 @@ def test_statements_inside_a_transaction_are_not_buffered() -> None:
     c.links["zone1-100"].set_connected(False)  # the old primary is gone
     sink = c.run(s, "insert into t values (2)")
     assert sink.error_code == 1105 and "rolled back" in sink.events[-1][2]
-    # A transaction opened while there is no primary fails at once too.
-    c.run(s, "begin")
-    sink = c.run(s, "insert into t values (3)")
-    assert sink.error_code == 1105
-    assert "no healthy tablet available for 'commerce/0@primary'" in sink.events[-1][2]
-    c.run(s, "rollback")
-    # autocommit=0: the write opens a transaction, so it is not buffered either.
-    c.run(s, "set autocommit = 0")
-    assert c.run(s, "insert into t values (4)").error_code == 1105
     assert buffered(c) == 0 and waiting(c) == 0
+
+
+def test_a_transaction_opened_during_a_failover_waits_for_the_new_primary() -> None:
+    """Nothing of it ran yet, so its first statement (which opens the tablet transaction)
+    waits in the buffer, as in Vitess, where a begin is buffered; so does a write that
+    opens one with autocommit=0. START TRANSACTION's characteristics survive the wait."""
+    c = cluster()
+    s, t = c.session(), c.session()
+    c.links["zone1-100"].set_connected(False)  # no primary
+    c.run(s, "start transaction read only")
+    sink, d = start(c, s, "select 1")
+    c.run(t, "set autocommit = 0")
+    sink_t, d_t = start(c, t, "insert into t values (4)")
+    assert not d.called and not d_t.called and waiting(c) == 2
+    promote(c)
+    assert d.called and d_t.called and sink.error_code is None and sink_t.error_code is None
+    new = c.services["zone1-101"]
+    begins = [args for op, args in new.calls if op == "begin"]
+    assert len(begins) == 2 and begins[0].options == {"start": "READ ONLY"}
+    assert c.run(s, "commit").error_code is None and c.run(t, "commit").error_code is None
+    assert [op for op, _ in new.calls].count("commit") == 2
+    assert buffered(c) == 2 and waiting(c) == 0
 
 
 def test_replica_reads_are_not_buffered() -> None:
