@@ -10,8 +10,10 @@ action                    what it does (each answers the ``status`` map afterwar
 ========================  =============================================================
 status                    read only: type, serving, ``read_only``, server id, GTID
                           positions, the replication channel, semi-sync state
-demote_primary            stop taking writes at once (not serving), then ``read_only=ON``;
-                          the answer's ``gtid_binlog_pos`` is the position to wait for
+demote_primary            stop taking new work at once (not serving), let open
+                          transactions end (at most ``shutdown.grace_period``), then
+                          ``read_only=ON``; the answer's ``gtid_binlog_pos`` is the
+                          position to wait for
 undo_demote_primary       ``read_only=OFF`` again (a planned reparent that failed)
 set_read_only             ``{"on": bool}``: vtorc's repair of a writable replica or of a
                           primary left read-only
@@ -117,6 +119,9 @@ class TabletManager:
         self.settings = settings
         #: Called after an action changed mysqld (the health probe's ``probe_now``).
         self.on_change = on_change
+        #: Waits (bounded) for open transactions to end before a demotion turns mysqld
+        #: read-only (the query service's ``quiesce``).
+        self.quiesce: Callable[[], Deferred[None]] | None = None
         self.actions: dict[str, Callable[[ManageArgs], Awaitable[dict[str, Any]]]] = {
             "status": self._status,
             "demote_primary": self._demote_primary,
@@ -227,9 +232,12 @@ class TabletManager:
         }
 
     async def _demote_primary(self, args: ManageArgs) -> dict[str, Any]:
-        # Refuse new writes first (the gate buffers), then make mysqld refuse them too.
+        # Refuse new work first (the gate buffers it), let what runs end, then make mysqld
+        # refuse writes too.
         if self.state.tablet_type == "primary":
             self.state.update(serving=False, error=DEMOTED)
+            if self.quiesce is not None:
+                await self.quiesce()
         await self._sql("SET GLOBAL read_only = ON")
         self._changed()
         return await self._status()

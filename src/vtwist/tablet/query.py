@@ -793,9 +793,23 @@ class TabletQueryService:
         transactions and statements on reserved connections to end. Statements of open
         transactions still run, writes included, so they can commit."""
         self.draining = True
-        return Deferred.fromCoroutine(self._drain())
+        return Deferred.fromCoroutine(self._drain("shutting down", "rolling back"))
 
-    async def _drain(self) -> None:
+    def quiesce(self) -> Deferred[None]:
+        """A primary being demoted (planned reparent), once it refuses new work as not
+        serving: ``drain``'s wait, so that open transactions can commit before mysqld
+        turns read-only (what is left then fails at mysqld)."""
+        was = self.draining
+        self.draining = True
+
+        def restore(result: object) -> object:
+            self.draining = was
+            return result
+
+        d = Deferred.fromCoroutine(self._drain("demoting", "going read-only anyway"))
+        return d.addBoth(restore)
+
+    async def _drain(self, doing: str, then: str) -> None:
         deadline = self.clock.seconds() + self.settings.shutdown_grace
         while True:
             busy = self._busy()
@@ -803,8 +817,10 @@ class TabletQueryService:
                 return
             if self.clock.seconds() >= deadline:
                 log.warn(
-                    "shutting down: {busy} still running after shutdown.grace_period; rolling back",
+                    "{doing}: {busy} still running after shutdown.grace_period; {then}",
+                    doing=doing,
                     busy=busy,
+                    then=then,
                 )
                 return
             await deferLater(self.clock, DRAIN_POLL, lambda: None)

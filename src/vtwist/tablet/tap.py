@@ -226,6 +226,7 @@ class Tablet:
             ),
         )
         self.service.manager = self.manager
+        self.manager.quiesce = self.service.quiesce
         self.ports = PortRecorder(self.state, self.rpc, self.http, config.value(keys.MYSQL_PORT))
 
     def services(self) -> list[Service]:

@@ -130,6 +130,18 @@ def test_demote_stops_serving_before_read_only() -> None:
     assert not h.mysqld.read_only
 
 
+def test_demote_lets_open_transactions_end_before_read_only() -> None:
+    h = Harness()
+    waiting: Deferred[None] = Deferred()
+    h.manager.quiesce = lambda: waiting
+    d = h.manager.manage(None, ManageArgs("demote_primary", {}))  # type: ignore[arg-type]
+    h.clock.advance(0)
+    assert not h.state.serving and not h.mysqld.read_only and not d.called
+    waiting.callback(None)  # the transactions ended (or the grace period passed)
+    h.clock.advance(0)
+    assert d.called and h.mysqld.read_only
+
+
 def test_repointing_a_former_primary_kills_its_app_sessions_first() -> None:
     h = Harness()
     h.mysqld.semi_sync_on = True

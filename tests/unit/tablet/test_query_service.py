@@ -490,3 +490,19 @@ class QueryServiceTests(SynchronousTestCase):
             replica.execute(FakeRequest(), ExecuteArgs("UPDATE t SET v = 1", transaction_id=tx))
         )
         assert err.code == 1290
+
+    def test_quiesce_lets_open_transactions_write_then_restores(self) -> None:
+        service = self.service
+        tx = self.successResultOf(service.begin(FakeRequest(), BeginArgs()))
+        slow = self.successResultOf(service.begin(FakeRequest(), BeginArgs()))
+        service.state.update(serving=False, error="demoted")
+        quiet = service.quiesce()
+        self.successResultOf(self.execute("UPDATE t SET v = 1", transaction_id=tx))
+        self.successResultOf(service.commit(FakeRequest(), TransactionArgs(tx)))
+        self.clock.advance(2.9)
+        assert not quiet.called  # ``slow`` is still open
+        self.clock.advance(0.2)  # shutdown_grace (3 s) passed
+        self.successResultOf(quiet)
+        assert not service.draining
+        err = self.error_of(self.execute("UPDATE t SET v = 2", transaction_id=slow))
+        assert err.code == 1290  # a demoted primary takes no more writes
