@@ -240,9 +240,13 @@ class Gate:
         tablet_type: str,
         query: QueryInfo,
         prefer: Sequence[str] = (),
+        exclude: TabletHandle | None = None,
     ) -> TabletHandle:
-        """A serving tablet for ``query`` (one of ``prefer`` aliases when possible)."""
+        """A serving tablet for ``query`` (one of ``prefer`` aliases when possible), not
+        ``exclude``."""
         found = self.discovery.candidates(keyspace, shard, tablet_type)
+        if exclude is not None:
+            found = [h for h in found if h is not exclude]
         if not found:
             raise no_tablet(keyspace, shard, tablet_type)
         if prefer:

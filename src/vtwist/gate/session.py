@@ -424,9 +424,12 @@ class GateSession:
             result = self._landed(result, handle, d)
         except BaseException:
             result = Failure()  # type: ignore[no-untyped-call]
-        if by is not None and isinstance(result, Failure):
+        if isinstance(result, Failure):
             try:
-                result = self._refused(result, by, info, keyspace, shard, where)
+                if by is not None:
+                    result = self._refused(result, by, info, keyspace, shard, where)
+                else:
+                    result = self._read_elsewhere(result, handle, info, keyspace, shard, where)
             except BaseException:
                 result = Failure()  # type: ignore[no-untyped-call]
             if isinstance(result, Deferred):
@@ -497,6 +500,29 @@ class GateSession:
         return Deferred.fromCoroutine(
             self.gate.buffer.resume(keyspace, shard, route, run, e, by, track=self._track)
         )
+
+    def _read_elsewhere(
+        self,
+        failure: Failure,
+        refuser: TabletHandle,
+        info: QueryInfo,
+        keyspace: str,
+        shard: str,
+        where: str,
+    ) -> Failure | Deferred[QueryResult]:
+        """A replica or rdonly tablet refused a read without running it (it is shutting
+        down, or stopped serving since it was chosen): once more on another serving tablet
+        of that type, if there is one; else ``failure``."""
+        e = failure.value
+        if not isinstance(e, MySQLError) or not refused(e):
+            return failure
+        tablet_type = refuser.tablet_type
+        try:
+            handle = self.gate.route(keyspace, shard, tablet_type, info, exclude=refuser)
+        except NoServingTabletError:
+            return failure
+        d = self._attempt(handle, info, sql_text(info.sql), keyspace, tablet_type, where)
+        return d.addBoth(self._landed, handle, d)
 
     def _fast_done(
         self, result: Any, sink: IResultSink, more: int, info: QueryInfo, start: float
@@ -607,7 +633,18 @@ class GateSession:
         stream = self._streams(info, sink)
         route, run = self._steps(info, keyspace, shard, tablet_type, where, stream)
         if tablet_type != PRIMARY:
-            return await run(route())
+            handle = route()
+            try:
+                return await run(handle)
+            except MySQLError as e:
+                if not refused(e) or info.sets_state or self.reserved:
+                    raise
+                # Refused without running (``_read_elsewhere``): once more elsewhere.
+                try:
+                    other = self.gate.route(keyspace, shard, tablet_type, info, exclude=handle)
+                except NoServingTabletError:
+                    raise e from None
+                return await run(other)
         # Outside a transaction a primary-bound statement waits out a failover (buffer).
         return await self.gate.buffer.run(
             keyspace, shard, route, run, retry_refused=stream is None, track=self._track

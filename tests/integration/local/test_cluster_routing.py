@@ -817,13 +817,13 @@ def test_primary_tablet_restart_lets_running_work_end(cluster: dict[str, Any]) -
             conn.close()
 
 
-def sysbench(cluster: dict[str, Any]) -> list[str]:
-    """sysbench oltp_read_write through the gate (one table of 1000 rows), prepared."""
+def sysbench(cluster: dict[str, Any], workload: str = "oltp_read_write") -> list[str]:
+    """sysbench ``workload`` through the gate (one table of 1000 rows, prepared now)."""
     if shutil.which("sysbench") is None:
         pytest.skip("sysbench is not installed (scripts/test installs it)")
     host, port = cluster["gate"]["mysql"].rsplit(":", 1)
     common = [
-        "sysbench", "oltp_read_write", "--db-driver=mysql", f"--mysql-host={host}",
+        "sysbench", workload, "--db-driver=mysql", f"--mysql-host={host}",
         f"--mysql-port={port}", f"--mysql-user={cluster['gate']['user']}",
         f"--mysql-password={cluster['gate']['password']}", "--mysql-db=commerce",
         "--mysql-ssl=off", "--tables=1", "--table-size=1000",
@@ -868,6 +868,24 @@ def test_sysbench_through_a_primary_tablet_restart(cluster: dict[str, Any]) -> N
         assert up.returncode == 0, up.stdout + up.stderr
 
     under_load(sysbench(cluster), 14, restart)
+
+
+def test_sysbench_at_replicas_through_a_replica_tablet_restart(cluster: dict[str, Any]) -> None:
+    """sysbench oltp_read_only at commerce@replica (statements outside transactions) while
+    a replica's vttablet restarts: a read it refuses as it stops runs on the other replica;
+    no client error."""
+    common = sysbench(cluster, "oltp_read_only")
+    at = "--mysql-db=commerce@replica"
+    replica = [at if a.startswith("--mysql-db=") else a for a in common] + ["--skip_trx=on"]
+
+    def restart() -> None:
+        pid = pid_of(cluster, "vttablet zone1-0000000102")
+        os.kill(pid, signal.SIGTERM)
+        wait_exit(pid, 15)
+        up = vtwist("up", "--dir", str(cluster["dir"]), env=cluster["env"])
+        assert up.returncode == 0, up.stdout + up.stderr
+
+    under_load(replica, 8, restart)
 
 
 def test_sysbench_through_planned_reparents(cluster: dict[str, Any]) -> None:

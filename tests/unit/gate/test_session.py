@@ -10,13 +10,20 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from tests.unit.gate.fakes import Cluster, RecordingSink, finished, tablet
+from tests.unit.gate.fakes import Cluster, FakeTablet, RecordingSink, finished, tablet
 from vtwist.gate.gate import GateSettings
 from vtwist.gate.policies import RandomPolicy
-from vtwist.interfaces import IQueryHandler, IQueryHandlerFactory, IRoutingPolicy
+from vtwist.interfaces import (
+    IQueryHandler,
+    IQueryHandlerFactory,
+    IRoutingPolicy,
+    ITabletRPCRequest,
+)
 from vtwist.protocols.mysql.constants import Capability
 from vtwist.protocols.mysql.errors import MySQLError
 from vtwist.protocols.mysql.server_types import Statement
+from vtwist.protocols.tabletrpc_ops import ExecuteArgs
+from vtwist.tablet.policies import not_serving_error
 
 AUTOCOMMIT, IN_TRANS, MORE = 0x2, 0x1, 0x8
 
@@ -392,6 +399,39 @@ def test_transaction_ends_on_a_tablet_that_left_the_topo_while_its_link_is_up() 
     assert [op for op, _ in c.services["zone1-100"].calls][-2:] == ["execute", "commit"]
     c.clock.advance(0.1)
     assert link.stopped  # nothing runs or is pinned on it any more
+
+
+class ShuttingDownTablet(FakeTablet):
+    """A replica that has just begun to stop: it refuses every statement, running none."""
+
+    def execute(self, request: ITabletRPCRequest, args: ExecuteArgs) -> Any:
+        self.calls.append(("execute", args))
+        raise not_serving_error(self.alias, "tablet is shutting down")
+
+    def stream_execute(self, request: ITabletRPCRequest, args: ExecuteArgs, sink: Any) -> Any:
+        self.calls.append(("stream_execute", args))
+        raise not_serving_error(self.alias, "tablet is shutting down")
+
+
+@pytest.mark.parametrize("sql", ["select 1", "select /* olap */ 1"])
+def test_a_read_refused_by_a_replica_that_stops_runs_on_another(sql: str) -> None:
+    c = Cluster()
+    c.services["zone1-101"] = ShuttingDownTablet("zone1-101")
+    c.add(
+        tablet("zone1-100", ttype="primary"),
+        tablet("zone1-101", ttype="replica"),
+        tablet("zone1-103", ttype="replica"),
+    )
+    s = c.session(database="commerce@replica")
+    if "olap" in sql:
+        c.run(s, "set workload = 'olap'")  # streamed: the coroutine path
+    served = {served_by(c.run(s, sql)) for _ in range(12)}
+    assert served == {"zone1-103"}
+    assert c.services["zone1-101"].calls  # it was chosen, and refused
+    # With no other replica serving, the refusal reaches the client.
+    c.remove("zone1-103")
+    sink = c.run(s, sql)
+    assert sink.error_code == 1105 and "is not serving" in sink.events[-1][2]
 
 
 def test_write_inside_transaction_on_replica_target_is_refused() -> None:
