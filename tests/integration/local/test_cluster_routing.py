@@ -784,24 +784,41 @@ def in_thread(fn: Any) -> tuple[threading.Thread, dict[str, Any]]:
     return thread, out
 
 
+def sigterm_mid_work(
+    cluster: dict[str, Any], conns: tuple[Any, Any, Any], table: str, process: str, sleep: str
+) -> tuple[Any, threading.Thread, dict[str, Any], int]:
+    """With ``conns`` (setup, tx, busy): make ``table`` (one row, v = 0), open a
+    transaction on ``tx`` that adds 1, start ``sleep`` (a SELECT) on ``busy`` in a thread,
+    then SIGTERM ``process``. Returns tx's cursor, the thread, its result and the PID."""
+    setup, tx, busy = conns
+    with setup.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {table}")
+        cur.execute(f"CREATE TABLE {table} (id INT PRIMARY KEY, v INT)")
+        cur.execute(f"INSERT INTO {table} VALUES (1, 0)")
+    tc = tx.cursor()
+    tc.execute("BEGIN")
+    tc.execute(f"UPDATE {table} SET v = v + 1 WHERE id = 1")
+    sleeper, slept = in_thread(lambda: one(busy, sleep))
+    time.sleep(0.3)
+    pid = pid_of(cluster, process)
+    os.kill(pid, signal.SIGTERM)
+    time.sleep(0.5)
+    return tc, sleeper, slept, pid
+
+
 def test_primary_tablet_restart_lets_running_work_end(cluster: dict[str, Any]) -> None:
     """SIGTERM to the primary's vttablet (a rolling restart): a statement running and an
     open transaction finish on it (shutdown.grace_period, 3 s), a new statement waits in
     the gate's failover buffer until the tablet is back (``vtwist up``): no client error."""
     setup, tx, other = cluster["connect"](), cluster["connect"](), cluster["connect"]()
     try:
-        with setup.cursor() as cur:
-            cur.execute("DROP TABLE IF EXISTS restart_t")
-            cur.execute("CREATE TABLE restart_t (id INT PRIMARY KEY, v INT)")
-            cur.execute("INSERT INTO restart_t VALUES (1, 0)")
-        tc = tx.cursor()
-        tc.execute("BEGIN")
-        tc.execute("UPDATE restart_t SET v = v + 1 WHERE id = 1")
-        sleeper, slept = in_thread(lambda: one(other, "SELECT SLEEP(1.5) + 7"))
-        time.sleep(0.3)
-        pid = pid_of(cluster, "vttablet zone1-0000000100")
-        os.kill(pid, signal.SIGTERM)
-        time.sleep(0.5)
+        tc, sleeper, slept, pid = sigterm_mid_work(
+            cluster,
+            (setup, tx, other),
+            "restart_t",
+            "vttablet zone1-0000000100",
+            "SELECT SLEEP(1.5) + 7",
+        )
         tc.execute("UPDATE restart_t SET v = v + 10 WHERE id = 1")
         tc.execute("COMMIT")
         sleeper.join(30)
@@ -915,18 +932,9 @@ def test_gate_stop_drains_its_sessions(cluster: dict[str, Any]) -> None:
     idle, busy, tx = cluster["connect"](), cluster["connect"](), cluster["connect"]()
     http = f"http://{cluster['gate']['http']}/debug/health"
     try:
-        with idle.cursor() as cur:
-            cur.execute("DROP TABLE IF EXISTS drain_t")
-            cur.execute("CREATE TABLE drain_t (id INT PRIMARY KEY, v INT)")
-            cur.execute("INSERT INTO drain_t VALUES (1, 0)")
-        tc = tx.cursor()
-        tc.execute("BEGIN")
-        tc.execute("UPDATE drain_t SET v = v + 1 WHERE id = 1")
-        sleeper, slept = in_thread(lambda: one(busy, "SELECT SLEEP(2) + 5"))
-        time.sleep(0.3)
-        pid = pid_of(cluster, "vtgate")
-        os.kill(pid, signal.SIGTERM)
-        time.sleep(0.5)
+        tc, sleeper, slept, pid = sigterm_mid_work(
+            cluster, (idle, tx, busy), "drain_t", "vtgate", "SELECT SLEEP(2) + 5"
+        )
         with pytest.raises(urllib.error.HTTPError) as health:
             urllib.request.urlopen(http)
         assert health.value.code == 503 and b"shutting down" in health.value.read()
