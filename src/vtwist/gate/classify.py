@@ -14,6 +14,9 @@ comments) and returns a ``QueryInfo``:
 - ``owned``: a statement the gate answers itself (``OWNED_*``), with ``arg`` (USE's
   database, KILL's id, ``SET workload = 'olap'|'oltp'``...).
 
+MariaDB's ``SET STATEMENT var = value FOR s`` is classified as ``s`` (its values last for
+``s`` only, so it leaves no session state).
+
 The tablet has its own, stricter check; the gate must be a superset of it so that the
 tablet never has to refuse a stateful statement on a pooled connection.
 """
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
+from vtwist.protocols.mysql.splitter import set_statement_inner
 from vtwist.protocols.tabletrpc_ops import TRANSACTION_CHARACTERISTICS
 
 KIND_SELECT: Final = "select"
@@ -374,6 +378,12 @@ def classify(sql: bytes) -> QueryInfo:
     if word in (b"START", b"BEGIN", b"ROLLBACK", b"CREATE", b"SET"):
         m = _NEXT_WORD.match(sql, end)
         second = m.group(1).upper() if m else b""
+    if word == b"SET" and second == b"STATEMENT":
+        inner = set_statement_inner(sql)
+        if inner is not None:
+            # SET STATEMENT ... FOR s: s with values for itself alone, no session state.
+            i = classify(sql[inner:])
+            return QueryInfo(sql, i.kind, i.first_word, i.is_write, i.locks, i.sets_state)
     if (word == b"BEGIN" and second != b"NOT") or (word == b"START" and second == b"TRANSACTION"):
         kind = KIND_BEGIN
     elif word == b"ROLLBACK":

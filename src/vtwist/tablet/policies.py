@@ -42,7 +42,7 @@ from typing import Final
 
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
 from vtwist.protocols.mysql.literals import sql_literal
-from vtwist.protocols.mysql.splitter import second_statement
+from vtwist.protocols.mysql.splitter import second_statement, set_statement_inner
 
 ER_TOO_BIG_SELECT: Final = 1104
 ER_TABLEACCESS_DENIED: Final = 1142
@@ -171,6 +171,11 @@ def classify(sql: bytes) -> Statement:
     if word in (b"START", b"ROLLBACK", b"LOCK", b"CREATE", b"SET", b"BEGIN", b"XA"):
         m = _SECOND_WORD.match(sql, end)
         second = m.group(1).upper() if m else b""
+    if word == b"SET" and second == b"STATEMENT":
+        inner = set_statement_inner(sql)
+        if inner is not None:
+            # MariaDB's SET STATEMENT ... FOR s: s, run with values for itself alone.
+            return classify(sql[inner:])
     if (word == b"BEGIN" and second != b"NOT") or (word == b"START" and second == b"TRANSACTION"):
         kind = KIND_BEGIN
     elif word == b"COMMIT":

@@ -475,6 +475,23 @@ def test_query_statistics_by_digest(cluster: dict[str, Any]) -> None:
         assert json.load(response)["digests"] == []
 
 
+def test_set_statement_for_holds_no_connection(cluster: dict[str, Any]) -> None:
+    """MariaDB's ``SET STATEMENT var = value FOR s`` is routed as ``s``: at a replica
+    target it is a read spread over the replicas (a session holding a reserved connection
+    would stay on one), its value does not outlive it, and it still applies."""
+    conn = cluster["connect"]("commerce@replica")
+    try:
+        sql = "SET STATEMENT max_statement_time=5 FOR SELECT @@server_id"
+        assert served_by(conn, sql, times=40) == REPLICAS
+        assert float(one(conn, "SELECT @@max_statement_time")) == 0
+        started = time.monotonic()
+        with pytest.raises(pymysql.err.OperationalError) as e:
+            one(conn, "SET STATEMENT max_statement_time=0.5 FOR SELECT SLEEP(5)")
+        assert e.value.args[0] == 1969 and time.monotonic() - started < 4
+    finally:
+        conn.close()
+
+
 def test_show_warnings_is_each_sessions_own(cluster: dict[str, Any]) -> None:
     """Sessions taking turns on pooled connections (the primary's and a replica's): SHOW
     WARNINGS answers each one's own last statement. Before, it ran on whichever pooled

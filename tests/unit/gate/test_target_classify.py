@@ -165,6 +165,16 @@ def test_session_state(sql: bytes) -> None:
     assert info.sets_state and not info.is_read
 
 
+def test_set_statement_for_is_its_inner_statement() -> None:
+    info = classify(b"SET STATEMENT max_statement_time=1, sql_mode='FOR x' FOR SELECT a FROM t")
+    assert (info.kind, info.is_read, info.sets_state) == ("select", True, False)
+    info = classify(b"/* c */ set statement lock_wait_timeout=2 for update t set a = 1")
+    assert (info.kind, info.is_write, info.sets_state) == ("update", True, False)
+    assert classify(b"SET STATEMENT a=1 FOR SELECT * FROM t FOR UPDATE").locks
+    assert classify(b"SET STATEMENT a=1 FOR SELECT @x := 1").sets_state
+    assert classify(b"SET STATEMENT a=1").sets_state  # not a whole SET STATEMENT: as SET
+
+
 def test_not_session_state() -> None:
     assert not classify(b"select '@x := 1'").sets_state
     assert not classify(b"select @@version").sets_state

@@ -10,6 +10,7 @@ from vtwist.protocols.mysql.splitter import (
     is_compound,
     multi_statement_error_text,
     second_statement,
+    set_statement_inner,
     split_statements,
 )
 
@@ -114,3 +115,21 @@ def test_never_raises_on_garbage(sql: bytes) -> None:
     offset = second_statement(sql)
     assert offset is None or 0 < offset <= len(sql)
     split_statements(sql)
+
+
+@pytest.mark.parametrize(
+    ("sql", "inner"),
+    [
+        (b"SET STATEMENT max_statement_time=1 FOR SELECT SLEEP(2)", b" SELECT SLEEP(2)"),
+        (
+            b"/* c */ set statement a='FOR', `for`=2 # for\n for update t set b=1",
+            b" update t set b=1",
+        ),
+        (b"SET STATEMENT a=1", None),  # no FOR: not whole (mysqld gives a syntax error)
+        (b"SET sql_mode='' ", None),
+        (b"SELECT 'SET STATEMENT a=1 FOR'", None),
+    ],
+)
+def test_set_statement_inner(sql: bytes, inner: bytes | None) -> None:
+    at = set_statement_inner(sql)
+    assert (None if at is None else sql[at:]) == inner

@@ -39,6 +39,8 @@ from vtwist.tablet.policies import QueryPolicy, bind, classify, referenced_table
         ("USE db", "other", False, True, True),
         ("CALL p()", "other", True, False, True),
         ("CALL p(1, @out)", "other", True, True, True),
+        ("SET STATEMENT max_statement_time=1 FOR SELECT 1", "select", False, False, False),
+        ("set statement sql_mode='' for update t set a=1", "update", True, False, False),
         ("/* c */ call p(\n@@sql_mode, 'a@b')", "other", True, False, True),
         ("SELECT LAST_INSERT_ID(5)", "select", False, False, True),
         ("SELECT LAST_INSERT_ID()", "select", False, False, False),

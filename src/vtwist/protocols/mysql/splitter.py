@@ -8,6 +8,9 @@ text into its statements. Both skip ``;`` inside strings, quoted identifiers and
 mysqld runs it). A trailing ``;``, blanks and comments after the last statement, and empty
 statements (``;;``) do not make a second statement.
 
+``set_statement_inner`` finds the statement that MariaDB's ``SET STATEMENT var = value
+[, ...] FOR statement`` runs with those values for its own duration only.
+
 A stored-program definition (``CREATE [OR REPLACE] [DEFINER=...] PROCEDURE|FUNCTION|
 TRIGGER|EVENT|PACKAGE``) or a MariaDB ``BEGIN NOT ATOMIC`` block is one statement even
 though its body holds ``;``: mysqld parses it whole, so it is never split here.
@@ -19,7 +22,13 @@ import re
 from collections.abc import Iterator
 from typing import Final
 
-__all__ = ["is_compound", "multi_statement_error_text", "second_statement", "split_statements"]
+__all__ = [
+    "is_compound",
+    "multi_statement_error_text",
+    "second_statement",
+    "set_statement_inner",
+    "split_statements",
+]
 
 _SPECIAL: Final = re.compile(rb"[;'\"`#/-]")
 _SPACE_OR_CONTROL: Final = frozenset((*range(0x21), 0x7F))
@@ -167,3 +176,30 @@ def multi_statement_error_text(sql: bytes, offset: int) -> str:
         "(several statements in one query need the CLIENT_MULTI_STATEMENTS option: enable "
         "multi-statements in the client or send one statement per query)"
     )
+
+
+_SET_STATEMENT: Final = re.compile(
+    rb"(?:\s+|/\*(?!!)(?:.|\n)*?\*/|--[ \t][^\n]*(?:\n|$)|#[^\n]*)*SET\s+STATEMENT\b",
+    re.IGNORECASE,
+)
+_MASKED: Final = re.compile(
+    rb"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"|`(?:[^`]|``)*`"
+    rb"|/\*(?:.|\n)*?\*/|--[ \t][^\n]*|#[^\n]*",
+    re.DOTALL,
+)
+_FOR: Final = re.compile(rb"\bFOR\b", re.IGNORECASE)
+
+
+def set_statement_inner(sql: bytes) -> int | None:
+    """For ``SET STATEMENT var = value [, ...] FOR statement`` (MariaDB: the values hold for
+    that statement only, leaving the session as it was), the offset of ``statement`` in
+    ``sql``; None for any other text."""
+    m = _SET_STATEMENT.match(sql)
+    if m is None:
+        return None
+    # Strings, identifiers and comments blanked out (same length: offsets hold).
+    masked = _MASKED.sub(lambda q: b" " * len(q.group()), sql[m.end() :])
+    found = _FOR.search(masked)
+    if found is None:
+        return None
+    return m.end() + found.end()
