@@ -22,7 +22,9 @@ writes the gate's values in their place, outside strings, quoted identifiers and
   ``LAST_INSERT_ID(expr)`` is left to mysqld (the statement runs on a reserved connection,
   and the session reads the value back from it: ``GateSession._held_done``);
 * ``@@warning_count`` and ``@@error_count`` (``@@session.``/``@@local.`` too) -> the
-  session's counts (``diagnostics``).
+  session's counts (``diagnostics``);
+* ``@@query_timeout`` (likewise) -> Vitess's session statement timeout in milliseconds
+  (``SET query_timeout = n``; 0: the default).
 
 ``DATABASE()`` is left to mysqld on purpose: ORMs compare it with
 ``information_schema.*.table_schema``, which holds mysqld's schema name, not a target such
@@ -53,16 +55,18 @@ class SessionValues(NamedTuple):
     row_count: int = -1
     warning_count: int = 0
     error_count: int = 0
+    query_timeout_ms: int = 0
 
 
 # Quick test: most statements mention none of them.
 _HINT: Final = re.compile(
-    rb"connection_id|autocommit|workload|last_insert_id|row_count|warning_count|error_count",
+    rb"connection_id|autocommit|workload|last_insert_id|row_count|warning_count|error_count"
+    rb"|query_timeout",
     re.IGNORECASE,
 )
 
 # What the scan stops at: strings, quoted identifiers and comments (skipped whole),
-# parentheses (nesting), and what is replaced (groups 1-7, in SessionValues' order).
+# parentheses (nesting), and what is replaced (groups 1-8, in SessionValues' order).
 _SCAN: Final = re.compile(
     rb"'(?:[^'\\]|\\.|'')*'?"
     rb'|"(?:[^"\\]|\\.|"")*"?'
@@ -76,6 +80,7 @@ _SCAN: Final = re.compile(
     rb"|(\bROW_COUNT\s*\(\s*\))"
     rb"|(@@(?:SESSION\.|LOCAL\.)?WARNING_COUNT\b)"
     rb"|(@@(?:SESSION\.|LOCAL\.)?ERROR_COUNT\b)"
+    rb"|(@@(?:SESSION\.|LOCAL\.)?QUERY_TIMEOUT\b)"
     rb"|[()]",
     re.IGNORECASE | re.DOTALL,
 )
@@ -126,6 +131,7 @@ def with_session_values(sql: bytes, values: SessionValues) -> bytes:
                 str(values.row_count).encode("ascii"),
                 str(values.warning_count).encode("ascii"),
                 str(values.error_count).encode("ascii"),
+                str(values.query_timeout_ms).encode("ascii"),
             ]
         start, end = m.span()
         parts.append(sql[done:start])

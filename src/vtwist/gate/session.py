@@ -221,6 +221,7 @@ class GateSession:
                 self.row_count,
                 self.diagnostics.warning_count,
                 self.diagnostics.error_count,
+                self.query_timeout_ms,
             )
             sql = with_session_values(sql, values)
             info = replace(info, sql=sql)

@@ -600,7 +600,9 @@ def test_query_timeout_directive_and_session_variable(cluster: dict[str, Any]) -
                 assert e.value.args[0] == 1317 and "QUERY_TIMEOUT_MS" in e.value.args[1]
                 assert time.monotonic() - start < 10
             cur.execute("ROLLBACK")
+            assert one(conn, "SELECT @@query_timeout") == 300  # the gate's, as in Vitess
             cur.execute("SET query_timeout = 0")
+            assert one(conn, "SELECT @@session.query_timeout") == 0
             assert one(conn, "SELECT SLEEP(0.5)") == 0  # the default (30 s) again
             running = "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
             running += " WHERE INFO LIKE 'SELECT%SLEEP(20)%' AND INFO NOT LIKE '%PROCESSLIST%'"

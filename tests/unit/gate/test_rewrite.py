@@ -95,6 +95,15 @@ def test_diagnostics_counts() -> None:
     )
 
 
+def test_query_timeout_is_the_sessions() -> None:
+    values = SessionValues(7, True, "OLTP", query_timeout_ms=250)
+    sql = b"select @@query_timeout, @@session.QUERY_TIMEOUT > 0 /* @@query_timeout */"
+    assert with_session_values(sql, values) == (
+        b"select 250 AS `@@query_timeout`, 250 > 0 /* @@query_timeout */"
+    )
+    assert mentions_session_values(b"SELECT @@query_timeout")
+
+
 def test_autocommit_on() -> None:
     on = SessionValues(7, True, "OLAP")
     assert with_session_values(b"SELECT @@autocommit", on) == b"SELECT 1 AS `@@autocommit`"
@@ -104,7 +113,8 @@ def test_autocommit_on() -> None:
 _SQLISH = st.lists(
     st.sampled_from(
         [b"SELECT ", b"connection_id()", b"@@autocommit", b"@@workload", b"last_insert_id()",
-         b"row_count()", b"@@warning_count", b"@@error_count", b"'", b'"', b"`", b"(",
+         b"row_count()", b"@@warning_count", b"@@error_count", b"@@query_timeout", b"'",
+         b'"', b"`", b"(",
          b")", b",", b" AS x", b"/*", b"*/", b"-- ", b"\n", b"#", b"\\", b" FROM t", b"1"]
     ),
     max_size=16,
