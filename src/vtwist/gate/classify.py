@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
+from vtwist.protocols.mysql.hints import Hint
 from vtwist.protocols.mysql.splitter import set_statement_inner
 from vtwist.protocols.tabletrpc_ops import TRANSACTION_CHARACTERISTICS
 
@@ -92,10 +93,12 @@ _WORD: Final = re.compile(rb"[A-Za-z_]+")
 _NEXT_WORD: Final = re.compile(rb"\s*([A-Za-z_]+)")
 # Strings, quoted identifiers and comments: removed before looking for patterns.
 _LITERALS: Final = re.compile(
-    rb"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"|`(?:[^`]|``)*`"
+    rb"'(?:[^'\\]++|\\.|'')*+'|\"(?:[^\"\\]++|\\.|\"\")*+\"|`(?:[^`]++|``)*+`"
     rb"|/\*(?!!)(?:.|\n)*?\*/|--[ \t][^\n]*|#[^\n]*",
 )
-_STRINGS: Final = re.compile(rb"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"|`(?:[^`]|``)*`")
+_STRINGS: Final = re.compile(
+    rb"'(?:[^'\\]++|\\.|'')*+'|\"(?:[^\"\\]++|\\.|\"\")*+\"|`(?:[^`]++|``)*+`"
+)
 _COMMENTS: Final = re.compile(rb"/\*(?!!)(?:.|\n)*?\*/|--[ \t][^\n]*|#[^\n]*")
 
 _READ_WORDS: Final = frozenset(
@@ -139,14 +142,14 @@ _STATE_ANYWHERE: Final = re.compile(
     + rb"|\bRELEASE_(?:ALL_)?LOCKS?\s*\(|\bSQL_CALC_FOUND_ROWS\b|\bWITH\s+READ\s+LOCK\b",
     re.IGNORECASE,
 )
-_STATE_HINT: Final = re.compile(rb"@|lock|temporary|last_insert_id|into|calc", re.IGNORECASE)
+_STATE_HINT: Final = Hint(b"@", b"lock", b"temporary", b"last_insert_id", b"into", b"calc")
 # A user variable (not ``@@name``): a CALL with one as an argument may set it (an OUT or
 # INOUT parameter), which a later statement of the session reads.
 _USER_VARIABLE: Final = re.compile(rb"(?<!@)@(?!@)")
 _LOCKING: Final = re.compile(
     rb"\bFOR\s+UPDATE\b|\bLOCK\s+IN\s+SHARE\s+MODE\b|\bFOR\s+SHARE\b", re.IGNORECASE
 )
-_LOCK_HINT: Final = re.compile(rb"update|share", re.IGNORECASE)
+_LOCK_HINT: Final = Hint(b"update", b"share")
 _GLOBAL_SET: Final = re.compile(rb"SET\s+(?:GLOBAL\b|@@GLOBAL\.)", re.IGNORECASE)
 _AUTOCOMMIT: Final = re.compile(
     rb"SET\s+(?:SESSION\s+|LOCAL\s+|@@SESSION\.|@@LOCAL\.|@@)?AUTOCOMMIT\s*(?:=|:=)\s*"
@@ -186,7 +189,7 @@ _SHOW_DIAGNOSTICS: Final = re.compile(
 # (normalized): arg "like:<pattern>" (tablets match by hostname, shards as ks/shard).
 _SHOW_LIKE: Final = re.compile(
     rb"show (vitess_tablets|vitess_shards|vitess_keyspaces|keyspaces|databases|schemas)"
-    rb" like '((?:[^'\\]|\\.|'')*)'"
+    rb" like '((?:[^'\\]++|\\.|'')*+)'"
 )
 _LIKE_OWNED: Final = {
     b"vitess_tablets": OWNED_TABLETS,
@@ -198,14 +201,14 @@ _LIKE_OWNED: Final = {
 }
 # SHOW VITESS_REPLICATION_STATUS [LIKE 'keyspace pattern'], normalized.
 _REPLICATION_STATUS: Final = re.compile(
-    rb"show vitess_replication_status(?: like '((?:[^'\\]|\\.|'')*)')?"
+    rb"show vitess_replication_status(?: like '((?:[^'\\]++|\\.|'')*+)')?"
 )
 _SHOW_COUNT: Final = re.compile(rb"show count ?\( ?\* ?\) ?(warnings|errors)")
 # LOAD DATA|XML [LOW_PRIORITY|CONCURRENT] LOCAL INFILE 'name': the gate reads the file
 # from its client (the tablet's connection to mysqld sends it on).
 _LOAD_LOCAL: Final = re.compile(
     rb"LOAD\s+(?:DATA|XML)\s+(?:(?:LOW_PRIORITY|CONCURRENT)\s+)?LOCAL\s+INFILE\s*"
-    rb"('(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\")",
+    rb"('(?:[^'\\]++|\\.|'')*+'|\"(?:[^\"\\]++|\\.|\"\")*+\")",
     re.IGNORECASE | re.DOTALL,
 )
 _UNESCAPE: Final = {q: re.compile(rb"\\(.)|" + re.escape(q + q), re.DOTALL) for q in (b"'", b'"')}
@@ -397,8 +400,8 @@ def classify(sql: bytes) -> QueryInfo:
     if owned is not None:
         sets_state = False
     locks = False
-    check_state = not sets_state and owned is None and _STATE_HINT.search(sql) is not None
-    check_lock = kind == KIND_SELECT and _LOCK_HINT.search(sql) is not None
+    check_state = not sets_state and owned is None and _STATE_HINT.search(sql)
+    check_lock = kind == KIND_SELECT and _LOCK_HINT.search(sql)
     if check_state or check_lock:
         bare = _LITERALS.sub(b" ", sql)
         if check_state and (
@@ -494,6 +497,6 @@ def reusable(info: QueryInfo) -> bool:
         and info.owned is None
         and not info.sets_state
         and not info.locks
-        and _STATE_HINT.search(info.sql) is None
-        and (info.kind != KIND_SELECT or _LOCK_HINT.search(info.sql) is None)
+        and not _STATE_HINT.search(info.sql)
+        and (info.kind != KIND_SELECT or not _LOCK_HINT.search(info.sql))
     )

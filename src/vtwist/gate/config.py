@@ -134,7 +134,7 @@ MAX_LOCAL_INFILE = IntOption(
     "session.max_local_infile_size",
     8 * 1024 * 1024,
     min=0,
-    max=15 * 1024 * 1024,
+    max=63 * 1024 * 1024,
     doc="Bytes a LOAD DATA LOCAL INFILE file may have (the gate reads it whole, then sends "
     "it with the statement; larger ones get ERROR 1153); 0 refuses LOAD DATA LOCAL",
 )

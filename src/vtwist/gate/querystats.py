@@ -24,11 +24,13 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Final
 
+from vtwist.protocols.mysql.hints import Hint
+
 # Values: quoted strings ("..." too, as mysqld reads them without ANSI_QUOTES), hex and
 # bit values, numbers that are not part of a name. The lookahead lets the scan skip most
 # positions at once.
 _VALUE: Final = (
-    rb"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\""
+    rb"'(?:[^'\\]++|\\.|'')*+'|\"(?:[^\"\\]++|\\.|\"\")*+\""
     rb"|\b[xXbB]'[0-9A-Fa-f]*'|\b0x[0-9A-Fa-f]+\b|\b0b[01]+\b"
     rb"|(?<![\w$@.])(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?(?![\w$])"
 )
@@ -38,10 +40,10 @@ _VALUES: Final = re.compile(rb"(?=['\"\d.xXbB])(?:" + _VALUE + rb")", re.DOTALL)
 # what looks like a value or a comment inside it is left alone.
 _COMMENT: Final = rb"/\*(?:.|\n)*?\*/|--[ \t][^\n]*|--$|#[^\n]*"
 _TOKENS: Final = re.compile(
-    rb"(?=['\"`\d.xXbB/#-])(?:(`(?:[^`]|``)*`)|" + _VALUE + rb"|(" + _COMMENT + rb"))",
+    rb"(?=['\"`\d.xXbB/#-])(?:(`(?:[^`]++|``)*+`)|" + _VALUE + rb"|(" + _COMMENT + rb"))",
     re.DOTALL,
 )
-_SLOW_HINT: Final = re.compile(rb"[`#]|/\*|--")
+_SLOW_HINT: Final = Hint(b"`", b"#", b"/*", b"--")
 _IN_LIST: Final = re.compile(rb"\b(IN) ?\( ?\?(?: ?, ?\?)* ?\)", re.IGNORECASE)
 _ROW: Final = rb"\( ?\?(?: ?, ?\?)* ?\)"
 _ROWS: Final = re.compile(rb"(" + _ROW + rb")(?: ?, ?" + _ROW + rb")+")
@@ -56,7 +58,7 @@ def _token(m: re.Match[bytes]) -> bytes:
 
 def query_digest(sql: bytes) -> bytes:
     """The digest of ``sql`` (module docstring), e.g. ``SELECT c FROM t WHERE id IN (...)``."""
-    slow = _SLOW_HINT.search(sql) is not None
+    slow = _SLOW_HINT.search(sql)
     text = _TOKENS.sub(_token, sql) if slow else _VALUES.sub(b"?", sql)
     text = b" ".join(text.split()).rstrip(b"; ")
     if b"(?" in text or b"( ?" in text:

@@ -40,6 +40,7 @@ from __future__ import annotations
 import re
 from typing import Final, NamedTuple
 
+from vtwist.protocols.mysql.hints import Hint
 from vtwist.protocols.mysql.literals import sql_literal
 
 __all__ = ["SessionValues", "mentions_session_values", "with_session_values"]
@@ -59,18 +60,17 @@ class SessionValues(NamedTuple):
 
 
 # Quick test: most statements mention none of them.
-_HINT: Final = re.compile(
-    rb"connection_id|autocommit|workload|last_insert_id|row_count|warning_count|error_count"
-    rb"|query_timeout",
-    re.IGNORECASE,
-)
+_HINT: Final = Hint(
+    b"connection_id", b"autocommit", b"workload", b"last_insert_id", b"row_count",
+    b"warning_count", b"error_count", b"query_timeout",
+)  # fmt: skip
 
 # What the scan stops at: strings, quoted identifiers and comments (skipped whole),
 # parentheses (nesting), and what is replaced (groups 1-8, in SessionValues' order).
 _SCAN: Final = re.compile(
-    rb"'(?:[^'\\]|\\.|'')*'?"
-    rb'|"(?:[^"\\]|\\.|"")*"?'
-    rb"|`(?:[^`]|``)*`?"
+    rb"'(?:[^'\\]++|\\.|'')*+'?"
+    rb'|"(?:[^"\\]++|\\.|"")*+"?'
+    rb"|`(?:[^`]++|``)*+`?"
     rb"|/\*(?!!|M!).*?(?:\*/|\Z)"
     rb"|(?:--(?=\s|\Z)|#)[^\n]*"
     rb"|(\bCONNECTION_ID\s*\(\s*\))"
@@ -100,7 +100,7 @@ _ITEM_AFTER: Final = re.compile(
 
 def mentions_session_values(sql: bytes) -> bool:
     """Whether ``sql`` may mention one of the session values (a cheap first test)."""
-    return _HINT.search(sql) is not None
+    return _HINT.search(sql)
 
 
 def with_session_values(sql: bytes, values: SessionValues) -> bytes:

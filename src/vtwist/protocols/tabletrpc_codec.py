@@ -62,10 +62,11 @@ from vtwist.protocols.mysql.errors import ErrorCode, MySQLError, RemoteProtocolE
 
 PROTOCOL_VERSION = 2  # 2: QueryResult carries notes (SHOW WARNINGS rows)
 
-# Large enough for a non-streamed result at the tablet's default row limit, small enough
-# that one connection cannot make its peer buffer much (MariaDB's max_allowed_packet
-# default is the same 16 MiB).
-DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024
+# Large enough for a statement as large as the gate's MySQL packets may be (64 MiB, the
+# local cluster's max_allowed_packet: a client's 30 MB BLOB insert, written in hex by
+# PyMySQL, must reach mysqld) with the request around it, and for a non-streamed result at
+# the tablet's row limit; it bounds what one connection can make its peer buffer.
+DEFAULT_MAX_FRAME_SIZE = 65 * 1024 * 1024
 # The header is 32 bits; configurations above this are refused as a likely mistake.
 MAX_FRAME_SIZE_LIMIT = 1024 * 1024 * 1024
 

@@ -33,7 +33,7 @@ from vtwist.config import (
     Schema,
     StrOption,
 )
-from vtwist.protocols.tabletrpc_codec import DEFAULT_MAX_FRAME_SIZE
+from vtwist.protocols.tabletrpc_codec import DEFAULT_MAX_FRAME_SIZE, MAX_FRAME_SIZE_LIMIT
 from vtwist.tablet.health_keys import HEALTH_CHECKS, HEALTH_OPTIONS
 from vtwist.topo.config_checks import check_topo_address
 from vtwist.topo.errors import ValidationError
@@ -387,8 +387,9 @@ RPC_MAX_FRAME = IntOption(
     "rpc.max_frame_size",
     DEFAULT_MAX_FRAME_SIZE,
     min=64 * 1024,
-    max=DEFAULT_MAX_FRAME_SIZE,
-    doc="Largest RPC frame (bytes); it also bounds a non-streamed result",
+    max=MAX_FRAME_SIZE_LIMIT,
+    doc="Largest RPC frame (bytes): it bounds a statement from a gate (keep it above mysqld's "
+    "max_allowed_packet) and a non-streamed result",
 )
 RPC_DEFAULT_TIMEOUT = DurationOption(
     "rpc.default_timeout",

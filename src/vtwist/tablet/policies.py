@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
+from vtwist.protocols.mysql.hints import Hint
 from vtwist.protocols.mysql.literals import sql_literal
 from vtwist.protocols.mysql.splitter import second_statement, set_statement_inner
 
@@ -123,7 +124,7 @@ _STATE_WORDS: Final = frozenset(
     {b"SET", b"USE", b"LOCK", b"PREPARE", b"EXECUTE", b"DEALLOCATE", b"HANDLER"}
 )
 # A cheap pre-filter: only statements containing one of these bytes get the full scan.
-_STATE_HINT: Final = re.compile(rb"@|lock|temporary|last_insert_id|call|into", re.IGNORECASE)
+_STATE_HINT: Final = Hint(b"@", b"lock", b"temporary", b"last_insert_id", b"call", b"into")
 _STATE_ANYWHERE: Final = re.compile(
     rb"@[A-Za-z0-9_$.]+\s*:=|\bINTO\s+@|\bGET_LOCK\s*\(|\bTEMPORARY\s+TABLE\b"
     rb"|\bWITH\s+READ\s+LOCK\b"
@@ -137,7 +138,8 @@ _MAYBE_DIRTY: Final = re.compile(
 )
 # Strings, quoted identifiers and comments, removed before scanning for the patterns above.
 _LITERALS: Final = re.compile(
-    rb"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"|/\*(?!!)(?:.|\n)*?\*/|--[ \t][^\n]*|#[^\n]*",
+    rb"'(?:[^'\\]++|\\.|'')*+'|\"(?:[^\"\\]++|\\.|\"\")*+\""
+    rb"|/\*(?!!)(?:.|\n)*?\*/|--[ \t][^\n]*|#[^\n]*",
 )
 _GLOBAL_SET: Final = re.compile(rb"\s*SET\s+(?:GLOBAL\b|@@GLOBAL\.)", re.IGNORECASE)
 
@@ -223,7 +225,7 @@ _STATEMENTS: dict[tuple[bytes, str, bool, bool, bool, bool], Statement] = {}
 # --- bind variables -------------------------------------------------------------------------
 
 _BIND: Final = re.compile(
-    rb"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"|`(?:[^`]|``)*`|/\*(?:.|\n)*?\*/"
+    rb"'(?:[^'\\]++|\\.|'')*+'|\"(?:[^\"\\]++|\\.|\"\")*+\"|`(?:[^`]++|``)*+`|/\*(?:.|\n)*?\*/"
     rb"|--[ \t][^\n]*|#[^\n]*|(?<![:\w@]):([A-Za-z_][A-Za-z0-9_]*)"
 )
 
@@ -267,7 +269,8 @@ def bind(sql: bytes, bind_vars: Mapping[str, object] | None) -> bytes:
 # --- table names ----------------------------------------------------------------------------
 
 _TOKENS: Final = re.compile(
-    rb"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"|/\*(?!!)(?:.|\n)*?\*/|--[ \t][^\n]*|#[^\n]*"
+    rb"'(?:[^'\\]++|\\.|'')*+'|\"(?:[^\"\\]++|\\.|\"\")*+\""
+    rb"|/\*(?!!)(?:.|\n)*?\*/|--[ \t][^\n]*|#[^\n]*"
     rb"|(`(?:[^`]|``)+`|[A-Za-z0-9_$]+)(?:\s*\.\s*(`(?:[^`]|``)+`|[A-Za-z0-9_$]+))?|(,)"
 )
 _TABLE_KEYWORDS: Final = frozenset({b"FROM", b"JOIN", b"INTO", b"UPDATE", b"TABLE", b"TABLES"})

@@ -492,6 +492,25 @@ def test_set_statement_for_holds_no_connection(cluster: dict[str, Any]) -> None:
         conn.close()
 
 
+def test_large_blob_round_trip(cluster: dict[str, Any]) -> None:
+    """A 20 MB BLOB through the gate, as PyMySQL writes it (hex: a 40 MB statement, under
+    the local mysqld's 64 MB max_allowed_packet): stored and read back whole. The tablet
+    RPC's frame limit used to refuse anything above 16 MB (ERROR 1153)."""
+    conn = cluster["connect"](max_allowed_packet=128 * 1024 * 1024)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS blob_t")
+            cur.execute("CREATE TABLE blob_t (id INT PRIMARY KEY, b LONGBLOB)")
+            data = os.urandom(20 * 1024 * 1024)
+            cur.execute("INSERT INTO blob_t VALUES (1, %s)", (data,))
+            cur.execute("SELECT b, LENGTH(b) FROM blob_t WHERE id = 1")
+            got, length = cur.fetchone()
+            assert length == len(data) and got == data
+            cur.execute("DROP TABLE blob_t")
+    finally:
+        conn.close()
+
+
 def test_show_warnings_is_each_sessions_own(cluster: dict[str, Any]) -> None:
     """Sessions taking turns on pooled connections (the primary's and a replica's): SHOW
     WARNINGS answers each one's own last statement. Before, it ran on whichever pooled

@@ -18,6 +18,7 @@ from tests.unit.tabletrpc.fakes import FakeTabletService, Pair, result_of
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
 from vtwist.protocols.tabletrpc_client import TabletRPCClient
 from vtwist.protocols.tabletrpc_codec import (
+    DEFAULT_MAX_FRAME_SIZE,
     PROTOCOL_VERSION,
     Cancel,
     Error,
@@ -145,7 +146,7 @@ def test_request_larger_than_the_tablet_accepts_fails_locally() -> None:
 
 def test_request_over_the_largest_frame_only_says_to_send_less() -> None:
     p = Pair()
-    e = failure_of(p.client.execute("x" * (16 * 1024 * 1024)))
+    e = failure_of(p.client.execute("x" * DEFAULT_MAX_FRAME_SIZE))
     assert e.code == ErrorCode.NET_PACKET_TOO_LARGE
     assert "send a smaller statement" in e.message and "raise" not in e.message
 
