@@ -26,12 +26,12 @@ from typing import Final
 
 from vtwist.protocols.mysql.hints import Hint
 
-# Values: quoted strings ("..." too, as mysqld reads them without ANSI_QUOTES), hex and
-# bit values, numbers that are not part of a name. The lookahead lets the scan skip most
-# positions at once.
+# Values: quoted strings ("..." too, as mysqld reads them without ANSI_QUOTES; one cut
+# short by ``DIGEST_PREFIX`` counts too), hex and bit values, numbers that are not part of
+# a name. The lookahead lets the scan skip most positions at once.
 _VALUE: Final = (
-    rb"'(?:[^'\\]++|\\.|'')*+'|\"(?:[^\"\\]++|\\.|\"\")*+\""
-    rb"|\b[xXbB]'[0-9A-Fa-f]*'|\b0x[0-9A-Fa-f]+\b|\b0b[01]+\b"
+    rb"'(?:[^'\\]++|\\.|'')*+(?:'|\Z)|\"(?:[^\"\\]++|\\.|\"\")*+(?:\"|\Z)"
+    rb"|\b[xXbB]'[0-9A-Fa-f]*+(?:'|\Z)|\b0x[0-9A-Fa-f]+\b|\b0b[01]+\b"
     rb"|(?<![\w$@.])(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?(?![\w$])"
 )
 _VALUES: Final = re.compile(rb"(?=['\"\d.xXbB])(?:" + _VALUE + rb")", re.DOTALL)
@@ -44,9 +44,14 @@ _TOKENS: Final = re.compile(
     re.DOTALL,
 )
 _SLOW_HINT: Final = Hint(b"`", b"#", b"/*", b"--")
-_IN_LIST: Final = re.compile(rb"\b(IN) ?\( ?\?(?: ?, ?\?)* ?\)", re.IGNORECASE)
-_ROW: Final = rb"\( ?\?(?: ?, ?\?)* ?\)"
-_ROWS: Final = re.compile(rb"(" + _ROW + rb")(?: ?, ?" + _ROW + rb")+")
+# A list item once values are ?: a value, a negative one, NULL, DEFAULT, TRUE, FALSE.
+_ITEM: Final = rb"(?:-?\?|NULL|DEFAULT|TRUE|FALSE)"
+_LIST: Final = rb"\( ?" + _ITEM + rb"(?: ?, ?" + _ITEM + rb")* ?\)"
+_IN_LIST: Final = re.compile(rb"\b(IN) ?" + _LIST, re.IGNORECASE)
+_ROWS: Final = re.compile(rb"(" + _LIST + rb")(?: ?, ?" + _LIST + rb")+", re.IGNORECASE)
+#: Bytes of a statement its digest is made from (a digest is cut to
+#: ``stats.max_digest_length`` anyway): a 10 MB multi-row INSERT costs no more than this.
+DIGEST_PREFIX: Final = 64 * 1024
 
 
 def _token(m: re.Match[bytes]) -> bytes:
@@ -57,14 +62,23 @@ def _token(m: re.Match[bytes]) -> bytes:
 
 
 def query_digest(sql: bytes) -> bytes:
-    """The digest of ``sql`` (module docstring), e.g. ``SELECT c FROM t WHERE id IN (...)``."""
+    """The digest of ``sql`` (module docstring), e.g. ``SELECT c FROM t WHERE id IN (...)``.
+    A statement longer than ``DIGEST_PREFIX`` is digested from its first ``DIGEST_PREFIX``
+    bytes (a list cut there becomes ``(...)``), then `` ...``: its values stay out."""
+    cut = len(sql) > DIGEST_PREFIX
+    if cut:
+        sql = sql[:DIGEST_PREFIX]
     slow = _SLOW_HINT.search(sql)
     text = _TOKENS.sub(_token, sql) if slow else _VALUES.sub(b"?", sql)
     text = b" ".join(text.split()).rstrip(b"; ")
-    if b"(?" in text or b"( ?" in text:
+    if cut:
+        opened = text.rfind(b"(")
+        if opened > text.rfind(b")"):  # a list the cut left open
+            text = text[:opened] + b"(...)"
+    if b"(" in text:
         text = _IN_LIST.sub(rb"\1 (...)", text)
         text = _ROWS.sub(rb"\1, ...", text)
-    return text
+    return text + b" ..." if cut else text
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from tests.unit.gate.fakes import Cluster, RecordingSink, finished, tablet
 from vtwist.gate.gate import GateSettings, StatsSettings
-from vtwist.gate.querystats import QueryStats, query_digest
+from vtwist.gate.querystats import DIGEST_PREFIX, QueryStats, query_digest
 from vtwist.gate.querystats_page import QueryzResource, digest_id
 from vtwist.httpstatus import status_resource
 from vtwist.protocols.mysql.server_types import Statement
@@ -45,10 +45,32 @@ from vtwist.protocols.mysql.server_types import Statement
         (b"SELECT _binary X'00ff', 'a\\'b'", b"SELECT _binary ?, ?"),
         (b"SELECT c FROM sbtest1 WHERE id=?", b"SELECT c FROM sbtest1 WHERE id=?"),
         (b"commit", b"commit"),
+        (
+            b"INSERT INTO t VALUES (1,NULL,-2),(3,DEFAULT,true)",
+            b"INSERT INTO t VALUES (?,NULL,-?), ...",
+        ),
+        (b"select a from t where b in (1, NULL)", b"select a from t where b in (...)"),
     ],
 )
 def test_query_digest(sql: bytes, digest: bytes) -> None:
     assert query_digest(sql) == digest
+
+
+def test_long_statements_are_digested_from_a_prefix_without_their_values() -> None:
+    def rows(n: int) -> bytes:
+        return b"INSERT INTO t VALUES " + b",".join(
+            b"(%d,'name %d',NULL)" % (i, i) for i in range(n)
+        )
+
+    # Cut anywhere in its rows, a long multi-row INSERT has one digest.
+    digests = {query_digest(rows(n)) for n in (5000, 5001, 7777, 12345)}
+    assert digests == {b"INSERT INTO t VALUES (?,?,NULL), ...,(...) ..."}
+    assert len(rows(5000)) > DIGEST_PREFIX
+    # A string cut short is a value too, and a list left open is folded.
+    secret = b"SELECT 'x" + b"s" * DIGEST_PREFIX + b"' FROM t"
+    assert query_digest(secret) == b"SELECT ? ..."
+    long_in = b"SELECT a FROM t WHERE id IN (" + b",".join(b"%d" % i for i in range(20000))
+    assert query_digest(long_in + b")") == b"SELECT a FROM t WHERE id IN (...) ..."
 
 
 def test_a_prepared_statement_and_its_text_share_a_digest() -> None:
