@@ -429,6 +429,9 @@ _SETTING_NOT: Final = re.compile(
 )
 
 
+# An executable comment, ``/*!40100 WITH CONSISTENT SNAPSHOT */`` (mysqldump's) or
+# MariaDB's ``/*M!100100 ... */``: mysqld runs its text, so it counts as written.
+_EXECUTABLE: Final = re.compile(rb"/\*M?!\d*(.*?)\*/", re.DOTALL)
 _START_TRANSACTION: Final = re.compile(rb"\s*START\s+TRANSACTION\b(.*)", re.IGNORECASE | re.DOTALL)
 _CHARACTERISTICS: Final = {name.encode(): name for name in TRANSACTION_CHARACTERISTICS}
 
@@ -437,7 +440,7 @@ def transaction_characteristics(sql: bytes) -> str:
     """The characteristics of a ``START TRANSACTION ...`` (``"READ ONLY"``,
     ``"WITH CONSISTENT SNAPSHOT, READ WRITE"``...), normalized; "" for BEGIN [WORK] or a
     bare START TRANSACTION. Raises ``MySQLError`` 1064 for anything else after it."""
-    m = _START_TRANSACTION.match(strip_comments(sql))
+    m = _START_TRANSACTION.match(strip_comments(_EXECUTABLE.sub(rb" \1 ", sql)))
     if m is None:
         return ""
     rest = m.group(1).strip().rstrip(b";").strip()

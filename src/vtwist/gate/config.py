@@ -138,6 +138,13 @@ MAX_LOCAL_INFILE = IntOption(
     doc="Bytes a LOAD DATA LOCAL INFILE file may have (the gate reads it whole, then sends "
     "it with the statement; larger ones get ERROR 1153); 0 refuses LOAD DATA LOCAL",
 )
+OLAP_PROGRAMS = ListOption(
+    "session.olap_programs",
+    ("mysqldump", "mysqlpump"),
+    doc="Clients whose program_name connection attribute is one of these start in the OLAP "
+    "workload (SELECTs streamed without the row limit, as after SET workload = 'olap'): "
+    "mysqldump and mariadb-dump send program_name = mysqldump",
+)
 POLICY = StrOption(
     "routing.policy",
     "random",
@@ -236,6 +243,7 @@ OPTIONS: list[Option[Any]] = [
     DEFAULT_TABLET_TYPE,
     QUERY_TIMEOUT,
     PREPARE_FIELDS,
+    OLAP_PROGRAMS,
     MAX_LOCAL_INFILE,
     POLICY,
     BUFFER_ENABLED,

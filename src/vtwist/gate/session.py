@@ -153,7 +153,8 @@ class GateSession:
         self.since = gate.clock.seconds()
         self.current: str | None = None
         self.closed = False
-        self.olap = False  # SET workload='olap': SELECTs stream, without the row limit
+        # SET workload='olap': SELECTs stream, without the row limit (dump programs start so)
+        self.olap = info.attrs.get("program_name") in gate.settings.olap_programs
         self.tx_start = ""  # characteristics of the START TRANSACTION not opened yet
         self.last_insert_id = 0  # LAST_INSERT_ID() of this session (``rewrite``)
         self.row_count = -1  # ROW_COUNT(): what the previous statement reported

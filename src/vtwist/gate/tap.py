@@ -139,6 +139,7 @@ class GateRole:
                 server_version=config.value(keys.SERVER_VERSION),
                 prepare_fields=config.value(keys.PREPARE_FIELDS),
                 max_local_infile_size=config.value(keys.MAX_LOCAL_INFILE),
+                olap_programs=frozenset(config.get_list(keys.OLAP_PROGRAMS.key)),
                 topo_wait=config.value(keys.TOPO_CONNECT_TIMEOUT),
                 buffer=BufferSettings(
                     enabled=config.value(keys.BUFFER_ENABLED),

@@ -108,6 +108,13 @@ def one(conn: Any, sql: str) -> Any:
     return row[0] if row else None
 
 
+def one_row(conn: Any, sql: str) -> tuple[Any, ...]:
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        row = cur.fetchone()
+    return tuple(row)
+
+
 def served_by(conn: Any, sql: str = "SELECT @@server_id", times: int = 20) -> set[int]:
     return {int(one(conn, sql)) for _ in range(times)}
 
@@ -507,6 +514,48 @@ def test_large_blob_round_trip(cluster: dict[str, Any]) -> None:
             got, length = cur.fetchone()
             assert length == len(data) and got == data
             cur.execute("DROP TABLE blob_t")
+    finally:
+        conn.close()
+
+
+def test_mariadb_dump_and_restore(cluster: dict[str, Any], tmp_path: Path) -> None:
+    """mariadb-dump --single-transaction of a table over the tablet's row limit (10000),
+    then its restore through the mariadb CLI: the same rows. The dump's session starts in
+    the OLAP workload (its program_name is in session.olap_programs); another client's
+    SELECT of the same rows gets ERROR 1104."""
+    gate = cluster["gate"]
+    host, port = gate["mysql"].rsplit(":", 1)
+    login = ["-h", host, "-P", port, "-u", gate["user"], f"-p{gate['password']}"]
+    conn = cluster["connect"]()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS dump_t")
+            cur.execute("CREATE TABLE dump_t (id INT PRIMARY KEY, v VARCHAR(20))")
+            for start in range(0, 12000, 2000):
+                values = ",".join(f"({i}, 'v{i}''x')" for i in range(start, start + 2000))
+                cur.execute(f"INSERT INTO dump_t VALUES {values}")
+            checksum = "SELECT COUNT(*), SUM(id), SUM(CRC32(v)) FROM dump_t"
+            before = one_row(conn, checksum)
+            with pytest.raises(pymysql.err.OperationalError) as e:
+                cur.execute("SELECT * FROM dump_t")
+            assert e.value.args[0] == 1104
+        dump = tmp_path / "dump.sql"
+        with dump.open("wb") as out:
+            r = subprocess.run(
+                ["mariadb-dump", *login, "--single-transaction", "--no-tablespaces",
+                 "commerce", "dump_t"],
+                stdout=out, stderr=subprocess.PIPE, timeout=120, check=False,
+            )  # fmt: skip
+        assert r.returncode == 0, r.stderr.decode()
+        with conn.cursor() as cur:
+            cur.execute("DROP TABLE dump_t")
+        with dump.open("rb") as source:
+            r = subprocess.run(
+                ["mariadb", *login, "commerce"],
+                stdin=source, capture_output=True, timeout=120, check=False,
+            )  # fmt: skip
+        assert r.returncode == 0, r.stderr.decode()
+        assert one_row(conn, checksum) == before
     finally:
         conn.close()
 

@@ -463,10 +463,19 @@ class Cluster:
         self.cache.set_tablets("zone1", current)
 
     def session(
-        self, user: str = "app", database: str = "commerce", capabilities: int = 0
+        self,
+        user: str = "app",
+        database: str = "commerce",
+        capabilities: int = 0,
+        attrs: dict[str, str] | None = None,
     ) -> GateSession:
         info = ClientInfo(
-            self.next_conn, user, "127.0.0.1", 5000 + self.next_conn, capabilities=capabilities
+            self.next_conn,
+            user,
+            "127.0.0.1",
+            5000 + self.next_conn,
+            capabilities=capabilities,
+            attrs=attrs or {},
         )
         self.next_conn += 1
         session = self.gate.open_session(info)

@@ -334,6 +334,19 @@ def test_vitess_shows_and_show_databases_take_like() -> None:
     assert len(c.run(s, "show vitess_tablets like '%'").table) == 3
 
 
+def test_dump_programs_start_in_the_olap_workload() -> None:
+    c = cluster()
+    dump = c.session(attrs={"program_name": "mysqldump"})
+    other = c.session(attrs={"program_name": "myapp"})
+    c.run(dump, "select 1")
+    c.run(other, "select 1")
+    ops = [op for op, _ in c.services["zone1-100"].calls]
+    assert ops == ["stream_execute", "execute"]
+    c.run(dump, "select @@workload")
+    op, args = c.services["zone1-100"].calls[-1]
+    assert op == "stream_execute" and "'OLAP'" in args.sql
+
+
 def test_default_tablet_type_from_settings() -> None:
     c = cluster(settings=GateSettings(default_tablet_type="replica"))
     s = c.session(database="commerce")

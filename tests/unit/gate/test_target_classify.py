@@ -334,6 +334,9 @@ def test_replayable_setting(sql: bytes, replayable: bool) -> None:
             "WITH CONSISTENT SNAPSHOT, READ WRITE",
         ),
         (b"/* x */ START TRANSACTION READ ONLY", "READ ONLY"),
+        # mysqldump / mariadb-dump --single-transaction, and MariaDB's own form.
+        (b"START TRANSACTION /*!40100 WITH CONSISTENT SNAPSHOT */", "WITH CONSISTENT SNAPSHOT"),
+        (b"START TRANSACTION /*M!100100 READ ONLY */", "READ ONLY"),
     ],
 )
 def test_transaction_characteristics(sql: bytes, characteristics: str) -> None:
