@@ -95,8 +95,19 @@ def parse_target(text: str, default_type: str = PRIMARY) -> Target:
     return Target(keyspace, shard, tablet_type, bool(at))
 
 
+#: mysqld's own schemas: not keyspaces, but readable from one by their qualified names.
+SYSTEM_SCHEMAS = frozenset({"information_schema", "performance_schema", "mysql", "sys"})
+
+
 def unknown_keyspace(keyspace: str) -> MySQLError:
-    """ERROR 1049 for a keyspace the topo does not know."""
+    """ERROR 1049 for a keyspace the topo does not know (for one of mysqld's own schemas,
+    how to read it instead)."""
+    if keyspace.lower() in SYSTEM_SCHEMAS:
+        return MySQLError(
+            ErrorCode.BAD_DB,
+            f"Unknown database '{keyspace}': it is mysqld's, not a keyspace; USE a keyspace "
+            f"and name its tables in full ({keyspace}.TABLES...)",
+        )
     return MySQLError(
         ErrorCode.BAD_DB,
         f"Unknown database '{keyspace}'; SHOW DATABASES lists the keyspaces",

@@ -88,6 +88,9 @@ def test_unknown_keyspace_is_1049() -> None:
     assert e.value.code == 1049
     assert "Unknown database 'nosuch'" in e.value.message
     assert check_keyspace(parse_target("@primary"), {"commerce"}).keyspace == ""
+    with pytest.raises(MySQLError) as e:
+        check_keyspace(parse_target("information_schema"), {"commerce"})
+    assert e.value.code == 1049 and "information_schema.TABLES" in e.value.message
 
 
 def test_target_strings() -> None:
