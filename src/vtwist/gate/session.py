@@ -579,7 +579,14 @@ class GateSession:
     def _send(self, result: QueryResult, sink: IResultSink, more: int) -> None:
         self._noted(result, bool(result.fields))
         status = self.status() | more
-        if result.fields:
+        if result.more:  # a CALL's result sets
+            self._rows = (len(result.rows) + sum(len(r.rows) for r in result.more), 0)
+            sets = [result, *result.more]
+            for r in sets[:-1]:
+                sink.result_set(self.gate.columns(r.fields), r.rows, status | MORE, r.warnings)
+            last = sets[-1]
+            sink.result_set(self.gate.columns(last.fields), last.rows, status, last.warnings)
+        elif result.fields:
             self._rows = (len(result.rows), 0)
             sink.result_set(self.gate.columns(result.fields), result.rows, status, result.warnings)
         else:

@@ -60,7 +60,8 @@ import msgpack
 
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError, RemoteProtocolError
 
-PROTOCOL_VERSION = 2  # 2: QueryResult carries notes (SHOW WARNINGS rows)
+# 2: QueryResult carries notes (SHOW WARNINGS rows); 3: and ``more`` result sets (CALL).
+PROTOCOL_VERSION = 3
 
 # Large enough for a statement as large as the gate's MySQL packets may be (64 MiB, the
 # local cluster's max_allowed_packet: a client's 30 MB BLOB insert, written in hex by

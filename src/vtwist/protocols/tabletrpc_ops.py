@@ -73,7 +73,8 @@ class QueryResult(NamedTuple):
     ``SHOW WARNINGS`` answered on the statement's connection right after it, when it had
     warnings (the tablet fetches them before the connection is lent again; at most its
     ``query.max_warnings``). A streamed result has empty ``fields``/``rows`` here, they
-    travel in chunks.
+    travel in chunks. ``more``: the result sets that followed the first one (a ``CALL`` of
+    a procedure that returns several), each with its own ``fields`` and ``rows``.
     """
 
     fields: list[bytes]
@@ -84,6 +85,7 @@ class QueryResult(NamedTuple):
     status_flags: int = 0
     info: str = ""
     notes: Sequence[Note] = ()
+    more: Sequence[QueryResult] = ()
 
 
 class ReserveResult(NamedTuple):
@@ -110,10 +112,10 @@ def _is_note(wire: Any) -> bool:
     )
 
 
-def _decode_query_result(wire: Any) -> QueryResult:
+def _decode_query_result(wire: Any, nested: bool = False) -> QueryResult:
     if (
         type(wire) is list
-        and len(wire) == 8
+        and len(wire) == 9
         and is_bytes_list(wire[0])
         and is_bytes_list(wire[1])
         and type(wire[2]) is int
@@ -123,6 +125,7 @@ def _decode_query_result(wire: Any) -> QueryResult:
         and min(wire[2], wire[3], wire[4], wire[5]) >= 0
         and type(wire[6]) is str
         and type(wire[7]) is list
+        and type(wire[8]) is list
     ):
         notes = wire[7]
         if notes:
@@ -131,6 +134,13 @@ def _decode_query_result(wire: Any) -> QueryResult:
             wire[7] = tuple(Note(*n) for n in notes)
         else:
             wire[7] = ()
+        more = wire[8]
+        if more:
+            if nested:  # only the first result carries the others
+                raise _bad_result("query")
+            wire[8] = tuple(_decode_query_result(r, True) for r in more)
+        else:
+            wire[8] = ()
         return QueryResult(*wire)
     raise _bad_result("query")
 

@@ -377,12 +377,14 @@ def transaction_statement_error(kind: str) -> MySQLError:
 
 
 def several_results_error() -> MySQLError:
-    """ERROR 1312 (0A000), what mysqld says when a procedure's results cannot be sent."""
+    """ERROR 1312 (0A000), what mysqld says when a procedure's results cannot be sent: a
+    streamed CALL whose procedure returned several result sets."""
     return MySQLError(
         ErrorCode.SP_BADSELECT,
-        "PROCEDURE can't return a result set in the given context: the tablet relays one "
-        "result set per statement and this CALL returned several; make the procedure "
-        "return at most one (its other statements still ran)",
+        "PROCEDURE can't return a result set in the given context: a streamed statement "
+        "(workload OLAP) relays one result set and this CALL returned several; run it with "
+        "SET workload = 'oltp', or make the procedure return at most one (its other "
+        "statements still ran)",
         "0A000",
     )
 

@@ -58,48 +58,48 @@ _INTERRUPTED = (ErrorCode.QUERY_INTERRUPTED, ErrorCode.CR_SERVER_LOST, ErrorCode
 
 
 class Collector:
-    """Stream consumer keeping the first result's raw rows, within ``max_rows``/``max_bytes``.
+    """Stream consumer keeping the raw rows of a reply's result sets, within ``max_rows``
+    (per result set) and ``max_bytes`` (in all).
 
-    A reply holds several results only for CALL (its result sets, then an OK): a second
-    result set is refused (``several_results_error``) rather than dropped unseen."""
+    A reply holds several results only for a CALL: the result sets of its procedure, then
+    an OK. The first set (or OK) is the ``QueryResult``; the sets after it go in its
+    ``more``, each with its own columns and rows."""
 
-    __slots__ = ("error", "index", "max_bytes", "max_rows", "rows", "sets", "size")
+    __slots__ = ("current", "error", "extra", "max_bytes", "max_rows", "rows", "sets", "size")
 
     def __init__(self, max_rows: int, max_bytes: int) -> None:
         self.max_rows = max_rows
         self.max_bytes = max_bytes
-        self.rows: list[bytes] = []
+        self.rows: list[bytes] = []  # the first result set's
+        self.current = self.rows  # the result set being received
+        self.extra: list[list[bytes]] = []  # the rows of the sets after the first
         self.size = 0
-        self.index = 0  # which result of the reply (CALL sends several)
         self.sets = 0  # result sets ended
         self.error: MySQLError | None = None
 
     def __call__(self, ev: StreamEvent) -> None:
         t = type(ev)
         if t is Row:
-            if self.index or self.error is not None:
+            if self.error is not None:
                 return
             payload: bytes = ev.payload  # type: ignore[union-attr]
-            self.rows.append(payload)
+            self.current.append(payload)
             self.size += len(payload)
             self._check_limits()
         elif t is ResultSetDone:
-            self.index += 1
             self._set_ended()
-        elif t is Ok:
-            self.index += 1
 
     def _set_ended(self) -> None:
         self.sets += 1
-        if self.sets == 2 and self.error is None:
-            self.error = several_results_error()
-            self.rows = []
+        if self.error is None:
+            self.current = []
+            self.extra.append(self.current)
 
     def row_batch(self, payloads: list[bytes]) -> None:
         """Several rows at once (the MySQL client's batch path): as many ``Row`` events."""
-        if self.index or self.error is not None:
+        if self.error is not None:
             return
-        self.rows.extend(payloads)
+        self.current.extend(payloads)
         self.size += sum(map(len, payloads))
         self._check_limits()
 
@@ -108,25 +108,33 @@ class Collector:
     ) -> None:
         """A whole result set (the MySQL client's path for one received whole): its rows
         as ``row_batch``, its end as a ``ResultSetDone`` event."""
-        if not self.index and self.error is None:
-            self.rows.extend(rows)
-            self.size += sum(map(len, rows))
-            self._check_limits()
-        self.index += 1
+        self.row_batch(rows)
         self._set_ended()
 
     def _check_limits(self) -> None:
-        if len(self.rows) > self.max_rows:
+        if len(self.current) > self.max_rows:
             self.error = row_limit_error(self.max_rows)
-            self.rows = []
         elif self.size > self.max_bytes:
             self.error = result_size_error(self.max_bytes)
-            self.rows = []
+        else:
+            return
+        self.rows, self.extra = [], []
+        self.current = []
 
     def result(self, summary: Result) -> QueryResult:
-        """The ``QueryResult`` of the first result of the reply."""
+        """The ``QueryResult`` of the reply: its first result, and the result sets after it
+        (a CALL's) in ``more``."""
         if self.error is not None:
             raise self.error
+        more: tuple[QueryResult, ...] = ()
+        if self.sets > 1:
+            sets = [r for r in summary.more if r.columns]
+            more = tuple(
+                QueryResult(
+                    [c.encode() for c in r.columns], rows, 0, 0, r.warnings, r.status & _NO_MORE
+                )
+                for r, rows in zip(sets, self.extra, strict=False)
+            )
         return QueryResult(
             [c.encode() for c in summary.columns],
             self.rows,
@@ -135,6 +143,8 @@ class Collector:
             summary.warnings,
             summary.status & _NO_MORE,
             summary.info.decode("utf-8", "replace") if summary.info else "",
+            (),
+            more,
         )
 
 
@@ -210,8 +220,9 @@ class StreamRelay:
             self.sink.send_rows(batch)
 
     def result(self, summary: Result) -> QueryResult:
-        """The OK part of the stream's reply (rows went through the sink); a CALL that sent
-        several result sets fails here, after the first one's rows (see ``Collector``)."""
+        """The OK part of the stream's reply (rows went through the sink); a streamed CALL
+        that sent several result sets fails here, after the first one's rows (a stream
+        relays one; ``Collector`` keeps them all)."""
         if self.sets > 1:
             raise several_results_error()
         return QueryResult(

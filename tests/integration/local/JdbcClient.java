@@ -140,6 +140,29 @@ public class JdbcClient {
                     OUT.put("call_result", r.getInt(1));
                 }
             }
+            // A procedure returning two result sets, as a server-side or client-side
+            // prepared CALL.
+            try (Statement s = c.createStatement()) {
+                s.execute("DROP PROCEDURE IF EXISTS jdbc_two");
+                s.execute("CREATE PROCEDURE jdbc_two(IN n INT) BEGIN SELECT n; "
+                        + "SELECT n + 1 UNION ALL SELECT n + 2; END");
+            }
+            try (CallableStatement cs = c.prepareCall("{call jdbc_two(?)}")) {
+                cs.setInt(1, 3);
+                List<Object> sets = new ArrayList<>();
+                boolean isSet = cs.execute();
+                while (isSet || cs.getUpdateCount() != -1) {
+                    if (isSet) {
+                        List<Object> rows = new ArrayList<>();
+                        try (ResultSet r = cs.getResultSet()) {
+                            while (r.next()) rows.add(r.getInt(1));
+                        }
+                        sets.add(rows);
+                    }
+                    isSet = cs.getMoreResults();
+                }
+                OUT.put("call_sets", sets);
+            }
             try (Statement s = c.createStatement()) {
                 OUT.put("call_out", one(s, "SELECT @y"));
                 try {

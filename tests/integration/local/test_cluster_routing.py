@@ -560,6 +560,43 @@ def test_mariadb_dump_and_restore(cluster: dict[str, Any], tmp_path: Path) -> No
         conn.close()
 
 
+@pytest.mark.filterwarnings("ignore:Call to deprecated function stored_results")
+def test_procedure_returning_two_result_sets(cluster: dict[str, Any]) -> None:
+    """A procedure with two SELECTs: both result sets reach the client (the tablet used to
+    refuse the CALL with ERROR 1312), as PyMySQL's nextset and mysql-connector's callproc
+    read them; the session goes on. JDBC reads them in JdbcClient.java."""
+    conn = cluster["connect"]()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("DROP PROCEDURE IF EXISTS two_sets")
+            cur.execute(
+                "CREATE PROCEDURE two_sets(IN n INT) BEGIN SELECT n AS a; "
+                "SELECT n + 1 AS b, 'x' AS c UNION ALL SELECT n + 2, 'y'; END"
+            )
+            cur.execute("CALL two_sets(1)")
+            sets = [cur.fetchall()]
+            while cur.nextset():
+                sets.append(cur.fetchall())
+            assert sets[:2] == [((1,),), ((2, "x"), (3, "y"))]
+            assert one(conn, "SELECT 'after'") == "after"
+    finally:
+        conn.close()
+    import mysql.connector
+
+    host, port = cluster["gate"]["mysql"].rsplit(":", 1)
+    connector = mysql.connector.connect(
+        host=host, port=int(port), user=cluster["gate"]["user"],
+        password=cluster["gate"]["password"], database="commerce", use_pure=True,
+    )  # fmt: skip
+    try:
+        cur = connector.cursor()
+        cur.callproc("two_sets", (20,))
+        got = [r.fetchall() for r in cur.stored_results()]
+        assert got == [[(20,)], [(21, "x"), (22, "y")]]
+    finally:
+        connector.close()
+
+
 def test_show_warnings_is_each_sessions_own(cluster: dict[str, Any]) -> None:
     """Sessions taking turns on pooled connections (the primary's and a replica's): SHOW
     WARNINGS answers each one's own last statement. Before, it ran on whichever pooled
@@ -799,6 +836,7 @@ def test_jdbc(cluster: dict[str, Any], options: str) -> None:
     assert out["timeout"] == [1317, "70100"] and out["timeout_ms"] < 15_000
     assert out["after_timeout"] == "2"
     assert out["call_result"] == 21 and out["call_out"] == "42"
+    assert out["call_sets"] == [[3], [4, 5]]
     assert out["error"] == [1146, "42S02"]
     assert int(out["replica_server_id"]) in REPLICAS
     assert out["replica_write"] == [1290, "HY000"]

@@ -107,6 +107,11 @@ class FakeTablet:
             return QueryResult([], [], warnings=n, notes=notes)
         if sql.startswith("select"):
             return QueryResult([FIELD], [encode_text_row([self.alias.encode()])])
+        if sql.startswith("call two_sets"):  # a procedure returning two result sets
+            second = QueryResult([FIELD], [encode_text_row([b"second"]), encode_text_row([b"x"])])
+            return QueryResult(
+                [FIELD], [encode_text_row([self.alias.encode()])], status_flags=10, more=(second,)
+            )
         return QueryResult([], [], affected_rows=1, insert_id=7)
 
     def notes(self, n: int) -> tuple[Note, ...]:

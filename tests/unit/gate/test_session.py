@@ -368,6 +368,17 @@ def test_locking_read_goes_to_primary() -> None:
     assert served_by(c.run(s, "select * from t for update")) == "zone1-100"
 
 
+def test_a_call_returning_two_result_sets_relays_both() -> None:
+    c = cluster()
+    s = c.session()
+    sink = c.run(s, "call two_sets()")
+    assert sink.table == [["zone1-100"], ["second"], ["x"]]
+    dones = [e for e in sink.events if e[0] == "done"]
+    assert dones == [("done", AUTOCOMMIT | MORE), ("done", AUTOCOMMIT)]
+    [entry] = [e for e in c.gate.query_stats.top() if e.digest == b"call two_sets()"]
+    assert entry.rows_sent == 3
+
+
 def test_write_goes_to_primary_and_relays_ok() -> None:
     c = cluster()
     s = c.session()

@@ -1,5 +1,6 @@
 """``runner.Collector``: rows given in batches (``row_batch``, the MySQL client's batch
-path) end exactly as the same rows given one ``Row`` event at a time, limits included."""
+path) end exactly as the same rows given one ``Row`` event at a time, limits included; a
+CALL's several result sets are all kept."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from itertools import pairwise
 from hypothesis import given
 from hypothesis import strategies as st
 
+from vtwist.protocols.mysql.client_commands import Result
+from vtwist.protocols.mysql.constants import ColumnType
 from vtwist.protocols.mysql.events import ResultSetDone, Row
-from vtwist.protocols.mysql.messages import Ok
+from vtwist.protocols.mysql.messages import ColumnDefinition41, Ok
 from vtwist.tablet.runner import Collector
 
 
@@ -30,18 +33,18 @@ def test_batches_end_as_single_rows(
     for start, end in pairwise(bounds):
         if end > start:
             batched.row_batch(rows[start:end])
-    for c in (one, batched):  # a second result (CALL) is not kept
+    for c in (one, batched):  # a second result set (CALL) is kept apart
         c(ResultSetDone(2))
     for payload in second:
         one(Row(payload))
     if second:
         batched.row_batch(second)
-    assert batched.rows == one.rows
+    assert batched.rows == one.rows and batched.extra == one.extra
     assert (batched.error is None) == (one.error is None)
     if one.error is not None:
         assert batched.error is not None and batched.error.code == one.error.code
     else:
-        assert one.rows == rows
+        assert one.rows == rows and one.extra == [second]
 
 
 @given(
@@ -58,7 +61,8 @@ def test_whole_result_sets_end_as_their_events(
             events(Row(payload))
         events(ResultSetDone(2))
         whole.result_set([], rows, ResultSetDone(2))
-    assert whole.rows == events.rows and whole.index == events.index == len(results)
+    assert whole.rows == events.rows and whole.extra == events.extra
+    assert whole.sets == events.sets == len(results)
     assert (whole.error is None) == (events.error is None)
     if events.error is not None:
         assert whole.error is not None and whole.error.code == events.error.code
@@ -66,20 +70,32 @@ def test_whole_result_sets_end_as_their_events(
         assert events.rows == results[0]
 
 
-def test_a_second_result_set_is_refused_not_dropped() -> None:
+def test_a_calls_result_sets_are_all_kept() -> None:
     one = Collector(10, 1000)  # CALL of a procedure with one SELECT: its rows, then an OK
     one(Row(b"\x011"))
     one(ResultSetDone(2))
     one(Ok(0, 0, 2, 0))
-    assert one.error is None and one.rows == [b"\x011"]
-    two = Collector(10, 1000)  # two SELECTs: refused with mysqld's 1312, not half answered
+    assert one.error is None and one.rows == [b"\x011"] and one.sets == 1
+    two = Collector(10, 1000)  # two SELECTs, then the OK
     two(Row(b"\x011"))
-    two(ResultSetDone(2))
+    two(ResultSetDone(10))
     two(Row(b"\x012"))
-    two(ResultSetDone(2))
+    two(Row(b"\x013"))
+    two(ResultSetDone(10))
     two(Ok(0, 0, 2, 0))
-    assert two.error is not None and two.error.code == 1312 and two.rows == []
-    whole = Collector(10, 1000)
-    whole.result_set([], [b"\x011"], ResultSetDone(2))
-    whole.result_set([], [], ResultSetDone(2))  # an empty second set counts too
-    assert whole.error is not None and whole.error.code == 1312
+    a = ColumnDefinition41("a", ColumnType.LONGLONG, 63, 1)
+    b = ColumnDefinition41("b", ColumnType.VAR_STRING, 45, 8)
+    summary = Result([a], status=10, more=[Result([b], status=10, warnings=1), Result(status=2)])
+    result = two.result(summary)
+    assert result.fields == [a.encode()] and result.rows == [b"\x011"]
+    [second] = result.more
+    assert second.fields == [b.encode()] and second.rows == [b"\x012", b"\x013"]
+    assert second.warnings == 1 and not second.more
+    assert Collector(10, 1000).result(Result([a])).more == ()
+
+
+def test_each_result_set_is_bounded() -> None:
+    c = Collector(2, 1000)
+    c.result_set([], [b"a", b"b"], ResultSetDone(2))
+    c.result_set([], [b"c", b"d", b"e"], ResultSetDone(2))  # over max_rows
+    assert c.error is not None and c.error.code == 1104 and c.rows == [] and c.extra == []

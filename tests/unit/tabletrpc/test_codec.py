@@ -82,8 +82,8 @@ def test_golden_frames(msg: Message, hexframe: str) -> None:
 
 def test_golden_reply_with_query_result() -> None:
     frame = encode_reply(4, QueryResult([b"f"], [b"r"], 1, 2, 3, 4, "ok"))
-    # fixarray(3) kind=4 id=4 fixarray(8)[ [bin"f"], [bin"r"], 1, 2, 3, 4, "ok", [] ]
-    assert frame.hex() == "000000149304049891c4016691c4017201020304a26f6b90"
+    # fixarray(3) kind=4 id=4 fixarray(9)[ [bin"f"], [bin"r"], 1, 2, 3, 4, "ok", [], [] ]
+    assert frame.hex() == "000000159304049991c4016691c4017201020304a26f6b9090"
     [payload] = FrameDecoder().feed(frame)
     msg = decode_message(payload)
     assert isinstance(msg, Reply)
@@ -93,12 +93,28 @@ def test_golden_reply_with_query_result() -> None:
 def test_golden_reply_with_notes() -> None:
     notes = (Note("Warning", 1292, "Truncated"),)
     frame = encode_reply(4, QueryResult([], [], 0, 0, 1, 0, "", notes))
-    # ... 1 (warnings), 0, "", [ ["Warning", 1292, "Truncated"] ]
-    assert frame.hex().endswith("0001" + "00a0" + "9193a75761726e696e67cd050ca95472756e6361746564")
+    # ... 1 (warnings), 0, "", [ ["Warning", 1292, "Truncated"] ], []
+    notes_hex = "9193a75761726e696e67cd050ca95472756e6361746564"
+    assert frame.hex().endswith("0001" + "00a0" + notes_hex + "90")
     [payload] = FrameDecoder().feed(frame)
     msg = decode_message(payload)
     assert isinstance(msg, Reply)
     assert OPS["execute"].decode_result(msg.result).notes == notes
+
+
+def test_a_calls_result_sets_travel_in_more() -> None:
+    second = QueryResult([b"g"], [b"s1", b"s2"], 0, 0, 0, 2)
+    result = QueryResult([b"f"], [b"r"], 0, 0, 0, 10, "", (), (second,))
+    [payload] = FrameDecoder().feed(encode_reply(4, result))
+    msg = decode_message(payload)
+    assert isinstance(msg, Reply)
+    assert OPS["execute"].decode_result(msg.result) == result
+    # Only the first result carries others; an old tablet's 8 fields are refused.
+    nested = [[], [], 0, 0, 0, 0, "", [], [[[], [], 0, 0, 0, 0, "", [], [[]]]]]
+    for wire in (nested, [[], [], 0, 0, 0, 0, "", []]):
+        with pytest.raises(MySQLError) as e:
+            OPS["execute"].decode_result(wire)
+        assert e.value.code == ErrorCode.CR_MALFORMED_PACKET
 
 
 @pytest.mark.parametrize(
@@ -106,7 +122,7 @@ def test_golden_reply_with_notes() -> None:
     [["Warning", 1292], ["Warning", "1292", "x"], [None, 1, "x"], "Warning 1292 x"],
 )
 def test_malformed_note_is_refused(bad: object) -> None:
-    wire = [[], [], 0, 0, 1, 0, "", [bad]]
+    wire = [[], [], 0, 0, 1, 0, "", [bad], []]
     with pytest.raises(MySQLError) as e:
         OPS["execute"].decode_result(wire)
     assert e.value.code == ErrorCode.CR_MALFORMED_PACKET
