@@ -108,6 +108,16 @@ def one(conn: Any, sql: str) -> Any:
     return row[0] if row else None
 
 
+def server_info(cluster: dict[str, Any]) -> str:
+    """The server version the gate announces (what PyMySQL read at login)."""
+    conn = cluster["connect"]()
+    try:
+        info: str = conn.get_server_info()
+    finally:
+        conn.close()
+    return info
+
+
 def one_row(conn: Any, sql: str) -> tuple[Any, ...]:
     with conn.cursor() as cur:
         cur.execute(sql)
@@ -822,11 +832,7 @@ def test_jdbc(cluster: dict[str, Any], options: str) -> None:
     )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     out = json.loads(r.stdout)
-    conn = cluster["connect"]()
-    try:
-        assert out["version"] == conn.get_server_info()
-    finally:
-        conn.close()
+    assert out["version"] == server_info(cluster)
     assert out["generated"] == 1
     assert out["warning"] == [1292, "Truncated incorrect INTEGER value: 'abc'"]
     assert out["batch"] == [1, 1, 1] and out["batch_keys"] == [2, 3, 4]
@@ -862,11 +868,7 @@ def test_php_mysqlnd(cluster: dict[str, Any]) -> None:
     r = subprocess.run([PHP, str(script)], capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     out = json.loads(r.stdout)
-    conn = cluster["connect"]()
-    try:
-        assert out["server_info"] == conn.get_server_info()
-    finally:
-        conn.close()
+    assert out["server_info"] == server_info(cluster)
     assert out["query"] == {"a": "1", "b": "héllo", "c": None, "d": "2.5"}
     assert out["prepared"] == {"i": 7, "s": "x", "n": None}
     assert out["insert_id"] > 0
