@@ -685,7 +685,11 @@ class GateSession:
                 # which checks it; from now on it travels with the session's statements.
                 text = sql_text(info.sql)
                 checked = await self._execute(
-                    handle, b"DO 0", where, settings=[*self.settings, text]
+                    handle,
+                    b"DO 0",
+                    where,
+                    settings=[*self.settings, text],
+                    option="setting_warnings",  # (its own warnings, if it has any)
                 )
                 self.settings.append(text)
                 if checked is None:
@@ -894,20 +898,25 @@ class GateSession:
         reserved_id: int = 0,
         sink: IResultSink | None = None,
         settings: list[str] | None = None,
+        option: str = "",
     ) -> QueryResult | None:
         """One statement on ``handle``: pooled (prepared by ``settings``), or on a transaction
-        or reserved connection; streamed to ``sink`` when given."""
+        or reserved connection; streamed to ``sink`` when given. ``option``: a tablet option
+        set to True for it, besides the session's."""
         client = handle.client()
         if sink is not None:
             await self._stream(handle, sql, where, transaction_id, reserved_id, sink, settings)
             return None
+        options = self._statement_options()
+        if option:
+            options = {**(options or {}), option: True}
         d = client.execute(
             sql_text(sql),
             target=where,
             transaction_id=transaction_id,
             reserved_id=reserved_id,
             deadline=self._deadline(),
-            options=self._statement_options(),
+            options=options,
             settings=settings,
             infile=self._infile,
         )

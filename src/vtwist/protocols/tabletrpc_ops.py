@@ -222,7 +222,9 @@ class ExecuteArgs(NamedTuple):
     ``query_timeout_ms`` (a shorter deadline for this statement) and ``found_rows`` (True:
     the gate's client asked for CLIENT_FOUND_ROWS, so a pooled statement runs on a
     connection opened with it; ``begin`` and ``reserve`` read it too, and also ``start``:
-    the characteristics of the START TRANSACTION that opens the transaction);
+    the characteristics of the START TRANSACTION that opens the transaction), and
+    ``setting_warnings`` (True: when the last of ``settings`` ran on the connection first
+    and warned, the result reports its warnings, as SHOW WARNINGS after it answers);
     ``window`` is the stream's credit in chunks (streams only); ``settings`` are SET
     statements of the caller's session that a pooled connection must have run first (the
     tablet keeps connections prepared with the same settings apart and reuses them);

@@ -46,7 +46,7 @@ from zope.interface import implementer
 
 from vtwist.config import Config
 from vtwist.interfaces import IRowSink, ITabletRPCRequest, ITabletService
-from vtwist.protocols.mysql.client import StreamEvent
+from vtwist.protocols.mysql.client import Result, StreamEvent
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
 from vtwist.protocols.mysql.values import decode_text_row
 from vtwist.protocols.tabletrpc_ops import (
@@ -119,6 +119,11 @@ class QuerySettings:
 
 _QUERY_TIMEOUT_KEY = keys.QUERY_TIMEOUT.key
 DRAIN_POLL: Final = 0.05  # seconds between two looks at what still runs, when draining
+
+
+def _setting_warnings(options: Mapping[str, object] | None) -> bool:
+    """Whether the request asks for the warnings of its last setting (``ExecuteArgs``)."""
+    return bool(options and options.get("setting_warnings"))
 
 
 def _ignore(ev: StreamEvent) -> None:
@@ -446,8 +451,14 @@ class TabletQueryService:
             pool = self.pools.for_queries(_found_rows(args.options))
             lease = Lease(pool, pool.try_acquire(want) or await pool.acquire())
         try:
-            await self._give_settings(lease, request, want)
-            return await self._run(lease, request, sql, args, sink)
+            warned = await self._give_settings(lease, request, want)
+            result = await self._run(lease, request, sql, args, sink)
+            if warned and not result.warnings and _setting_warnings(args.options):
+                # The gate checking a new setting (``DO 0`` after it, which keeps them).
+                result = result._replace(warnings=warned)
+                if self.settings.max_warnings:
+                    result = await self._with_notes(lease, result)
+            return result
         finally:
             lease.give_back(reset=stmt.maybe_dirty)
 
@@ -465,20 +476,23 @@ class TabletQueryService:
 
     async def _give_settings(
         self, lease: Lease, request: ITabletRPCRequest, want: tuple[bytes, ...]
-    ) -> None:
+    ) -> int:
         """Make the pooled connection's session hold exactly ``want`` (its SET statements):
-        reset it if it holds others, then run them. A failing one leaves it to be reset."""
+        reset it if it holds others, then run them; the warnings of the last one run (0
+        when none ran). A failing one leaves the connection to be reset."""
         pc = lease.pc
         if pc.tag == want:
-            return
+            return 0
         if pc.tag:
             await lease.client.reset_connection()
             pc.tag = ()
         lease.dirty = True  # until every statement has run
+        warnings = 0
         for sql in want:
-            await self._plain(lease, request, sql)
+            warnings = (await self._plain(lease, request, sql)).warnings
         pc.tag = want
         lease.dirty = False
+        return warnings
 
     async def _on_held(
         self,
@@ -584,9 +598,9 @@ class TabletQueryService:
         finally:
             self._end_use(held)
 
-    async def _plain(self, lease: Lease, request: ITabletRPCRequest | None, sql: bytes) -> None:
+    async def _plain(self, lease: Lease, request: ITabletRPCRequest | None, sql: bytes) -> Result:
         s = self.settings
-        await self.runner.run(
+        return await self.runner.run(
             lease,
             sql,
             _ignore,

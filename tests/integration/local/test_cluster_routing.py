@@ -652,6 +652,22 @@ def test_show_warnings_is_each_sessions_own(cluster: dict[str, Any]) -> None:
     assert "Warning (Code 1264): Out of range value for column 'c' at row 1" in cli.stdout
 
 
+def test_a_settings_own_warnings(cluster: dict[str, Any]) -> None:
+    """A SET of a session variable (which becomes one of the session's settings) that
+    mysqld warns about: SHOW WARNINGS shows mysqld's warning, as directly; the value holds."""
+    conn = cluster["connect"]()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION max_heap_table_size = 1")
+            cur.execute("SHOW WARNINGS")
+            rows = cur.fetchall()
+        assert [(r[0], r[1]) for r in rows] == [("Warning", 1292)]
+        assert "max_heap_table_size" in rows[0][2]
+        assert int(one(conn, "SELECT @@max_heap_table_size")) == 16384
+    finally:
+        conn.close()
+
+
 def test_load_data_local_infile(cluster: dict[str, Any], tmp_path: Path) -> None:
     """LOAD DATA LOCAL INFILE through the gate: PyMySQL and the mariadb CLI send their
     file, mysqld loads it on the primary; warnings, a file over the gate's limit (refused,

@@ -91,6 +91,10 @@ class FakeTablet:
         for setting in args.settings or ():  # "set x = 'error N'": that setting fails
             if "'error " in setting:
                 raise MySQLError(int(setting.split("'error ")[1].split("'")[0]), "bad setting")
+        last = (args.settings or [""])[-1]
+        if "'warn " in last and (args.options or {}).get("setting_warnings"):
+            n = int(last.split("'warn ")[1].split("'")[0])  # "set x = 'warn N'": it warned
+            return QueryResult([], [], warnings=n, notes=self.notes(n))
         if sql.startswith(("sleep", "select sleep")):
             d: Deferred[QueryResult] = Deferred()
             request.on_cancel(self.cancelled.append)

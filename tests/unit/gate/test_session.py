@@ -170,6 +170,16 @@ def test_show_warnings_answers_the_sessions_own_last_statement() -> None:
     assert c.services["zone1-100"].sql().count("show warnings") == 0  # never sent on
 
 
+def test_a_settings_own_warnings_are_asked_for_and_kept() -> None:
+    c = cluster()
+    s = c.session(database="commerce")
+    c.run(s, "set sql_mode = 'warn 2'")
+    op, args = c.services["zone1-100"].calls[-1]
+    assert (op, args.sql, args.settings) == ("execute", "DO 0", ["set sql_mode = 'warn 2'"])
+    assert args.options == {"setting_warnings": True}
+    assert [w[1] for w in warnings_shown(c, s)] == ["1000", "1001"]
+
+
 def test_show_warnings_after_an_error_a_stream_and_a_reset() -> None:
     c = cluster()
     s = c.session(database="commerce")

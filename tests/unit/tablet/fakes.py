@@ -6,6 +6,7 @@
 - ``SELECT SLEEP ...``: runs until a ``KILL QUERY <id>`` (then ERROR 1317) or forever;
 - ``FAIL code``: ERROR ``code``; ``BEGIN``/``COMMIT``/``ROLLBACK``: the transaction flag;
 - ``WARN N``: an OK with N warnings; ``SHOW WARNINGS LIMIT k`` lists up to k of them
+  (``DO ...`` keeps them)
   (``Warning``, 1000 + i, ``w<i> on <connection id>``); other statements clear them;
 - ``KILL QUERY id``/``KILL CONNECTION id``: what mysqld does; anything else: OK.
 
@@ -71,7 +72,8 @@ class FakeClient:
                 consumer(Row(encode_text_row([b"Warning", str(1000 + i).encode(), message])))
             consumer(ResultSetDone())
             return succeed(Result(row_count=n))
-        self.warnings = int(text.split()[1]) if word == "WARN" else 0
+        if word != "DO":  # (DO keeps the warnings before it, as mysqld does)
+            self.warnings = int(text.split()[1]) if word == "WARN" else 0
         if word == "WARN":
             consumer(Ok(warnings=self.warnings))
             return succeed(Result(warnings=self.warnings))

@@ -243,6 +243,18 @@ class QueryServiceTests(SynchronousTestCase):
         result = self.successResultOf(self.execute("SELECT 1"))
         assert result.notes == () and self.mysql.statements()[-1] == "SELECT 1"
 
+    def test_a_checked_settings_own_warnings_come_back(self) -> None:
+        check = {"setting_warnings": True}
+        r = self.successResultOf(self.execute("DO 0", settings=["WARN 2"], options=check))
+        assert r.warnings == 2 and [n.code for n in r.notes] == [1000, 1001]
+        assert self.mysql.statements()[-3:] == ["WARN 2", "DO 0", "SHOW WARNINGS LIMIT 64"]
+        # The connection already holds that setting: it did not run, nothing to report.
+        r = self.successResultOf(self.execute("DO 0", settings=["WARN 2"], options=check))
+        assert r.warnings == 0 and r.notes == ()
+        # Without the option a setting's warnings stay the tablet's.
+        r = self.successResultOf(self.execute("DO 0", settings=["WARN 3"]))
+        assert r.warnings == 0 and r.notes == ()
+
     def test_warnings_bounded_by_max_warnings_and_off_at_zero(self) -> None:
         service, mysql = make_service(self.clock, settings=QuerySettings(max_warnings=2))
         result = self.successResultOf(service.execute(FakeRequest(), ExecuteArgs("WARN 5")))
