@@ -841,8 +841,8 @@ class TabletQueryService:
 
     def _busy(self) -> str:
         """What still runs (for ``drain``): "" when nothing does."""
-        pools = {id(p): p for p in (self.pools.for_queries(False), self.pools.for_queries(True))}
-        statements = sum(p.stats().in_use for p in pools.values())
+        pools = {self.pools.for_queries(False), self.pools.for_queries(True)}  # (maybe one)
+        statements = sum(p.stats().in_use for p in pools)
         held = list(self.held)
         transactions = sum(1 for h in held if h.transaction_id)
         reserved = sum(1 for h in held if h.busy and not h.transaction_id)

@@ -108,6 +108,14 @@ def one(conn: Any, sql: str) -> Any:
     return row[0] if row else None
 
 
+def result_sets(cur: Any) -> list[Any]:
+    """Every result of the statement ``cur`` ran (a CALL's sets, then its OK), read."""
+    sets = [cur.fetchall()]
+    while cur.nextset():
+        sets.append(cur.fetchall())
+    return sets
+
+
 def server_info(cluster: dict[str, Any]) -> str:
     """The server version the gate announces (what PyMySQL read at login)."""
     conn = cluster["connect"]()
@@ -432,15 +440,11 @@ def test_stored_procedure_out_parameters(cluster: dict[str, Any]) -> None:
                 "BEGIN SELECT x AS given; SET y = x * 2; END"
             )
             cur.execute("CALL double_it(21, @y)")
-            assert cur.fetchall() == ((21,),)
-            while cur.nextset():
-                pass
+            assert result_sets(cur)[0] == ((21,),)
             cur.execute("SELECT @y")
             assert cur.fetchone() == (42,)
             cur.callproc("double_it", (5, None))
-            assert cur.fetchall() == ((5,),)
-            while cur.nextset():
-                pass
+            assert result_sets(cur)[0] == ((5,),)
             cur.execute("SELECT @_double_it_1")
             assert cur.fetchone() == (10,)
     finally:
@@ -584,10 +588,7 @@ def test_procedure_returning_two_result_sets(cluster: dict[str, Any]) -> None:
                 "SELECT n + 1 AS b, 'x' AS c UNION ALL SELECT n + 2, 'y'; END"
             )
             cur.execute("CALL two_sets(1)")
-            sets = [cur.fetchall()]
-            while cur.nextset():
-                sets.append(cur.fetchall())
-            assert sets[:2] == [((1,),), ((2, "x"), (3, "y"))]
+            assert result_sets(cur)[:2] == [((1,),), ((2, "x"), (3, "y"))]
             assert one(conn, "SELECT 'after'") == "after"
     finally:
         conn.close()

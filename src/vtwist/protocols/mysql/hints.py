@@ -19,20 +19,16 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from vtwist.protocols.mysql.splitter import QUOTED_OR_COMMENT
+
 __all__ = ["LONG_TEXT", "Hint"]
 
 #: Bytes of text above which ``Hint`` searches the skeleton word by word.
 LONG_TEXT: Final = 4096
 
-# Quoted identifiers and comments (kept: group 1), quoted strings (emptied).
-_TOKENS: Final = re.compile(
-    rb"(`(?:[^`]++|``)*+`?|/\*(?:[^*]++|\*(?!/))*+(?:\*/)?|(?:--[ \t]|#)[^\n]*+)"
-    rb"|'(?:[^'\\]++|\\.|'')*+'?|\"(?:[^\"\\]++|\\.|\"\")*+\"?",
-    re.DOTALL,
-)
-
 
 def _token(m: re.Match[bytes]) -> bytes:
+    # Quoted identifiers and comments are kept, quoted strings emptied.
     kept = m.group(1)
     return kept if kept is not None else b"''"
 
@@ -48,7 +44,7 @@ class _Skeleton:
     def of(cls, text: bytes) -> bytes:
         key = (len(text), hash(text))
         if key != cls.key:
-            cls.low = _TOKENS.sub(_token, text).lower()
+            cls.low = QUOTED_OR_COMMENT.sub(_token, text).lower()
             cls.key = key
         return cls.low
 

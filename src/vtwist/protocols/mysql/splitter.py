@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from typing import Final
 
 __all__ = [
+    "QUOTED_OR_COMMENT",
     "is_compound",
     "multi_statement_error_text",
     "second_statement",
@@ -182,9 +183,11 @@ _SET_STATEMENT: Final = re.compile(
     rb"(?:\s+|/\*(?!!)(?:.|\n)*?\*/|--[ \t][^\n]*(?:\n|$)|#[^\n]*)*SET\s+STATEMENT\b",
     re.IGNORECASE,
 )
-_MASKED: Final = re.compile(
-    rb"'(?:[^'\\]++|\\.|'')*+'|\"(?:[^\"\\]++|\\.|\"\")*+\"|`(?:[^`]++|``)*+`"
-    rb"|/\*(?:.|\n)*?\*/|--[ \t][^\n]*|#[^\n]*",
+#: A quoted identifier or a comment (group 1), else a quoted string; an unclosed one runs
+#: to the end of the text. For scans that must step over what quotes and comments hold.
+QUOTED_OR_COMMENT: Final = re.compile(
+    rb"(`(?:[^`]++|``)*+`?|/\*(?:[^*]++|\*(?!/))*+(?:\*/)?|(?:--[ \t]|#)[^\n]*+)"
+    rb"|'(?:[^'\\]++|\\.|'')*+'?|\"(?:[^\"\\]++|\\.|\"\")*+\"?",
     re.DOTALL,
 )
 _FOR: Final = re.compile(rb"\bFOR\b", re.IGNORECASE)
@@ -198,7 +201,7 @@ def set_statement_inner(sql: bytes) -> int | None:
     if m is None:
         return None
     # Strings, identifiers and comments blanked out (same length: offsets hold).
-    masked = _MASKED.sub(lambda q: b" " * len(q.group()), sql[m.end() :])
+    masked = QUOTED_OR_COMMENT.sub(lambda q: b" " * len(q.group()), sql[m.end() :])
     found = _FOR.search(masked)
     if found is None:
         return None
