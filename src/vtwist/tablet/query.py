@@ -202,6 +202,7 @@ class TabletQueryService:
         )
         self._settings_seen: dict[tuple[str, ...], tuple[bytes, ...]] = {}
         self.draining = False  # shutting down: only open transactions' statements run
+        self._opening = 0  # transactions and reservations past their checks, not yet held
 
     # --- checks -------------------------------------------------------------------------
 
@@ -629,8 +630,12 @@ class TabletQueryService:
         self._check_serving()
         settings = self._prepared_settings(args.settings) if args.settings else ()
         start = _start_statement(args.options)
-        held = await self._new_held(request, [*settings, start], _found_rows(args.options))
-        tid = self.held.set_transaction(held)
+        self._opening += 1  # (a drain waits for it: it was accepted while serving)
+        try:
+            held = await self._new_held(request, [*settings, start], _found_rows(args.options))
+            tid = self.held.set_transaction(held)
+        finally:
+            self._opening -= 1
         self.held.arm(held)
         return tid
 
@@ -712,9 +717,13 @@ class TabletQueryService:
         self._check_target(args.target)
         self._check_serving()
         statements = settings + ([_start_statement(args.options)] if args.begin else [])
-        held = await self._new_held(request, statements, _found_rows(args.options))
-        rid = self.held.set_reserved(held)
-        tid = self.held.set_transaction(held) if args.begin else 0
+        self._opening += 1
+        try:
+            held = await self._new_held(request, statements, _found_rows(args.options))
+            rid = self.held.set_reserved(held)
+            tid = self.held.set_transaction(held) if args.begin else 0
+        finally:
+            self._opening -= 1
         self.held.arm(held)
         return ReserveResult(rid, tid)
 
@@ -842,7 +851,9 @@ class TabletQueryService:
     def _busy(self) -> str:
         """What still runs (for ``drain``): "" when nothing does."""
         pools = {self.pools.for_queries(False), self.pools.for_queries(True)}  # (maybe one)
-        statements = sum(p.stats().in_use for p in pools)
+        # Statements accepted while serving count from their checks on: those still
+        # waiting for a pooled connection, and transactions still starting.
+        statements = sum(s.in_use + s.waiters for s in (p.stats() for p in pools))
         held = list(self.held)
         transactions = sum(1 for h in held if h.transaction_id)
         reserved = sum(1 for h in held if h.busy and not h.transaction_id)
@@ -851,6 +862,7 @@ class TabletQueryService:
             for n, what in (
                 (statements, "pooled statement(s)"),
                 (transactions, "transaction(s)"),
+                (self._opening, "transaction(s) or reservation(s) starting"),
                 (reserved, "statement(s) on reserved connections"),
             )
             if n

@@ -503,6 +503,26 @@ class QueryServiceTests(SynchronousTestCase):
         )
         assert err.code == 1290
 
+    def test_quiesce_waits_for_a_transaction_still_starting(self) -> None:
+        # A begin accepted while serving, whose preparation still runs at mysqld when the
+        # demote starts, is an open transaction: its writes run and it commits before the
+        # drain ends (it once ended at once, and the UPDATE got 1290).
+        service = self.service
+        starting = service.begin(FakeRequest(), BeginArgs(settings=["SELECT SLEEP(1)"]))
+        self.assertNoResult(starting)
+        service.state.update(serving=False, error="demoted")
+        quiet = service.quiesce()
+        self.clock.advance(0.5)
+        assert not quiet.called
+        self.sleeper().wake()
+        tx = self.successResultOf(starting)
+        self.successResultOf(self.execute("UPDATE t SET v = 1", transaction_id=tx))
+        self.clock.advance(0.5)
+        assert not quiet.called
+        self.successResultOf(service.commit(FakeRequest(), TransactionArgs(tx)))
+        self.clock.advance(0.1)
+        self.successResultOf(quiet)
+
     def test_quiesce_lets_open_transactions_write_then_restores(self) -> None:
         service = self.service
         tx = self.successResultOf(service.begin(FakeRequest(), BeginArgs()))
