@@ -294,6 +294,32 @@ class ITopoCache(Interface):
 # --- gate <-> tablet RPC (owned by vtwist.protocols.tabletrpc) -------------------------------
 
 
+class IInfileReader(Interface):
+    """The file of a LOAD DATA LOCAL INFILE statement, read in pieces as it arrives (from
+    the gate's client, or over the tablet RPC), so that no layer holds the whole file.
+    """
+
+    def read(max_bytes: int) -> Deferred[bytes]:
+        """The next bytes of the file: at least one and at most ``max_bytes`` (> 0), or
+        ``b""`` once the file has ended. One read at a time. Fails with ``MySQLError`` when
+        the file cannot be had (its sender went away or stalled, or it is longer than its
+        limit); later reads then fail the same way."""
+
+
+class IClientFile(IInfileReader):
+    """The LOAD DATA LOCAL INFILE file a client of the gate is sending
+    (``IResultSink.local_infile``). The client sends all of it before it reads the reply,
+    so the reply waits for ``finish``."""
+
+    consumed = Attribute("int: bytes handed out by ``read`` so far")
+
+    def finish() -> Deferred[None]:
+        """Read the rest of the file from the client and drop it. Fires once the client's
+        end-of-file packet came (at once if it had), or fails as ``read`` does when the
+        client goes away or stalls (the connection is then closed). After it, ``read``
+        answers ``b""`` (or its error)."""
+
+
 class ITabletRPCRequest(Interface):
     """One in-flight tablet RPC request, as the tablet's ``ITabletService`` sees it.
 
@@ -318,6 +344,13 @@ class ITabletRPCRequest(Interface):
 
         Hooks are not called for a request that completed normally.
         """
+
+    def read_infile(max_bytes: int) -> Deferred[bytes]:
+        """For an ``execute`` whose ``infile_stream`` is set: the next piece of the LOAD
+        DATA LOCAL INFILE file, asked of the gate (``IInfileReader.read``'s contract: at
+        most ``max_bytes``, ``b""`` at the end, one read at a time). Fails with
+        ``MySQLError`` when the gate reports that the file failed (its client went away,
+        stalled, or sent more than the gate takes), or when the request is cancelled."""
 
 
 class IRowSink(Interface):
@@ -504,11 +537,13 @@ class IResultSink(Interface):
     def error(error: MySQLError) -> None:
         """End the reply with this error (ERR packet)."""
 
-    def local_infile(filename: str, max_bytes: int) -> Deferred[bytes]:
+    def local_infile(filename: str, max_bytes: int) -> IClientFile:
         """For a LOAD DATA LOCAL INFILE, before anything else of the reply: ask the client
-        for ``filename`` and read it; fires with its contents, or fails with MySQLError
-        (1153 when it is longer than ``max_bytes``; the rest is read and dropped, so the
-        reply can go on with an ERR). The reply follows as usual (``ok`` or ``error``)."""
+        for ``filename``; its contents are read as the caller asks for them
+        (``IClientFile``). Reading more than ``max_bytes`` in all fails with MySQLError 1153.
+        The client's bytes wait in a buffer bounded by the server's
+        ``max_infile_buffer_bytes`` (reading from the client pauses beyond it). The reply
+        follows as usual (``ok`` or ``error``), once ``finish`` has fired."""
 
     def fail(reason: BaseException | Failure) -> None:
         """The handler failed, as if its Deferred had failed (for a handler that returned

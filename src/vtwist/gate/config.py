@@ -132,11 +132,20 @@ PREPARE_FIELDS = BoolOption(
 )
 MAX_LOCAL_INFILE = IntOption(
     "session.max_local_infile_size",
-    8 * 1024 * 1024,
+    1024 * 1024 * 1024,
     min=0,
-    max=63 * 1024 * 1024,
-    doc="Bytes a LOAD DATA LOCAL INFILE file may have (the gate reads it whole, then sends "
-    "it with the statement; larger ones get ERROR 1153); 0 refuses LOAD DATA LOCAL",
+    max=1 << 40,
+    doc="Bytes a LOAD DATA LOCAL INFILE file may have in all (it streams to the tablet in "
+    "pieces; past this the statement is aborted and gets ERROR 1153); 0 refuses LOAD DATA "
+    "LOCAL",
+)
+LOCAL_INFILE_BUFFER = IntOption(
+    "session.local_infile_buffer_size",
+    1024 * 1024,
+    min=16 * 1024,
+    max=64 * 1024 * 1024,
+    doc="Bytes of a client's LOAD DATA LOCAL file the gate buffers for its session while the "
+    "tablet has not asked for them yet (reading from that client pauses beyond it)",
 )
 OLAP_PROGRAMS = ListOption(
     "session.olap_programs",
@@ -245,6 +254,7 @@ OPTIONS: list[Option[Any]] = [
     PREPARE_FIELDS,
     OLAP_PROGRAMS,
     MAX_LOCAL_INFILE,
+    LOCAL_INFILE_BUFFER,
     POLICY,
     BUFFER_ENABLED,
     BUFFER_WINDOW,

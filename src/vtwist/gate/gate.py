@@ -71,7 +71,7 @@ class GateSettings:
     version_comment: str = "vtwist gate"
     server_version: str = "5.7.9-vtwist"
     prepare_fields: bool = True
-    max_local_infile_size: int = 8 * 1024 * 1024
+    max_local_infile_size: int = 1024 * 1024 * 1024
     olap_programs: frozenset[str] = frozenset(("mysqldump", "mysqlpump"))
     topo_wait: float = 10.0
     buffer: BufferSettings = field(default_factory=BufferSettings)

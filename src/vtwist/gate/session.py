@@ -31,9 +31,10 @@ BEGIN/COMMIT/ROLLBACK drive a tablet transaction; everything else is routed:
 - warnings: the session's own (``diagnostics``), from the notes the tablet fetched after a
   statement with warnings, or the error the gate answered; SHOW WARNINGS/ERRORS and their
   counts are answered here.
-- LOAD DATA LOCAL INFILE: the gate reads the file from the client
-  (``IResultSink.local_infile``, at most ``max_local_infile_size`` bytes) and sends it with
-  the statement.
+- LOAD DATA LOCAL INFILE: the statement goes to the tablet with the client's file as a
+  reader (``IResultSink.local_infile``, at most ``max_local_infile_size`` bytes in all):
+  the tablet pulls the file in pieces as mysqld takes it, so neither holds it whole; the
+  reply waits until the client has sent all of it.
 - statistics: each statement's time, rows and failure go to the gate's ``query_stats``
   by digest (a prepared statement's computed once), and each error sent to the client to
   its recent errors (``querystats``).
@@ -105,7 +106,13 @@ from vtwist.gate.session_parts import (
     wire_target,
 )
 from vtwist.gate.target import PRIMARY, RDONLY, REPLICA, Target, check_keyspace, parse_target
-from vtwist.interfaces import REPLY_ENDS_COMMAND, IQueryHandler, IResultSink, ReplyEndsCommand
+from vtwist.interfaces import (
+    REPLY_ENDS_COMMAND,
+    IClientFile,
+    IQueryHandler,
+    IResultSink,
+    ReplyEndsCommand,
+)
 from vtwist.protocols.mysql.constants import Capability, ServerStatus
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
 from vtwist.protocols.mysql.literals import count_placeholders, interpolate
@@ -161,7 +168,7 @@ class GateSession:
         self.diagnostics = Diagnostics()  # SHOW WARNINGS and the like (``diagnostics``)
         self._info: QueryInfo | None = None  # the statement running
         self._reads_counts = False  # it read @@warning_count or @@error_count (rewritten)
-        self._infile: bytes | None = None  # the LOAD DATA LOCAL file of the statement running
+        self._infile: IClientFile | None = None  # the LOAD DATA LOCAL file of the statement
         self.query_timeout_ms = 0  # SET query_timeout (Vitess's, milliseconds; 0: default)
         self._timeout_ms = 0  # the statement's: that, or its /*vt+ QUERY_TIMEOUT_MS=n */
         self._more = 0  # MORE_RESULTS_EXISTS of the statement running
@@ -918,10 +925,22 @@ class GateSession:
             deadline=self._deadline(),
             options=options,
             settings=settings,
-            infile=self._infile,
+            infile=self._file(),
         )
         result: QueryResult = await self._call(handle, d)
         return result
+
+    def _file(self) -> IClientFile | None:
+        """The running LOAD DATA LOCAL's file, for a tablet: refused once some of it went to
+        another (a retry, after a tablet failed while it read the file)."""
+        file = self._infile
+        if file is not None and file.consumed:
+            raise MySQLError(
+                ErrorCode.UNKNOWN_ERROR,
+                "LOAD DATA LOCAL INFILE failed after part of its file was sent to a tablet, so "
+                "it cannot be retried on another; run it again",
+            )
+        return file
 
     async def _stream(
         self,
@@ -1072,9 +1091,11 @@ class GateSession:
         sink.result_set(columns, rows, self.status() | more)
 
     async def _load_local(self, info: QueryInfo, sink: IResultSink, more: int) -> None:
-        """LOAD DATA LOCAL INFILE: read the file from the client (at most
-        ``max_local_infile_size`` bytes), then run the statement as a write with the file
-        (``_execute`` hands it to the tablet, whose connection sends it when mysqld asks)."""
+        """LOAD DATA LOCAL INFILE: ask the client for the file and run the statement as a
+        write with it (``_execute`` hands the reader to the tablet, which pulls the file in
+        pieces when mysqld asks for it). The client sends the whole file before it reads
+        the reply: what the tablet did not take (mysqld refused the statement first) is
+        read and dropped before the reply."""
         limit = self.gate.settings.max_local_infile_size
         if not limit:
             raise MySQLError(
@@ -1093,8 +1114,25 @@ class GateSession:
                 ErrorCode.UNSUPPORTED_PS,
                 "LOAD DATA LOCAL INFILE cannot be a prepared statement; send it as a query",
             )
+        self._infile = file = sink.local_infile(info.arg, limit)
         try:
-            self._infile = await sink.local_infile(info.arg, limit)
+            result = await self._routed(info)
+        except BaseException:
+            await self._file_read(file, limit)  # its failure first: it is the cause
+            raise
+        finally:
+            self._infile = None
+        await self._file_read(file, limit)
+        if result is not None:
+            self._send(result, sink, more)
+
+    @staticmethod
+    async def _file_read(file: IClientFile, limit: int) -> None:
+        """Wait for the end of the client's file (dropping what the tablet did not take);
+        raise its failure, if it failed (too long, or the client stalled or went away)."""
+        try:
+            await file.finish()
+            await file.read(1)  # b"" now, or the file's error
         except MySQLError as e:
             if e.code != ErrorCode.NET_PACKET_TOO_LARGE:
                 raise
@@ -1103,12 +1141,6 @@ class GateSession:
                 f"{e.message} (session.max_local_infile_size is {limit}): split the file, or "
                 "raise that gate option",
             ) from None
-        try:
-            result = await self._routed(info)
-        finally:
-            self._infile = None
-        if result is not None:
-            self._send(result, sink, more)
 
     async def _replication_status(self, pattern: str) -> answers.Result:
         """SHOW VITESS_REPLICATION_STATUS: every replica and rdonly tablet whose keyspace

@@ -169,6 +169,7 @@ class GateRole:
             handshake_timeout=config.value(keys.HANDSHAKE_TIMEOUT),
             idle_timeout=config.value(keys.IDLE_TIMEOUT),
             max_connections=config.value(keys.MAX_CONNECTIONS),
+            max_infile_buffer_bytes=config.value(keys.LOCAL_INFILE_BUFFER),
             throttle=AuthThrottle(
                 clock,
                 max_failures=config.value(keys.AUTH_MAX_FAILURES),

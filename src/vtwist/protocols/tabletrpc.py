@@ -10,7 +10,10 @@ msgpack frames (wire format and versioning: ``tabletrpc_codec``). The pieces:
 - ``tabletrpc_client``: ``TabletRPCClient`` (gate side) and its factory.
 - ``tabletrpc_server``: ``TabletRPCServer`` (tablet side), dispatching to an
   ``ITabletService`` (``vtwist.interfaces``), and its factory.
-- ``tabletrpc_requests``: the per-request context and the stream row sink of the server.
+- ``tabletrpc_requests``: the per-request context and the stream row sink of the server,
+  and ``InfilePull``, the tablet's side of a LOAD DATA LOCAL INFILE file streamed from the
+  gate (``execute(..., infile=reader)`` with an ``IInfileReader`` on the gate,
+  ``request.read_infile(n)`` in the tablet's service).
 - ``tabletrpc_connector``: ``TabletRPCConnector``, the gate's reconnecting link to a tablet.
 
 Typical use::
@@ -26,10 +29,11 @@ Typical use::
 
 from __future__ import annotations
 
-from vtwist.interfaces import IRowSink, ITabletRPCRequest, ITabletService
+from vtwist.interfaces import IInfileReader, IRowSink, ITabletRPCRequest, ITabletService
 from vtwist.protocols.tabletrpc_client import TabletRPCClient, TabletRPCClientFactory
 from vtwist.protocols.tabletrpc_codec import (
     DEFAULT_MAX_FRAME_SIZE,
+    INFILE_DATA_OVERHEAD,
     PROTOCOL_VERSION,
     Chunk,
 )
@@ -45,18 +49,21 @@ from vtwist.protocols.tabletrpc_ops import (
     StreamHealthArgs,
     TransactionArgs,
 )
-from vtwist.protocols.tabletrpc_requests import RequestContext, RowSink
+from vtwist.protocols.tabletrpc_requests import InfilePull, RequestContext, RowSink
 from vtwist.protocols.tabletrpc_server import TabletRPCServer, TabletRPCServerFactory
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
+    "INFILE_DATA_OVERHEAD",
     "PROTOCOL_VERSION",
     "BeginArgs",
     "Chunk",
     "ExecuteArgs",
+    "IInfileReader",
     "IRowSink",
     "ITabletRPCRequest",
     "ITabletService",
+    "InfilePull",
     "KillArgs",
     "QueryResult",
     "ReleaseArgs",

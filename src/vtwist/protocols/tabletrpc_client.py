@@ -5,6 +5,9 @@ frames to them. Each call has a deadline (absolute, in the injected clock's seco
 when it passes, the call fails with ERROR 1317 and a CANCEL tells the tablet to stop.
 Cancelling the returned Deferred does the same. Losing the connection fails every pending
 call with CR_SERVER_LOST (2013). Streams return credit as their consumer finishes chunks.
+An ``execute`` given an ``IInfileReader`` as its LOAD DATA LOCAL INFILE file sends it in
+pieces as the tablet asks for them (INFILE_MORE, answered with INFILE_DATA), if the tablet
+announced ``infile_stream`` in its HELLO.
 """
 
 from __future__ import annotations
@@ -13,16 +16,19 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from vtwist.interfaces import IInfileReader
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError, RemoteProtocolError
 from vtwist.protocols.tabletrpc_codec import (
     DEFAULT_MAX_FRAME_SIZE,
     HEADER_SIZE,
+    INFILE_DATA_OVERHEAD,
+    MAX_FRAME_SIZE_LIMIT,
     MAX_TIMEOUT_MS,
     Cancel,
     Chunk,
@@ -30,15 +36,18 @@ from vtwist.protocols.tabletrpc_codec import (
     Error,
     Health,
     Hello,
+    InfileMore,
     MalformedMessageError,
     Message,
     Reply,
+    encode_infile_data,
     encode_message,
     encode_request,
 )
 from vtwist.protocols.tabletrpc_deadlines import DeadlineTimer
 from vtwist.protocols.tabletrpc_framing import COALESCE_INFLIGHT, FramedRPCProtocol
 from vtwist.protocols.tabletrpc_ops import (
+    ER_NOT_SUPPORTED_YET,
     OP_BEGIN,
     OP_COMMIT,
     OP_EXECUTE,
@@ -70,6 +79,21 @@ ChunkConsumer = Callable[[Chunk], "Deferred[Any] | None"]
 HealthListener = Callable[[dict[str, Any]], object]
 
 
+class _InfileFeed:
+    """The LOAD DATA LOCAL INFILE file of one call, read as the tablet asks for pieces.
+
+    ``end`` is set once the reader gave the end of the file (``b""``) or failed (the error);
+    later INFILE_MOREs get the same answer without asking the reader again.
+    """
+
+    __slots__ = ("end", "reader", "reading")
+
+    def __init__(self, reader: IInfileReader) -> None:
+        self.reader = reader
+        self.reading = False  # a read is outstanding
+        self.end: bytes | MySQLError | None = None
+
+
 class _Call:
     """One call in flight, until its terminal frame, deadline or cancellation."""
 
@@ -77,6 +101,7 @@ class _Call:
         "consumed",
         "deferred",
         "expires",
+        "infile",
         "on_chunk",
         "on_health",
         "rid",
@@ -104,6 +129,7 @@ class _Call:
         self.on_health = on_health
         self.window = window
         self.consumed = 0
+        self.infile: _InfileFeed | None = None
 
 
 class TabletRPCClient(FramedRPCProtocol):
@@ -149,6 +175,13 @@ class TabletRPCClient(FramedRPCProtocol):
     def ready(self) -> bool:
         """True once the tablet's HELLO arrived (calls made before it are queued in order)."""
         return self.peer_hello is not None and not self.closing
+
+    @property
+    def infile_stream(self) -> bool:
+        """True when the tablet's HELLO announced that it pulls LOAD DATA LOCAL INFILE
+        files in pieces (``execute`` with an ``IInfileReader``)."""
+        hello = self.peer_hello
+        return hello is not None and hello.info.get("infile_stream") is True
 
     @property
     def inflight(self) -> int:
@@ -272,6 +305,7 @@ class TabletRPCClient(FramedRPCProtocol):
         deadline: float | None,
         on_chunk: ChunkConsumer | None,
         on_health: HealthListener | None,
+        infile: IInfileReader | None = None,
     ) -> Deferred[Any]:
         if self.closing or self.closed or self.transport is None:
             return fail(self._lost_error())
@@ -325,6 +359,8 @@ class TabletRPCClient(FramedRPCProtocol):
         d: Deferred[Any] = Deferred(lambda _: self._cancel_call(rid, "cancelled by the caller"))
         call = _Call(rid, spec, d, remaining, on_chunk, on_health, self.stream_window)
         self.pending[rid] = call
+        if infile is not None:
+            call.infile = _InfileFeed(infile)
         if timeout_ms:
             call.expires = deadline
             self._deadlines.add(deadline, now)
@@ -345,16 +381,36 @@ class TabletRPCClient(FramedRPCProtocol):
         options: Mapping[str, Scalar] | None = None,
         deadline: float | None = None,
         settings: list[str] | None = None,
-        infile: bytes | None = None,
+        infile: bytes | IInfileReader | None = None,
     ) -> Deferred[QueryResult]:
         """Run one statement; fires with its ``QueryResult`` (rows in MySQL wire encoding).
-        ``infile``: the file of a LOAD DATA LOCAL INFILE statement (``ExecuteArgs``)."""
+
+        ``infile``: the file of a LOAD DATA LOCAL INFILE statement (``ExecuteArgs``): its
+        bytes, sent in the request, or an ``IInfileReader`` that the tablet reads in pieces
+        as mysqld asks for them (at most one read at a time, each fitting in a frame to the
+        tablet; a failed read fails the statement with the reader's ``MySQLError``). The
+        reader is dropped when the call ends. A tablet that did not announce
+        ``infile_stream`` cannot take a reader: the call fails at once with 1235.
+        """
         wire = _execute_wire(sql, bind_vars, target, transaction_id, reserved_id, max_rows, options)
         if settings:
             wire["settings"] = settings
-        if infile is not None:
+        if infile is None:
+            return self._start(OP_EXECUTE, wire, deadline, None, None)
+        if isinstance(infile, bytes):
             wire["infile"] = infile
-        return self._start(OP_EXECUTE, wire, deadline, None, None)
+            return self._start(OP_EXECUTE, wire, deadline, None, None)
+        if not self.infile_stream:
+            return fail(
+                MySQLError(
+                    ER_NOT_SUPPORTED_YET,
+                    f"tablet {self.peer} does not take a streamed LOAD DATA LOCAL file "
+                    "(an older vttablet): upgrade it",
+                    "42000",
+                )
+            )
+        wire["infile_stream"] = True
+        return self._start(OP_EXECUTE, wire, deadline, None, None, infile)
 
     def stream_execute(
         self,
@@ -504,6 +560,8 @@ class TabletRPCClient(FramedRPCProtocol):
                     hcall.on_health(msg.health)
                 except Exception:
                     log.failure("tablet health listener failed")
+        elif isinstance(msg, InfileMore):
+            self._on_infile_more(msg)
         else:
             self.protocol_error(
                 MalformedMessageError(f"a tablet may not send {type(msg).__name__}")
@@ -544,6 +602,94 @@ class TabletRPCClient(FramedRPCProtocol):
             return
         self.write_frame(encode_message(Cancel(call.rid)))
         call.deferred.errback(failure)
+
+    # --- streamed LOAD DATA LOCAL INFILE files -----------------------------------------------
+
+    def _on_infile_more(self, msg: InfileMore) -> None:
+        call = self.pending.get(msg.request_id)
+        if call is None:
+            return  # it crossed the call's end
+        feed = call.infile
+        if feed is None or feed.reading:
+            problem = (
+                "INFILE_MORE for a request without a streamed file"
+                if feed is None
+                else "INFILE_MORE while the previous piece is being read"
+            )
+            log.warn(
+                "tablet {peer} broke the RPC protocol on request {rid}: {problem}",
+                peer=self.peer,
+                rid=call.rid,
+                problem=problem,
+            )
+            self.message_error(MalformedMessageError(problem, call.rid))
+            return
+        if isinstance(feed.end, MySQLError):
+            self._send_infile_error(call, feed.end)
+            return
+        if feed.end is not None:
+            self.write_frame(encode_infile_data(call.rid, b""))
+            return
+        fits = min(self.peer_max_frame_size, MAX_FRAME_SIZE_LIMIT) - INFILE_DATA_OVERHEAD
+        max_bytes = max(1, min(msg.max_bytes, fits))
+        feed.reading = True
+        d: Deferred[bytes] = maybeDeferred(feed.reader.read, max_bytes)
+        d.addCallbacks(
+            self._infile_read,
+            self._infile_failed,
+            callbackArgs=(call, feed, max_bytes),
+            errbackArgs=(call, feed),
+        )
+
+    def _infile_read(self, data: object, call: _Call, feed: _InfileFeed, max_bytes: int) -> None:
+        feed.reading = False
+        if self.pending.get(call.rid) is not call:
+            return  # the call ended meanwhile: the piece has nowhere to go
+        if type(data) is not bytes and isinstance(data, bytearray | memoryview):
+            data = bytes(data)
+        if type(data) is not bytes or len(data) > max_bytes:
+            got = f"{len(data)} bytes" if type(data) is bytes else type(data).__name__
+            error = MySQLError(
+                ErrorCode.UNKNOWN_ERROR,
+                f"gate bug: its LOAD DATA LOCAL INFILE reader gave {got} when at most "
+                f"{max_bytes} bytes were asked",
+            )
+            feed.end = error
+            self._send_infile_error(call, error)
+            return
+        if not data:
+            feed.end = b""
+        self.write_frame(encode_infile_data(call.rid, data))
+
+    def _infile_failed(self, failure: Failure, call: _Call, feed: _InfileFeed) -> None:
+        feed.reading = False
+        exc = failure.value
+        if self.pending.get(call.rid) is not call:
+            return  # the call ended meanwhile (its reader's error is moot)
+        if isinstance(exc, MySQLError):
+            error = exc
+        elif isinstance(exc, CancelledError):
+            error = interrupted("the read of the LOAD DATA LOCAL INFILE file was cancelled")
+        else:
+            log.failure(
+                "LOAD DATA LOCAL INFILE reader failed (request {rid})", failure, rid=call.rid
+            )
+            error = MySQLError(
+                ErrorCode.UNKNOWN_ERROR,
+                f"the gate failed to read the LOAD DATA LOCAL INFILE file: "
+                f"{type(exc).__name__}; see the gate log",
+            )
+        feed.end = error
+        self._send_infile_error(call, error)
+
+    def _send_infile_error(self, call: _Call, error: MySQLError) -> None:
+        frame = encode_infile_data(call.rid, b"", error)
+        if not self.frame_fits(frame):  # a tiny max_frame: cut the message to fit
+            keep = max(0, (self.peer_max_frame_size - INFILE_DATA_OVERHEAD) // 4)
+            frame = encode_infile_data(
+                call.rid, b"", MySQLError(error.code, error.message[:keep], error.sqlstate)
+            )
+        self.write_frame(frame)
 
     def message_error(self, error: MalformedMessageError) -> None:
         """A malformed frame about one call: fail that call, tell the tablet to stop it."""

@@ -4,24 +4,26 @@ This module owns the bytes on the wire and their validation; it imports nothing 
 Twisted, so both peers (and fuzzers) can drive it directly. The Twisted protocols live in
 ``vtwist.protocols.tabletrpc``.
 
-Wire format (protocol version 2)
+Wire format (protocol version 3)
 --------------------------------
 Each frame is a 4-byte big-endian payload length followed by one msgpack value (bytes as
 ``bin``, text as ``str``). A receiver refuses a length above its ``max_frame_size`` before
 buffering the payload. Every message is a msgpack array whose first item is its kind:
 
-=========  ===================================================  =========================
-kind       array                                                 direction
-=========  ===================================================  =========================
-0 HELLO    ``[0, version, info{str: any}]``                      both, first frame
-1 REQUEST  ``[1, id, op, args{str: any}, timeout_ms]``           gate -> tablet
-2 CANCEL   ``[2, id]``                                           gate -> tablet
-3 CREDIT   ``[3, id, chunks]``                                   gate -> tablet
-4 REPLY    ``[4, id, result]``                                   tablet -> gate, terminal
-5 ERROR    ``[5, id, mysql_code, sqlstate, message]``            tablet -> gate, terminal
-6 CHUNK    ``[6, id, fields[bin] | nil, rows[bin]]``             tablet -> gate
-7 HEALTH   ``[7, id, health{str: any}]``                         tablet -> gate
-=========  ===================================================  =========================
+=============  ===================================================  =========================
+kind           array                                                 direction
+=============  ===================================================  =========================
+0 HELLO        ``[0, version, info{str: any}]``                      both, first frame
+1 REQUEST      ``[1, id, op, args{str: any}, timeout_ms]``           gate -> tablet
+2 CANCEL       ``[2, id]``                                           gate -> tablet
+3 CREDIT       ``[3, id, chunks]``                                   gate -> tablet
+4 REPLY        ``[4, id, result]``                                   tablet -> gate, terminal
+5 ERROR        ``[5, id, mysql_code, sqlstate, message]``            tablet -> gate, terminal
+6 CHUNK        ``[6, id, fields[bin] | nil, rows[bin]]``             tablet -> gate
+7 HEALTH       ``[7, id, health{str: any}]``                         tablet -> gate
+8 INFILE_MORE  ``[8, id, max_bytes]``                                tablet -> gate
+9 INFILE_DATA  ``[9, id, data(bin), nil | [code, sqlstate, msg]]``   gate -> tablet
+=============  ===================================================  =========================
 
 * Request ids are chosen by the gate, positive, never reused on one connection. Every
   REQUEST gets exactly one terminal frame (REPLY or ERROR), also after a CANCEL; frames for
@@ -29,7 +31,7 @@ kind       array                                                 direction
   (bad version, malformed frame) and is followed by a close.
 * The first frame of each side is HELLO; ``info`` carries ``max_frame`` (the largest frame
   that side accepts: the peer never sends more), ``role``, and for the tablet
-  ``max_inflight``.
+  ``max_inflight`` and ``infile_stream`` (true: it pulls LOAD DATA files with kinds 8/9).
 * ``timeout_ms`` is the time left until the request's deadline when it was sent (relative,
   so the peers' clocks need not agree); 0 asks for the tablet's default (none for
   ``stream_health``). The tablet enforces it too (ERROR 1317, and the request is stopped).
@@ -39,6 +41,22 @@ kind       array                                                 direction
   as its consumer finishes chunks. A tablet out of credit pauses its row producer.
 * ``stream_health`` answers with HEALTH frames (the current snapshot first, then every
   change) until cancelled.
+* LOAD DATA LOCAL INFILE files are pulled by the tablet, one piece at a time, for an
+  ``execute`` whose ``infile_stream`` argument is true (the gate sends it only to a tablet
+  whose HELLO info has ``"infile_stream": true``, so older peers never see kinds 8 and 9).
+  INFILE_MORE asks for the next piece of request ``id``'s file, at most ``max_bytes``
+  (1 to ``MAX_FRAME_SIZE_LIMIT``; the tablet keeps it below the gate's ``max_frame``); the
+  tablet sends it only when the previous piece has arrived. INFILE_DATA answers it: ``data``
+  (1 to ``max_bytes`` bytes) with error nil is the next piece; ``b""`` with error nil is the
+  end of the file; an error ``[code, sqlstate, message]`` (with ``data`` empty) means the
+  file failed (the gate's client went away or stalled, or sent more than the gate takes),
+  and the statement fails with that error. The gate answers every INFILE_MORE of a request
+  it still tracks once (after the end or an error, with the same end or error again).
+  The rules of other frames apply: an INFILE_MORE or INFILE_DATA for an id the receiver no
+  longer tracks is ignored (it crossed the request's end); one that is malformed, or that
+  comes when none was asked for (an INFILE_MORE while a piece is being read, for a request
+  without a streamed file; an INFILE_DATA without an INFILE_MORE, or longer than it asked),
+  fails its request only (the gate cancels it with 2027, the tablet ends it with 1835).
 * Versioning: HELLO carries the version; a peer speaking another major version gets
   ERROR 1043 and a close. Unknown argument keys are ignored (newer gates may add some);
   an unknown op gets ERROR 1235; an unknown message kind is a protocol error (close).
@@ -78,7 +96,11 @@ MAX_TIMEOUT_MS = 86_400_000
 _HEADER = struct.Struct(">I")
 HEADER_SIZE = _HEADER.size
 
-HELLO, REQUEST, CANCEL, CREDIT, REPLY, ERROR, CHUNK, HEALTH = range(8)
+HELLO, REQUEST, CANCEL, CREDIT, REPLY, ERROR, CHUNK, HEALTH, INFILE_MORE, INFILE_DATA = range(10)
+
+#: Bytes of an INFILE_DATA frame besides its data (array, kind, id, bin header, nil): a
+#: piece of at most ``max_frame - INFILE_DATA_OVERHEAD`` bytes fits in a ``max_frame`` frame.
+INFILE_DATA_OVERHEAD = 32
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -240,7 +262,36 @@ class Health(NamedTuple):
     health: dict[str, Any]
 
 
-Message: TypeAlias = Hello | Request | Cancel | Credit | Reply | Error | Chunk | Health
+class InfileMore(NamedTuple):
+    """The tablet asks for the next piece of a request's LOAD DATA LOCAL INFILE file."""
+
+    request_id: int
+    max_bytes: int
+
+
+class InfileError(NamedTuple):
+    """Why a streamed LOAD DATA LOCAL INFILE file failed, as a MySQL error."""
+
+    code: int
+    sqlstate: str
+    message: str
+
+    def to_exception(self) -> MySQLError:
+        """The ``MySQLError`` the tablet's service sees."""
+        return MySQLError(self.code, self.message, self.sqlstate)
+
+
+class InfileData(NamedTuple):
+    """The gate's answer to an ``InfileMore``: a piece, the end (``b""``), or an error."""
+
+    request_id: int
+    data: bytes
+    error: InfileError | None = None
+
+
+Message: TypeAlias = (
+    Hello | Request | Cancel | Credit | Reply | Error | Chunk | Health | InfileMore | InfileData
+)
 
 _KIND_OF: dict[type, int] = {
     Hello: HELLO,
@@ -251,6 +302,8 @@ _KIND_OF: dict[type, int] = {
     Error: ERROR,
     Chunk: CHUNK,
     Health: HEALTH,
+    InfileMore: INFILE_MORE,
+    InfileData: INFILE_DATA,
 }
 
 
@@ -289,6 +342,24 @@ def encode_error(request_id: int, exc: MySQLError) -> bytes:
         return encode_message(Error(request_id, exc.code, exc.sqlstate, message))
 
 
+def encode_infile_data(request_id: int, data: bytes, error: MySQLError | None = None) -> bytes:
+    """An INFILE_DATA frame: a piece of the file, ``b""`` for its end, or ``error`` (then
+    ``data`` must be empty). The error's message is cut to 1000 characters and, like
+    ``encode_error``'s, has bytes that are not UTF-8 replaced; a code or SQLSTATE the wire
+    does not allow becomes 1105/HY000."""
+    if error is None:
+        payload = msgpack.packb([INFILE_DATA, request_id, data, None], use_bin_type=True)
+        return _HEADER.pack(len(payload)) + payload
+    if data:
+        raise ValueError("an INFILE_DATA frame with an error carries no data")
+    code, sqlstate = error.code, error.sqlstate
+    if not 0 < code < 65536 or type(sqlstate) is not str or len(sqlstate) != 5:
+        code, sqlstate = ErrorCode.UNKNOWN_ERROR, "HY000"
+    message = error.message[:1000]
+    message = message.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return encode_message(InfileData(request_id, b"", InfileError(int(code), sqlstate, message)))
+
+
 def _is_id(value: object) -> bool:
     return type(value) is int and 0 < value <= MAX_REQUEST_ID
 
@@ -322,7 +393,7 @@ def decode_message(payload: bytes) -> Message:
         if n != 3 or type(obj[1]) is not int or not is_str_dict(obj[2]):
             raise MalformedMessageError("bad HELLO")
         return Hello(obj[1], obj[2])
-    if not 0 < kind <= HEALTH:
+    if not 0 < kind <= INFILE_DATA:
         raise MalformedMessageError(f"unknown message kind {kind!r}")
     if n < 2 or type(obj[1]) is not int or not 0 <= obj[1] <= MAX_REQUEST_ID:
         raise MalformedMessageError("bad request id")
@@ -354,6 +425,12 @@ def decode_message(payload: bytes) -> Message:
         if n != 3 or not is_str_dict(obj[2]):
             raise MalformedMessageError("bad HEALTH", rid)
         return Health(rid, obj[2])
+    if kind == INFILE_DATA:
+        return _decode_infile_data(obj, rid)
+    if kind == INFILE_MORE:
+        if n != 3 or type(obj[2]) is not int or not 0 < obj[2] <= MAX_FRAME_SIZE_LIMIT:
+            raise MalformedMessageError("bad INFILE_MORE", rid)
+        return InfileMore(rid, obj[2])
     if kind == CANCEL:
         if n != 2:
             raise MalformedMessageError("bad CANCEL", rid)
@@ -362,3 +439,23 @@ def decode_message(payload: bytes) -> Message:
     if n != 3 or type(obj[2]) is not int or not 0 < obj[2] <= 1 << 20:
         raise MalformedMessageError("bad CREDIT", rid)
     return Credit(rid, obj[2])
+
+
+def _decode_infile_data(obj: list[Any], rid: int) -> InfileData:
+    if len(obj) != 4 or type(obj[2]) is not bytes:
+        raise MalformedMessageError("bad INFILE_DATA", rid)
+    err = obj[3]
+    if err is None:
+        return InfileData(rid, obj[2], None)
+    if (
+        type(err) is not list
+        or len(err) != 3
+        or type(err[0]) is not int
+        or not 0 < err[0] < 65536
+        or type(err[1]) is not str
+        or len(err[1]) != 5
+        or type(err[2]) is not str
+        or obj[2]
+    ):
+        raise MalformedMessageError("bad INFILE_DATA error", rid)
+    return InfileData(rid, b"", InfileError(err[0], err[1], err[2]))

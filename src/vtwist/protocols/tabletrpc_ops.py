@@ -9,7 +9,7 @@ frames and messages that carry them are in ``tabletrpc_codec``. No Twisted here.
 op                 args (wire keys)                        result
 =================  ======================================  ================================
 execute            sql, bind, target, tx, rsv, max_rows,   ``QueryResult``
-                   opts, settings, infile
+                   opts, settings, infile, infile_stream
 stream_execute     same + window (chunks of credit)        CHUNKs, then ``QueryResult``
                                                            (OK part only)
 begin              target, rsv, opts, settings             transaction id
@@ -228,8 +228,12 @@ class ExecuteArgs(NamedTuple):
     ``window`` is the stream's credit in chunks (streams only); ``settings`` are SET
     statements of the caller's session that a pooled connection must have run first (the
     tablet keeps connections prepared with the same settings apart and reuses them);
-    ``infile`` is the file of a ``LOAD DATA LOCAL INFILE`` statement, which the gate read
-    from its client: the tablet sends it when mysqld asks for the file.
+    ``infile`` is the whole file of a ``LOAD DATA LOCAL INFILE`` statement, which the gate
+    read from its client: the tablet sends it when mysqld asks for the file;
+    ``infile_stream`` (never with ``infile``) says the file is not in the request: the
+    tablet pulls it from the gate in pieces when mysqld asks for it
+    (``ITabletRPCRequest.read_infile``; INFILE_MORE/INFILE_DATA in ``tabletrpc_codec``).
+    The gate sets it only for a tablet whose HELLO announced ``infile_stream``.
     """
 
     sql: str
@@ -242,6 +246,7 @@ class ExecuteArgs(NamedTuple):
     window: int = 0
     settings: list[str] | None = None
     infile: bytes | None = None
+    infile_stream: bool = False
 
 
 class BeginArgs(NamedTuple):
@@ -321,6 +326,7 @@ _WIRE_KEYS: dict[str, str] = {
     "window": "window",
     "settings": "settings",
     "infile": "infile",
+    "infile_stream": "infile_stream",
     "begin": "begin",
     "request_id": "req",
     "connection": "conn",
@@ -426,6 +432,9 @@ def _parse_execute(op: str, wire: dict[str, Any]) -> ExecuteArgs:
     infile = get("infile")
     if infile is not None and type(infile) is not bytes:
         raise _bad_arg(op, "infile", "bytes")
+    infile_stream = get("infile_stream", False)
+    if infile_stream is not False and (infile_stream is not True or infile is not None):
+        raise _bad_arg(op, "infile_stream", "a boolean, false when 'infile' is given")
     return ExecuteArgs(
         sql,
         bind,
@@ -437,6 +446,7 @@ def _parse_execute(op: str, wire: dict[str, Any]) -> ExecuteArgs:
         window,
         None if get("settings") is None else _get_settings(op, wire),
         infile,
+        infile_stream,
     )
 
 

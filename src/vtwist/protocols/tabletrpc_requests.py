@@ -2,8 +2,10 @@
 
 ``RequestContext`` is the ``ITabletRPCRequest`` a service receives; ``RowSink`` is the
 ``IRowSink`` of a ``stream_execute``: it cuts rows into chunks, spends the gate's credit and
-pauses the service's producer when it cannot send. ``Inflight`` is the server's record of a
-request until its terminal frame is sent. Driven by ``TabletRPCServer``.
+pauses the service's producer when it cannot send. ``InfilePull`` is the tablet's side of a
+streamed LOAD DATA LOCAL INFILE file (``read_infile``: one INFILE_MORE at a time, answered
+by the gate's INFILE_DATA). ``Inflight`` is the server's record of a request until its
+terminal frame is sent. Driven by ``TabletRPCServer``.
 """
 
 from __future__ import annotations
@@ -12,15 +14,15 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from vtwist.interfaces import IRowSink, ITabletRPCRequest
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
-from vtwist.protocols.tabletrpc_codec import encode_chunk
-from vtwist.protocols.tabletrpc_ops import OpSpec, sequence_of_bytes
+from vtwist.protocols.tabletrpc_codec import InfileData, encode_chunk
+from vtwist.protocols.tabletrpc_ops import OpSpec, interrupted, sequence_of_bytes
 
 if TYPE_CHECKING:
     from vtwist.protocols.tabletrpc_server import TabletRPCServer
@@ -30,13 +32,112 @@ log = Logger()
 MAX_CANCEL_HOOKS = 16
 
 
+class InfilePull:
+    """The tablet's side of one request's streamed LOAD DATA LOCAL INFILE file.
+
+    ``read`` asks the gate for a piece through ``ask(max_bytes)`` (which sends INFILE_MORE
+    and returns the ``max_bytes`` it asked, bounded by the gate's frame size); ``received``
+    takes the gate's INFILE_DATA. One piece is asked at a time. After the end of the file
+    reads answer ``b""``; after an error (the gate's, a cancelled read, the request's end)
+    they fail with it.
+    """
+
+    __slots__ = ("_ask", "_pending", "asked", "eof", "error")
+
+    def __init__(self, ask: Callable[[int], int]) -> None:
+        self._ask = ask
+        self._pending: Deferred[bytes] | None = None
+        self.asked = 0  # max_bytes of the INFILE_MORE not answered yet (0: none)
+        self.eof = False
+        self.error: MySQLError | None = None
+
+    def read(self, max_bytes: int) -> Deferred[bytes]:
+        """The next piece (see ``ITabletRPCRequest.read_infile``)."""
+        if self.error is not None:
+            return fail(self.error)
+        if self.eof:
+            return succeed(b"")
+        if self._pending is not None:
+            return fail(
+                MySQLError(
+                    ErrorCode.UNKNOWN_ERROR,
+                    "tablet bug: read_infile called while a read of the LOAD DATA LOCAL "
+                    "INFILE file is pending (one read at a time)",
+                )
+            )
+        d: Deferred[bytes] = Deferred(self._cancelled)
+        self._pending = d
+        self.asked = self._ask(max_bytes)
+        return d
+
+    def _cancelled(self, d: Deferred[bytes]) -> None:
+        # The piece asked for still comes; it is dropped (``asked`` stays set), and the
+        # file cannot be read in order any more.
+        if self._pending is d:
+            self._pending = None
+        if self.error is None:
+            self.error = interrupted("the read of the LOAD DATA LOCAL INFILE file was cancelled")
+
+    def received(self, msg: InfileData) -> str | None:
+        """Take the gate's INFILE_DATA; the reason it breaks the protocol, or None."""
+        asked = self.asked
+        if not asked:
+            return "INFILE_DATA that the tablet did not ask for"
+        if len(msg.data) > asked:
+            return f"INFILE_DATA of {len(msg.data)} bytes when the tablet asked for {asked}"
+        self.asked = 0
+        d, self._pending = self._pending, None
+        if msg.error is not None:
+            error = msg.error.to_exception()
+            if self.error is None:
+                self.error = error
+            if d is not None:
+                d.errback(error)
+        elif not msg.data:
+            self.eof = True
+            if d is not None:
+                d.callback(b"")
+        elif d is not None:
+            d.callback(msg.data)
+        return None
+
+    def fail(self, error: MySQLError) -> None:
+        """The request ended or was cancelled: fail the pending read, and later ones
+        (unless the whole file was read)."""
+        if self.error is None and not self.eof:
+            self.error = error
+        d, self._pending = self._pending, None
+        if d is not None:
+            d.errback(error)
+
+
 @implementer(ITabletRPCRequest)
 class RequestContext:
-    """The ``ITabletRPCRequest`` handed to the service with each request."""
+    """The ``ITabletRPCRequest`` handed to the service with each request.
 
-    __slots__ = ("_hooks", "cancel_reason", "cancelled", "deadline", "op", "peer", "request_id")
+    ``infile`` is the request's streamed LOAD DATA LOCAL INFILE file, when its arguments
+    had ``infile_stream`` (else ``read_infile`` fails).
+    """
 
-    def __init__(self, request_id: int, op: str, deadline: float | None, peer: str) -> None:
+    __slots__ = (
+        "_hooks",
+        "cancel_reason",
+        "cancelled",
+        "deadline",
+        "infile",
+        "op",
+        "peer",
+        "request_id",
+    )
+
+    def __init__(
+        self,
+        request_id: int,
+        op: str,
+        deadline: float | None,
+        peer: str,
+        infile: InfilePull | None = None,
+    ) -> None:
         self.request_id = request_id
         self.op = op
         self.deadline = deadline
@@ -44,6 +145,22 @@ class RequestContext:
         self.cancelled = False
         self.cancel_reason: str | None = None
         self._hooks: list[Callable[[str], object]] | None = None
+        self.infile = infile
+
+    def read_infile(self, max_bytes: int) -> Deferred[bytes]:
+        """See ``ITabletRPCRequest.read_infile``; ``max_bytes`` is also cut to what fits
+        in one frame to the gate. ``ValueError`` unless ``max_bytes`` > 0."""
+        if type(max_bytes) is not int or max_bytes <= 0:
+            raise ValueError(f"read_infile needs max_bytes > 0, got {max_bytes!r}")
+        if self.infile is None:
+            return fail(
+                MySQLError(
+                    ErrorCode.UNKNOWN_ERROR,
+                    f"tablet bug: read_infile on a {self.op} request whose LOAD DATA LOCAL "
+                    "INFILE file is not streamed (its arguments have no infile_stream)",
+                )
+            )
+        return self.infile.read(max_bytes)
 
     def on_cancel(self, hook: Callable[[str], object]) -> None:
         """See ``ITabletRPCRequest.on_cancel``; at most ``MAX_CANCEL_HOOKS`` per request."""
@@ -58,8 +175,14 @@ class RequestContext:
 
     def _finish(self) -> None:
         self._hooks = None
+        if self.infile is not None:
+            self.infile.fail(
+                interrupted("the request ended before its LOAD DATA LOCAL INFILE file was read")
+            )
 
-    def _cancel(self, reason: str) -> None:
+    def _cancel(self, reason: str, error: MySQLError | None = None) -> None:
+        """Run the cancel hooks; a pending ``read_infile`` fails with ``error`` (the one the
+        gate gets) or, when the gate gets none (connection lost), with 1317."""
         if self.cancelled:
             return
         self.cancelled = True
@@ -70,6 +193,8 @@ class RequestContext:
                 hook(reason)
             except Exception:
                 log.failure("cancel hook of tablet RPC request {rid} failed", rid=self.request_id)
+        if self.infile is not None:
+            self.infile.fail(error or interrupted(f"the tablet RPC request ended ({reason})"))
 
 
 class Inflight:

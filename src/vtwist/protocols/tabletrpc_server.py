@@ -6,6 +6,10 @@ A request is cancelled (hooks run, the service's Deferred is cancelled, the gate
 1317) on its deadline, on CANCEL, on ``kill`` of its id and, silently, when the connection
 is lost. Streams are credit based (see ``tabletrpc_codec``); the server is also registered
 as a push producer on its transport, so a congested gate pauses every row producer.
+The LOAD DATA LOCAL INFILE file of an ``execute`` with ``infile_stream`` is pulled from the
+gate as the service reads it (``RequestContext.read_infile``: INFILE_MORE, answered by
+INFILE_DATA), one piece at a time; the server announces this with ``infile_stream`` in its
+HELLO.
 """
 
 from __future__ import annotations
@@ -26,9 +30,13 @@ from vtwist.interfaces import ITabletService
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError, RemoteProtocolError
 from vtwist.protocols.tabletrpc_codec import (
     DEFAULT_MAX_FRAME_SIZE,
+    INFILE_DATA_OVERHEAD,
+    MAX_FRAME_SIZE_LIMIT,
     Cancel,
     Credit,
     Health,
+    InfileData,
+    InfileMore,
     MalformedMessageError,
     Message,
     Request,
@@ -49,7 +57,7 @@ from vtwist.protocols.tabletrpc_ops import (
     interrupted,
     op_spec,
 )
-from vtwist.protocols.tabletrpc_requests import Inflight, RequestContext, RowSink
+from vtwist.protocols.tabletrpc_requests import InfilePull, Inflight, RequestContext, RowSink
 
 log = Logger()
 
@@ -138,9 +146,10 @@ class TabletRPCServer(FramedRPCProtocol):
         return self.transport_paused
 
     def hello_info(self) -> dict[str, Any]:
-        """Announce our frame and in-flight bounds."""
+        """Announce our frame and in-flight bounds, and that we pull LOAD DATA files."""
         info = super().hello_info()
         info["max_inflight"] = self.config.max_inflight
+        info["infile_stream"] = True
         return info
 
     def connectionMade(self) -> None:
@@ -187,7 +196,8 @@ class TabletRPCServer(FramedRPCProtocol):
         self.close_connection()
 
     def message_error(self, error: MalformedMessageError) -> None:
-        """A malformed REQUEST (or CANCEL/CREDIT) about one id: fail that request only."""
+        """A malformed REQUEST (or CANCEL/CREDIT/INFILE_DATA) about one id, or an
+        INFILE_DATA not asked for: fail that request only."""
         entry = self.inflight.get(error.request_id)
         exc = MySQLError(error.error_code, str(error))
         if entry is not None:
@@ -196,7 +206,8 @@ class TabletRPCServer(FramedRPCProtocol):
             self.write_frame(encode_error(error.request_id, exc))
 
     def message_received(self, msg: Message) -> None:
-        """Dispatch REQUEST, CANCEL and CREDIT; anything else is a protocol error."""
+        """Dispatch REQUEST, CANCEL, CREDIT and INFILE_DATA; anything else is a protocol
+        error."""
         if isinstance(msg, Request):
             self._on_request(msg)
         elif isinstance(msg, Credit):
@@ -207,8 +218,36 @@ class TabletRPCServer(FramedRPCProtocol):
             entry = self.inflight.get(msg.request_id)
             if entry is not None:
                 self._cancel(entry, "cancelled", interrupted("cancelled by the gate"))
+        elif isinstance(msg, InfileData):
+            self._on_infile_data(msg)
         else:
             self.protocol_error(MalformedMessageError(f"a gate may not send {type(msg).__name__}"))
+
+    def _on_infile_data(self, msg: InfileData) -> None:
+        entry = self.inflight.get(msg.request_id)
+        if entry is None:
+            return  # it crossed the request's end
+        pull = entry.ctx.infile
+        if pull is None:
+            problem: str | None = "INFILE_DATA for a request without a streamed file"
+        else:
+            problem = pull.received(msg)
+        if problem is not None:
+            log.warn(
+                "tablet RPC gate {peer} broke the protocol on request {rid}: {problem}",
+                peer=self.peer,
+                rid=msg.request_id,
+                problem=problem,
+            )
+            self.message_error(MalformedMessageError(problem, msg.request_id))
+
+    def _ask_infile(self, rid: int, max_bytes: int) -> int:
+        """Send INFILE_MORE for request ``rid``, cut to what fits in a frame to the gate;
+        return the ``max_bytes`` asked."""
+        fits = max(1, min(self.peer_max_frame_size, MAX_FRAME_SIZE_LIMIT) - INFILE_DATA_OVERHEAD)
+        max_bytes = min(max_bytes, fits)
+        self.write_frame(encode_message(InfileMore(rid, max_bytes)))
+        return max_bytes
 
     def _on_request(self, msg: Request) -> None:
         rid = msg.request_id
@@ -242,7 +281,12 @@ class TabletRPCServer(FramedRPCProtocol):
         else:
             timeout = config.default_timeout
         now = self._clock.seconds()
-        ctx = RequestContext(rid, spec.name, None if timeout is None else now + timeout, self.peer)
+        infile = None
+        if type(args) is ExecuteArgs and args.infile_stream:
+            infile = InfilePull(lambda max_bytes: self._ask_infile(rid, max_bytes))
+        ctx = RequestContext(
+            rid, spec.name, None if timeout is None else now + timeout, self.peer, infile
+        )
         entry = Inflight(ctx, spec)
         self.inflight[rid] = entry
         if timeout is not None:
@@ -422,7 +466,7 @@ class TabletRPCServer(FramedRPCProtocol):
             entry.unsubscribe = None
         if entry.sink is not None:
             entry.sink.close(stop_producer=True)
-        entry.ctx._cancel(reason)
+        entry.ctx._cancel(reason, error)
         d = entry.deferred
         if d is not None and not d.called:
             d.cancel()  # the errback sees a cancelled context and stays silent

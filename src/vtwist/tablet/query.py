@@ -45,7 +45,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from vtwist.config import Config
-from vtwist.interfaces import IRowSink, ITabletRPCRequest, ITabletService
+from vtwist.interfaces import IInfileReader, IRowSink, ITabletRPCRequest, ITabletService
 from vtwist.protocols.mysql.client import Result, StreamEvent
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
 from vtwist.protocols.mysql.values import decode_text_row
@@ -151,6 +151,29 @@ def _start_statement(options: Mapping[str, Any] | None) -> bytes:
             "comma-separated",
         )
     return b"START TRANSACTION " + start.encode()
+
+
+def _infile(request: ITabletRPCRequest | None, args: ExecuteArgs) -> bytes | IInfileReader | None:
+    """The file of a LOAD DATA LOCAL INFILE statement: pulled from the gate in pieces as
+    mysqld takes it (``infile_stream``), or brought whole with the request."""
+    if args.infile_stream and request is not None:
+        return RequestFile(request)
+    return args.infile
+
+
+@implementer(IInfileReader)
+class RequestFile:
+    """A request's streamed LOAD DATA LOCAL file (``ITabletRPCRequest.read_infile``)."""
+
+    __slots__ = ("request",)
+
+    def __init__(self, request: ITabletRPCRequest) -> None:
+        self.request = request
+
+    def read(self, max_bytes: int) -> Deferred[bytes]:
+        """See ``IInfileReader.read``."""
+        d: Deferred[bytes] = self.request.read_infile(max_bytes)
+        return d
 
 
 def _found_rows(options: Mapping[str, Any] | None) -> bool:
@@ -315,7 +338,7 @@ class TabletQueryService:
             timeout=timeout,
             timeout_key=key,
             request=request,
-            infile=args.infile,
+            infile=_infile(request, args),
         )
         done = d.addBoth(self._pooled_done, lease, stmt, sql, collector, start)
         return cast(Deferred[QueryResult], done)
@@ -542,7 +565,7 @@ class TabletQueryService:
                 timeout=timeout,
                 timeout_key=key,
                 request=request,
-                infile=args.infile,
+                infile=_infile(request, args),
             )
             if collector.error is not None:
                 self.metrics.rows_exceeded.inc()

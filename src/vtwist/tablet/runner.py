@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from vtwist.interfaces import IRowSink, ITabletRPCRequest
+from vtwist.interfaces import IInfileReader, IRowSink, ITabletRPCRequest
 from vtwist.protocols.mysql.client import MySQLClient, Result, StreamEvent
 from vtwist.protocols.mysql.constants import ServerStatus
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
@@ -435,12 +435,13 @@ class Runner:
         timeout: float | None,
         timeout_key: str,
         request: ITabletRPCRequest | None,
-        infile: bytes | None = None,
+        infile: bytes | IInfileReader | None = None,
     ) -> Deferred[Result]:
         """Run ``sql`` on ``lease`` feeding ``consumer``; fires with the reply's summary, or
         fails with MySQLError. Cancelling it detaches the caller from the statement, which
         finishes in the background (the request's cancel hook kills it on mysqld).
-        ``infile``: the file of a LOAD DATA LOCAL INFILE statement.
+        ``infile``: the file of a LOAD DATA LOCAL INFILE statement (whole, or a reader the
+        connection pulls it from as mysqld takes it).
 
         A plain callback chain, no coroutine: this is every query's path.
         """
@@ -501,7 +502,7 @@ class Runner:
         timeout: float | None,
         timeout_key: str,
         request: ITabletRPCRequest | None,
-        infile: bytes | None = None,
+        infile: bytes | IInfileReader | None = None,
     ) -> Result:
         """``start`` for coroutines: the reply's summary, or MySQLError."""
         return await self.start(

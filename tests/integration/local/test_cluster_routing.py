@@ -31,6 +31,7 @@ import pytest
 from tests.support import fresh_python
 from vtwist.local.procs import free_port, pid_alive
 from vtwist.local.roles import role_available
+from vtwist.protocols.tabletrpc_codec import DEFAULT_MAX_FRAME_SIZE
 
 pytestmark = [
     pytest.mark.integration,
@@ -53,6 +54,9 @@ def vtwist(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
     )
 
 
+LOAD_LIMIT = 80 * 1024 * 1024  # the gate's session.max_local_infile_size here
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     base = tmp_path_factory.mktemp("routing")
@@ -69,6 +73,7 @@ name = "app"
 
 [gate.options]
 "routing.policy" = "reports-to-replica"
+"session.max_local_infile_size" = {LOAD_LIMIT}
 
 [vtorc]
 http_port = {free_port()}
@@ -671,8 +676,9 @@ def test_a_settings_own_warnings(cluster: dict[str, Any]) -> None:
 
 def test_load_data_local_infile(cluster: dict[str, Any], tmp_path: Path) -> None:
     """LOAD DATA LOCAL INFILE through the gate: PyMySQL and the mariadb CLI send their
-    file, mysqld loads it on the primary; warnings, a file over the gate's limit (refused,
-    session still usable) and a client without the flag (1148)."""
+    file, mysqld loads it on the primary; warnings, a file larger than a tablet RPC frame
+    (it streams), a file over the gate's limit (refused, nothing of it loaded, session
+    still usable) and a client without the flag (1148)."""
     csv = tmp_path / "rows.csv"
     csv.write_text("".join(f"{i},v{i}\n" for i in range(1, 20001)))
     conn = cluster["connect"](local_infile=True)
@@ -690,12 +696,32 @@ def test_load_data_local_infile(cluster: dict[str, Any], tmp_path: Path) -> None
             assert len(notes) == 64 and {row[1] for row in notes} == {1265}
             assert one(conn, "SELECT SUM(id) FROM ld_t") == 20000 * 20001 // 2
             assert one(conn, "SELECT v FROM ld_t WHERE id = 998") == "v998"
+            # 70 MB: more than one tablet RPC frame (65 MiB) could carry.
+            cur.execute("DROP TABLE IF EXISTS ld_big")
+            cur.execute("CREATE TABLE ld_big (id INT PRIMARY KEY, v TEXT) ENGINE=InnoDB")
+            filler = "y" * 1000
             big = tmp_path / "big.csv"
-            big.write_bytes(b"x" * (8 * 1024 * 1024 + 1))
+            with big.open("w") as f:
+                f.writelines(f"{i},{filler}\n" for i in range(1, 70_001))
+            assert big.stat().st_size > DEFAULT_MAX_FRAME_SIZE
+            load_big = f"LOAD DATA LOCAL INFILE '{big}' INTO TABLE ld_big FIELDS TERMINATED BY ','"
+            assert cur.execute(load_big) == 70_000
+            assert one(conn, "SELECT SUM(LENGTH(v)) FROM ld_big") == 70_000_000
+            # Over the limit: a new row first, then rows that are ignored (duplicate keys)
+            # until the file passes it. The statement is rolled back: not even the first row
+            # stays.
+            over = tmp_path / "over.csv"
+            with over.open("w") as f:
+                f.write("999999,new\n")
+                f.writelines(f"1,{filler}\n" for _ in range(LOAD_LIMIT // 1000 + 1))
             with pytest.raises(pymysql.err.OperationalError) as e:
-                cur.execute(f"LOAD DATA LOCAL INFILE '{big}' INTO TABLE ld_t")
+                cur.execute(
+                    f"LOAD DATA LOCAL INFILE '{over}' INTO TABLE ld_big FIELDS TERMINATED BY ','"
+                )
             assert e.value.args[0] == 1153 and "session.max_local_infile_size" in e.value.args[1]
-            assert one(conn, "SELECT COUNT(*) FROM ld_t") == 20000
+            assert one(conn, "SELECT COUNT(*) FROM ld_big WHERE id = 999999") == 0
+            assert one(conn, "SELECT COUNT(*) FROM ld_big") == 70_000
+            cur.execute("DROP TABLE ld_big")
     finally:
         conn.close()
     host, port = cluster["gate"]["mysql"].rsplit(":", 1)

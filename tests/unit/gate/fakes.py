@@ -28,6 +28,7 @@ from vtwist.gate.gate import Gate, GateSettings
 from vtwist.gate.policies import RandomPolicy
 from vtwist.gate.session import GateSession
 from vtwist.interfaces import (
+    IClientFile,
     IResultSink,
     ITabletRPCRequest,
     ITabletService,
@@ -71,6 +72,8 @@ class FakeTablet:
         self.transactions: dict[int, int] = {}  # tid -> reserved id (0: none)
         self.reserved: set[int] = set()
         self.cancelled: list[str] = []
+        self.files: list[bytes] = []  # LOAD DATA LOCAL files read whole
+        self.pieces: list[bytes] = []
         #: What the manage action "status" reports as "replication" (None: not asked).
         self.replication: dict[str, Any] | None = None
         self._health: dict[str, Any] = {}
@@ -79,8 +82,23 @@ class FakeTablet:
         self.next_id += 1
         return self.next_id
 
+    async def _load(self, request: ITabletRPCRequest) -> QueryResult:
+        """Read the streamed file in pieces of at most 4 bytes (each piece read is noted in
+        ``pieces``); the result's affected rows are its lines."""
+        data = b""
+        while True:
+            piece: bytes = await request.read_infile(4)
+            self.pieces.append(piece)
+            if not piece:
+                break
+            data += piece
+        self.files.append(data)
+        return QueryResult([], [], affected_rows=data.count(b"\n"))
+
     def execute(self, request: ITabletRPCRequest, args: ExecuteArgs) -> Any:
         self.calls.append(("execute", args))
+        if args.infile_stream:  # LOAD DATA LOCAL: pull the file, as mysqld would ask for it
+            return Deferred.fromCoroutine(self._load(request))
         sql = args.sql.strip().lower()
         if args.transaction_id and args.transaction_id not in self.transactions:
             raise MySQLError(ErrorCode.UNKNOWN_ERROR, f"transaction {args.transaction_id} ended")
@@ -285,6 +303,29 @@ class FakeCache:
             cb("tablets", (cell,))
 
 
+@implementer(IClientFile)
+class ClientFile:
+    """A client's LOAD DATA LOCAL file, all there: ``data``, or 3 bytes then ``error``."""
+
+    def __init__(self, data: bytes | MySQLError) -> None:
+        self.error = data if isinstance(data, MySQLError) else None
+        self.data = b"abc" if isinstance(data, MySQLError) else data
+        self.consumed = 0
+        self.finished = False
+
+    def read(self, max_bytes: int) -> Deferred[bytes]:
+        piece = self.data[self.consumed : self.consumed + max_bytes]
+        if not piece and self.error is not None:
+            return fail(self.error)
+        self.consumed += len(piece)
+        return succeed(piece)
+
+    def finish(self) -> Deferred[None]:
+        self.finished = True
+        self.consumed = len(self.data)
+        return succeed(None)
+
+
 @implementer(IResultSink)
 class RecordingSink:
     """Records a reply: ``events`` of ("ok", affected, insert_id, status), ("start", names),
@@ -297,7 +338,8 @@ class RecordingSink:
     binary = False
     cursor = False
     paused = False
-    #: What ``local_infile`` answers: the client's file, or the error reading it gave.
+    #: What ``local_infile`` answers: the client's file, or the error reading it gives
+    #: after its first bytes.
     infile: bytes | MySQLError = b""
 
     def __init__(self) -> None:
@@ -379,11 +421,10 @@ class RecordingSink:
             self.failures.append(failure)
             self.error(MySQLError(ErrorCode.UNKNOWN_ERROR, f"internal error: {failure.value}"))
 
-    def local_infile(self, filename: str, max_bytes: int) -> Deferred[bytes]:
+    def local_infile(self, filename: str, max_bytes: int) -> ClientFile:
         self.files_asked.append((filename, max_bytes))
-        if isinstance(self.infile, MySQLError):
-            return fail(self.infile)
-        return succeed(self.infile)
+        self.file = ClientFile(self.infile)
+        return self.file
 
     def register_producer(self, producer: IPushProducer) -> None:
         pass

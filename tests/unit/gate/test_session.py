@@ -199,25 +199,29 @@ def test_show_warnings_after_an_error_a_stream_and_a_reset() -> None:
     assert c.run(s, "show count(*) warnings").table == [["0"]]
 
 
-def test_load_data_local_infile_brings_the_clients_file_to_the_primary() -> None:
+def test_load_data_local_infile_streams_the_clients_file_to_the_primary() -> None:
     c = cluster()
     s = c.session(capabilities=Capability.LOCAL_FILES)
     sink = RecordingSink()
     sink.infile = b"1,a\n2,b\n"
     c.run(s, "LOAD DATA LOCAL INFILE '/tmp/it''s.csv' INTO TABLE t", sink)
-    assert sink.files_asked == [("/tmp/it's.csv", 8 * 1024 * 1024)]
-    assert sink.events[-1][0] == "ok"
-    [(op, args)] = c.services["zone1-100"].calls
-    assert op == "execute"
-    assert args.infile == b"1,a\n2,b\n" and args.sql.startswith("LOAD DATA LOCAL")
+    assert sink.files_asked == [("/tmp/it's.csv", 1024 * 1024 * 1024)]
+    assert sink.events[-1][:2] == ("ok", 2) and sink.file.finished
+    tablet = c.services["zone1-100"]
+    [(op, args)] = tablet.calls
+    assert op == "execute" and args.infile_stream and args.infile is None
+    assert args.sql.startswith("LOAD DATA LOCAL")
+    # The tablet pulled it in pieces of the size it asked for (4 bytes here), then the end.
+    assert tablet.files == [b"1,a\n2,b\n"]
+    assert tablet.pieces == [b"1,a\n", b"2,b\n", b""]
     c.run(s, "begin")  # in a transaction: on its connection
     sink = RecordingSink()
     sink.infile = b"3,c\n"
     c.run(s, "load data local infile 'f' into table t", sink)
-    args = c.services["zone1-100"].calls[-1][1]
-    assert args.transaction_id and args.infile == b"3,c\n"
+    args = tablet.calls[-1][1]
+    assert args.transaction_id and args.infile_stream and tablet.files[-1] == b"3,c\n"
     c.run(s, "insert into t values (1)")  # the next statement brings no file
-    assert c.services["zone1-100"].calls[-1][1].infile is None
+    assert not tablet.calls[-1][1].infile_stream
 
 
 def test_load_data_local_infile_refusals() -> None:
@@ -225,15 +229,25 @@ def test_load_data_local_infile_refusals() -> None:
     no_flag = c.run(c.session(), "load data local infile 'f' into table t")
     assert no_flag.error_code == 1148 and "--local-infile=1" in no_flag.events[-1][2]
     s = c.session(capabilities=Capability.LOCAL_FILES)
+    # The file breaks off after the tablet read part of it (here: over the gate's limit):
+    # the tablet's statement fails, and the client gets the file's error.
     sink = RecordingSink()
-    sink.infile = MySQLError(1153, "the LOAD DATA LOCAL INFILE file has 9 bytes, more than 8")
+    sink.infile = MySQLError(1153, "the LOAD DATA LOCAL INFILE file has more than 8 bytes")
     c.run(s, "load data local infile 'f' into table t", sink)
     assert sink.error_code == 1153 and "session.max_local_infile_size" in sink.events[-1][2]
+    assert sink.file.finished and c.services["zone1-100"].pieces[0] == b"abc"
+    assert c.run(s, "select 1").events[-1][0] == "done"  # the session goes on
+    # Refused before a tablet read it: the client's file is still read to its end first.
+    r = c.session(database="commerce@replica", capabilities=Capability.LOCAL_FILES)
+    sink = RecordingSink()
+    sink.infile = b"1,a\n"
+    c.run(r, "load data local infile 'f' into table t", sink)
+    assert sink.error_code == 1290 and sink.file.finished and sink.file.consumed == 4
     off = cluster(settings=GateSettings(max_local_infile_size=0))
     t = off.session(capabilities=Capability.LOCAL_FILES)
     refused = off.run(t, "load data local infile 'f' into table t")
     assert refused.error_code == 1148 and "max_local_infile_size = 0" in refused.events[-1][2]
-    assert not [op for op, _ in c.services["zone1-100"].calls if op == "execute"]
+    assert not [op for op, _ in off.services["zone1-100"].calls if op == "execute"]
 
 
 def test_show_vitess_target() -> None:

@@ -196,6 +196,11 @@ class FakeRequest:
         self.cancel_reason: str | None = None
         self.peer = "test"
         self.hooks: list[Callable[[str], object]] = []
+        self.infile_asks: list[int] = []  # max_bytes of each read_infile
+
+    def read_infile(self, max_bytes: int) -> Deferred[bytes]:
+        self.infile_asks.append(max_bytes)
+        return succeed(b"1,a\n" if len(self.infile_asks) == 1 else b"")
 
     def on_cancel(self, hook: Callable[[str], object]) -> None:
         if self.cancelled:

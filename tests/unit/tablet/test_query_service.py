@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from tests.unit.tablet.fakes import FakeRequest, FakeSink, make_service, text_row
-from vtwist.interfaces import ITabletService
+from vtwist.interfaces import IInfileReader, ITabletService
 from vtwist.protocols.mysql.errors import MySQLError
 from vtwist.protocols.tabletrpc_ops import (
     BeginArgs,
@@ -286,6 +286,21 @@ class QueryServiceTests(SynchronousTestCase):
         [(pooled, first), (held, second)] = self.mysql.files
         assert (first, second) == (b"1,a\n", b"")
         assert held == next(iter(self.service.held)).lease.connection_id != pooled
+
+    def test_load_data_local_file_streamed_from_the_gate(self) -> None:
+        # With infile_stream the connection gets a reader that asks the request (and so the
+        # gate) for each piece.
+        request = FakeRequest()
+        args = ExecuteArgs("LOAD DATA LOCAL INFILE 'f' INTO TABLE t", infile_stream=True)
+        self.successResultOf(self.service.execute(request, args))  # pooled
+        tx = self.successResultOf(self.service.begin(FakeRequest(), BeginArgs()))
+        held = ExecuteArgs(args.sql, transaction_id=tx, infile_stream=True)
+        self.successResultOf(self.service.execute(request, held))  # on the transaction's
+        [(_, first), (_, second)] = self.mysql.files
+        assert IInfileReader.providedBy(first) and IInfileReader.providedBy(second)
+        assert self.successResultOf(first.read(7)) == b"1,a\n"
+        assert self.successResultOf(second.read(5)) == b""
+        assert request.infile_asks == [7, 5]
 
     def test_transaction_lifecycle(self) -> None:
         tx = self.successResultOf(self.service.begin(FakeRequest(), BeginArgs()))

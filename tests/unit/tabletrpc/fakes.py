@@ -5,7 +5,11 @@ The fake's ``execute`` understands a tiny SQL of its own:
 - ``rows N``: N one-column rows at once;
 - ``sleep S TAG``: answers ``TAG`` as its one row after S seconds of the clock (cancellable:
   the canceller and the request's cancel hook are recorded);
-- ``error CODE``: fails with ``MySQLError(CODE)``; ``boom``: raises ``RuntimeError``.
+- ``error CODE``: fails with ``MySQLError(CODE)``; ``boom``: raises ``RuntimeError``;
+- ``load N``: reads the streamed LOAD DATA LOCAL INFILE file with ``request.read_infile(N)``
+  until its end and answers ``info`` ``"<length> <sha256>"`` (pieces and errors recorded).
+
+``FakeInfileReader`` is the gate's side of such a file.
 
 ``stream_execute`` with ``rows N`` streams N rows through a push producer that records its
 pauses.
@@ -13,16 +17,18 @@ pauses.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.test.iosim import FakeTransport, IOPump, connectedServerAndClient
 from zope.interface import implementer
 
-from vtwist.interfaces import IRowSink, ITabletRPCRequest, ITabletService
+from vtwist.interfaces import IInfileReader, IRowSink, ITabletRPCRequest, ITabletService
 from vtwist.protocols.mysql.errors import MySQLError
 from vtwist.protocols.tabletrpc_client import TabletRPCClient
 from vtwist.protocols.tabletrpc_ops import (
@@ -122,6 +128,8 @@ class FakeTabletService:
         self._health: dict[str, Any] = {"serving": True, "tablet_type": "primary", "seq": 0}
         self._listeners: list[Callable[[Mapping[str, Any]], object]] = []
         self.next_id = 100
+        self.infile_pieces: list[int] = []  # sizes ``load`` read, b"" included
+        self.infile_errors: list[BaseException] = []
 
     # --- ITabletService -------------------------------------------------------------------
 
@@ -141,6 +149,8 @@ class FakeTabletService:
             raise RuntimeError("the fake exploded")
         if words[0] == "bad_result":
             return "not a result"  # type: ignore[return-value]
+        if words[0] == "load":
+            return self._load(request, int(words[1]))
         return QueryResult([], [], affected_rows=1, insert_id=7, warnings=1, info=args.sql)
 
     def _sleep(self, request: ITabletRPCRequest, seconds: float, tag: str) -> Deferred[QueryResult]:
@@ -157,6 +167,32 @@ class FakeTabletService:
             seconds, lambda: d.callback(QueryResult([FIELD], [text_row(tag)]))
         )
         return d
+
+    def _load(self, request: ITabletRPCRequest, piece: int) -> Deferred[QueryResult]:
+        rid = request.request_id
+        request.on_cancel(lambda reason: self.cancel_hooks.append((rid, reason)))
+        done: Deferred[QueryResult] = Deferred()
+        digest = hashlib.sha256()
+        total = 0
+
+        def got(data: bytes) -> None:
+            nonlocal total
+            self.infile_pieces.append(len(data))
+            if not data:
+                info = f"{total} {digest.hexdigest()}"
+                done.callback(QueryResult([], [], affected_rows=total, info=info))
+                return
+            total += len(data)
+            digest.update(data)
+            request.read_infile(piece).addCallbacks(got, failed)
+
+        def failed(failure: Failure) -> None:
+            assert failure.value is not None
+            self.infile_errors.append(failure.value)
+            done.errback(failure)
+
+        request.read_infile(piece).addCallbacks(got, failed)
+        return done
 
     def stream_execute(
         self, request: ITabletRPCRequest, args: ExecuteArgs, sink: IRowSink
@@ -222,6 +258,67 @@ class FakeTabletService:
         self._health.update(changes)
         for listener in list(self._listeners):
             listener(dict(self._health))
+
+
+@implementer(IInfileReader)
+class FakeInfileReader:
+    """A LOAD DATA LOCAL INFILE file given in ``pieces`` (each cut to what a read asks).
+
+    With ``manual`` each read waits until the test calls ``fire()`` (or ``fail_read``);
+    ``error`` is what reads raise once the pieces run out (None: the end of the file).
+    """
+
+    def __init__(
+        self, pieces: list[bytes], manual: bool = False, error: BaseException | None = None
+    ) -> None:
+        self.pieces = list(pieces)
+        self.manual = manual
+        self.error = error
+        self.asked: list[int] = []  # max_bytes of each read
+        self.outstanding = 0
+        self.most_outstanding = 0
+        self.waiting: Deferred[bytes] | None = None
+
+    def read(self, max_bytes: int) -> Deferred[bytes]:
+        self.asked.append(max_bytes)
+        self.outstanding += 1
+        self.most_outstanding = max(self.most_outstanding, self.outstanding)
+        d: Deferred[bytes] = Deferred()
+        d.addBoth(self._done)
+        if self.manual:
+            self.waiting = d
+        else:
+            self._answer(d, max_bytes)
+        return d
+
+    def _done(self, result: Any) -> Any:
+        self.outstanding -= 1
+        return result
+
+    def _answer(self, d: Deferred[bytes], max_bytes: int) -> None:
+        if not self.pieces:
+            if self.error is not None:
+                d.errback(self.error)
+            else:
+                d.callback(b"")
+            return
+        piece = self.pieces.pop(0)
+        if len(piece) > max_bytes:
+            piece, rest = piece[:max_bytes], piece[max_bytes:]
+            self.pieces.insert(0, rest)
+        d.callback(piece)
+
+    def fire(self) -> None:
+        """Answer the waiting read."""
+        d, self.waiting = self.waiting, None
+        assert d is not None, "no read is waiting"
+        self._answer(d, self.asked[-1])
+
+    def fail_read(self, error: BaseException) -> None:
+        """Fail the waiting read."""
+        d, self.waiting = self.waiting, None
+        assert d is not None, "no read is waiting"
+        d.errback(error)
 
 
 class RecordingTransport(FakeTransport):

@@ -23,6 +23,9 @@ from vtwist.protocols.tabletrpc_codec import (
     FrameTooLargeError,
     Health,
     Hello,
+    InfileData,
+    InfileError,
+    InfileMore,
     MalformedMessageError,
     Message,
     Reply,
@@ -32,6 +35,7 @@ from vtwist.protocols.tabletrpc_codec import (
     encode_chunk,
     encode_error,
     encode_frame,
+    encode_infile_data,
     encode_message,
     encode_reply,
     encode_request,
@@ -69,6 +73,17 @@ GOLDEN: list[tuple[Message, str]] = [
     (Chunk(2, [b"f"], [b"\x011"]), "0000000c94060291c4016691c4020131"),
     (Cancel(9), "00000003920209"),
     (Credit(9, 4), "0000000493030904"),
+    # fixarray(3) kind=8 id=9 uint16 1000
+    (InfileMore(9, 1000), "00000006930809cd03e8"),
+    # fixarray(4) kind=9 id=9 bin8 "ab" nil
+    (InfileData(9, b"ab"), "00000008940909c4026162c0"),
+    # the end of the file: an empty bin8
+    (InfileData(9, b""), "00000006940909c400c0"),
+    # fixarray(4) kind=9 id=9 bin8 "" fixarray(3)[uint16 1153 "08S01" "big"]
+    (
+        InfileData(9, b"", InfileError(1153, "08S01", "big")),
+        "00000013940909c40093cd0481a53038533031a3626967",
+    ),
 ]
 
 
@@ -134,6 +149,27 @@ def test_fast_path_encoders_match_generic() -> None:
     )
     assert encode_chunk(5, None, [b"x"]) == encode_message(Chunk(5, None, [b"x"]))
     assert encode_reply(5, None) == encode_message(Reply(5, None))
+    assert encode_infile_data(5, b"xy") == encode_message(InfileData(5, b"xy"))
+    assert encode_infile_data(5, b"") == encode_message(InfileData(5, b""))
+    error = MySQLError(1153, "too long", "08S01")
+    assert encode_infile_data(5, b"", error) == encode_message(
+        InfileData(5, b"", InfileError(1153, "08S01", "too long"))
+    )
+
+
+def test_infile_data_error_is_made_sendable() -> None:
+    with pytest.raises(ValueError, match="no data"):
+        encode_infile_data(5, b"x", MySQLError(1105, "x"))
+    message = b"bad '\xe9' ".decode("utf-8", "surrogateescape") + "m" * 5000
+    msg = decode_message(encode_infile_data(5, b"", MySQLError(1153, message, "08S01"))[4:])
+    assert isinstance(msg, InfileData) and msg.error is not None
+    assert msg.error.message.startswith("bad '\ufffd' m") and len(msg.error.message) == 1000
+    assert msg.error.to_exception().code == 1153
+    # A code or SQLSTATE the wire does not carry becomes a plain 1105.
+    for error in (MySQLError(70000, "x"), MySQLError(1105, "x", "HY")):
+        msg = decode_message(encode_infile_data(5, b"", error)[4:])
+        assert isinstance(msg, InfileData)
+        assert msg.error == InfileError(1105, "HY000", "x")
 
 
 # --- framing ------------------------------------------------------------------------------
@@ -233,6 +269,26 @@ def _payload(obj: Any) -> bytes:
         (b"\x92\xa2\xff\xfe\x01", 0),  # invalid UTF-8 in a str
         (_payload([4, 1, msgpack.ExtType(5, b"x")]) + b"extra", 0),  # trailing bytes
         (b"\x91" * 5000, 0),  # deep nesting
+        (_payload([10, 7]), 0),  # unknown kind (after INFILE_DATA)
+        (_payload([8, 0, 5]), 0),  # INFILE_MORE about the connection
+        (_payload([8, 7, 0]), 7),  # nothing asked
+        (_payload([8, 7, -1]), 7),
+        (_payload([8, 7, 2**30 + 1]), 7),  # more than any frame
+        (_payload([8, 7, "5"]), 7),
+        (_payload([8, 7, True]), 7),
+        (_payload([8, 7]), 7),
+        (_payload([8, 7, 5, 5]), 7),
+        (_payload([9, 7, "text", None]), 7),  # data must be bin
+        (_payload([9, 7, None, None]), 7),
+        (_payload([9, 7, b"x"]), 7),
+        (_payload([9, 7, b"", "an error string"]), 7),
+        (_payload([9, 7, b"", [1105, "HY0", "x"]]), 7),
+        (_payload([9, 7, b"", [0, "HY000", "x"]]), 7),
+        (_payload([9, 7, b"", [65536, "HY000", "x"]]), 7),
+        (_payload([9, 7, b"", [1105, "HY000"]]), 7),
+        (_payload([9, 7, b"", [1105, "HY000", b"x"]]), 7),
+        (_payload([9, 7, b"", ["1105", "HY000", "x"]]), 7),
+        (_payload([9, 7, b"data", [1105, "HY000", "x"]]), 7),  # an error carries no data
     ],
 )
 def test_malformed_messages_raise_remote_errors(payload: bytes, request_id: int) -> None:
@@ -264,6 +320,19 @@ messages = st.one_of(
     ),
     st.builds(Chunk, ids, st.none() | byte_lists, byte_lists),
     st.builds(Health, ids, str_dicts),
+    st.builds(InfileMore, ids, st.integers(1, 2**30)),
+    st.builds(InfileData, ids, st.binary(max_size=100), st.none()),
+    st.builds(
+        InfileData,
+        ids,
+        st.just(b""),
+        st.builds(
+            InfileError,
+            st.integers(1, 65535),
+            st.text(alphabet="0123456789ABCDEFHSXY", min_size=5, max_size=5),
+            st.text(),
+        ),
+    ),
 )
 
 
@@ -288,7 +357,10 @@ execute_args = st.builds(
     st.integers(0, 10**6),
     st.none() | st.dictionaries(st.text(max_size=5), scalars, min_size=1),
     st.integers(0, 100),
-)
+    st.none() | st.lists(st.text(min_size=1, max_size=10), max_size=3),
+    st.none() | st.binary(max_size=20),
+    st.booleans(),
+).map(lambda a: a._replace(infile_stream=False) if a.infile is not None else a)
 
 
 @settings(max_examples=200, deadline=None)
@@ -319,6 +391,16 @@ def test_other_args_round_trip() -> None:
         assert parse_args(op, args_to_wire(args)) == args
 
 
+def test_infile_arguments() -> None:
+    streamed = ExecuteArgs("load data local infile 'f' into table t", infile_stream=True)
+    assert args_to_wire(streamed) == {"sql": streamed.sql, "infile_stream": True}
+    assert parse_args("execute", args_to_wire(streamed)) == streamed
+    whole = ExecuteArgs("load", infile=b"")  # an empty file is still a file
+    assert args_to_wire(whole) == {"sql": "load", "infile": b""}
+    assert parse_args("execute", args_to_wire(whole)) == whole
+    assert parse_args("execute", {"sql": "x", "infile_stream": False}) == ExecuteArgs("x")
+
+
 def test_unknown_keys_are_ignored() -> None:
     assert parse_args("execute", {"sql": "select 1", "from_the_future": [1, 2]}) == ExecuteArgs(
         "select 1"
@@ -340,6 +422,10 @@ def test_unknown_keys_are_ignored() -> None:
         ("execute", {"sql": "x", "target": 1}, "target"),
         ("execute", {"sql": "x", "window": -1}, "window"),
         ("execute", {"sql": "x", "settings": ["set a=1", 2]}, "settings"),
+        ("execute", {"sql": "x", "infile": "text"}, "infile"),
+        ("execute", {"sql": "x", "infile_stream": 1}, "infile_stream"),
+        ("execute", {"sql": "x", "infile_stream": None}, "infile_stream"),
+        ("execute", {"sql": "x", "infile_stream": True, "infile": b"f"}, "infile_stream"),
         ("begin", {"settings": "set a=1"}, "settings"),
         ("commit", {}, "tx"),
         ("reserve", {"settings": "set x=1"}, "settings"),

@@ -44,13 +44,24 @@ reads from the socket, read timeout suspended) and ``resume_reading()``; ``produ
 transport as an ``IPushProducer`` for ``registerProducer``-style plumbing. A streamed
 result never sits whole in memory: at most one packet (``max_packet_size``) plus one
 socket read is buffered.
+
+LOAD DATA LOCAL INFILE (a connection opened with ``local_files``): the file is only ever
+the one the statement brings, ``stream_query_notify(..., infile=...)``: ``bytes`` (sent
+whole) or an ``interfaces.IInfileReader``, streamed in pieces as mysqld takes them (one
+read in flight, none while the socket to mysqld is congested: the file never sits whole
+in memory; the read timeout is suspended until the end of the file was sent). A reader
+that fails (or a feed cut short by a cancel, ``close`` or a lost connection) closes the
+connection without sending the end of the file, so that mysqld aborts and rolls back the
+statement rather than load a truncated file; the command fails with the reader's
+``MySQLError`` (2013 for a lost connection or ``close``), queued ones with 2006. A
+statement that asks for a file without ``infile`` gets an empty one and fails.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import CancelledError, Deferred
@@ -100,6 +111,9 @@ from vtwist.protocols.mysql.commands import (
 )
 from vtwist.protocols.mysql.connection import DEFAULT_MAX_PACKET_SIZE
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
+
+if TYPE_CHECKING:
+    from vtwist.interfaces import IInfileReader
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -241,7 +255,7 @@ class MySQLClient:
         done: Callable[[Result | Failure | None], object],
         *,
         summary: bool = True,
-        infile: bytes | None = None,
+        infile: bytes | IInfileReader | None = None,
     ) -> None:
         """``stream_query`` without a Deferred, for a caller on every query's path (the
         tablet): ``done`` is called once with the summary or a Failure (the same errors),
@@ -249,7 +263,12 @@ class MySQLClient:
         cancelled; an exception ``done`` raises is logged. Without ``summary`` no summary
         is kept: ``done`` gets None on success (a relay that only needs the events).
         ``infile``: what to send if the statement is a LOAD DATA LOCAL INFILE (the
-        connection must have been opened with ``local_files``)."""
+        connection must have been opened with ``local_files``): the whole file as bytes,
+        or an ``IInfileReader`` it is streamed from when mysqld asks for it (pieces of
+        ``client_protocol.INFILE_PIECE`` bytes, one read at a time, paced by the socket to
+        mysqld; the read timeout waits meanwhile). If the reader fails, mysqld does not get
+        the end of the file: the connection is closed, so mysqld rolls the statement back,
+        and ``done`` gets the reader's ``MySQLError`` (its code and message)."""
         self.protocol.submit_notify(self._streaming(sql, consumer, summary, infile), done)
 
     def _streaming(
@@ -257,7 +276,7 @@ class MySQLClient:
         sql: bytes | str,
         consumer: Consumer,
         summary: bool = True,
-        infile: bytes | None = None,
+        infile: bytes | IInfileReader | None = None,
     ) -> ResultHandler:
         return ResultHandler(
             ComQuery(_sql(sql)),

@@ -12,13 +12,22 @@ compound command runs without another command slipping in between.
 A handler never raises out of ``event``: a mysqld ERR, a row that does not decode, a result
 over the size limit or a consumer that raised is recorded in ``error`` and the rest of the
 reply is still read (and dropped), so the connection stays in step and can be reused.
+
+LOAD DATA LOCAL INFILE: when mysqld asks for the file (``LocalInfileRequest``), a
+``ResultHandler`` whose ``infile`` is ``bytes`` answers with the whole file in
+``LocalInfileData`` packets of at most ``INFILE_CHUNK`` bytes and the empty packet that
+ends it. One whose ``infile`` is an ``IInfileReader`` answers nothing: it leaves the
+reader in ``infile_stream`` (``take_infile_stream``), and the glue reads the file piece by
+piece and sends it (``infile_packets`` per piece, then the empty packet), or closes the
+connection if the reader fails, so that mysqld never takes a truncated file for a whole one.
+This module does no I/O and imports no Twisted: the reader is only ever held, not called.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from vtwist.protocols.mysql.commands import (
     ComQuery,
@@ -48,6 +57,9 @@ from vtwist.protocols.mysql.values import (
 )
 from vtwist.protocols.mysql.wire import Message
 
+if TYPE_CHECKING:
+    from vtwist.interfaces import IInfileReader
+
 __all__ = [
     "CHARSETS",
     "CommandHandler",
@@ -63,6 +75,7 @@ __all__ = [
     "StreamEvent",
     "WholeConsumer",
     "column_specs",
+    "infile_packets",
 ]
 
 _UNSIGNED: Final = int(ColumnFlag.UNSIGNED)
@@ -105,6 +118,15 @@ effect after them."""
 def column_specs(columns: Sequence[ColumnDefinition41]) -> list[ColumnSpec]:
     """``(type, unsigned)`` per column, as ``values.decode_binary_row`` wants them."""
     return [(ColumnType(c.column_type), bool(c.flags & _UNSIGNED)) for c in columns]
+
+
+def infile_packets(data: bytes) -> list[Message]:
+    """Bytes of a LOCAL INFILE file as ``LocalInfileData`` packets of at most
+    ``INFILE_CHUNK`` bytes (none for ``b""``: the empty packet ends the file)."""
+    chunk = INFILE_CHUNK
+    if len(data) <= chunk:
+        return [LocalInfileData(data)] if data else []
+    return [LocalInfileData(data[i : i + chunk]) for i in range(0, len(data), chunk)]
 
 
 @dataclass
@@ -161,6 +183,9 @@ class CommandHandler:
     """Base handler: one command, the reply events, the result (see the module docstring)."""
 
     error: BaseException | None = None
+    #: The reader of a LOAD DATA LOCAL INFILE file that mysqld asked for and the glue must
+    #: stream now (set by ``event``; see the module docstring and ``take_infile_stream``).
+    infile_stream: IInfileReader | None = None
     #: Set by handlers that take the rows already buffered in one call (``rows``), not a
     #: ``Row`` event each.
     takes_row_batches: bool = False
@@ -191,6 +216,13 @@ class CommandHandler:
     def complete(self) -> Message | None:
         """The connection is idle again: the next command of a compound one, or None."""
         return None
+
+    def take_infile_stream(self) -> IInfileReader | None:
+        """The reader whose file mysqld is waiting for, once (None if there is none): the
+        glue sends its pieces, then the empty packet, and reads the reply as usual."""
+        reader = self.infile_stream
+        self.infile_stream = None
+        return reader
 
     def result(self) -> Any:
         """What the command's Deferred fires with."""
@@ -308,9 +340,10 @@ class ResultHandler(CommandHandler):
     _size = 0
     _consume_rows: Callable[[list[bytes]], object] | None = None
     _consume_results: WholeConsumer | None = None
-    #: The file a LOAD DATA LOCAL INFILE of this command sends when mysqld asks for it
-    #: (None: such a request is refused with an empty file, and the command fails).
-    infile: bytes | None = None
+    #: The file a LOAD DATA LOCAL INFILE of this command sends when mysqld asks for it:
+    #: whole, or a reader the glue streams it from (None: such a request is refused with an
+    #: empty file, and the command fails).
+    infile: bytes | IInfileReader | None = None
     #: False: ``result()`` is None and result sets taken whole leave no ``Result`` behind
     #: (a streaming caller that only wants the events).
     summary = True
@@ -323,7 +356,7 @@ class ResultHandler(CommandHandler):
         max_result_size: int,
         consumer: Consumer | None = None,
         summary: bool = True,
-        infile: bytes | None = None,
+        infile: bytes | IInfileReader | None = None,
     ) -> None:
         # (``_current``, ``_specs``, ``_size``, ``_consume_*``, ``takes_*`` and ``summary``
         # start as the class defaults: one handler is made per query.)
@@ -433,10 +466,15 @@ class ResultHandler(CommandHandler):
                 self.fail(e)
         return None
 
-    def _send_file(self) -> list[Message]:
+    def _send_file(self) -> list[Message] | None:
         """mysqld asked for the LOCAL INFILE: ``infile`` in chunks, then the empty packet
-        that ends it (all of it if the file is empty or refused)."""
+        that ends it (all of it if the file is empty or refused). A reader is left in
+        ``infile_stream`` for the glue, which streams it (nothing to send now)."""
         data = self.infile
+        if data is not None and not isinstance(data, bytes):
+            self.infile = None  # streamed once
+            self.infile_stream = data
+            return None
         if data is None:
             self.fail(
                 MySQLError(
@@ -446,9 +484,7 @@ class ResultHandler(CommandHandler):
             )
             data = b""
         self.infile = None  # sent once
-        chunks: list[Message] = [
-            LocalInfileData(data[i : i + INFILE_CHUNK]) for i in range(0, len(data), INFILE_CHUNK)
-        ]
+        chunks = infile_packets(data)
         chunks.append(LocalInfileData(b""))
         return chunks
 

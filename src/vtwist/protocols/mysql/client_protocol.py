@@ -17,10 +17,25 @@ Rules:
   command in flight with 2013 (CR_SERVER_LOST, "Lost connection to MySQL server during
   query") and the queued ones with 2006 (CR_SERVER_GONE_ERROR); later calls fail with 2006
   at once. The read timeout (no byte from mysqld for ``read_timeout`` seconds while a reply
-  is due; suspended while reading is paused) closes the connection and fails with 2013.
-  Bytes that break the protocol close it too (the error's own code, e.g. 1156).
+  is due; suspended while reading is paused and while a LOCAL INFILE file is streamed)
+  closes the connection and fails with 2013. Bytes that break the protocol close it too
+  (the error's own code, e.g. 1156).
 * Cancelling a command's Deferred before it is sent drops it; cancelling it while mysqld
   runs it closes the connection (it cannot be taken back), so it is never reused by accident.
+* LOAD DATA LOCAL INFILE from an ``IInfileReader`` (``client_commands``: the handler leaves
+  it in ``infile_stream``): an ``_InfileFeeder`` reads the file ``INFILE_PIECE`` bytes at a
+  time, one read in flight, and writes each piece as ``LocalInfileData`` packets, then the
+  empty packet that ends the file; mysqld's reply is then read as usual. While it feeds it
+  is the transport's registered streaming producer, so a congested socket to mysqld pauses
+  the reads (memory: one piece plus the transport's buffer), and the read timeout is
+  suspended (mysqld is silent while it waits for the file, which may come slowly); it is
+  armed again once the end packet is written. If a read fails (the reader's ``MySQLError``,
+  e.g. 1153, 1159 or 2013, or anything else) or the feed is cut short otherwise (cancel,
+  ``close``, connection lost), mysqld never gets the end packet (it would load the file
+  truncated and commit it): the connection is closed instead, which makes mysqld abort and
+  roll back the statement; the command fails with the reader's error (2013 for a lost
+  connection or ``close``; a cancelled Deferred with CancelledError), queued ones with
+  2006. A read still pending then is cancelled and its late result ignored.
 * Every socket sets TCP_NODELAY.
 """
 
@@ -28,8 +43,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import (
@@ -43,9 +59,10 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from vtwist.protocols.mysql.auth import ClientAuth
-from vtwist.protocols.mysql.client_commands import CHARSETS, CommandHandler
+from vtwist.protocols.mysql.client_commands import CHARSETS, CommandHandler, infile_packets
 from vtwist.protocols.mysql.connection import (
     DEFAULT_MAX_PACKET_SIZE,
     NEED_DATA,
@@ -74,16 +91,21 @@ from vtwist.protocols.mysql.messages import (
     Err,
     HandshakeResponse41,
     HandshakeV10,
+    LocalInfileData,
     Ok,
     SSLRequest,
 )
 from vtwist.protocols.mysql.output import reading, write_through
 from vtwist.protocols.mysql.wire import Message
 
+if TYPE_CHECKING:
+    from vtwist.interfaces import IInfileReader
+
 __all__ = [
     "DEFAULT_MAX_QUEUED",
     "DEFAULT_MAX_RESULT_SIZE",
     "DEFAULT_READ_TIMEOUT",
+    "INFILE_PIECE",
     "ClientConfig",
     "MySQLClientFactory",
     "MySQLClientProtocol",
@@ -95,6 +117,9 @@ log = Logger()
 #: whole may have (they are already in memory).
 ROW_BATCH: Final = 256
 
+#: Bytes asked of an ``IInfileReader`` per read while a LOCAL INFILE file is streamed.
+INFILE_PIECE: Final = 1 << 20
+
 DEFAULT_READ_TIMEOUT: Final = 600.0
 DEFAULT_MAX_QUEUED: Final = 32
 DEFAULT_MAX_RESULT_SIZE: Final = 256 * 1024 * 1024
@@ -105,6 +130,8 @@ _LONG_PASSWORD: Final = int(Capability.LONG_PASSWORD)
 _IN_TRANS: Final = int(ServerStatus.IN_TRANS)
 _IDLE: Final = State.IDLE
 _CLOSED: Final = State.CLOSED
+_INFILE: Final = State.INFILE
+_END_OF_FILE: Final = LocalInfileData(b"")
 
 
 @dataclass(frozen=True)
@@ -203,6 +230,125 @@ def _gone(reason: str) -> MySQLError:
     )
 
 
+@implementer(IPushProducer)
+class _InfileFeeder:
+    """Streams one LOAD DATA LOCAL INFILE file from an ``IInfileReader`` to mysqld (see the
+    module docstring). It is the transport's streaming producer while it runs: the transport
+    pauses it when its write buffer is full, and no further piece is read until it resumes.
+    At most one read is in flight. The end packet is only written once the reader said
+    ``b""``; a failed read breaks the connection instead (``_infile_failed``)."""
+
+    __slots__ = ("_looping", "_reading", "_registered", "paused", "protocol", "reader", "stopped")
+
+    def __init__(self, protocol: MySQLClientProtocol, reader: IInfileReader) -> None:
+        self.protocol = protocol
+        self.reader = reader
+        self.paused = False
+        self.stopped = False
+        self._reading: Deferred[bytes] | None = None
+        self._looping = False
+        self._registered = False
+
+    def start(self) -> None:
+        """Register with the transport and read the first piece."""
+        transport: Any = self.protocol.transport
+        try:
+            transport.registerProducer(self, True)
+            self._registered = True
+        except RuntimeError:  # another producer is registered: feed without back-pressure
+            log.warn("MySQL client: LOCAL INFILE file fed without back-pressure")
+        self._next()
+
+    def _next(self) -> None:
+        """Read pieces while allowed to: not paused, not stopped, none in flight (a loop, so
+        that a reader answering at once does not recurse)."""
+        if self._looping:
+            return
+        self._looping = True
+        try:
+            while not self.stopped and not self.paused and self._reading is None:
+                try:
+                    d = self.reader.read(INFILE_PIECE)
+                except Exception as e:  # the reader's bug: same as a failed read
+                    self._fail(e)
+                    return
+                self._reading = d
+                d.addCallbacks(self._got, self._read_failed, callbackArgs=(d,), errbackArgs=(d,))
+        finally:
+            self._looping = False
+
+    def _got(self, data: bytes, d: Deferred[bytes]) -> None:
+        if self.stopped or d is not self._reading:
+            return  # a late result after the feed stopped: dropped
+        self._reading = None
+        protocol = self.protocol
+        try:
+            if type(data) is not bytes:
+                data = bytes(data)
+            if data:
+                protocol._write(infile_packets(data))
+                if not self._looping:
+                    self._next()
+                return
+            protocol._write(_END_OF_FILE)  # the whole file was sent: mysqld may load it
+        except Exception as e:
+            protocol._infile_bug(self, e)
+            return
+        self.stop()
+        protocol._infile_sent(self)
+
+    def _read_failed(self, failure: Failure, d: Deferred[bytes]) -> None:
+        if self.stopped or d is not self._reading:
+            return None  # cancelled by ``stop`` or late: dropped
+        self._reading = None
+        self._fail(failure.value)
+        return None
+
+    def _fail(self, e: BaseException | None) -> None:
+        if isinstance(e, MySQLError):
+            err = e  # the reader's own error (1153, 1159, 2013...), as it is
+        else:
+            err = MySQLError(
+                ErrorCode.CR_UNKNOWN_ERROR,
+                f"the LOAD DATA LOCAL INFILE file could not be read ({e!r}); the connection "
+                "was closed so that mysqld does not load it truncated",
+            )
+        self.protocol._infile_failed(self, err)
+
+    def stop(self) -> None:
+        """No more reads or writes: unregister, and cancel a read in flight (its result,
+        if it comes anyway, is dropped)."""
+        if self.stopped:
+            return
+        self.stopped = True
+        d, self._reading = self._reading, None
+        if self._registered:
+            self._registered = False
+            transport: Any = self.protocol.transport
+            if transport is not None:
+                with suppress(RuntimeError):  # (a test transport that already forgot it)
+                    transport.unregisterProducer()
+        if d is not None:
+            d.cancel()
+
+    # -- IPushProducer (called by the transport to mysqld) -----------------------------------
+
+    def pauseProducing(self) -> None:
+        """The socket to mysqld is congested: read no further piece."""
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        """The socket drained: read on."""
+        self.paused = False
+        if not self.stopped:
+            self._next()
+
+    def stopProducing(self) -> None:
+        """The transport is going away (``connectionLost`` follows and fails the command)."""
+        self._registered = False  # it forgets us itself
+        self.stop()
+
+
 class MySQLClientProtocol(Protocol):
     """One connection to mysqld (see the module docstring). ``ready`` fires with the
     protocol once logged in, or fails with a ``MySQLError``."""
@@ -225,6 +371,7 @@ class MySQLClientProtocol(Protocol):
         self._processing = False
         self._pumping = False
         self._timer: IDelayedCall | None = None
+        self._feeder: _InfileFeeder | None = None
         self._closed = False
         self._close_waiters: list[Deferred[None]] = []
 
@@ -295,6 +442,7 @@ class MySQLClientProtocol(Protocol):
         """The socket is gone: fail what was pending (after delivering what was read)."""
         self.connected = False
         self._cancel_timer()
+        self._stop_feed()
         if not self.logged_in:
             if self.tls_started:
                 err = MySQLError(
@@ -385,6 +533,8 @@ class MySQLClientProtocol(Protocol):
                             self._write(reply)
                         state = conn.state
                         if state is not _IDLE and state is not _CLOSED:
+                            if state is _INFILE:  # mysqld waits for a file to be streamed
+                                self._feed_infile(p)
                             continue  # more of the reply to come
                         self._pump()  # the reply (or one step of it) is complete
                     if conn.state is _IDLE and conn.drained:
@@ -651,8 +801,55 @@ class MySQLClientProtocol(Protocol):
         if reply is not None:
             self._write(reply)
         state = self.conn.state
-        if state is _IDLE or state is _CLOSED:  # the reply (or one step of it) is complete
+        if state is _INFILE:  # mysqld waits for a file to be streamed
+            self._feed_infile(p)
+        elif state is _IDLE or state is _CLOSED:  # the reply (or one step of it) is complete
             self._pump()
+
+    # -- LOAD DATA LOCAL INFILE from a reader ----------------------------------------------
+
+    def _feed_infile(self, p: _Pending) -> None:
+        """mysqld waits for the file of ``p``'s LOAD DATA LOCAL INFILE: stream it from the
+        handler's reader (see the module docstring). The read timeout waits meanwhile."""
+        reader = p.handler.take_infile_stream()
+        if reader is None:  # a handler left mysqld waiting for a file it never sends
+            raise LocalProtocolError("mysqld waits for a LOCAL INFILE file that nobody sends")
+        if not self.connected:
+            return  # the socket is gone: reading on fails the command with 2013
+        self._cancel_timer()
+        feeder = self._feeder = _InfileFeeder(self, reader)
+        feeder.start()
+
+    def _infile_sent(self, feeder: _InfileFeeder) -> None:
+        """The end packet was written: wait for mysqld's reply as for any other."""
+        if self._feeder is not feeder:
+            return
+        self._feeder = None
+        if self._current is not None:
+            self._arm_timer()
+        self._process()  # what mysqld sent meanwhile (if ever), unless already in it
+
+    def _infile_failed(self, feeder: _InfileFeeder, err: MySQLError) -> None:
+        """The file cannot be had: close the connection without the end packet, so that
+        mysqld aborts the statement instead of loading a truncated file."""
+        if self._feeder is not feeder or self.broken is not None:
+            return
+        log.info(
+            "LOAD DATA LOCAL INFILE to {address} failed: {error}; closing the connection",
+            address=self.config.address,
+            error=str(err),
+        )
+        self._break(err)
+
+    def _infile_bug(self, feeder: _InfileFeeder, e: Exception) -> None:
+        """Sending a piece failed (a bug of ours): break, without the end packet."""
+        if self._feeder is feeder and self.broken is None:
+            self._on_bug(e)
+
+    def _stop_feed(self) -> None:
+        feeder, self._feeder = self._feeder, None
+        if feeder is not None:
+            feeder.stop()
 
     # -- breaking and closing ----------------------------------------------------------------
 
@@ -661,6 +858,7 @@ class MySQLClientProtocol(Protocol):
         if self.broken is None:
             self.broken = err
         self._cancel_timer()
+        self._stop_feed()  # (before closing: a registered producer holds a TLS close back)
         if not self.logged_in and not self.ready.called:
             self.ready.errback(err)
         cur, self._current = self._current, None
@@ -707,7 +905,7 @@ class MySQLClientProtocol(Protocol):
 
     def _arm_timer(self) -> None:
         timeout = self.config.read_timeout
-        if timeout is None or self._paused or not self.connected:
+        if timeout is None or self._paused or not self.connected or self._feeder is not None:
             return
         t = self._timer
         if t is not None and t.active():

@@ -12,8 +12,12 @@ package never imports the gate.
 Ordering: one command at a time. Bytes that arrive while a command is in progress wait,
 unparsed, in a buffer of at most ``max_pipeline_bytes`` (then reading from the socket is
 paused), so pipelined commands are answered in order with bounded memory. The exception:
-the packets of a LOAD DATA LOCAL INFILE file that the handler asked for
-(``request_file``, through its sink) are parsed as they come, bounded in size and time.
+the packets of a LOAD DATA LOCAL INFILE file that the handler asked for (``request_file``,
+through its sink's ``local_infile``) are parsed as they come into a ``ClientFile``, the
+``IClientFile`` the handler reads the file from in pieces: at most
+``max_infile_buffer_bytes`` of it wait there (then reading from the socket is paused until
+the handler reads), the file is bounded in size (ERR 1153) and the client in time (it may
+not stall while the server waits for its bytes).
 
 Output: a reply made while bytes are being read (the passthrough's, made while reading its
 backend) goes out with one ``send`` when it is complete or the read is handled
@@ -31,11 +35,12 @@ connection).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from twisted.internet.abstract import FileDescriptor
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.interfaces import (
     IDelayedCall,
     IOpenSSLServerConnectionCreator,
@@ -49,7 +54,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from vtwist.interfaces import IAuthServer, IQueryHandlerFactory
+from vtwist.interfaces import IAuthServer, IClientFile, IQueryHandlerFactory
 from vtwist.protocols.mysql.auth import (
     RsaKey,
     make_scramble,
@@ -70,7 +75,12 @@ from vtwist.protocols.mysql.constants import (
     Capability,
     ServerStatus,
 )
-from vtwist.protocols.mysql.errors import ErrorCode, MySQLError, RemoteProtocolError
+from vtwist.protocols.mysql.errors import (
+    ErrorCode,
+    LocalProtocolError,
+    MySQLError,
+    RemoteProtocolError,
+)
 from vtwist.protocols.mysql.messages import (
     AuthData,
     ColumnDefinition41,
@@ -107,7 +117,9 @@ from vtwist.protocols.mysql.server_types import (
 from vtwist.protocols.mysql.wire import Message
 
 __all__ = [
+    "DEFAULT_MAX_INFILE_BUFFER_BYTES",
     "DEFAULT_SERVER_VERSION",
+    "ClientFile",
     "MySQLServerFactory",
     "MySQLServerProtocol",
     "ServerMetrics",
@@ -127,17 +139,290 @@ _SESSION_COMMANDS: Final = frozenset({ComStmtExecute, ComQuery})
 _MID_REPLY: Final = frozenset({State.RESULT, State.COLUMNS, State.COLUMNS_END, State.ROWS})
 
 
-class _InfileRead:
-    """A LOCAL INFILE file being read from the client (``request_file``)."""
+DEFAULT_MAX_INFILE_BUFFER_BYTES: Final = 1 << 20
 
-    __slots__ = ("chunks", "d", "max_bytes", "size", "timer")
 
-    def __init__(self, d: Deferred[bytes], max_bytes: int, timer: IDelayedCall) -> None:
-        self.d = d
+@implementer(IClientFile)
+class ClientFile:
+    """A LOAD DATA LOCAL INFILE file a client is sending, read in pieces
+    (``MySQLServerProtocol.request_file``; see ``IClientFile``).
+
+    The protocol routes the client's bytes here while the file is *attached* (until its
+    empty packet, or until it fails for good). Packets are parsed only while at most
+    ``buffer_limit`` bytes wait in the buffer: beyond, reading from the socket is paused
+    (the client is then not stalling) and resumed when a ``read`` takes the buffer back
+    to the limit. While attached and reading, the client may pause ``idle_timeout``
+    seconds between packets at most. Past ``max_bytes`` in all, the file fails with ERR
+    1153 and the rest is read and dropped, as after ``finish``, until the empty packet.
+    """
+
+    def __init__(
+        self,
+        proto: MySQLServerProtocol | None,
+        max_bytes: int,
+        buffer_limit: int,
+        error: MySQLError | None = None,
+    ) -> None:
+        self._proto = proto  # None once detached: the file ended, or failed for good
         self.max_bytes = max_bytes
-        self.timer = timer
-        self.chunks: list[bytes] = []
-        self.size = 0
+        self._limit = buffer_limit
+        self._pieces: deque[bytes] = deque()
+        self._head = 0  # what ``read`` already took of ``_pieces[0]``
+        self._buffered = 0
+        self.received = 0  # bytes the client sent so far (kept or dropped)
+        self.consumed = 0
+        self._ended = proto is None  # the client's empty packet came
+        self._discarding = False  # drop what comes (``finish`` was called, or too large)
+        self._finishing = False
+        self._error = error  # ``read`` fails with it
+        self._fatal = error  # the client went away / stalled / broke the protocol
+        self._read_d: Deferred[bytes] | None = None
+        self._read_want = 0
+        self._finish_ds: list[Deferred[None]] = []
+        self._timer: IDelayedCall | None = None
+        self._pumping = False
+        self._again = False
+
+    # -- IClientFile -------------------------------------------------------------------------
+
+    def read(self, max_bytes: int) -> Deferred[bytes]:
+        """See ``IInfileReader.read``."""
+        if max_bytes <= 0:
+            return fail(ValueError(f"read() needs max_bytes > 0, got {max_bytes}"))
+        if self._read_d is not None:
+            return fail(LocalProtocolError("a LOCAL INFILE read is already in progress"))
+        if self._error is not None:
+            return fail(self._error)
+        if self._buffered:
+            data = self._take(max_bytes)
+            self._pump()  # below the limit again: parse what waits, resume reading
+            return succeed(data)
+        if self._ended or self._finishing:
+            return succeed(b"")
+        d: Deferred[bytes] = Deferred(self._cancel_read)
+        self._read_d = d
+        self._read_want = max_bytes
+        return d
+
+    def finish(self) -> Deferred[None]:
+        """See ``IClientFile.finish``."""
+        self._finishing = True
+        self._drop()
+        if self._fatal is not None:
+            return fail(self._fatal)
+        if self._ended:
+            return succeed(None)
+        self._discarding = True
+        d: Deferred[None] = Deferred(self._cancel_finish)
+        self._finish_ds.append(d)
+        self._pump()
+        return d
+
+    # -- the protocol's side ---------------------------------------------------------------
+
+    @property
+    def attached(self) -> bool:
+        """Whether the client's packets still come here."""
+        return self._proto is not None
+
+    def data_received(self) -> None:
+        """The protocol fed the client's bytes to its connection: the client is alive."""
+        timer = self._timer
+        if timer is not None and timer.active():
+            timer.reset(self._timeout())
+        self._pump()
+
+    def lose(self, error: MySQLError) -> None:
+        """The file cannot be had (the connection is closed or closing): fail what waits."""
+        self._set_fatal(error)
+        self._deliver()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _timeout(self) -> float:
+        proto = self._proto
+        assert proto is not None
+        return float(proto.factory.idle_timeout)
+
+    def _cancel_read(self, d: Deferred[bytes]) -> None:
+        if self._read_d is d:
+            self._read_d = None
+
+    def _cancel_finish(self, d: Deferred[None]) -> None:
+        if d in self._finish_ds:
+            self._finish_ds.remove(d)
+
+    def _take(self, n: int) -> bytes:
+        """Up to ``n`` (> 0) buffered bytes (some are buffered)."""
+        pieces = self._pieces
+        first = pieces[0]
+        pos = self._head
+        avail = len(first) - pos
+        if avail > n:
+            out = first[pos : pos + n]
+            self._head = pos + n
+        else:
+            pieces.popleft()
+            self._head = 0
+            out = first[pos:] if pos else first
+            if avail < n and pieces:
+                parts = [out]
+                got = avail
+                while pieces and got < n:
+                    piece = pieces[0]
+                    if got + len(piece) <= n:
+                        pieces.popleft()
+                        parts.append(piece)
+                        got += len(piece)
+                    else:
+                        self._head = n - got
+                        parts.append(piece[: n - got])
+                        got = n
+                out = b"".join(parts)
+        self._buffered -= len(out)
+        self.consumed += len(out)
+        return out
+
+    def _drop(self) -> None:
+        self._pieces.clear()
+        self._head = 0
+        self._buffered = 0
+
+    def _pump(self) -> None:
+        """Parse what the client sent (as far as the buffer allows), set the socket's
+        reading and the stall timer to match, then answer what waits."""
+        if self._pumping:
+            self._again = True  # re-entered: the outer loop parses again
+            return
+        self._pumping = True
+        try:
+            while True:
+                self._again = False
+                self._parse()
+                self._settle()
+                if not self._again:
+                    break
+        finally:
+            self._pumping = False
+        self._deliver()
+
+    def _parse(self) -> None:
+        proto = self._proto
+        if proto is None:
+            return
+        conn = proto.conn
+        limit = self._limit
+        while self._discarding or self._buffered <= limit:
+            try:
+                ev = conn.next_event()
+            except RemoteProtocolError as e:
+                # The client gets the ERR, then the reader learns (its handler's reply is
+                # dropped: nothing is written once the connection is closing).
+                self._set_fatal(MySQLError(ErrorCode.CR_SERVER_LOST, str(e)))
+                proto._protocol_error(e)
+                return
+            if ev is NEED_DATA:
+                return
+            if type(ev) is not LocalInfileData:
+                self._set_fatal(MySQLError(ErrorCode.CR_SERVER_LOST, "the client closed"))
+                proto.close()
+                return
+            assert isinstance(ev, LocalInfileData)
+            data = ev.data
+            if not data:  # the end of the file: the reply is due
+                self._ended = True
+                self._detach()
+                return
+            self.received += len(data)
+            if self._discarding:
+                continue
+            if self.received > self.max_bytes:
+                self._error = MySQLError(
+                    ErrorCode.NET_PACKET_TOO_LARGE,
+                    f"the LOAD DATA LOCAL INFILE file has more than {self.max_bytes} bytes "
+                    f"({self.received} so far), the most the server takes; split it",
+                )
+                self._discarding = True
+                self._drop()
+                continue
+            self._pieces.append(data)
+            self._buffered += len(data)
+
+    def _settle(self) -> None:
+        """Pause reading from the client while the buffer is over its limit; time the
+        client out while reading is on (the server waits for its bytes)."""
+        proto = self._proto
+        if proto is None:
+            return
+        pause = not self._discarding and self._buffered > self._limit
+        proto._set_reading_paused(pause)
+        timer = self._timer
+        if pause:
+            if timer is not None:
+                if timer.active():
+                    timer.cancel()
+                self._timer = None
+        elif timer is None:
+            self._timer = proto.clock.callLater(self._timeout(), proto._guard(self._stalled))
+
+    def _detach(self) -> None:
+        proto, self._proto = self._proto, None
+        if proto is None:
+            return
+        if proto._infile is self:
+            proto._infile = None
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        if self._fatal is None:
+            # Back to the command's reading (``dataReceived`` holds what comes next).
+            proto._set_reading_paused(False)
+
+    def _set_fatal(self, error: MySQLError) -> None:
+        if self._fatal is None:
+            self._fatal = error
+        if self._error is None:
+            self._error = error
+        self._drop()
+        self._detach()
+
+    def _stalled(self) -> None:
+        self._timer = None
+        proto = self._proto
+        if proto is None:
+            return
+        log.info(
+            "MySQL client {host} sent no LOCAL INFILE data for {timeout}s: closing",
+            host=proto.peer_host,
+            timeout=proto.factory.idle_timeout,
+        )
+        self._set_fatal(MySQLError(ErrorCode.NET_READ_INTERRUPTED, "the client stalled"))
+        proto.close()
+        self._deliver()
+
+    def _deliver(self) -> None:
+        """Answer the waiting read and finishes that can be answered (last: their
+        callbacks may call back in)."""
+        d = self._read_d
+        if d is not None:
+            if self._error is not None:
+                self._read_d = None
+                d.errback(self._error)
+            elif self._buffered:
+                self._read_d = None
+                data = self._take(self._read_want)
+                self._pump()
+                d.callback(data)
+            elif self._ended or self._finishing:
+                self._read_d = None
+                d.callback(b"")
+        if self._finish_ds and (self._fatal is not None or self._ended):
+            ds, self._finish_ds = self._finish_ds, []
+            for fd in ds:
+                if self._fatal is not None:
+                    fd.errback(self._fatal)
+                else:
+                    fd.callback(None)
 
 
 @implementer(IPushProducer)
@@ -171,7 +456,7 @@ class MySQLServerProtocol(Protocol):
         self._last_activity = 0.0
         self._close_timer: IDelayedCall | None = None
         self._out = OutputBuffer()
-        self._infile: _InfileRead | None = None
+        self._infile: ClientFile | None = None
 
     def _transport(self) -> Any:
         """The transport, with the producer/consumer and TCP methods Twisted's give."""
@@ -383,9 +668,10 @@ class MySQLServerProtocol(Protocol):
         reading.depth += 1
         try:
             self._last_activity = self.clock.seconds()
-            if self._infile is not None:
+            infile = self._infile
+            if infile is not None:
                 self.conn.receive_data(data)
-                self._read_infile()
+                infile.data_received()
                 return
             if self._busy:
                 self._inbox.append(data)
@@ -547,89 +833,71 @@ class MySQLServerProtocol(Protocol):
 
     # -- LOAD DATA LOCAL INFILE -----------------------------------------------------------
 
-    def request_file(self, filename: str, max_bytes: int) -> Deferred[bytes]:
-        """Ask the client for a LOCAL INFILE file and read it, although a command is in
-        progress: fires with the file once the client's empty packet ends it, or fails
-        with MySQLError 1153 (after the rest was read and dropped) when it is longer than
-        ``max_bytes``. The client may pause ``idle_timeout`` seconds between packets at
-        most: then, or if it goes away or breaks the protocol, it fails and the connection
-        is closed."""
-        d: Deferred[bytes] = Deferred()
-        if self._lost or self._closing or self._infile is not None:
-            d.errback(MySQLError(ErrorCode.CR_SERVER_LOST, "the client connection is closing"))
-            return d
-        timer = self.clock.callLater(self.factory.idle_timeout, self._guard(self._infile_stalled))
-        self._infile = _InfileRead(d, max_bytes, timer)
+    def request_file(self, filename: str, max_bytes: int) -> ClientFile:
+        """Ask the client for a LOCAL INFILE file, although a command is in progress: the
+        ``ClientFile`` it is read from, in pieces (see its docstring and ``IClientFile``).
+        Its reads fail with MySQLError 1153 once it has more than ``max_bytes``; with
+        1159 when the client stalls, 2013 when it goes away or breaks the protocol (the
+        connection is then closed). The reply goes out once the client's empty packet
+        ended the file (``ClientFile.finish``)."""
+        if self._lost or self._closing:
+            return ClientFile(
+                None,
+                max_bytes,
+                self.factory.max_infile_buffer_bytes,
+                MySQLError(ErrorCode.CR_SERVER_LOST, "the client connection is closing"),
+            )
+        if self._infile is not None:
+            raise LocalProtocolError("a LOCAL INFILE file is already being read")
         self._write([LocalInfileRequest(filename)])
+        infile = ClientFile(self, max_bytes, self.factory.max_infile_buffer_bytes)
+        self._infile = infile
         if self._inbox:  # bytes that came while the command ran: the file's start
             data = b"".join(self._inbox)
             self._inbox.clear()
             self._inbox_bytes = 0
             self.conn.receive_data(data)
-        self._read_infile()
-        return d
+        # (Parses what came, resumes reading if the pipeline had paused it, arms the timer.)
+        infile.data_received()
+        return infile
 
-    def _read_infile(self) -> None:
-        read = self._infile
-        if read is None:
+    def _set_reading_paused(self, paused: bool) -> None:
+        """Pause or resume reading from the client's socket (the pipeline's and the LOCAL
+        INFILE file's bound; never both at once: while a file is read nothing waits in
+        the pipeline)."""
+        if paused is self._reading_paused or self._closing or self._lost:
             return
-        if read.timer.active():
-            read.timer.reset(self.factory.idle_timeout)
-        while True:
-            try:
-                ev = self.conn.next_event()
-            except RemoteProtocolError as e:
-                # The client gets the ERR, then the handler learns (its reply is dropped:
-                # nothing is written once the connection is closing).
-                self._protocol_error(e)
-                self._end_infile(MySQLError(ErrorCode.CR_SERVER_LOST, str(e)))
-                return
-            if ev is NEED_DATA:
-                return
-            if not isinstance(ev, LocalInfileData):
-                self.close()
-                self._end_infile(MySQLError(ErrorCode.CR_SERVER_LOST, "the client closed"))
-                return
-            if not ev.data:
-                self._infile = None
-                read.timer.cancel()
-                if read.size > read.max_bytes:
-                    read.d.errback(
-                        MySQLError(
-                            ErrorCode.NET_PACKET_TOO_LARGE,
-                            f"the LOAD DATA LOCAL INFILE file has {read.size} bytes, more than "
-                            f"the {read.max_bytes} the server takes; split it",
-                        )
-                    )
-                else:
-                    read.d.callback(b"".join(read.chunks))
-                return
-            read.size += len(ev.data)
-            if read.size <= read.max_bytes:
-                read.chunks.append(ev.data)
-            elif read.chunks:
-                read.chunks = []
-
-    def _infile_stalled(self) -> None:
-        log.info(
-            "MySQL client {host} sent no LOCAL INFILE data for {timeout}s: closing",
-            host=self.peer_host,
-            timeout=self.factory.idle_timeout,
-        )
-        self.close()
-        self._end_infile(MySQLError(ErrorCode.NET_READ_INTERRUPTED, "the client stalled"))
+        self._reading_paused = paused
+        if paused:
+            self._transport().pauseProducing()
+        else:
+            self._transport().resumeProducing()
 
     def _end_infile(self, error: MySQLError) -> None:
-        read, self._infile = self._infile, None
-        if read is not None:
-            if read.timer.active():
-                read.timer.cancel()
-            read.d.errback(error)
+        infile = self._infile
+        if infile is not None:
+            infile.lose(error)
+
+    def _reply_during_infile(self) -> None:
+        """The handler wrote its reply while the client was still sending the file (it
+        must wait for ``ClientFile.finish``): the two ends are out of step, close."""
+        log.error(
+            "MySQL connection {id}: the query handler replied before the LOCAL INFILE file "
+            "was finished; closing",
+            id=self.connection_id,
+        )
+        self._end_infile(
+            MySQLError(ErrorCode.CR_SERVER_LOST, "the reply came before the file's end")
+        )
+        self.close()
 
     # -- output (the sinks' and session's ``SessionIO``) ------------------------------------
 
     def _write(self, events: Sequence[Message]) -> int:
         if self._lost or self._closing or self.transport is None:
+            return 0
+        if self._infile is not None:
+            self._reply_during_infile()
             return 0
         conn = self.conn
         data = conn.send_many(events)
@@ -647,6 +915,9 @@ class MySQLServerProtocol(Protocol):
     def send_columns(self, columns: Sequence[ColumnDefinition41]) -> int:
         """``send_events`` of ResultSetStart and a Column per definition."""
         if self._lost or self._closing or self.transport is None:
+            return 0
+        if self._infile is not None:
+            self._reply_during_infile()
             return 0
         data = self.conn.send_columns(columns)
         self._out.write(data, False)  # the rows and the end follow
@@ -666,6 +937,9 @@ class MySQLServerProtocol(Protocol):
         """``send_events`` of one ResultSetDone."""
         if self._lost or self._closing or self.transport is None:
             return 0
+        if self._infile is not None:
+            self._reply_during_infile()
+            return 0
         conn = self.conn
         data = conn.send_done(status, warnings, affected_rows, last_insert_id, info)
         self._out.write(data, conn.state not in _MID_REPLY)
@@ -683,6 +957,9 @@ class MySQLServerProtocol(Protocol):
     ) -> int:
         """``send_columns``, ``send_row`` of each row and ``send_done``, in one write."""
         if self._lost or self._closing or self.transport is None:
+            return 0
+        if self._infile is not None:
+            self._reply_during_infile()
             return 0
         conn = self.conn
         data = conn.send_result_set(
@@ -751,7 +1028,9 @@ class MySQLServerFactory(Factory):
     ``max_prepared_statements`` (per session, ERR 1461), ``write_buffer_bytes`` (socket
     buffer before back-pressure), ``close_timeout`` (a close that does not complete is
     aborted). ``param_string_encoding``: character-string execute parameters are decoded
-    to ``str`` with it (surrogateescape; ``None`` keeps bytes).
+    to ``str`` with it (surrogateescape; ``None`` keeps bytes). ``max_infile_buffer_bytes``:
+    the most of a LOAD DATA LOCAL INFILE file's bytes held per connection until the
+    handler reads them (then reading from the client pauses).
 
     Hooks for the gate: ``admit`` (refuse a client before the greeting),
     ``on_auth_failure``/``on_auth_success`` (throttling), ``metrics``; ``connections``
@@ -783,6 +1062,7 @@ class MySQLServerFactory(Factory):
         write_buffer_bytes: int = DEFAULT_WRITE_BUFFER_BYTES,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         param_string_encoding: str | None = "utf-8",
+        max_infile_buffer_bytes: int = DEFAULT_MAX_INFILE_BUFFER_BYTES,
         metrics: ServerMetrics | None = None,
         first_connection_id: int = 1,
     ) -> None:
@@ -795,6 +1075,7 @@ class MySQLServerFactory(Factory):
             ("max_prepared_statements", max_prepared_statements),
             ("write_buffer_bytes", write_buffer_bytes),
             ("close_timeout", close_timeout),
+            ("max_infile_buffer_bytes", max_infile_buffer_bytes),
         ):
             if value <= 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
@@ -822,6 +1103,7 @@ class MySQLServerFactory(Factory):
         self.write_buffer_bytes = write_buffer_bytes
         self.close_timeout = close_timeout
         self.param_string_encoding = param_string_encoding
+        self.max_infile_buffer_bytes = max_infile_buffer_bytes
         self.metrics = metrics if metrics is not None else ServerMetrics()
         # Whether ``metrics`` counts commands (the base class's hook does nothing: not
         # called then, on every command's path).

@@ -12,7 +12,8 @@ handler's Deferred through ``attach`` (or, when the handler returned
 ``REPLY_ENDS_COMMAND``, ``attach_reply_end``: it is done when the reply is, and reports a
 failure with ``fail``); the session module decides when a command is over from
 ``when_replied``. Every callback into the handler's producer is guarded: an exception
-there is logged, never raised into the transport.
+there is logged, never raised into the transport. ``local_infile`` hands the handler the
+protocol's ``IClientFile`` (``Output.request_file``), the client's file read in pieces.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from vtwist.interfaces import REPLY_ENDS_COMMAND, IResultSink
+from vtwist.interfaces import REPLY_ENDS_COMMAND, IClientFile, IResultSink
 from vtwist.protocols.mysql.constants import ColumnFlag, ServerStatus
 from vtwist.protocols.mysql.errors import (
     ErrorCode,
@@ -99,8 +100,9 @@ class Output(Protocol):
     def call_soon(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` in a later reactor turn (never inside the caller's stack)."""
 
-    def request_file(self, filename: str, max_bytes: int) -> Deferred[bytes]:
-        """Ask the client for a LOCAL INFILE file and read it (``IResultSink.local_infile``)."""
+    def request_file(self, filename: str, max_bytes: int) -> IClientFile:
+        """Ask the client for a LOCAL INFILE file, to be read in pieces
+        (``IResultSink.local_infile``)."""
 
     def session_status(self) -> int:
         """The handler's current status flags."""
@@ -300,12 +302,11 @@ class SinkBase:
         """See ``IResultSink.paused``."""
         return self.flow.paused
 
-    def local_infile(self, filename: str, max_bytes: int) -> Deferred[bytes]:
-        """See ``IResultSink.local_infile``."""
+    def local_infile(self, filename: str, max_bytes: int) -> IClientFile:
+        """See ``IResultSink.local_infile``; raises LocalProtocolError when something of
+        the reply was already sent (or the reply is over)."""
         if self._state is not _SS_RESULT:
-            return fail(
-                LocalProtocolError("local_infile() comes before anything else of the reply")
-            )
+            raise LocalProtocolError("local_infile() comes before anything else of the reply")
         return self.out.request_file(filename, max_bytes)
 
     def register_producer(self, producer: IPushProducer) -> None:
