@@ -531,8 +531,23 @@ class TabletQueryService:
             await held.lease.when_settled()  # a killed statement must be over first
             self._still_held(held)
             return await self._run(held.lease, request, sql, args, sink)
+        except MySQLError as e:
+            if held.lease.client.is_broken and not held.closed:
+                # mysqld rolled the transaction back with the connection (a LOAD DATA
+                # LOCAL whose file broke off, mysqld gone...): say so from now on.
+                self._broke(held, e)
+            raise
         finally:
             self._end_use(held)
+
+    def _broke(self, held: Held, error: MySQLError) -> None:
+        kind = "transaction" if held.transaction_id else "reserved"
+        self.metrics.ended.labels(kind=kind, reason="broken").inc()
+        how = f"its connection to mysqld broke: {error.message}"
+        if held.transaction_id:
+            how = f"rolled back: {how}"
+        log.info("{what} ended: {how}", what=held.describe(), how=how)
+        self._release(held, how)
 
     def _still_held(self, held: Held) -> None:
         if held.closed:

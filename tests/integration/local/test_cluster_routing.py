@@ -704,7 +704,8 @@ def test_load_data_local_infile(cluster: dict[str, Any], tmp_path: Path) -> None
             with big.open("w") as f:
                 f.writelines(f"{i},{filler}\n" for i in range(1, 70_001))
             assert big.stat().st_size > DEFAULT_MAX_FRAME_SIZE
-            load_big = f"LOAD DATA LOCAL INFILE '{big}' INTO TABLE ld_big FIELDS TERMINATED BY ','"
+            by_comma = "FIELDS TERMINATED BY ','"
+            load_big = f"LOAD DATA LOCAL INFILE '{big}' INTO TABLE ld_big {by_comma}"
             assert cur.execute(load_big) == 70_000
             assert one(conn, "SELECT SUM(LENGTH(v)) FROM ld_big") == 70_000_000
             # Over the limit: a new row first, then rows that are ignored (duplicate keys)
@@ -721,6 +722,19 @@ def test_load_data_local_infile(cluster: dict[str, Any], tmp_path: Path) -> None
             assert e.value.args[0] == 1153 and "session.max_local_infile_size" in e.value.args[1]
             assert one(conn, "SELECT COUNT(*) FROM ld_big WHERE id = 999999") == 0
             assert one(conn, "SELECT COUNT(*) FROM ld_big") == 70_000
+            # Inside a transaction: the transaction ends with the aborted statement, and
+            # its COMMIT says so.
+            cur.execute("BEGIN")
+            cur.execute("INSERT INTO ld_big VALUES (888888, 'tx')")
+            with pytest.raises(pymysql.err.OperationalError) as e:
+                cur.execute(f"LOAD DATA LOCAL INFILE '{over}' INTO TABLE ld_big {by_comma}")
+            assert e.value.args[0] == 1153
+            with pytest.raises(pymysql.err.MySQLError) as e:
+                cur.execute("COMMIT")
+            assert "rolled back: its connection to mysqld broke" in e.value.args[1]
+            assert one(conn, "SELECT COUNT(*) FROM ld_big WHERE id = 888888") == 0
+            cur.execute("INSERT INTO ld_big VALUES (888888, 'again')")
+            assert one(conn, "SELECT v FROM ld_big WHERE id = 888888") == "again"
             cur.execute("DROP TABLE ld_big")
     finally:
         conn.close()

@@ -302,6 +302,15 @@ class QueryServiceTests(SynchronousTestCase):
         assert self.successResultOf(second.read(5)) == b""
         assert request.infile_asks == [7, 5]
 
+    def test_a_transaction_whose_connection_broke_ends(self) -> None:
+        tx = self.successResultOf(self.service.begin(FakeRequest(), BeginArgs()))
+        [held] = list(self.service.held)
+        held.lease.client.is_broken = True  # mysqld dropped it (and rolled back)
+        self.error_of(self.execute("INSERT INTO t VALUES (1)", transaction_id=tx))
+        assert self.service.counts() == (0, 0)
+        err = self.error_of(self.service.commit(FakeRequest(), TransactionArgs(tx)))
+        assert "has ended (rolled back: its connection to mysqld broke" in err.message
+
     def test_transaction_lifecycle(self) -> None:
         tx = self.successResultOf(self.service.begin(FakeRequest(), BeginArgs()))
         assert tx > 0
