@@ -729,9 +729,9 @@ def test_load_data_local_infile(cluster: dict[str, Any], tmp_path: Path) -> None
             with pytest.raises(pymysql.err.OperationalError) as e:
                 cur.execute(f"LOAD DATA LOCAL INFILE '{over}' INTO TABLE ld_big {by_comma}")
             assert e.value.args[0] == 1153
-            with pytest.raises(pymysql.err.MySQLError) as e:
+            with pytest.raises(pymysql.err.MySQLError) as ended:
                 cur.execute("COMMIT")
-            assert "rolled back: its connection to mysqld broke" in e.value.args[1]
+            assert "rolled back: its connection to mysqld broke" in ended.value.args[1]
             assert one(conn, "SELECT COUNT(*) FROM ld_big WHERE id = 888888") == 0
             cur.execute("INSERT INTO ld_big VALUES (888888, 'again')")
             assert one(conn, "SELECT v FROM ld_big WHERE id = 888888") == "again"

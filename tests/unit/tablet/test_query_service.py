@@ -305,7 +305,8 @@ class QueryServiceTests(SynchronousTestCase):
     def test_a_transaction_whose_connection_broke_ends(self) -> None:
         tx = self.successResultOf(self.service.begin(FakeRequest(), BeginArgs()))
         [held] = list(self.service.held)
-        held.lease.client.is_broken = True  # mysqld dropped it (and rolled back)
+        client: Any = held.lease.client  # (a fake connection)
+        client.is_broken = True  # mysqld dropped it (and rolled back)
         self.error_of(self.execute("INSERT INTO t VALUES (1)", transaction_id=tx))
         assert self.service.counts() == (0, 0)
         err = self.error_of(self.service.commit(FakeRequest(), TransactionArgs(tx)))
