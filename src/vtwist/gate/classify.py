@@ -269,9 +269,13 @@ def _first_word(sql: bytes, start: int = -1) -> tuple[bytes, int]:
     return w.group().upper(), w.end()
 
 
+def _collapsed(sql: bytes) -> bytes:
+    """``sql`` without comments, runs of blanks made one space, and no trailing ';'."""
+    return _SPACES.sub(b" ", strip_comments(sql)).strip().rstrip(b";").strip()
+
+
 def _normalized(sql: bytes) -> bytes:
-    text = _SPACES.sub(b" ", strip_comments(sql)).strip().rstrip(b";").strip()
-    return text.lower()
+    return _collapsed(sql).lower()
 
 
 def _owned(word: bytes, sql: bytes, body: bytes) -> tuple[str | None, str]:
@@ -280,9 +284,18 @@ def _owned(word: bytes, sql: bytes, body: bytes) -> tuple[str | None, str]:
         # SELECTs need no normalized copy.
         if b"(" not in sql and b"@@" not in sql:
             return None, ""
-        norm = _normalized(sql)
-        if len(norm) <= 40:
-            return _OWNED_SELECTS.get(norm), ""
+        text = _collapsed(sql)
+        if len(text) <= 40:
+            owned = _OWNED_SELECTS.get(text.lower())
+            if owned is None:
+                return None, ""
+            # The column is named as the client wrote the expression (as mysqld does):
+            # ``SELECT @@version`` answers a column "@@version", ``select version()`` one
+            # named "version()".
+            column = text[7:]
+            if column.lower().endswith(b" limit 1"):
+                column = column[:-8]
+            return owned, column.decode("ascii", "replace")
     elif word == b"SHOW":
         norm = _normalized(sql)
         owned = _OWNED_SHOWS.get(norm)

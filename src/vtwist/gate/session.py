@@ -1031,14 +1031,16 @@ class GateSession:
         owned = info.owned
         result: answers.Result | None = None
         if owned == OWNED_VERSION_COMMENT:
-            result = answers.single("@@version_comment", gate.settings.version_comment)
+            column = info.arg or "@@version_comment"
+            result = answers.single(column, gate.settings.version_comment)
         elif owned == OWNED_VERSION:
-            result = answers.single("VERSION()", gate.settings.server_version)
+            result = answers.single(info.arg or "VERSION()", gate.settings.server_version)
         elif owned == OWNED_CONNECTION_ID:
-            result = answers.single("CONNECTION_ID()", self.connection_id, integer=True)
+            column = info.arg or "CONNECTION_ID()"
+            result = answers.single(column, self.connection_id, integer=True)
         elif owned == OWNED_DATABASE:
             db = self.target.database() if self.target is not None else None
-            result = answers.single("DATABASE()", db)
+            result = answers.single(info.arg or "DATABASE()", db)
         elif owned == OWNED_PROCESSLIST:
             result = answers.processlist(self._processlist())
         elif owned == OWNED_TABLETS:

@@ -694,6 +694,17 @@ def test_gate_owned_answers() -> None:
     assert c.run(s, "select @@version_comment limit 1").table == [["vtwist gate"]]
     assert c.run(s, "select connection_id()").table == [[str(s.connection_id)]]
     assert c.run(s, "select database()").table == [["commerce@replica"]]
+    # Columns are named as the client wrote them, as mysqld names them.
+    for sql, column in (
+        ("select @@version_comment limit 1", "@@version_comment"),
+        ("SELECT @@VERSION_COMMENT", "@@VERSION_COMMENT"),
+        ("/* c */ SELECT   VERSION() ;", "VERSION()"),
+        ("select @@version", "@@version"),
+        ("select Connection_Id()", "Connection_Id()"),
+        ("select schema()", "schema()"),
+    ):
+        start = c.run(s, sql).events[0]
+        assert start == ("start", [column]), sql
     assert c.run(s, "show databases").table == [["commerce"]]
     assert c.run(s, "show vitess_keyspaces").table == [["commerce"]]
     assert c.run(s, "show vitess_shards").table == [["commerce/0"]]

@@ -189,8 +189,8 @@ def test_not_session_state() -> None:
 @pytest.mark.parametrize(
     ("sql", "owned", "arg"),
     [
-        (b"select @@version_comment limit 1", OWNED_VERSION_COMMENT, ""),
-        (b"SELECT  CONNECTION_ID() ;", OWNED_CONNECTION_ID, ""),
+        (b"select @@version_comment limit 1", OWNED_VERSION_COMMENT, "@@version_comment"),
+        (b"SELECT  CONNECTION_ID() ;", OWNED_CONNECTION_ID, "CONNECTION_ID()"),
         (b"show full processlist", OWNED_PROCESSLIST, ""),
         (b"SHOW VITESS_TABLETS", OWNED_TABLETS, ""),
         (b"show databases", OWNED_DATABASES, ""),
