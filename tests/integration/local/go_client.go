@@ -9,7 +9,9 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -66,6 +68,28 @@ func main() {
 	}
 	check(stmt.Close(), "close")
 	out["prepared"] = sums
+
+	// LOAD DATA LOCAL from an io.Reader (the driver sends it in packets of its own size):
+	// 3 MB of rows, which the gate streams to the tablet in pieces.
+	_, err = db.Exec("CREATE TABLE IF NOT EXISTS go_load (id INT PRIMARY KEY, v TEXT)")
+	check(err, "create go_load")
+	_, err = db.Exec("TRUNCATE TABLE go_load")
+	check(err, "truncate go_load")
+	mysql.RegisterReaderHandler("rows", func() io.Reader {
+		var sb strings.Builder
+		for i := 1; i <= 30000; i++ {
+			fmt.Fprintf(&sb, "%d,%s\n", i, strings.Repeat("g", 100))
+		}
+		return strings.NewReader(sb.String())
+	})
+	res, err = db.Exec("LOAD DATA LOCAL INFILE 'Reader::rows' INTO TABLE go_load " +
+		"FIELDS TERMINATED BY ','")
+	check(err, "load data")
+	loaded, _ := res.RowsAffected()
+	var count, total int64
+	check(db.QueryRow("SELECT COUNT(*), SUM(LENGTH(v)) FROM go_load").Scan(&count, &total),
+		"count go_load")
+	out["load"] = []int64{loaded, count, total}
 
 	_, err = db.Exec("INSERT INTO go_nosuch VALUES (1)")
 	if me, ok := err.(*mysql.MySQLError); ok {

@@ -825,7 +825,8 @@ GO_DRIVER = "/usr/share/gocode/src/github.com/go-sql-driver/mysql"
 
 def test_go_sql_driver(cluster: dict[str, Any], tmp_path: Path) -> None:
     """The Go MySQL driver (what Vitess users' Go services use): server-side prepared
-    statements, DATETIME(6), a BLOB, a transaction, a replica target:
+    statements, DATETIME(6), a BLOB, a transaction, LOAD DATA LOCAL from a reader, a
+    replica target:
     tests/integration/local/go_client.go, built with Debian's Go and driver."""
     if not (Path(GO).exists() and Path(GO_DRIVER).exists()):
         pytest.skip(
@@ -860,6 +861,7 @@ def test_go_sql_driver(cluster: dict[str, Any], tmp_path: Path) -> None:
     assert out["row"][3] == "AAEC/w=="  # bytes 0 1 2 255 (JSON base64)
     assert out["in_tx"] == "in tx" and out["after_rollback"] == "héllo"
     assert out["prepared"] == [1, 2, 3]
+    assert out["load"] == [30_000, 30_000, 3_000_000]
     assert out["error"][0] == 1146 and "go_nosuch" in out["error"][1]
     assert out["replica_server_id"] in REPLICAS
     assert out["replica_write"] == 1290
