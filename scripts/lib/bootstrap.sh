@@ -13,7 +13,7 @@ APT_PACKAGES=(
 # Java source file), MySQL clients written apart from the others.
 TEST_APT_PACKAGES=(
   php-cli php-mysql golang-go golang-github-go-sql-driver-mysql-dev
-  openjdk-17-jdk-headless libmariadb-java
+  openjdk-17-jdk-headless libmariadb-java mydumper
 )
 
 # ensure_system_packages [EXTRA_PACKAGE...]: APT_PACKAGES and the extra ones.

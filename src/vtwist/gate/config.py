@@ -154,6 +154,13 @@ OLAP_PROGRAMS = ListOption(
     "workload (SELECTs streamed without the row limit, as after SET workload = 'olap'): "
     "mysqldump and mariadb-dump send program_name = mysqldump",
 )
+OLAP_MARKERS = ListOption(
+    "session.olap_markers",
+    ("/*!40001 SQL_NO_CACHE */",),
+    doc="A SELECT that starts with SELECT and one of these is streamed without the row limit, "
+    "as in the OLAP workload, in any session: dump tools mark their table reads so "
+    "(mysqldump, mariadb-dump, and mydumper, which sends no program_name); [] turns it off",
+)
 POLICY = StrOption(
     "routing.policy",
     "random",
@@ -253,6 +260,7 @@ OPTIONS: list[Option[Any]] = [
     QUERY_TIMEOUT,
     PREPARE_FIELDS,
     OLAP_PROGRAMS,
+    OLAP_MARKERS,
     MAX_LOCAL_INFILE,
     LOCAL_INFILE_BUFFER,
     POLICY,

@@ -73,6 +73,7 @@ class GateSettings:
     prepare_fields: bool = True
     max_local_infile_size: int = 1024 * 1024 * 1024
     olap_programs: frozenset[str] = frozenset(("mysqldump", "mysqlpump"))
+    olap_markers: tuple[bytes, ...] = (b"/*!40001 SQL_NO_CACHE */",)
     topo_wait: float = 10.0
     buffer: BufferSettings = field(default_factory=BufferSettings)
     stats: StatsSettings = field(default_factory=StatsSettings)

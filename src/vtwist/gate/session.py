@@ -326,7 +326,7 @@ class GateSession:
             and not self.reserved
             and info.kind not in _TX_KINDS
             and (self.autocommit or not (info.is_write or info.locks))
-            and not (self.olap and info.kind == KIND_SELECT)
+            and not (info.kind == KIND_SELECT and (self.olap or self._dump_read(info.sql)))
         )
 
     def _fast(
@@ -712,7 +712,24 @@ class GateSession:
         self._inflight = d  # KILL QUERY and disconnecting end a buffered wait too
 
     def _streams(self, info: QueryInfo, sink: IResultSink | None) -> IResultSink | None:
-        return sink if self.olap and info.kind == KIND_SELECT else None
+        if sink is None or info.kind != KIND_SELECT:
+            return None
+        return sink if self.olap or self._dump_read(info.sql) else None
+
+    def _dump_read(self, sql: bytes) -> bool:
+        """A SELECT marked as a dump tool's table read (``session.olap_markers``), such as
+        ``SELECT /*!40001 SQL_NO_CACHE */ * FROM `t```: streamed as in OLAP."""
+        markers = self.gate.settings.olap_markers
+        if not markers:
+            return False
+        head = sql[:160]
+        if not any(m in head for m in markers):  # (most SELECTs: one substring test)
+            return False
+        head = head.lstrip()
+        if head[:6].upper() != b"SELECT":
+            return False
+        rest = head[6:].lstrip()
+        return any(rest.startswith(m) for m in markers)
 
     async def _in_transaction(
         self, info: QueryInfo, keyspace: str, shard: str, sink: IResultSink | None

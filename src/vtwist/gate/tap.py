@@ -140,6 +140,9 @@ class GateRole:
                 prepare_fields=config.value(keys.PREPARE_FIELDS),
                 max_local_infile_size=config.value(keys.MAX_LOCAL_INFILE),
                 olap_programs=frozenset(config.get_list(keys.OLAP_PROGRAMS.key)),
+                olap_markers=tuple(
+                    m.encode() for m in config.get_list(keys.OLAP_MARKERS.key) if m.strip()
+                ),
                 topo_wait=config.value(keys.TOPO_CONNECT_TIMEOUT),
                 buffer=BufferSettings(
                     enabled=config.value(keys.BUFFER_ENABLED),

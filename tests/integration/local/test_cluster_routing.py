@@ -579,6 +579,49 @@ def test_mariadb_dump_and_restore(cluster: dict[str, Any], tmp_path: Path) -> No
         conn.close()
 
 
+MYDUMPER = "/usr/bin/mydumper"
+
+
+def test_mydumper_and_myloader(cluster: dict[str, Any], tmp_path: Path) -> None:
+    """mydumper (FLUSH TABLES WITH READ LOCK, then consistent-snapshot transactions in 4
+    threads) of a table over the tablet's row limit: it sends no program_name, but its
+    table reads carry the dump marker (session.olap_markers) and stream; myloader
+    restores the same rows."""
+    if not Path(MYDUMPER).exists():
+        pytest.skip("mydumper is not installed (scripts/test installs the mydumper package)")
+    gate = cluster["gate"]
+    host, port = gate["mysql"].rsplit(":", 1)
+    login = ["-h", host, "-P", port, "-u", gate["user"], "-p", gate["password"]]
+    conn = cluster["connect"]()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS mydump_t")
+            cur.execute("CREATE TABLE mydump_t (id INT PRIMARY KEY, v VARCHAR(20))")
+            for start in range(0, 12000, 3000):
+                values = ",".join(f"({i}, 'm{i}''q')" for i in range(start, start + 3000))
+                cur.execute(f"INSERT INTO mydump_t VALUES {values}")
+        checksum = "SELECT COUNT(*), SUM(id), SUM(CRC32(v)) FROM mydump_t"
+        before = one_row(conn, checksum)
+        out = tmp_path / "dump"
+        r = subprocess.run(
+            [MYDUMPER, *login, "-B", "commerce", "--regex", r"^commerce\.mydump_t$",
+             "-o", str(out), "-t", "4"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert r.returncode == 0 and "CRITICAL" not in r.stderr, r.stderr
+        assert (out / "commerce.mydump_t.sql").stat().st_size > 100_000
+        with conn.cursor() as cur:
+            cur.execute("DELETE FROM mydump_t WHERE id >= 6000")
+        r = subprocess.run(
+            ["myloader", *login, "-B", "commerce", "-d", str(out), "-o"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert r.returncode == 0 and "CRITICAL" not in r.stderr, r.stderr
+        assert one_row(conn, checksum) == before
+    finally:
+        conn.close()
+
+
 @pytest.mark.filterwarnings("ignore:Call to deprecated function stored_results")
 def test_procedure_returning_two_result_sets(cluster: dict[str, Any]) -> None:
     """A procedure with two SELECTs: both result sets reach the client (the tablet used to

@@ -371,6 +371,24 @@ def test_dump_programs_start_in_the_olap_workload() -> None:
     assert op == "stream_execute" and "'OLAP'" in args.sql
 
 
+def test_dump_table_reads_stream_in_any_session() -> None:
+    # mydumper sends no program_name; its table reads carry mysqldump's marker.
+    c = cluster()
+    s = c.session()
+    tablet = c.services["zone1-100"]
+    c.run(s, "SELECT /*!40001 SQL_NO_CACHE */ * FROM `commerce`.`t`")
+    c.run(s, "select /*!40001 SQL_NO_CACHE */ * from t")
+    c.run(s, "select 1 /*!40001 SQL_NO_CACHE */")  # not where a dump tool writes it
+    c.run(s, "select * from t")
+    c.run(s, "begin")
+    c.run(s, "select /*!40001 SQL_NO_CACHE */ * from t")  # in a transaction too
+    ops = [op for op, _ in tablet.calls if op in ("execute", "stream_execute")]
+    assert ops == ["stream_execute", "stream_execute", "execute", "execute", "stream_execute"]
+    off = cluster(settings=GateSettings(olap_markers=()))
+    off.run(off.session(), "SELECT /*!40001 SQL_NO_CACHE */ * FROM t")
+    assert [op for op, _ in off.services["zone1-100"].calls] == ["execute"]
+
+
 def test_default_tablet_type_from_settings() -> None:
     c = cluster(settings=GateSettings(default_tablet_type="replica"))
     s = c.session(database="commerce")
