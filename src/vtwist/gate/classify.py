@@ -85,6 +85,7 @@ OWNED_SHOW_WARNINGS: Final = "show_warnings"  # arg: "warnings|errors:offset:lim
 OWNED_COUNT_WARNINGS: Final = "count_warnings"  # arg: "warnings" or "errors"
 OWNED_LOAD_LOCAL: Final = "load_local"  # arg: the file name
 OWNED_QUERY_TIMEOUT: Final = "query_timeout"  # arg: milliseconds (0: the default)
+OWNED_DATABASE_DDL: Final = "database_ddl"  # CREATE/DROP DATABASE|SCHEMA (``database_ddl``)
 
 _LEAD: Final = re.compile(
     rb"(?:\s+|\(|/\*(?!!)(?:.|\n)*?\*/|/\*!\d*|--[ \t][^\n]*(?:\n|$)|#[^\n]*)*"
@@ -227,6 +228,12 @@ _QUERY_TIMEOUT: Final = re.compile(
 _TIMEOUT_DIRECTIVE: Final = re.compile(
     rb"/\*vt\+(?:[^*]|\*(?!/))*?\bQUERY_TIMEOUT_MS\s*=\s*(\d{1,10})\b", re.IGNORECASE
 )
+_DATABASE_DDL_HEAD: Final = re.compile(rb"(?:CREATE|DROP)\s+(?:DATABASE|SCHEMA)\b", re.IGNORECASE)
+_DATABASE_DDL: Final = re.compile(
+    rb"\s*(CREATE|DROP)\s+(?:DATABASE|SCHEMA)\s+(IF\s+(?:NOT\s+)?EXISTS\s+)?"
+    rb"(`(?:[^`]|``)+`|[^\s;`]+)",
+    re.IGNORECASE,
+)
 _KILL: Final = re.compile(rb"KILL\s+(?:(QUERY|CONNECTION)\s+)?(\d+)\s*;?\s*$", re.IGNORECASE)
 _USE: Final = re.compile(rb"USE\s+(`(?:[^`]|``)+`|\S+?)\s*;?\s*$", re.IGNORECASE)
 _SPACES: Final = re.compile(rb"\s+")
@@ -315,6 +322,9 @@ def _owned(word: bytes, sql: bytes, body: bytes) -> tuple[str | None, str]:
                 pattern = _unquoted(b"'" + m.group(2) + b"'").decode("utf-8", "replace")
                 return _LIKE_OWNED[m.group(1)], "like:" + pattern
         return None, ""
+    elif word == b"CREATE" or word == b"DROP":
+        if _DATABASE_DDL_HEAD.match(body):
+            return OWNED_DATABASE_DDL, ""
     elif word == b"KILL":
         m = _KILL.match(body)
         if m:
@@ -447,6 +457,24 @@ _SETTING_NOT: Final = re.compile(
 _EXECUTABLE: Final = re.compile(rb"/\*M?!\d*(.*?)\*/", re.DOTALL)
 _START_TRANSACTION: Final = re.compile(rb"\s*START\s+TRANSACTION\b(.*)", re.IGNORECASE | re.DOTALL)
 _CHARACTERISTICS: Final = {name.encode(): name for name in TRANSACTION_CHARACTERISTICS}
+
+
+def database_ddl(sql: bytes) -> tuple[str, bool, str]:
+    """``CREATE|DROP DATABASE|SCHEMA [IF [NOT] EXISTS] name ...`` (executable comments read
+    as mysqld reads them: mysqldump writes ``CREATE DATABASE /*!32312 IF NOT EXISTS*/ `x```):
+    ("CREATE" or "DROP", whether IF [NOT] EXISTS was given, the name). Raises MySQLError
+    1064 when the name is missing."""
+    m = _DATABASE_DDL.match(strip_comments(_EXECUTABLE.sub(rb" \1 ", sql)))
+    if m is None:
+        raise MySQLError(
+            ErrorCode.PARSE_ERROR,
+            "You have an error in your SQL syntax: CREATE or DROP DATABASE needs a name",
+            "42000",
+        )
+    name = m.group(3)
+    if name.startswith(b"`"):
+        name = name[1:-1].replace(b"``", b"`")
+    return m.group(1).upper().decode(), m.group(2) is not None, name.decode("utf-8", "replace")
 
 
 def transaction_characteristics(sql: bytes) -> str:

@@ -67,6 +67,7 @@ from vtwist.gate.classify import (
     OWNED_CONNECTION_ID,
     OWNED_COUNT_WARNINGS,
     OWNED_DATABASE,
+    OWNED_DATABASE_DDL,
     OWNED_DATABASES,
     OWNED_KEYSPACES,
     OWNED_KILL,
@@ -86,6 +87,7 @@ from vtwist.gate.classify import (
     OWNED_WORKLOAD,
     QueryInfo,
     classify,
+    database_ddl,
     directive_timeout_ms,
     replayable_setting,
     reusable,
@@ -120,7 +122,7 @@ from vtwist.protocols.mysql.messages import ColumnDefinition41
 from vtwist.protocols.mysql.server_types import ClientInfo, PrepareInfo, Statement
 from vtwist.protocols.mysql.splitter import split_statements
 from vtwist.protocols.mysql.values import decode_text_row
-from vtwist.protocols.tabletrpc_ops import QueryResult, Scalar
+from vtwist.protocols.tabletrpc_ops import Note, QueryResult, Scalar
 
 if TYPE_CHECKING:
     from vtwist.gate.gate import Gate
@@ -1095,6 +1097,11 @@ class GateSession:
         elif owned == OWNED_LOAD_LOCAL:
             await self._load_local(info, sink, more)
             return
+        elif owned == OWNED_DATABASE_DDL:
+            note = self._database_ddl(info)
+            self.diagnostics.noted(1, [note], False)
+            sink.ok(status=self.status() | more, warnings=1)
+            return
         elif owned == OWNED_SHOW_WARNINGS:
             which, offset, limit = info.arg.split(":")
             shown = int(limit) if limit else None
@@ -1108,6 +1115,41 @@ class GateSession:
             return
         columns, rows = result
         sink.result_set(columns, rows, self.status() | more)
+
+    def _database_ddl(self, info: QueryInfo) -> Note:
+        """CREATE or DROP DATABASE (SCHEMA): a database is a keyspace, which the topo makes,
+        so the gate answers (as Vitess refuses them) and nothing reaches a tablet: creating
+        a keyspace that exists with IF NOT EXISTS is a note (a dump's ``CREATE DATABASE /*!32312
+        IF NOT EXISTS*/ ks`` restores), dropping one is refused (it would drop its tables on
+        every tablet), and a name that is no keyspace is created nowhere and dropped nowhere.
+        The note of a statement that did nothing, or MySQLError."""
+        verb, guarded, name = database_ddl(info.sql)
+        exists = name in self.gate.keyspaces()
+        if verb == "CREATE":
+            if not exists:
+                raise MySQLError(
+                    ErrorCode.NOT_SUPPORTED_YET,
+                    f"CREATE DATABASE is not supported through the gate: a database is a "
+                    f"keyspace, and '{name}' is not one; add keyspaces in the topo (vtwist "
+                    "topo, or the local cluster's config)",
+                    "42000",
+                )
+            message = f"Can't create database '{name}'; database exists"
+            if not guarded:
+                raise MySQLError(ErrorCode.DB_CREATE_EXISTS, message)
+            return Note("Note", ErrorCode.DB_CREATE_EXISTS, message)
+        if exists:
+            raise MySQLError(
+                ErrorCode.NOT_SUPPORTED_YET,
+                f"DROP DATABASE is not supported through the gate: '{name}' is a keyspace, "
+                "and dropping it would drop its tables on every tablet; drop the tables "
+                "themselves, or remove the keyspace from the topo",
+                "42000",
+            )
+        message = f"Can't drop database '{name}'; database doesn't exist"
+        if not guarded:
+            raise MySQLError(ErrorCode.DB_DROP_EXISTS, message)
+        return Note("Note", ErrorCode.DB_DROP_EXISTS, message)
 
     async def _load_local(self, info: QueryInfo, sink: IResultSink, more: int) -> None:
         """LOAD DATA LOCAL INFILE: ask the client for the file and run the statement as a

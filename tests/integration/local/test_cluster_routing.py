@@ -579,6 +579,50 @@ def test_mariadb_dump_and_restore(cluster: dict[str, Any], tmp_path: Path) -> No
         conn.close()
 
 
+def test_create_and_drop_database(cluster: dict[str, Any], tmp_path: Path) -> None:
+    """DROP DATABASE of a keyspace is refused (mariadb-slap's DROP SCHEMA IF EXISTS once
+    dropped every table of the keyspace on its tablets); CREATE DATABASE IF NOT EXISTS of
+    the keyspace, as a dump made with --databases begins, is a note, so its restore
+    works."""
+    conn = cluster["connect"]()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS keep_t")
+            cur.execute("CREATE TABLE keep_t (id INT PRIMARY KEY)")
+            cur.execute("INSERT INTO keep_t VALUES (1), (2)")
+            for sql in ("DROP DATABASE commerce", "DROP SCHEMA IF EXISTS commerce",
+                        "CREATE DATABASE elsewhere"):  # fmt: skip
+                with pytest.raises(pymysql.err.MySQLError) as e:
+                    cur.execute(sql)
+                assert e.value.args[0] == 1235, sql
+            assert one(conn, "SELECT COUNT(*) FROM keep_t") == 2
+            cur.execute("CREATE DATABASE IF NOT EXISTS commerce")
+            cur.execute("SHOW WARNINGS")
+            assert [r[:2] for r in cur.fetchall()] == [("Note", 1007)]
+    finally:
+        conn.close()
+    dump = tmp_path / "with_database.sql"
+    dump.write_text(
+        "CREATE DATABASE /*!32312 IF NOT EXISTS*/ `commerce` /*!40100 DEFAULT CHARACTER SET "
+        "utf8mb4 */;\nUSE `commerce`;\nDROP TABLE IF EXISTS `keep_t`;\n"
+        "CREATE TABLE `keep_t` (`id` int NOT NULL, PRIMARY KEY (`id`));\n"
+        "INSERT INTO `keep_t` VALUES (7),(8),(9);\n"
+    )
+    gate = cluster["gate"]
+    host, port = gate["mysql"].rsplit(":", 1)
+    with dump.open("rb") as source:
+        r = subprocess.run(
+            ["mariadb", "-h", host, "-P", port, "-u", gate["user"], f"-p{gate['password']}"],
+            stdin=source, capture_output=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()
+    conn = cluster["connect"]()
+    try:
+        assert one(conn, "SELECT SUM(id) FROM keep_t") == 24
+    finally:
+        conn.close()
+
+
 MYDUMPER = "/usr/bin/mydumper"
 
 

@@ -389,6 +389,30 @@ def test_dump_table_reads_stream_in_any_session() -> None:
     assert [op for op, _ in off.services["zone1-100"].calls] == ["execute"]
 
 
+def test_create_and_drop_database_are_the_gates() -> None:
+    c = cluster()
+    s = c.session()
+    # A dump's CREATE DATABASE of the keyspace it restores into: a note, as on mysqld.
+    ok = c.run(s, "CREATE DATABASE /*!32312 IF NOT EXISTS*/ `commerce` /*!40100 DEFAULT "
+                  "CHARACTER SET utf8mb4 */")  # fmt: skip
+    assert ok.events[-1][0] == "ok"
+    assert warnings_shown(c, s) == [
+        ["Note", "1007", "Can't create database 'commerce'; database exists"]
+    ]
+    assert c.run(s, "create schema commerce").error_code == 1007
+    created = c.run(s, "CREATE SCHEMA newks")
+    assert created.error_code == 1235 and "'newks' is not one" in created.events[-1][2]
+    # Dropping a keyspace is refused; dropping what is no keyspace does nothing.
+    for sql in ("drop database commerce", "/*!40000 DROP DATABASE IF EXISTS `commerce`*/"):
+        dropped = c.run(s, sql)
+        assert dropped.error_code == 1235 and "drop its tables" in dropped.events[-1][2]
+    assert c.run(s, "drop schema if exists mysql").events[-1][0] == "ok"
+    assert warnings_shown(c, s)[0][:2] == ["Note", "1008"]
+    assert c.run(s, "drop database nosuch").error_code == 1008
+    assert c.run(s, "drop database").error_code == 1064
+    assert not [call for t in c.services.values() for call in t.calls if call[0] == "execute"]
+
+
 def test_default_tablet_type_from_settings() -> None:
     c = cluster(settings=GateSettings(default_tablet_type="replica"))
     s = c.session(database="commerce")
