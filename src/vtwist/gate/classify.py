@@ -86,6 +86,7 @@ OWNED_COUNT_WARNINGS: Final = "count_warnings"  # arg: "warnings" or "errors"
 OWNED_LOAD_LOCAL: Final = "load_local"  # arg: the file name
 OWNED_QUERY_TIMEOUT: Final = "query_timeout"  # arg: milliseconds (0: the default)
 OWNED_DATABASE_DDL: Final = "database_ddl"  # CREATE/DROP DATABASE|SCHEMA (``database_ddl``)
+OWNED_SERVER_ADMIN: Final = "server_admin"  # refused; arg: what it is, e.g. "RESET MASTER"
 
 _LEAD: Final = re.compile(
     rb"(?:\s+|\(|/\*(?!!)(?:.|\n)*?\*/|/\*!\d*|--[ \t][^\n]*(?:\n|$)|#[^\n]*)*"
@@ -234,6 +235,19 @@ _DATABASE_DDL: Final = re.compile(
     rb"(`(?:[^`]|``)+`|[^\s;`]+)",
     re.IGNORECASE,
 )
+# Statements that manage mysqld's replication, binary logs or process: the tablets and
+# vtorc own those, so the gate refuses them (mysqld would let an account with RELOAD
+# RESET MASTER, wiping the binary logs the replicas follow).
+_SERVER_ADMIN: Final = re.compile(
+    rb"(RESET\s+(?:MASTER|SLAVE|REPLICA)|PURGE\s+(?:BINARY|MASTER)\s+LOGS"
+    rb"|CHANGE\s+(?:MASTER|REPLICATION)|(?:START|STOP)\s+(?:ALL\s+)?(?:SLAVES?|REPLICAS?)"
+    rb"|SHUTDOWN|RESTART|(?:INSTALL|UNINSTALL)\s+(?:PLUGIN|SONAME))\b",
+    re.IGNORECASE,
+)
+_ADMIN_WORDS: Final = frozenset(
+    (b"RESET", b"PURGE", b"CHANGE", b"START", b"STOP", b"SHUTDOWN", b"RESTART", b"INSTALL",
+     b"UNINSTALL")
+)  # fmt: skip
 _KILL: Final = re.compile(rb"KILL\s+(?:(QUERY|CONNECTION)\s+)?(\d+)\s*;?\s*$", re.IGNORECASE)
 _USE: Final = re.compile(rb"USE\s+(`(?:[^`]|``)+`|\S+?)\s*;?\s*$", re.IGNORECASE)
 _SPACES: Final = re.compile(rb"\s+")
@@ -325,6 +339,10 @@ def _owned(word: bytes, sql: bytes, body: bytes) -> tuple[str | None, str]:
     elif word == b"CREATE" or word == b"DROP":
         if _DATABASE_DDL_HEAD.match(body):
             return OWNED_DATABASE_DDL, ""
+    elif word in _ADMIN_WORDS:
+        m = _SERVER_ADMIN.match(body)
+        if m:
+            return OWNED_SERVER_ADMIN, " ".join(m.group(1).decode().upper().split())
     elif word == b"KILL":
         m = _KILL.match(body)
         if m:

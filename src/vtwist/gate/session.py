@@ -76,6 +76,7 @@ from vtwist.gate.classify import (
     OWNED_PROCESSLIST,
     OWNED_QUERY_TIMEOUT,
     OWNED_REPLICATION_STATUS,
+    OWNED_SERVER_ADMIN,
     OWNED_SET_NAMES,
     OWNED_SHARDS,
     OWNED_SHOW_WARNINGS,
@@ -1097,6 +1098,14 @@ class GateSession:
         elif owned == OWNED_LOAD_LOCAL:
             await self._load_local(info, sink, more)
             return
+        elif owned == OWNED_SERVER_ADMIN:
+            raise MySQLError(
+                ErrorCode.NOT_SUPPORTED_YET,
+                f"{info.arg} is not supported through the gate: the tablets and vtorc manage "
+                "replication, binary logs and mysqld itself (vtwist reparent, vtwist down); "
+                "an operator runs it on mysqld directly",
+                "42000",
+            )
         elif owned == OWNED_DATABASE_DDL:
             note = self._database_ddl(info)
             self.diagnostics.noted(1, [note], False)

@@ -579,11 +579,12 @@ def test_mariadb_dump_and_restore(cluster: dict[str, Any], tmp_path: Path) -> No
         conn.close()
 
 
-def test_create_and_drop_database(cluster: dict[str, Any], tmp_path: Path) -> None:
+def test_create_and_drop_database_and_server_admin(cluster: dict[str, Any], tmp_path: Path) -> None:
     """DROP DATABASE of a keyspace is refused (mariadb-slap's DROP SCHEMA IF EXISTS once
-    dropped every table of the keyspace on its tablets); CREATE DATABASE IF NOT EXISTS of
-    the keyspace, as a dump made with --databases begins, is a note, so its restore
-    works."""
+    dropped every table of the keyspace on its tablets), and so is RESET MASTER (the app
+    account has RELOAD: it would wipe the binary logs the replicas follow); CREATE
+    DATABASE IF NOT EXISTS of the keyspace, as a dump made with --databases begins, is a
+    note, so its restore works."""
     conn = cluster["connect"]()
     try:
         with conn.cursor() as cur:
@@ -591,7 +592,8 @@ def test_create_and_drop_database(cluster: dict[str, Any], tmp_path: Path) -> No
             cur.execute("CREATE TABLE keep_t (id INT PRIMARY KEY)")
             cur.execute("INSERT INTO keep_t VALUES (1), (2)")
             for sql in ("DROP DATABASE commerce", "DROP SCHEMA IF EXISTS commerce",
-                        "CREATE DATABASE elsewhere"):  # fmt: skip
+                        "CREATE DATABASE elsewhere", "RESET MASTER",
+                        "PURGE BINARY LOGS BEFORE NOW()"):  # fmt: skip
                 with pytest.raises(pymysql.err.MySQLError) as e:
                     cur.execute(sql)
                 assert e.value.args[0] == 1235, sql

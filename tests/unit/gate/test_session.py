@@ -413,6 +413,31 @@ def test_create_and_drop_database_are_the_gates() -> None:
     assert not [call for t in c.services.values() for call in t.calls if call[0] == "execute"]
 
 
+@pytest.mark.parametrize(
+    ("sql", "what"),
+    [
+        ("RESET MASTER", "RESET MASTER"),
+        ("reset  slave all", "RESET SLAVE"),
+        ("PURGE BINARY LOGS BEFORE NOW()", "PURGE BINARY LOGS"),
+        ("CHANGE MASTER TO master_host='x'", "CHANGE MASTER"),
+        ("stop all slaves", "STOP ALL SLAVES"),
+        ("START REPLICA", "START REPLICA"),
+        ("/*!50000 SHUTDOWN */", "SHUTDOWN"),
+        ("INSTALL SONAME 'ha_x'", "INSTALL SONAME"),
+    ],
+)
+def test_server_administration_is_refused(sql: str, what: str) -> None:
+    c = cluster()
+    s = c.session()
+    sink = c.run(s, sql)
+    assert sink.error_code == 1235 and sink.events[-1][2].startswith(what + " is not supported")
+    assert not c.services["zone1-100"].calls
+    c.run(s, "start transaction")  # (START still means what it meant)
+    c.run(s, "select 1")
+    c.run(s, "commit")
+    assert [op for op, _ in c.services["zone1-100"].calls] == ["begin", "execute", "commit"]
+
+
 def test_default_tablet_type_from_settings() -> None:
     c = cluster(settings=GateSettings(default_tablet_type="replica"))
     s = c.session(database="commerce")
