@@ -43,6 +43,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from vtwist.interfaces import ITabletRPCRequest
+from vtwist.orc import gtid
 from vtwist.protocols.mysql.client_commands import Result
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
 from vtwist.protocols.mysql.literals import sql_literal
@@ -259,9 +260,21 @@ class TabletManager:
         position = _param(args, "position", str)
         timeout = min(max(_param(args, "timeout", float, 10.0), 0.0), MAX_WAIT)
         if position:
+            try:
+                wanted = gtid.parse_position(position)
+            except ValueError as e:
+                raise MySQLError(ErrorCode.WRONG_ARGUMENTS, f"bad GTID position: {e}") from None
+            status = await self._status()
+            if gtid.contains(gtid.parse_position(status["gtid_current_pos"]), wanted):
+                # Reached already, maybe by transactions this server wrote itself (a former
+                # primary): MASTER_GTID_WAIT only follows gtid_slave_pos, what replication
+                # applied, so it would wait for them in vain.
+                return status
             (result,) = await self._sql(f"SELECT MASTER_GTID_WAIT({quote(position)}, {timeout})")
             if not result.rows or _text(result.rows[0][0]) != "0":
                 status = await self._status()
+                if gtid.contains(gtid.parse_position(status["gtid_current_pos"]), wanted):
+                    return status
                 raise MySQLError(
                     ErrorCode.UNKNOWN_ERROR,
                     f"did not reach GTID position {position} within {timeout:g}s (it has "

@@ -180,6 +180,20 @@ def test_wait_for_position_times_out_with_a_clear_error() -> None:
     assert e.value.message.startswith("tablet zone1-")
 
 
+def test_wait_for_a_position_already_reached_returns_at_once() -> None:
+    # The candidate wrote 0-1-9 itself (a former primary): MASTER_GTID_WAIT, which follows
+    # gtid_slave_pos only, would wait in vain (a planned reparent back to it failed so).
+    h = Harness("replica")
+    h.mysqld.wait_result = b"-1"
+    for position in ("0-1-9", "0-7-5"):  # (any server: seqs order a domain)
+        report = h.run("wait_for_position", position=position, timeout=15)
+        assert report["gtid_current_pos"] == "0-1-9"
+    assert not any(q.startswith("SELECT MASTER_GTID_WAIT") for q in h.mysqld.queries)
+    with pytest.raises(MySQLError) as e:
+        h.run("wait_for_position", position="0-1-x", timeout=1)
+    assert e.value.code == 1210 and "bad GTID position" in e.value.message
+
+
 def test_promote_and_stop_replication() -> None:
     h = Harness("replica")
     h.mysqld.slave_host = "127.0.0.1"
