@@ -277,6 +277,23 @@ def test_planned_reparent_under_write_load(cluster: Cluster) -> None:
     )
 
 
+def test_planned_reparent_there_and_back_without_writes(cluster: Cluster) -> None:
+    """Two planned reparents in a row with no write in between: the way back waits for a
+    position made of the candidate's own transactions, which it has already (it once
+    waited 15 s for MASTER_GTID_WAIT, which follows replicated transactions only, and
+    failed)."""
+    old = cluster.primary_uid()
+    other = next(u for u in UIDS if u != old)
+    topo = cluster.status["topo_address"]
+    for new in (other, old):
+        started = time.monotonic()
+        out = vtwist("reparent", "planned", "commerce/0", "--new-primary", f"zone1-{new:010d}",
+                     "--topo", topo)  # fmt: skip
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert time.monotonic() - started < 10
+        assert cluster.shard()["primary_alias"] == f"zone1-{new:010d}"
+
+
 def test_kill_9_of_the_primary_mysqld_fails_over_and_the_old_one_rejoins(cluster: Cluster) -> None:
     old = cluster.primary_uid()
     replicas = tuple(u for u in UIDS if u != old)
