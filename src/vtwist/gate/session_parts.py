@@ -78,7 +78,9 @@ class Relay:
         self.sink = sink
         self.started = False
         self.paused = False
-        self._waiter: Deferred[None] | None = None
+        # One per chunk taken while paused: each holds that chunk's credit (the tablet may
+        # send up to its window of chunks before it notices, so there may be several).
+        self._waiters: list[Deferred[None]] = []
 
     def on_chunk(self, chunk: Chunk) -> Deferred[None] | None:
         if chunk.fields and not self.started:
@@ -87,8 +89,9 @@ class Relay:
         if chunk.rows and self.started:
             self.sink.rows(chunk.rows)
         if self.paused:
-            self._waiter = Deferred()
-            return self._waiter
+            waiter: Deferred[None] = Deferred()
+            self._waiters.append(waiter)
+            return waiter
         return None
 
     def pauseProducing(self) -> None:
@@ -96,8 +99,8 @@ class Relay:
 
     def resumeProducing(self) -> None:
         self.paused = False
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
             waiter.callback(None)
 
     def stopProducing(self) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 import pymysql
 import pymysql.constants
+import pymysql.cursors
 import pytest
 
 from tests.support import fresh_python
@@ -575,6 +576,28 @@ def test_mariadb_dump_and_restore(cluster: dict[str, Any], tmp_path: Path) -> No
             )  # fmt: skip
         assert r.returncode == 0, r.stderr.decode()
         assert one_row(conn, checksum) == before
+    finally:
+        conn.close()
+
+
+def test_olap_stream_to_a_reader_that_pauses(cluster: dict[str, Any]) -> None:
+    """A 100 MB result streamed (SET workload = 'olap') to a client that stops reading now
+    and then, as a dump program writing its file does: the gate pauses the stream each
+    time and resumes it, and the whole result arrives (the gate once lost the credit of
+    all but one of the chunks taken while paused, and the stream stalled after a few
+    pauses until the 30 s deadline)."""
+    conn = cluster["connect"](cursorclass=pymysql.cursors.SSCursor)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET workload = 'olap'")
+            cur.execute("SELECT seq, REPEAT('x', 1000) FROM seq_1_to_100000")
+            count = total = 0
+            for seq, _ in cur:
+                count += 1
+                total += seq
+                if count % 5000 == 0:
+                    time.sleep(0.2)  # the client's socket fills: the gate pauses the stream
+        assert (count, total) == (100_000, 100_000 * 100_001 // 2)
     finally:
         conn.close()
 
