@@ -125,6 +125,13 @@ DEFAULT_TABLET_TYPE = ChoiceOption(
 QUERY_TIMEOUT = DurationOption(
     "session.query_timeout", 30.0, min=0.01, doc="Deadline of each statement sent to a tablet"
 )
+STREAM_TIMEOUT = DurationOption(
+    "session.stream_timeout",
+    3600.0,
+    min=0.01,
+    doc="Deadline of a streamed statement (a SELECT in the OLAP workload, a dump's table "
+    "read) instead of session.query_timeout: a dump of a large table takes long",
+)
 PREPARE_FIELDS = BoolOption(
     "session.prepare_fields",
     True,
@@ -258,6 +265,7 @@ OPTIONS: list[Option[Any]] = [
     RPC_MAX_INFLIGHT,
     DEFAULT_TABLET_TYPE,
     QUERY_TIMEOUT,
+    STREAM_TIMEOUT,
     PREPARE_FIELDS,
     OLAP_PROGRAMS,
     OLAP_MARKERS,

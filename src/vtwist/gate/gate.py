@@ -68,6 +68,7 @@ class GateSettings:
 
     default_tablet_type: str = PRIMARY
     query_timeout: float = 30.0
+    stream_timeout: float = 3600.0
     version_comment: str = "vtwist gate"
     server_version: str = "5.7.9-vtwist"
     prepare_fields: bool = True

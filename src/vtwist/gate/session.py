@@ -899,11 +899,13 @@ class GateSession:
         if info.kind == KIND_SET and info.sets_state and len(self.settings) < MAX_SETTINGS:
             self.settings.append(sql_text(info.sql))
 
-    def _deadline(self) -> float:
+    def _deadline(self, stream: bool = False) -> float:
         """When the tablet call of the running statement is given up: the gate's
-        ``session.query_timeout``, or a second after the statement's own timeout
-        (``_timeout_ms``; the tablet kills it on mysqld then, and says so) if sooner."""
-        timeout = self.gate.settings.query_timeout
+        ``session.query_timeout`` (``session.stream_timeout`` for a streamed one), or a
+        second after the statement's own timeout (``_timeout_ms``; the tablet kills it on
+        mysqld then, and says so) if sooner."""
+        settings = self.gate.settings
+        timeout = settings.stream_timeout if stream else settings.query_timeout
         if self._timeout_ms:
             timeout = min(timeout, self._timeout_ms / 1000 + 1.0)
         return self.gate.clock.seconds() + timeout
@@ -981,7 +983,7 @@ class GateSession:
                 target=where,
                 transaction_id=transaction_id,
                 reserved_id=reserved_id,
-                deadline=self._deadline(),
+                deadline=self._deadline(stream=True),
                 options=self._statement_options(),
                 settings=settings,
             )

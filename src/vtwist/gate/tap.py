@@ -135,6 +135,7 @@ class GateRole:
             settings=GateSettings(
                 default_tablet_type=config.value(keys.DEFAULT_TABLET_TYPE),
                 query_timeout=config.value(keys.QUERY_TIMEOUT),
+                stream_timeout=config.value(keys.STREAM_TIMEOUT),
                 version_comment=config.value(keys.VERSION_COMMENT),
                 server_version=config.value(keys.SERVER_VERSION),
                 prepare_fields=config.value(keys.PREPARE_FIELDS),

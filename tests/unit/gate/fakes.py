@@ -143,6 +143,10 @@ class FakeTablet:
         """``select rows N``: N rows holding their number; other selects: the alias."""
         self.calls.append(("stream_execute", args))
         words = args.sql.lower().split()
+        if words[:2] == ["select", "sleep"]:
+            d: Deferred[QueryResult] = Deferred()
+            request.on_cancel(self.cancelled.append)
+            return d
         sink.send_fields([FIELD])
         if words[:2] == ["select", "rows"]:
             for start in range(0, int(words[2]), 100):

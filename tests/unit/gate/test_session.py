@@ -298,6 +298,22 @@ def test_a_statement_timeout_also_shortens_the_tablet_call_deadline() -> None:
     assert c.services["zone1-100"].cancelled
 
 
+def test_a_streamed_statement_has_the_stream_timeout() -> None:
+    c = cluster(settings=GateSettings(query_timeout=1.0, stream_timeout=5.0))
+    s = c.session()
+    c.run(s, "set workload = 'olap'")
+    sink = RecordingSink()
+    d = finished(s.query(b"select sleep 100", sink), sink)  # (a dump reading a big table)
+    c.flush()
+    c.clock.advance(4.0)
+    c.flush()
+    assert not d.called  # past session.query_timeout, within session.stream_timeout
+    c.clock.advance(1.5)
+    c.flush()
+    assert d.called and sink.error_code == 1317
+    assert c.services["zone1-100"].cancelled
+
+
 def test_show_vitess_replication_status() -> None:
     c = cluster()
     c.services["zone1-101"].replication = {
