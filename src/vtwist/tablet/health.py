@@ -370,6 +370,8 @@ class HealthProbe(Service):
         )
         serving, error = verdict.serving, verdict.error
         problem = self.role_problem()
+        if not problem and self.state.demoted and self.state.tablet_type == "primary":
+            problem = self.state.demoted  # a reparent is demoting it (``TabletState.demoted``)
         settling = bool(problem) and serving
         if settling:
             serving, error = False, problem

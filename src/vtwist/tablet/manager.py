@@ -236,14 +236,21 @@ class TabletManager:
         # Refuse new work first (the gate buffers it), let what runs end, then make mysqld
         # refuse writes too.
         if self.state.tablet_type == "primary":
-            self.state.update(serving=False, error=DEMOTED)
+            self._demote()
             if self.quiesce is not None:
                 await self.quiesce()
         await self._sql("SET GLOBAL read_only = ON")
         self._changed()
         return await self._status()
 
+    def _demote(self) -> None:
+        """Stop serving at once, and keep the health probe from serving again while this
+        tablet is the primary (mysqld looks writable until read_only goes on)."""
+        self.state.demoted = DEMOTED
+        self.state.update(serving=False, error=DEMOTED)
+
     async def _undo_demote(self, args: ManageArgs) -> dict[str, Any]:
+        self.state.demoted = ""  # (the probe serves it again once read_only is off)
         await self._sql("SET GLOBAL read_only = OFF")
         self._changed()
         return await self._status()
@@ -251,7 +258,9 @@ class TabletManager:
     async def _set_read_only(self, args: ManageArgs) -> dict[str, Any]:
         on = _param(args, "on", bool)
         if on and self.state.tablet_type == "primary":
-            self.state.update(serving=False, error=DEMOTED)
+            self._demote()
+        elif not on:
+            self.state.demoted = ""
         await self._sql(f"SET GLOBAL read_only = {'ON' if on else 'OFF'}")
         self._changed()
         return await self._status()
@@ -304,6 +313,7 @@ class TabletManager:
 
     async def _promote_replica(self, args: ManageArgs) -> dict[str, Any]:
         semi_sync = bool(args.params.get("semi_sync", False))
+        self.state.demoted = ""
         await self._sql(
             "STOP SLAVE",
             "RESET SLAVE ALL",
@@ -321,7 +331,7 @@ class TabletManager:
         s = self.settings
         heartbeat = min(s.heartbeat, s.net_timeout / 2)
         if self.state.tablet_type == "primary":
-            self.state.update(serving=False, error=DEMOTED)
+            self._demote()
         before = await self._status()
         if before["semi_sync_primary"] or before["replication"] is None:
             # A former primary: commits may still wait for a semi-sync ack that will never

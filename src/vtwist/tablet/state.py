@@ -56,6 +56,7 @@ class TabletState:
     error: str
     read_only: bool | None
     gtid_position: str
+    demoted: str
     ports: dict[str, int]
     updated: float
 
@@ -87,6 +88,10 @@ class TabletState:
         self.read_only = None
         self.gtid_position = ""
         self.ports = {}
+        # Set by a reparent demoting this primary (why it must not serve): the health probe
+        # keeps the tablet not serving while it is the primary, although mysqld still looks
+        # writable until read_only goes on. Not published; a new tablet type clears it.
+        self.demoted = ""
         self.updated = clock.seconds()
         self._subscribers: list[Callable[[dict[str, object]], object]] = []
 
@@ -140,6 +145,8 @@ class TabletState:
             if name == "tablet_type":
                 _check_type(str(value))
         changed = False
+        if "tablet_type" in changes and changes["tablet_type"] != self.tablet_type:
+            self.demoted = ""
         for name, value in changes.items():
             if name in ("lag_s", "primary_term_start") and isinstance(value, int):
                 value = float(value)

@@ -126,8 +126,9 @@ def test_demote_stops_serving_before_read_only() -> None:
     assert h.mysqld.read_only and report["read_only"] is True
     assert h.statements() == ["SET GLOBAL read_only = ON"]
     assert h.changes == 1
+    assert h.state.demoted  # (the health probe keeps it out of service meanwhile)
     h.run("undo_demote_primary")
-    assert not h.mysqld.read_only
+    assert not h.mysqld.read_only and not h.state.demoted
 
 
 def test_demote_lets_open_transactions_end_before_read_only() -> None:

@@ -300,6 +300,22 @@ def test_hung_mysqld_times_out_and_outstanding_probes_are_bounded() -> None:
     assert probe.failures >= 1
 
 
+def test_a_primary_being_demoted_stays_out_of_service() -> None:
+    # Between a reparent's "stop serving" and its read_only=ON, mysqld still looks writable:
+    # a probe then must not make the tablet serve again (it did, and new transactions came
+    # in while the old primary drained; their writes then got 1290).
+    clock = Clock()
+    state = make_state(clock)
+    make_probe(clock, FakeMysqld(), state)
+    assert state.serving
+    state.demoted = "demoted by a reparent"
+    state.update(serving=False, error=state.demoted)
+    advance(clock, 3)
+    assert not state.serving and state.error == "demoted by a reparent"
+    state.update(tablet_type="replica")  # the new role clears it
+    assert state.demoted == ""
+
+
 def test_unsettled_role_keeps_the_tablet_out_of_service() -> None:
     clock = Clock()
     state = make_state(clock)
