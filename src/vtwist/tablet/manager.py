@@ -239,7 +239,19 @@ class TabletManager:
             self._demote()
             if self.quiesce is not None:
                 await self.quiesce()
-        await self._sql("SET GLOBAL read_only = ON")
+        try:
+            await self._sql("SET GLOBAL read_only = ON")
+        except MySQLError as e:
+            if e.code != ErrorCode.LOCK_WAIT_TIMEOUT:
+                raise
+            raise MySQLError(
+                e.code,
+                f"read_only waited manager.lock_wait_timeout "
+                f"({self.settings.lock_wait_timeout} s) for statements still writing (a long "
+                "LOAD DATA, ALTER TABLE or transaction outlasting shutdown.grace_period); "
+                "retry when they are done",
+                e.sqlstate,
+            ) from None
         self._changed()
         return await self._status()
 

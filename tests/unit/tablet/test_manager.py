@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 
 from tests.unit.tablet.test_tablet_health_fakes import FakeMysqld, fake_pool, make_state, result
@@ -23,8 +23,12 @@ class ManagedMysqld(FakeMysqld):
     slave_host: str | None = None
     wait_result: bytes = b"0"
     app_threads: tuple[int, ...] = ()
+    read_only_error: MySQLError | None = None  # what SET GLOBAL read_only = ON fails with
 
     def answer(self, sql: str) -> Deferred[Result]:
+        if sql == "SET GLOBAL read_only = ON" and self.read_only_error is not None:
+            self.queries.append(sql)
+            return fail(self.read_only_error)
         if sql.startswith("SELECT @@global.server_id"):
             self.queries.append(sql)
             ro = b"1" if self.read_only else b"0"
@@ -129,6 +133,17 @@ def test_demote_stops_serving_before_read_only() -> None:
     assert h.state.demoted  # (the health probe keeps it out of service meanwhile)
     h.run("undo_demote_primary")
     assert not h.mysqld.read_only and not h.state.demoted
+
+
+def test_demote_that_read_only_cannot_pass_says_why() -> None:
+    h = Harness()
+    h.mysqld.read_only_error = MySQLError(1205, "Lock wait timeout exceeded")
+    with pytest.raises(MySQLError) as e:
+        h.run("demote_primary")  # a LOAD DATA still writing after the grace period
+    assert e.value.code == 1205
+    assert "manager.lock_wait_timeout (5 s) for statements still writing" in e.value.message
+    h.run("undo_demote_primary")  # the reparent gives the primary back
+    assert not h.state.demoted
 
 
 def test_demote_lets_open_transactions_end_before_read_only() -> None:
