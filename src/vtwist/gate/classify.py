@@ -355,10 +355,7 @@ def _owned(word: bytes, sql: bytes, body: bytes) -> tuple[str | None, str]:
     elif word == b"USE":
         m = _USE.match(body)
         if m:
-            name = m.group(1).decode("utf-8", "replace")
-            if name.startswith("`"):
-                name = name[1:-1].replace("``", "`")
-            return OWNED_USE, name
+            return OWNED_USE, _identifier(m.group(1))
     elif word == b"SET":
         m = _AUTOCOMMIT.match(body)
         if m:
@@ -489,10 +486,14 @@ def database_ddl(sql: bytes) -> tuple[str, bool, str]:
             "You have an error in your SQL syntax: CREATE or DROP DATABASE needs a name",
             "42000",
         )
-    name = m.group(3)
-    if name.startswith(b"`"):
-        name = name[1:-1].replace(b"``", b"`")
-    return m.group(1).upper().decode(), m.group(2) is not None, name.decode("utf-8", "replace")
+    return m.group(1).upper().decode(), m.group(2) is not None, _identifier(m.group(3))
+
+
+def _identifier(raw: bytes) -> str:
+    """A name as written, unquoted if in backticks (a doubled backtick is one)."""
+    if raw.startswith(b"`"):
+        raw = raw[1:-1].replace(b"``", b"`")
+    return raw.decode("utf-8", "replace")
 
 
 def transaction_characteristics(sql: bytes) -> str:

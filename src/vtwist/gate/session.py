@@ -722,17 +722,11 @@ class GateSession:
     def _dump_read(self, sql: bytes) -> bool:
         """A SELECT marked as a dump tool's table read (``session.olap_markers``), such as
         ``SELECT /*!40001 SQL_NO_CACHE */ * FROM `t```: streamed as in OLAP."""
-        markers = self.gate.settings.olap_markers
-        if not markers:
-            return False
-        head = sql[:160]
-        if not any(m in head for m in markers):  # (most SELECTs: one substring test)
-            return False
-        head = head.lstrip()
-        if head[:6].upper() != b"SELECT":
-            return False
-        rest = head[6:].lstrip()
-        return any(rest.startswith(m) for m in markers)
+        for marker in self.gate.settings.olap_markers:
+            at = sql.find(marker, 0, 160)  # (most SELECTs: one bounded search)
+            if at >= 0:
+                return sql[:at].strip().upper() == b"SELECT"
+        return False
 
     async def _in_transaction(
         self, info: QueryInfo, keyspace: str, shard: str, sink: IResultSink | None

@@ -370,7 +370,7 @@ class HealthProbe(Service):
         )
         serving, error = verdict.serving, verdict.error
         problem = self.role_problem()
-        if not problem and self.state.demoted and self.state.tablet_type == "primary":
+        if not problem and self.state.demoted:
             problem = self.state.demoted  # a reparent is demoting it (``TabletState.demoted``)
         settling = bool(problem) and serving
         if settling:

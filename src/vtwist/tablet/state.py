@@ -89,8 +89,8 @@ class TabletState:
         self.gtid_position = ""
         self.ports = {}
         # Set by a reparent demoting this primary (why it must not serve): the health probe
-        # keeps the tablet not serving while it is the primary, although mysqld still looks
-        # writable until read_only goes on. Not published; a new tablet type clears it.
+        # keeps the tablet not serving, although mysqld still looks writable until read_only
+        # goes on. Not published; a new tablet type clears it.
         self.demoted = ""
         self.updated = clock.seconds()
         self._subscribers: list[Callable[[dict[str, object]], object]] = []
