@@ -4,7 +4,8 @@
 
 - ``ListenerService``: listen on a Twisted endpoint string while running (what
   ``strports.service`` does) and tell when and where it listens (``whenListening()``), so
-  tests and ``vtwist up`` can use ``tcp:0``.
+  tests and ``vtwist up`` can use ``tcp:0``; ``backlog`` sets the kernel's queue of
+  connections not yet accepted (``with_backlog``) unless the string sets its own.
 - ``role_service``: the ``MultiService`` a ``makeService`` returns; with ``sequential``
   a ``SequentialMultiService``, which stops its children one at a time, last started
   first (a role whose stop has steps: drain, then close).
@@ -22,6 +23,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -68,12 +70,32 @@ def _global_reactor() -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
+#: Endpoint types whose parser takes ``backlog=`` (Twisted's default for them is 50).
+_BACKLOG_TYPES = ("tcp", "tcp6", "ssl", "unix")
+_BACKLOG_SET = re.compile(r"(?<!\\):backlog=")
+
+
+def with_backlog(description: str, backlog: int | None) -> str:
+    """``description`` with ``:backlog=N`` added, when its type takes one and it has none.
+
+    Twisted listens with a backlog of 50: a burst of connections (an application starting
+    its pool, clients coming back after a restart) overflows it, and each connection past
+    it waits for the client's SYN retry, one second or more. A ``backlog=`` the operator
+    wrote in the string wins.
+    """
+    kind = description.split(":", 1)[0].lower()
+    if backlog is None or kind not in _BACKLOG_TYPES or _BACKLOG_SET.search(description):
+        return description
+    return f"{description}:backlog={backlog}"
+
+
 class ListenerService(Service):
     """Listen with ``factory`` on the endpoint string ``description`` while running.
 
     A listen that fails at once (port in use, bad interface) raises from
     ``privilegedStartService``, so twistd stops at start with the reason, as with
     ``strports.service``. ``reactor`` defaults to the global one, looked up at start.
+    ``backlog``, when given, is added to ``description`` by ``with_backlog``.
     """
 
     def __init__(
@@ -83,8 +105,9 @@ class ListenerService(Service):
         *,
         reactor: IReactorCore | None = None,
         name: str | None = None,
+        backlog: int | None = None,
     ) -> None:
-        self.description = description
+        self.description = with_backlog(description, backlog)
         self.factory = factory
         self._reactor = reactor
         self._port: IListeningPort | None = None

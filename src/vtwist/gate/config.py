@@ -58,6 +58,15 @@ HANDSHAKE_TIMEOUT = DurationOption(
 IDLE_TIMEOUT = DurationOption(
     "mysql.idle_timeout", DEFAULT_IDLE_TIMEOUT, doc="Idle client connections are closed after"
 )
+LISTEN_BACKLOG = IntOption(
+    "mysql.listen_backlog",
+    1024,
+    min=1,
+    max=65535,
+    doc="Connections the kernel queues until the gate accepts them (the listen backlog; "
+    "Linux caps it at net.core.somaxconn); past it a connecting client waits a second or "
+    "more for its SYN retry. A backlog= in mysql.listen wins",
+)
 MAX_CONNECTIONS = IntOption(
     "mysql.max_connections",
     DEFAULT_MAX_CONNECTIONS,
@@ -247,6 +256,7 @@ OPTIONS: list[Option[Any]] = [
     REQUIRE_TLS,
     HANDSHAKE_TIMEOUT,
     IDLE_TIMEOUT,
+    LISTEN_BACKLOG,
     MAX_CONNECTIONS,
     AUTH_MAX_FAILURES,
     AUTH_WINDOW,

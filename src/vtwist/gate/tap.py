@@ -182,7 +182,12 @@ class GateRole:
                 max_hosts=config.value(keys.AUTH_MAX_HOSTS),
             ),
         )
-        self.mysql = ListenerService(config.value(keys.MYSQL_LISTEN), self.server, name="mysql")
+        self.mysql = ListenerService(
+            config.value(keys.MYSQL_LISTEN),
+            self.server,
+            name="mysql",
+            backlog=config.value(keys.LISTEN_BACKLOG),
+        )
         from vtwist.httpstatus import status_service
 
         self.http = status_service(

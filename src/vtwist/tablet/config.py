@@ -263,7 +263,7 @@ TX_POOL_WAIT = DurationOption(
 )
 TX_POOL_WAITERS = IntOption(
     "pool.transaction.max_waiters",
-    100,
+    1000,
     min=0,
     doc="Begins and reserves that may queue for the transaction pool",
 )

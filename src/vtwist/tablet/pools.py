@@ -26,7 +26,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
 
-from vtwist.config import Config
+from vtwist.config import Config, Option
 from vtwist.protocols.mysql.client import MySQLClient, Target, connect
 from vtwist.protocols.mysql.pool import MySQLPool, PooledConnection
 from vtwist.tablet import config as keys
@@ -123,7 +123,11 @@ class TabletPools:
         }
 
         def make(
-            fn: Callable[[], Deferred[MySQLClient]], name: str, size: Any, wait: Any, waiters: Any
+            fn: Callable[[], Deferred[MySQLClient]],
+            name: str,
+            size: Option[int],
+            wait: Option[float],
+            waiters: Option[int],
         ) -> Pool:
             return MySQLPool(
                 fn,
@@ -131,6 +135,7 @@ class TabletPools:
                 config.value(waiters),
                 config.value(wait),
                 name=name,
+                settings=size.key.rsplit(".", 1)[0],
                 **common,
             )
 

@@ -181,12 +181,24 @@ def test_wait_timeout_is_1203_with_a_clear_message() -> None:
     assert_no_leak(pool, connector)
 
 
+def test_1203_names_the_config_keys_of_a_pool_with_settings() -> None:
+    pool, _, clock = make_pool(max_waiters=1, settings="pool.transaction")
+    lend(pool), lend(pool)
+    waiting = pool.acquire()
+    full = error_of(pool.acquire(), MySQLError).message
+    assert full.endswith("raise pool.transaction.size or pool.transaction.max_waiters"), full
+    clock.advance(1.0)
+    waited = error_of(waiting, MySQLError).message
+    assert waited.endswith("raise pool.transaction.size or pool.transaction.wait_timeout"), waited
+
+
 def test_full_queue_fails_at_once() -> None:
     pool, _, _ = make_pool(max_waiters=1)
     lend(pool), lend(pool)
     waiting = pool.acquire()
     err = error_of(pool.acquire(), MySQLError)
-    assert err.code == 1203 and "wait queue is full (1 waiting)" in err.message
+    assert err.code == 1203
+    assert err.message.endswith("wait queue is full (1 waiting); raise pool size or max_waiters")
     assert pool.stats().rejected == 1 and not waiting.called
     no_queue, _, _ = make_pool(max_waiters=0)
     lend(no_queue), lend(no_queue)

@@ -25,6 +25,7 @@ from vtwist.service import (
     on_signal,
     parse_log_level,
     role_service,
+    with_backlog,
 )
 
 reactor = cast(Any, global_reactor)
@@ -47,6 +48,39 @@ class ListenerTests(unittest.TestCase):
         assert svc.port is None and not svc.running
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", host.port), timeout=5).close()
+
+    async def test_backlog_queues_a_burst_the_listener_has_not_accepted(self) -> None:
+        # Twisted's own default backlog (50) would drop the SYNs past 51 queued connections:
+        # those clients retry after 1 s and 3 s and time out here, as nothing accepts.
+        svc = ListenerService(
+            "tcp:0:interface=127.0.0.1", Factory.forProtocol(Protocol), backlog=300
+        )
+        svc.startService()
+        self.addCleanup(svc.stopService)
+        port = cast(Any, await svc.whenListening())
+        assert port.backlog == 300
+        port.stopReading()  # accept nothing: the kernel's queue holds the connections
+        socks = []
+        try:
+            for _ in range(200):
+                socks.append(socket.create_connection(("127.0.0.1", port.getHost().port), 2.5))
+        finally:
+            for s in socks:
+                s.close()
+        assert len(socks) == 200
+
+    def test_with_backlog_adds_one_unless_set_or_not_taken(self) -> None:
+        assert with_backlog("tcp:15306:interface=127.0.0.1", 1024) == (
+            "tcp:15306:interface=127.0.0.1:backlog=1024"
+        )
+        assert with_backlog("ssl:3306:privateKey=k.pem", 9) == "ssl:3306:privateKey=k.pem:backlog=9"
+        assert with_backlog("unix:/run/g.sock", 9) == "unix:/run/g.sock:backlog=9"
+        # The operator's own backlog wins; other endpoint types take none; None adds none.
+        assert with_backlog("tcp:1:backlog=5:interface=::1", 9) == "tcp:1:backlog=5:interface=::1"
+        assert with_backlog("systemd:domain=INET:index=0", 9) == "systemd:domain=INET:index=0"
+        assert with_backlog("tcp:1", None) == "tcp:1"
+        # An escaped colon is part of a value, not a new parameter.
+        assert with_backlog(r"unix:/tmp/a\:backlog=2", 9) == r"unix:/tmp/a\:backlog=2:backlog=9"
 
     async def test_port_in_use_fails_at_start(self) -> None:
         first = ListenerService("tcp:0:interface=127.0.0.1", Factory.forProtocol(Protocol))

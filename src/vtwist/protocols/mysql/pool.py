@@ -159,6 +159,7 @@ class MySQLPool(Generic[C]):
         reset_on_release: bool = False,
         ping_on_checkout_after: float | None = DEFAULT_PING_AFTER,
         name: str = "mysqld",
+        settings: str | None = None,
     ) -> None:
         if size < 1 or max_waiters < 0 or wait_timeout <= 0:
             raise ValueError("need size >= 1, max_waiters >= 0 and wait_timeout > 0")
@@ -172,6 +173,8 @@ class MySQLPool(Generic[C]):
         self.reset_on_release = reset_on_release
         self.ping_on_checkout_after = ping_on_checkout_after
         self.name = name
+        #: Config prefix of this pool's keys (``pool.transaction``), named in 1203 errors.
+        self.settings = settings
         self._idle: list[PooledConnection[C]] = []  # most recently used last
         self._in_use: set[PooledConnection[C]] = set()
         self._busy = 0  # being opened, pinged or reset: counts toward ``size``
@@ -236,7 +239,8 @@ class MySQLPool(Generic[C]):
         can_serve = not self._waiters and (self._idle or self._open < self.size)
         if not can_serve and len(self._waiters) >= self.max_waiters:
             self._rejected += 1
-            return fail(self._exhausted(f"the wait queue is full ({self.max_waiters} waiting)"))
+            full = f"the wait queue is full ({self.max_waiters} waiting)"
+            return fail(self._exhausted(full, "max_waiters"))
         w = _Waiter(Deferred(lambda d: self._drop_waiter(w)), self.clock.seconds())
         self._waiters.append(w)
         self._dispatch()
@@ -257,13 +261,18 @@ class MySQLPool(Generic[C]):
         if w in self._waiters:
             self._waiters.remove(w)
             self._wait_timeouts += 1
-            w.deferred.errback(self._exhausted(f"waited {self.wait_timeout:g}s"))
+            w.deferred.errback(self._exhausted(f"waited {self.wait_timeout:g}s", "wait_timeout"))
 
-    def _exhausted(self, detail: str) -> MySQLError:
+    def _exhausted(self, detail: str, limit: str) -> MySQLError:
+        """ERROR 1203 naming what to raise: the size, and the ``limit`` that was reached."""
+        if self.settings is None:
+            hint = f"raise pool size or {limit}"
+        else:
+            hint = f"raise {self.settings}.size or {self.settings}.{limit}"
         return MySQLError(
             ErrorCode.TOO_MANY_USER_CONNECTIONS,
             f"connection pool for {self.name} exhausted: {len(self._in_use)} in use, "
-            f"{detail}; raise pool size or wait_timeout",
+            f"{detail}; {hint}",
             "42000",
         )
 
