@@ -199,6 +199,8 @@ def test_make_service_builds_the_role() -> None:
     top = makeService(opts)
     names = [getattr(s, "name", None) for s in top]
     assert "mysql" in names
+    mysql = top.getServiceNamed("mysql")  # type: ignore[no-untyped-call]  # Twisted: unannotated
+    assert mysql.description == "tcp:0:interface=127.0.0.1:backlog=1024"
     role = top.gate  # type: ignore[attr-defined]
     assert role.policy.name == "random"
     metrics = role.metrics.registry
