@@ -33,6 +33,7 @@ from vtwist.gate.buffer import BufferSettings, FailoverBuffer
 from vtwist.gate.classify import QueryInfo
 from vtwist.gate.discovery import Discovery, NoServingTabletError, TabletHandle
 from vtwist.gate.metrics import GateMetrics
+from vtwist.gate.qualify import named_keyspaces, needs_database
 from vtwist.gate.querystats import QueryStats
 from vtwist.gate.target import PRIMARY, Target
 from vtwist.interfaces import IQueryHandlerFactory, IRoutingPolicy, ITopoCache
@@ -135,6 +136,9 @@ class Gate:
         # False from start until the topo cache has read everything once (``topo_loading``).
         self.topo_ready = True
         self._ready_waiters: list[Deferred[None]] = []
+        # ``keyspaces()``, kept until the topo cache reports a change (``keyspace_names``).
+        self._names: tuple[str, ...] | None = None
+        cache.subscribe(self._topo_changed)
 
     # --- topo readiness ---------------------------------------------------------------------
 
@@ -200,19 +204,49 @@ class Gate:
         names.update(h.keyspace for h in self.discovery.handles.values())
         return sorted(names)
 
+    def keyspace_names(self) -> tuple[str, ...]:
+        """``keyspaces()``, computed again only after the topo cache changed (each
+        statement asks, to see whether it names another keyspace)."""
+        names = self._names
+        if names is None:
+            names = self._names = tuple(self.keyspaces())
+        return names
+
+    def _topo_changed(self, kind: str, key: tuple[str, ...]) -> None:
+        self._names = None  # (tablets too: their keyspaces count, ``keyspaces``)
+
     def shards(self, keyspace: str) -> list[str]:
         """Known shard names of ``keyspace``, sorted."""
         return sorted(self.cache.shards(keyspace))
 
-    def resolve(self, target: Target) -> tuple[str, str]:
-        """The keyspace and shard ``target`` means (the only ones when it leaves them out)."""
+    def resolve(self, target: Target, info: QueryInfo | None = None) -> tuple[str, str]:
+        """The keyspace and shard ``target`` means (the only ones when it leaves them out),
+        for ``info`` when given: a statement that names another keyspace's objects
+        (``ks.table``, ``SHOW TABLES FROM ks``) goes to that keyspace; one that needs no
+        database runs on any keyspace when none is selected (``vtwist.gate.qualify``)."""
         keyspace = target.keyspace
+        names = self.keyspace_names()
+        if info is not None and len(names) > 1:
+            named = named_keyspaces(info.sql, names)
+            if len(named) > 1:
+                raise MySQLError(
+                    ErrorCode.NOT_SUPPORTED_YET,
+                    f"the statement names keyspaces {', '.join(sorted(named))}; vtwist runs a "
+                    "statement in one keyspace: query each one separately",
+                    "42000",
+                )
+            if named and keyspace not in named:
+                keyspace = named.pop()
+                target = Target(keyspace, "", target.tablet_type)
+            elif not keyspace and not needs_database(info):
+                keyspace = names[0]
+                target = Target(keyspace, (self.shards(keyspace) or [""])[0], target.tablet_type)
         if not keyspace:
-            names = self.keyspaces()
             if len(names) != 1:
                 raise MySQLError(
                     ErrorCode.NO_DB,
-                    "No database selected; USE a keyspace (SHOW DATABASES lists them), e.g. "
+                    "No database selected; USE a keyspace (SHOW DATABASES lists them) or name "
+                    f"it (SELECT ... FROM {names[0] if names else 'commerce'}.t), e.g. "
                     f"USE {names[0] if names else 'commerce'}@replica",
                 )
             keyspace = names[0]

@@ -358,7 +358,7 @@ class GateSession:
                 tablet_type = target.tablet_type
             else:
                 tablet_type = PRIMARY if (info.is_write or info.locks) else target.tablet_type
-            keyspace, shard = gate.resolve(target)
+            keyspace, shard = gate.resolve(target, info)
             where = wire_target(keyspace, shard, tablet_type)
             try:
                 handle = gate.route(keyspace, shard, tablet_type, info)
@@ -640,14 +640,14 @@ class GateSession:
         if not self.autocommit and not self.in_transaction and (info.is_write or info.locks):
             self.explicit_tx = True  # implicit transaction: ends at COMMIT/ROLLBACK
         if self.in_transaction:
-            keyspace, shard = self.gate.resolve(target)
+            keyspace, shard = self.gate.resolve(target, info)
             return await self._in_transaction(info, keyspace, shard, self._streams(info, sink))
         if info.is_read:
             target = self._redirected(info, target)
             tablet_type = target.tablet_type
         else:
             tablet_type = PRIMARY if (info.is_write or info.locks) else target.tablet_type
-        keyspace, shard = self.gate.resolve(target)
+        keyspace, shard = self.gate.resolve(target, info)
         where = wire_target(keyspace, shard, tablet_type)
         stream = self._streams(info, sink)
         route, run = self._steps(info, keyspace, shard, tablet_type, where, stream)

@@ -300,6 +300,8 @@ class FakeCache:
     def add_keyspace(self, name: str, shards: Iterable[str] = ("0",)) -> None:
         self._keyspaces[name] = Keyspace(name)
         self._shards[name] = {s: Shard(name, s) for s in shards}
+        for cb in list(self._listeners):
+            cb("keyspaces", ())
 
     def set_tablets(self, cell: str, tablets: Iterable[Tablet]) -> None:
         self._tablets[cell] = {t.alias: t for t in tablets}

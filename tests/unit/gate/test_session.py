@@ -43,6 +43,20 @@ def served_by(sink: RecordingSink) -> str | None:
     return sink.table[0][0]
 
 
+def ran_on(c: Any, s: Any, sql: str) -> str:
+    """The alias of the one tablet that ran ``sql`` (run now, without error)."""
+    before = {a: len(t.calls) for a, t in c.services.items()}
+    sink = c.run(s, sql)
+    assert sink.error_code is None, sink.events
+    ran = [
+        a
+        for a, t in c.services.items()
+        if any(getattr(args, "sql", None) == sql for _, args in t.calls[before.get(a, 0) :])
+    ]
+    assert len(ran) == 1, (sql, ran)
+    return str(ran[0])
+
+
 def test_handler_and_factory_provide_their_interfaces() -> None:
     c = cluster()
     assert verifyObject(IQueryHandlerFactory, c.gate)
@@ -756,7 +770,64 @@ def test_unknown_database_and_no_database() -> None:
     # One keyspace only: it is used.
     assert served_by(c.run(s, "select 1")) == "zone1-100"
     c.cache.add_keyspace("customer")
-    assert c.run(s, "select 1").error_code == 1046
+    c.add(tablet("zone1-200", keyspace="customer", ttype="primary"))
+    # Several keyspaces: what may read a default database needs one...
+    for sql in ("select * from t", "insert into t values (1)", "show tables", "describe t"):
+        sink = c.run(s, sql)
+        assert sink.error_code == 1046 and "FROM commerce.t" in sink.events[-1][2], sql
+    # ...what reads none runs on the first keyspace (GUI tools and drivers send these
+    # before choosing a database)...
+    for sql in (
+        "select 1",
+        "select @@sql_mode, now() from dual",
+        "SELECT table_name FROM information_schema.tables t JOIN `mysql`.`user` u",
+        "show variables like 'max_allowed%'",
+        "show full tables from mysql",
+        "do 1",
+    ):
+        assert ran_on(c, s, sql) == "zone1-100", sql
+    # ...and a statement naming a keyspace goes there.
+    assert served_by(c.run(s, "select * from customer.t where a = 'commerce.t'")) == "zone1-200"
+    assert ran_on(c, s, "show tables from `customer`") == "zone1-200"
+
+
+def test_statements_naming_another_keyspace_go_there() -> None:
+    c = cluster()
+    c.cache.add_keyspace("customer")
+    c.add(tablet("zone1-200", keyspace="customer", ttype="primary"))
+    c.add(tablet("zone1-201", keyspace="customer", ttype="replica"))
+    s = c.session(database="commerce")
+    assert served_by(c.run(s, "select * from t")) == "zone1-100"
+    for sql in (
+        "select * from customer.t",
+        "insert into `customer`.t values (1)",
+        "update customer . t set a = 1",
+        "delete from customer.t",
+        "show columns from t from customer",
+        "show create table customer.t",
+    ):
+        assert ran_on(c, s, sql) == "zone1-200", sql
+    # Not a keyspace qualifier: strings, comments, columns, a table named like a keyspace.
+    for sql in (
+        "select 'from customer.t' from t",
+        "select * from t /* from customer.t */",
+        "select customer.id from t as customer",
+        "show columns from customer",
+        "select * from customer_orders.t",
+    ):
+        assert ran_on(c, s, sql) == "zone1-100", sql
+    # The session's tablet type still applies; a write is still refused at a replica target.
+    r = c.session(database="commerce@replica")
+    assert served_by(c.run(r, "select * from customer.t")) == "zone1-201"
+    assert c.run(r, "insert into customer.t values (1)").error_code == 1290
+    # Two keyspaces in one statement: refused, naming both.
+    sink = c.run(s, "select * from commerce.t join customer.u")
+    assert sink.error_code == 1235 and "commerce, customer" in sink.events[-1][2]
+    # A transaction stays on its shard.
+    c.run(s, "begin")
+    c.run(s, "insert into t values (1)")
+    sink = c.run(s, "insert into customer.t values (1)")
+    assert sink.error_code == 1105 and "COMMIT or ROLLBACK" in sink.events[-1][2]
 
 
 def test_transaction_spans_one_shard() -> None:
