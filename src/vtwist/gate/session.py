@@ -61,6 +61,7 @@ from vtwist.gate.classify import (
     KIND_BEGIN,
     KIND_COMMIT,
     KIND_ROLLBACK,
+    KIND_SAVEPOINT,
     KIND_SELECT,
     KIND_SET,
     OWNED_AUTOCOMMIT,
@@ -131,6 +132,14 @@ if TYPE_CHECKING:
 log = Logger()
 
 _TX_KINDS = frozenset({KIND_BEGIN, KIND_COMMIT, KIND_ROLLBACK})
+
+
+def _starts_transaction(info: QueryInfo) -> bool:
+    """With autocommit off, whether ``info`` opens the session's implicit transaction: a
+    write, a locking read or a savepoint (SQLAlchemy's ``begin_nested`` sends SAVEPOINT
+    first; on a pooled connection it would be lost before its RELEASE). Plain reads stay
+    free to go to any tablet until then."""
+    return info.is_write or info.locks or info.kind == KIND_SAVEPOINT
 
 AUTOCOMMIT = int(ServerStatus.AUTOCOMMIT)
 IN_TRANS = int(ServerStatus.IN_TRANS)
@@ -328,7 +337,7 @@ class GateSession:
             and self.tx is None
             and not self.reserved
             and info.kind not in _TX_KINDS
-            and (self.autocommit or not (info.is_write or info.locks))
+            and (self.autocommit or not _starts_transaction(info))
             and not (info.kind == KIND_SELECT and (self.olap or self._dump_read(info.sql)))
         )
 
@@ -637,7 +646,7 @@ class GateSession:
         target = self._current_target()
         if info.is_write and target.tablet_type != PRIMARY:
             raise read_only_target(target)
-        if not self.autocommit and not self.in_transaction and (info.is_write or info.locks):
+        if not self.autocommit and not self.in_transaction and _starts_transaction(info):
             self.explicit_tx = True  # implicit transaction: ends at COMMIT/ROLLBACK
         if self.in_transaction:
             keyspace, shard = self.gate.resolve(target, info)

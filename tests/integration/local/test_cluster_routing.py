@@ -97,8 +97,7 @@ session_timeout = 4
             user=data["gate"]["user"],
             password=data["gate"]["password"],
             database=db,
-            autocommit=True,
-            **kw,
+            **{"autocommit": True, **kw},
         )
         data["dir"] = directory
         data["env"] = env
@@ -393,6 +392,28 @@ def test_start_transaction_read_only(cluster: dict[str, Any]) -> None:
             cur.execute("START TRANSACTION READ WRITE")
             cur.execute("INSERT INTO read_only_t VALUES (1)")
             cur.execute("ROLLBACK")
+    finally:
+        conn.close()
+
+
+def test_savepoints_with_autocommit_off(cluster: dict[str, Any]) -> None:
+    # What SQLAlchemy's Session.begin_nested() sends over a PyMySQL connection (autocommit
+    # off, no BEGIN): the SAVEPOINT must open the transaction its RELEASE then finds.
+    conn = cluster["connect"](autocommit=False)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS nested_t (id INT PRIMARY KEY)")
+            cur.execute("DELETE FROM nested_t")
+            conn.commit()
+            cur.execute("SAVEPOINT sa_savepoint_1")
+            cur.execute("INSERT INTO nested_t VALUES (1)")
+            cur.execute("RELEASE SAVEPOINT sa_savepoint_1")
+            cur.execute("SAVEPOINT sa_savepoint_2")
+            cur.execute("INSERT INTO nested_t VALUES (2)")
+            cur.execute("ROLLBACK TO SAVEPOINT sa_savepoint_2")
+            conn.commit()
+            cur.execute("SELECT id FROM nested_t")
+            assert cur.fetchall() == ((1,),)
     finally:
         conn.close()
 

@@ -619,6 +619,22 @@ def test_autocommit_off_opens_transactions_on_writes() -> None:
     assert s.status() == AUTOCOMMIT
 
 
+def test_autocommit_off_savepoint_opens_the_transaction() -> None:
+    # SQLAlchemy's Session.begin_nested() with autocommit off: SAVEPOINT comes first.
+    c = cluster()
+    s = c.session()
+    c.run(s, "set autocommit = 0")
+    c.run(s, "savepoint sa_savepoint_1")
+    assert s.status() == IN_TRANS
+    c.run(s, "insert into t values (1)")
+    c.run(s, "release savepoint sa_savepoint_1")
+    c.run(s, "rollback")
+    primary = c.services["zone1-100"]
+    assert primary.ops() == ["begin", "execute", "execute", "execute", "rollback"]
+    tids = {args.transaction_id for op, args in primary.calls if op == "execute"}
+    assert len(tids) == 1 and 0 not in tids  # all three in the one transaction
+
+
 def test_set_autocommit_1_commits() -> None:
     c = cluster()
     s = c.session()
