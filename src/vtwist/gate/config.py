@@ -116,6 +116,13 @@ DRAIN_TIMEOUT = DurationOption(
     doc="A tablet whose topo node vanished gets no new query; its link stays open this long "
     "at most for the queries already running on it",
 )
+HEALTH_TIMEOUT = DurationOption(
+    "discovery.health_timeout",
+    10.0,
+    doc="A tablet that promised health keepalives (its rpc.health_keepalive) and sent none "
+    "for this long is taken for stalled: its link is closed (statements on it fail at once "
+    "with 2013) and queries go elsewhere until it answers again (0: never)",
+)
 RPC_TIMEOUT = DurationOption(
     "rpc.hello_timeout", 5.0, min=0.1, doc="Time from TCP connect to the tablet's HELLO"
 )
@@ -270,6 +277,7 @@ OPTIONS: list[Option[Any]] = [
     MAX_LAG,
     MAX_TABLETS,
     DRAIN_TIMEOUT,
+    HEALTH_TIMEOUT,
     RPC_TIMEOUT,
     RPC_MAX_BACKOFF,
     RPC_MAX_INFLIGHT,

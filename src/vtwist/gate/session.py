@@ -101,6 +101,7 @@ from vtwist.gate.discovery import NoServingTabletError, TabletHandle
 from vtwist.gate.rewrite import SessionValues, mentions_session_values, with_session_values
 from vtwist.gate.session_parts import (
     Held,
+    LinkLostError,
     Pin,
     Prepared,
     Relay,
@@ -140,6 +141,7 @@ def _starts_transaction(info: QueryInfo) -> bool:
     first; on a pooled connection it would be lost before its RELEASE). Plain reads stay
     free to go to any tablet until then."""
     return info.is_write or info.locks or info.kind == KIND_SAVEPOINT
+
 
 AUTOCOMMIT = int(ServerStatus.AUTOCOMMIT)
 IN_TRANS = int(ServerStatus.IN_TRANS)
@@ -532,10 +534,11 @@ class GateSession:
         where: str,
     ) -> Failure | Deferred[QueryResult]:
         """A replica or rdonly tablet refused a read without running it (it is shutting
-        down, or stopped serving since it was chosen): once more on another serving tablet
-        of that type, if there is one; else ``failure``."""
+        down, or stopped serving since it was chosen), or its link broke under it (it died,
+        or stalled and the gate gave up on it): once more on another serving tablet of that
+        type, if there is one; else ``failure``."""
         e = failure.value
-        if not isinstance(e, MySQLError) or not refused(e):
+        if not isinstance(e, MySQLError) or not (refused(e) or isinstance(e, LinkLostError)):
             return failure
         tablet_type = refuser.tablet_type
         try:
@@ -665,9 +668,11 @@ class GateSession:
             try:
                 return await run(handle)
             except MySQLError as e:
-                if not refused(e) or info.sets_state or self.reserved:
+                again = refused(e) or (isinstance(e, LinkLostError) and stream is None)
+                if not again or info.sets_state or self.reserved:
                     raise
-                # Refused without running (``_read_elsewhere``): once more elsewhere.
+                # Refused without running, or the link broke under a read whose rows did
+                # not start (``_read_elsewhere``): once more elsewhere.
                 try:
                     other = self.gate.route(keyspace, shard, tablet_type, info, exclude=handle)
                 except NoServingTabletError:

@@ -119,11 +119,17 @@ def sql_text(sql: bytes) -> str:
 _NOT_SENT = (ErrorCode.CR_CONNECTION_ERROR, ErrorCode.CR_CONN_HOST_ERROR)
 
 
+class LinkLostError(MySQLError):
+    """``link_error``'s ERROR 1105 when the link broke under a statement it had sent (the
+    tablet died or stalled): it may or may not have run, so only a read may run again."""
+
+
 def link_error(handle: TabletHandle, e: MySQLError) -> MySQLError | None:
     """The ERROR 1105 naming the tablet for a client-side error of the gate's link to it
-    (CR_*, 2000-2999), a ``NotExecutedError`` when it could not connect (the statement never
-    ran, so the buffer may retry it); None for the errors of the tablet and its mysqld."""
+    (CR_*, 2000-2999): a ``NotExecutedError`` when it could not connect (the statement never
+    ran, so the buffer may retry it), else a ``LinkLostError``; None for the errors of the
+    tablet and its mysqld."""
     if not is_client_error(e.code):
         return None
-    cls = MySQLError if e.code not in _NOT_SENT else NotExecutedError
+    cls = LinkLostError if e.code not in _NOT_SENT else NotExecutedError
     return cls(ErrorCode.UNKNOWN_ERROR, f"tablet {handle.alias}: {e.message}; retry the statement")

@@ -208,6 +208,7 @@ class GateRole:
             client_factory=self.rpc_factory,
             max_backoff=self.config.value(keys.RPC_MAX_BACKOFF),
             hello_timeout=self.config.value(keys.RPC_TIMEOUT),
+            health_timeout=self.config.value(keys.HEALTH_TIMEOUT) or None,
             name=f"{tablet.alias} ({tablet.host}:{tablet.rpc_port})",
         )
 

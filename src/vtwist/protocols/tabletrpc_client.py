@@ -216,6 +216,28 @@ class TabletRPCClient(FramedRPCProtocol):
         self.close_connection()
         return d
 
+    @property
+    def health_keepalive(self) -> float | None:
+        """The seconds between the health frames the tablet sends even when nothing
+        changed, as its HELLO announced (None: only on changes, a silent stream says
+        nothing)."""
+        hello = self.peer_hello
+        value = hello.info.get("health_keepalive") if hello is not None else None
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return float(value)
+        return None
+
+    def abandon(self, error: MySQLError) -> None:
+        """Drop the connection at once, queued bytes and all (a tablet that stopped reading
+        would never let a graceful close finish): pending calls fail with ``error``."""
+        if self._connection_error is None:
+            self._connection_error = error
+        self.closing = True
+        transport = self.transport
+        if transport is not None:
+            abort = getattr(transport, "abortConnection", None)
+            abort() if abort is not None else transport.loseConnection()
+
     def hello_received(self, hello: Hello) -> None:
         """The tablet is there: release ``when_ready`` waiters."""
         waiters, self._ready_waiters = self._ready_waiters, []

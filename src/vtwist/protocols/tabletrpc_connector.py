@@ -8,6 +8,13 @@ connecting ...): a connection counts only once the tablet's HELLO arrived (at mo
 subscribes to the tablet's health stream and relays every snapshot to its listeners; state
 listeners hear ``True``/``False`` on connect/disconnect.
 
+A tablet whose HELLO announces ``health_keepalive`` sends a health frame at least that
+often. With ``health_timeout``, a stream silent for that long (at least three keepalives)
+means a stalled tablet (stopped process, blocked reactor: its ZooKeeper session may live on
+in kazoo's thread): the connector drops the connection, so calls waiting on it fail at once
+with a clear 2013 instead of at their deadline, the gate routes elsewhere, and it reconnects
+as after any loss.
+
 (Twisted's ``ClientService`` is not used: a connection rejected by ``prepareConnection``
 and closed afterwards trips its state machine, and it does not back off on such rejects.)
 """
@@ -61,6 +68,7 @@ class TabletRPCConnector(Service):
         jitter: Callable[[], float] | None = None,
         hello_timeout: float = DEFAULT_HELLO_TIMEOUT,
         watch_health: bool = True,
+        health_timeout: float | None = None,
         max_listeners: int = DEFAULT_MAX_LISTENERS,
         max_waiters: int = DEFAULT_MAX_WAITERS,
         name: str = "",
@@ -79,6 +87,9 @@ class TabletRPCConnector(Service):
         self.jitter = jitter or (lambda: random.random() * min_backoff)
         self.hello_timeout = hello_timeout
         self.watch_health = watch_health
+        self.health_timeout = health_timeout
+        self._silence: IDelayedCall | None = None
+        self._silence_limit = 0.0
         self.max_listeners = max_listeners
         self.max_waiters = max_waiters
         self.client: TabletRPCClient | None = None
@@ -234,11 +245,37 @@ class TabletRPCConnector(Service):
         for w in waiters:
             w.callback(proto)
         if self.watch_health and self.client is proto:
+            keepalive = proto.health_keepalive
+            if self.health_timeout is not None and keepalive is not None:
+                limit = self._silence_limit = max(self.health_timeout, 3 * keepalive)
+                self._silence = self.clock.callLater(limit, self._silent, proto, limit)
             proto.stream_health(self._on_health).addErrback(self._health_ended, proto)
+
+    def _silent(self, proto: TabletRPCClient, limit: float) -> None:
+        """No health frame for ``limit`` seconds from a tablet that promised keepalives."""
+        self._silence = None
+        if self.client is not proto:
+            return
+        log.warn(
+            "tablet {tablet} sent no health for {limit:g}s: taking it for stalled, closing "
+            "the link (statements on it fail now) and reconnecting",
+            tablet=self.label,
+            limit=limit,
+        )
+        proto.abandon(
+            MySQLError(
+                ErrorCode.CR_SERVER_LOST,
+                f"tablet {self.label} stopped answering (no health for {limit:g}s); the "
+                "gate closed its link: the statement may or may not have run",
+            )
+        )
 
     def _disconnected(self, proto: TabletRPCClient) -> None:
         if self.client is not proto:
             return
+        if self._silence is not None and self._silence.active():
+            self._silence.cancel()
+        self._silence = None
         self.client = None
         self.last_health = None
         self._notify_state(False)
@@ -257,6 +294,9 @@ class TabletRPCConnector(Service):
 
     def _on_health(self, snapshot: dict[str, Any]) -> None:
         self.last_health = snapshot
+        silence = self._silence
+        if silence is not None and silence.active():
+            silence.reset(self._silence_limit)
         for listener in list(self._health_listeners):
             try:
                 listener(snapshot)

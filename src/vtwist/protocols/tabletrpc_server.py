@@ -22,6 +22,7 @@ from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, connectionDone
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -69,6 +70,7 @@ DEFAULT_STREAM_WINDOW = 8
 DEFAULT_MAX_STREAM_BUFFER_BYTES = 4 * 1024 * 1024
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_TIMEOUT = 3600.0
+DEFAULT_HEALTH_KEEPALIVE = 1.0
 
 
 class ServerConfig:
@@ -76,6 +78,7 @@ class ServerConfig:
 
     __slots__ = (
         "default_timeout",
+        "health_keepalive",
         "max_frame_size",
         "max_inflight",
         "max_queued_bytes",
@@ -97,6 +100,7 @@ class ServerConfig:
         max_stream_buffer_bytes: int,
         default_timeout: float,
         max_timeout: float,
+        health_keepalive: float | None = DEFAULT_HEALTH_KEEPALIVE,
     ) -> None:
         for name, value in (
             ("max_inflight", max_inflight),
@@ -107,6 +111,7 @@ class ServerConfig:
             ("max_stream_buffer_bytes", max_stream_buffer_bytes),
             ("default_timeout", default_timeout),
             ("max_timeout", max_timeout),
+            ("health_keepalive", health_keepalive or 1.0),
         ):
             if value <= 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
@@ -122,6 +127,7 @@ class ServerConfig:
         self.max_stream_buffer_bytes = max_stream_buffer_bytes
         self.default_timeout = default_timeout
         self.max_timeout = max_timeout
+        self.health_keepalive = health_keepalive
 
 
 @implementer(IPushProducer)
@@ -146,10 +152,13 @@ class TabletRPCServer(FramedRPCProtocol):
         return self.transport_paused
 
     def hello_info(self) -> dict[str, Any]:
-        """Announce our frame and in-flight bounds, and that we pull LOAD DATA files."""
+        """Announce our frame and in-flight bounds, that we pull LOAD DATA files, and how
+        often a health stream hears from us when nothing changes."""
         info = super().hello_info()
         info["max_inflight"] = self.config.max_inflight
         info["infile_stream"] = True
+        if self.config.health_keepalive is not None:
+            info["health_keepalive"] = self.config.health_keepalive
         return info
 
     def connectionMade(self) -> None:
@@ -316,9 +325,10 @@ class TabletRPCServer(FramedRPCProtocol):
         if op == OP_STREAM_HEALTH:
             self._push_health(entry, service.health())
             if ctx.request_id in self.inflight:
-                entry.unsubscribe = service.subscribe_health(
+                unsubscribe = service.subscribe_health(
                     lambda snapshot: self._push_health(entry, snapshot)
                 )
+                entry.unsubscribe = self._keep_health(entry, unsubscribe)
             return _SUBSCRIBED
         if op == OP_KILL and args.request_id:
             assert isinstance(args, KillArgs)
@@ -332,6 +342,24 @@ class TabletRPCServer(FramedRPCProtocol):
             return False
         self._cancel(victim, "killed", interrupted("killed by the gate"))
         return True
+
+    def _keep_health(self, entry: Inflight, unsubscribe: Callable[[], None]) -> Callable[[], None]:
+        """Send the health snapshot again every ``health_keepalive`` seconds, changed or not
+        (a gate takes a silent stream for a stalled tablet); returns ``unsubscribe`` that
+        also stops that."""
+        every = self.config.health_keepalive
+        if every is None:
+            return unsubscribe
+        loop = LoopingCall(lambda: self._push_health(entry, self.service.health()))
+        loop.clock = self._clock
+        loop.start(every, now=False)
+
+        def stop() -> None:
+            if loop.running:
+                loop.stop()
+            unsubscribe()
+
+        return stop
 
     def _push_health(self, entry: Inflight, snapshot: Mapping[str, Any]) -> None:
         if self.inflight.get(entry.ctx.request_id) is not entry:
@@ -514,6 +542,8 @@ class TabletRPCServerFactory(Factory):
       a producer that ignores pausing past it fails the request.
     - ``default_timeout``: deadline (s) of a request sent without one (health streams have
       none); ``max_timeout``: the longest deadline accepted (longer ones are cut to it).
+    - ``health_keepalive``: a health stream gets the snapshot at least this often (seconds),
+      changed or not; announced in HELLO (None: only changes are sent).
     """
 
     def __init__(
@@ -530,6 +560,7 @@ class TabletRPCServerFactory(Factory):
         max_stream_buffer_bytes: int = DEFAULT_MAX_STREAM_BUFFER_BYTES,
         default_timeout: float = DEFAULT_TIMEOUT,
         max_timeout: float = DEFAULT_MAX_TIMEOUT,
+        health_keepalive: float | None = DEFAULT_HEALTH_KEEPALIVE,
     ) -> None:
         self.service = service
         self.clock = clock
@@ -543,6 +574,7 @@ class TabletRPCServerFactory(Factory):
             max_stream_buffer_bytes,
             default_timeout,
             max_timeout,
+            health_keepalive,
         )
 
     def buildProtocol(self, addr: object) -> TabletRPCServer:

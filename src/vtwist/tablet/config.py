@@ -400,6 +400,13 @@ RPC_DEFAULT_TIMEOUT = DurationOption(
 RPC_MAX_TIMEOUT = DurationOption(
     "rpc.max_timeout", 3600.0, min=0.001, doc="Longest deadline accepted from a gate"
 )
+RPC_HEALTH_KEEPALIVE = DurationOption(
+    "rpc.health_keepalive",
+    1.0,
+    doc="A gate's health stream hears from the tablet at least this often, changed or not; "
+    "a gate takes a stream silent past its discovery.health_timeout for a stalled tablet "
+    "(0: only changes are sent, and gates never conclude that)",
+)
 HTTP_LISTEN = EndpointOption(
     "http.listen",
     "tcp:15100:interface=127.0.0.1",
@@ -507,6 +514,7 @@ OPTIONS: list[Option[Any]] = [
     RPC_MAX_FRAME,
     RPC_DEFAULT_TIMEOUT,
     RPC_MAX_TIMEOUT,
+    RPC_HEALTH_KEEPALIVE,
     HTTP_LISTEN,
     TOPO_ADDRESS,
     TOPO_SESSION_TIMEOUT,

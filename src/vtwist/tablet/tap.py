@@ -195,6 +195,7 @@ class Tablet:
             max_inflight=config.value(keys.RPC_MAX_INFLIGHT),
             default_timeout=config.value(keys.RPC_DEFAULT_TIMEOUT),
             max_timeout=config.value(keys.RPC_MAX_TIMEOUT),
+            health_keepalive=config.value(keys.RPC_HEALTH_KEEPALIVE) or None,
         )
         self.rpc = ListenerService(config.value(keys.RPC_LISTEN), self.rpc_factory, name="rpc")
         self.http = status_service(

@@ -1281,6 +1281,60 @@ def test_gate_stop_drains_its_sessions(cluster: dict[str, Any]) -> None:
         conn.close()
 
 
+def test_sigstopped_replica_tablet_stalls_no_read(cluster: dict[str, Any]) -> None:
+    # A stopped tablet process (reliability anchor 5): its TCP connections stay open and
+    # answer nothing. Its topo node goes with its ZooKeeper session (4 s here), and the gate
+    # gives up on its link once its health keepalives stop (discovery.health_timeout, 10 s):
+    # reads stuck on it then run on the other replica; none waits for the 30 s timeout.
+    status = json.loads(vtwist("status", "--dir", str(cluster["dir"]), "--json").stdout)
+    victim = next(p for p in status["processes"] if p["name"] == "vttablet zone1-0000000101")
+    reads: list[tuple[float, float, Any]] = []
+    stop = threading.Event()
+    start = time.monotonic()
+
+    def reader() -> None:
+        conn = cluster["connect"]("commerce@replica", read_timeout=25)
+        try:
+            while not stop.is_set():
+                began = time.monotonic()
+                try:
+                    got: Any = int(one(conn, "SELECT @@server_id"))
+                except pymysql.err.MySQLError as e:
+                    got = e
+                reads.append((began - start, time.monotonic() - began, got))
+                time.sleep(0.02)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)
+        os.kill(victim["pid"], signal.SIGSTOP)
+        time.sleep(20.0)
+    finally:
+        os.kill(victim["pid"], signal.SIGCONT)
+        stop.set()
+        for t in threads:
+            t.join(30)
+    errors = [r for r in reads if not isinstance(r[2], int)]
+    assert not errors, errors[:3]
+    # (Without the health timeout the stuck reads would wait until SIGCONT, 20 s.)
+    assert max(r[1] for r in reads) < 15, "a read waited for the stopped tablet"
+    late = {r[2] for r in reads if r[0] > 13.0}
+    assert late == {102}, late
+    # It resumes: back in its place (new ZooKeeper session, new link) for the next tests.
+    conn = cluster["connect"]("commerce@replica")
+    try:
+        deadline = time.monotonic() + 60
+        while 101 not in served_by(conn):
+            assert time.monotonic() < deadline, "the resumed tablet did not serve again"
+            time.sleep(0.5)
+    finally:
+        conn.close()
+
+
 def test_killed_replica_tablet_gets_no_more_queries(cluster: dict[str, Any]) -> None:
     status = json.loads(vtwist("status", "--dir", str(cluster["dir"]), "--json").stdout)
     victim = next(p for p in status["processes"] if p["name"] == "vttablet zone1-0000000102")

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from twisted.internet.defer import Deferred
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -577,6 +578,44 @@ def test_a_read_refused_by_a_replica_that_stops_runs_on_another(sql: str) -> Non
     c.remove("zone1-103")
     sink = c.run(s, sql)
     assert sink.error_code == 1105 and "is not serving" in sink.events[-1][2]
+
+
+class StalledTablet(FakeTablet):
+    """A replica that takes statements and never answers (a stopped process)."""
+
+    def execute(self, request: ITabletRPCRequest, args: ExecuteArgs) -> Any:
+        self.calls.append(("execute", args))
+        return Deferred()
+
+    def stream_execute(self, request: ITabletRPCRequest, args: ExecuteArgs, sink: Any) -> Any:
+        self.calls.append(("stream_execute", args))
+        return Deferred()
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_read_whose_replica_link_breaks_runs_on_another(streamed: bool) -> None:
+    c = Cluster()
+    c.services["zone1-101"] = StalledTablet("zone1-101")
+    c.add(
+        tablet("zone1-100", ttype="primary"),
+        tablet("zone1-101", ttype="replica"),
+        tablet("zone1-103", ttype="replica"),
+    )
+    s = c.session(database="commerce@replica")
+    if streamed:
+        c.run(s, "set workload = 'olap'")
+    sink = RecordingSink()
+    d = finished(s.query(b"select 1", sink), sink)
+    c.flush()
+    assert not d.called and c.services["zone1-101"].calls  # stuck on the stalled replica
+    # The gate gives up on it (its health went silent): the link breaks under the read.
+    c.links["zone1-101"].client.abandon(MySQLError(2013, "zone1-101 stopped answering"))
+    c.flush()
+    assert d.called
+    if not streamed:
+        assert served_by(sink) == "zone1-103"  # a read may run again: it did, elsewhere
+    else:  # (a stream may have sent rows already: the client hears of the loss)
+        assert sink.error_code == 1105 and "zone1-101 stopped answering" in sink.events[-1][2]
 
 
 def test_write_inside_transaction_on_replica_target_is_refused() -> None:

@@ -426,13 +426,29 @@ def test_health_pushes_arrive_in_order_until_cancelled() -> None:
     assert p.service.health_listeners == 1
     p.advance(3600 * 2)  # a subscription has no deadline
     assert not d.called
+    # Meanwhile the unchanged snapshot came again (the keepalive).
+    assert len(snapshots) > 4 and all(s["seq"] == 3 for s in snapshots[4:])
+    seen = len(snapshots)
     d.cancel()
     p.flush()
     assert p.service.health_listeners == 0
     p.service.set_health(seq=9)
+    p.advance(5)  # nothing more: neither changes nor keepalives
     p.flush()
-    assert len(snapshots) == 4
+    assert len(snapshots) == seen
     assert failure_of(d).code == 1317
+
+
+def test_health_keepalive_repeats_the_snapshot_and_is_announced() -> None:
+    p = Pair()
+    assert p.client.health_keepalive == 1.0
+    snapshots: list[dict[str, Any]] = []
+    p.client.stream_health(snapshots.append)
+    p.flush()
+    for _ in range(3):
+        p.advance(1.0)
+        p.flush()
+    assert [s["seq"] for s in snapshots] == [0, 0, 0, 0]
 
 
 def test_connection_loss_fails_pending_calls_and_cancels_on_the_tablet() -> None:

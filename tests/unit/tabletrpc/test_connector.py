@@ -24,9 +24,9 @@ from vtwist.protocols.tabletrpc_server import TabletRPCServerFactory
 class FakeEndpoint:
     """Connects each attempt to a fresh server protocol over iosim, or refuses."""
 
-    def __init__(self, clock: Clock, service: FakeTabletService) -> None:
+    def __init__(self, clock: Clock, service: FakeTabletService, **server_kw: Any) -> None:
         self.clock = clock
-        self.server_factory = TabletRPCServerFactory(service, clock)
+        self.server_factory = TabletRPCServerFactory(service, clock, **server_kw)
         self.refuse = 0
         self.silent = 0
         self.attempts = 0
@@ -69,10 +69,10 @@ def failure_of(d: Deferred[Any]) -> BaseException:
 
 
 class Harness:
-    def __init__(self, **kw: Any) -> None:
+    def __init__(self, server_kw: dict[str, Any] | None = None, **kw: Any) -> None:
         self.clock = Clock()
         self.service = FakeTabletService(self.clock)
-        self.endpoint = FakeEndpoint(self.clock, self.service)
+        self.endpoint = FakeEndpoint(self.clock, self.service, **(server_kw or {}))
         self.connector = TabletRPCConnector(
             self.endpoint,
             self.clock,
@@ -158,6 +158,47 @@ def test_silent_tablet_is_dropped_after_the_hello_timeout() -> None:
     h.advance(0.5)
     assert h.endpoint.attempts == 2
     assert h.connector.connected and h.states == [True]
+
+
+def test_a_tablet_silent_past_the_health_timeout_is_dropped_then_reconnected() -> None:
+    h = Harness(health_timeout=5.0)
+    h.connector.startService()
+    h.endpoint.flush()
+    first = h.connector.require_client()
+    for _ in range(8):  # keepalives (every second) keep it alive though nothing changes
+        h.advance(1.0)
+    assert h.connector.connected and h.states == [True] and len(h.health) == 9
+    server = h.endpoint.pumps[0].server
+    server._push_health = lambda *args: None  # stalled: no health frame any more
+    pending = first.execute("sleep 60 x")
+    h.endpoint.flush()
+    h.advance(4.9)
+    assert h.connector.connected and not pending.called
+    h.advance(0.2)  # 5 s after the last keepalive: dropped, the statement fails now
+    assert h.states == [True, False]
+    err = failure_of(pending)
+    assert isinstance(err, MySQLError) and err.code == ErrorCode.CR_SERVER_LOST
+    assert "tablet-1 stopped answering (no health for 5s)" in err.message
+    h.advance(0.5)  # reconnects as after any loss
+    assert h.states == [True, False, True] and h.connector.require_client() is not first
+
+
+def test_only_a_tablet_that_announced_keepalives_can_be_silent() -> None:
+    h = Harness(server_kw={"health_keepalive": None}, health_timeout=5.0)
+    h.connector.startService()
+    h.endpoint.flush()
+    assert h.connector.require_client().health_keepalive is None
+    h.advance(60.0)  # health only on changes: silence says nothing
+    assert h.connector.connected and h.states == [True] and len(h.health) == 1
+    # The timeout is at least three keepalives.
+    slow = Harness(server_kw={"health_keepalive": 4.0}, health_timeout=5.0)
+    slow.connector.startService()
+    slow.endpoint.flush()
+    slow.endpoint.pumps[0].server._push_health = lambda *args: None
+    slow.advance(11.9)
+    assert slow.connector.connected
+    slow.advance(0.2)
+    assert not slow.connector.connected
 
 
 def test_when_connected_and_stop() -> None:
