@@ -31,7 +31,9 @@ kind           array                                                 direction
   (bad version, malformed frame) and is followed by a close.
 * The first frame of each side is HELLO; ``info`` carries ``max_frame`` (the largest frame
   that side accepts: the peer never sends more), ``role``, and for the tablet
-  ``max_inflight`` and ``infile_stream`` (true: it pulls LOAD DATA files with kinds 8/9).
+  ``max_inflight``, ``infile_stream`` (true: it pulls LOAD DATA files with kinds 8/9) and
+  ``health_keepalive`` (seconds: a ``stream_health`` gets a HEALTH frame at least that
+  often, changed or not, so a silent one means a stalled tablet).
 * ``timeout_ms`` is the time left until the request's deadline when it was sent (relative,
   so the peers' clocks need not agree); 0 asks for the tablet's default (none for
   ``stream_health``). The tablet enforces it too (ERROR 1317, and the request is stopped).
