@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from vtwist.interfaces import ITopoServer
@@ -25,6 +26,8 @@ EXIT_USAGE = 2  # bad command line (argparse uses 2 as well)
 EXIT_UNAVAILABLE = 3  # the topo-server cannot be reached
 
 DEFAULT_TOPO_TIMEOUT = 5.0
+#: Where ``vtwist up`` keeps the local cluster by default (its ``--dir``).
+LOCAL_DIR = ".vtwist"
 
 TopoFactory = Callable[[str, tuple[str, str] | None, float], ITopoServer]
 
@@ -49,7 +52,8 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         "--topo",
         metavar="ADDRESS",
         default=argparse.SUPPRESS,
-        help=f"topo address, e.g. zk:127.0.0.1:2181/vtwist (default: ${ENV_TOPO})",
+        help="topo address, e.g. zk:127.0.0.1:2181/vtwist (default: "
+        f"${ENV_TOPO}, else the local cluster `vtwist up` made in ./{LOCAL_DIR})",
     )
     group.add_argument(
         "--topo-auth-file",
@@ -77,8 +81,10 @@ class CliContext:
         err: TextIO,
         topo_factory: TopoFactory,
         environ: dict[str, str] | None = None,
+        local_dir: Path | None = None,
     ) -> None:
         self.args = args
+        self.local_dir = local_dir
         self.out = out
         self.err = err
         self._topo_factory = topo_factory
@@ -96,10 +102,11 @@ class CliContext:
         """The connected topo-server; CliError (exit 3) if it cannot be reached."""
         if self._topo is not None:
             return self._topo
-        address = self.option("topo") or self._environ.get(ENV_TOPO)
+        address = self.option("topo") or self._environ.get(ENV_TOPO) or self._local_topo()
         if not address:
             raise CliError(
-                f"no topo address: pass --topo zk:HOST:PORT/ROOT or set {ENV_TOPO}",
+                f"no topo address: pass --topo zk:HOST:PORT/ROOT or set {ENV_TOPO} (or run "
+                f"it where `vtwist up` made ./{LOCAL_DIR})",
                 EXIT_USAGE,
                 "usage",
             )
@@ -116,6 +123,18 @@ class CliContext:
             ) from None
         self._topo = topo
         return topo
+
+    def _local_topo(self) -> str:
+        """The topo of the local cluster in ``local_dir`` ("" when there is none)."""
+        if self.local_dir is None:
+            return ""
+        from vtwist.local.state import load_state
+
+        try:
+            state = load_state(self.local_dir)
+        except ValueError:
+            return ""
+        return state.topo_address if state is not None else ""
 
     async def close(self) -> None:
         if self._topo is not None:

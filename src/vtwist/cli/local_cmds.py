@@ -21,13 +21,13 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import blockingCallFromThread, deferToThread
 
-from vtwist.cli.common import EXIT_FAILED, CliContext, CliError, table
+from vtwist.cli.common import EXIT_FAILED, LOCAL_DIR, CliContext, CliError, table
 from vtwist.local import cluster
 from vtwist.local.config import LocalConfigError, load_local_config
 from vtwist.local.procs import LOOPBACK, LaunchError
 from vtwist.local.state import ClusterState, load_state
 
-DEFAULT_DIR = ".vtwist"
+DEFAULT_DIR = LOCAL_DIR
 DEFAULT_CONFIG = "etc/local.toml"
 STATUS_TOPO_TIMEOUT = 3.0
 

@@ -18,6 +18,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from twisted.internet.defer import Deferred
@@ -28,6 +29,7 @@ from vtwist.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_UNAVAILABLE,
+    LOCAL_DIR,
     CliContext,
     CliError,
     TopoFactory,
@@ -73,15 +75,18 @@ async def run(
     err: TextIO | None = None,
     topo_factory: TopoFactory | None = None,
     environ: dict[str, str] | None = None,
+    local_dir: Path | None = Path(LOCAL_DIR),
 ) -> int:
-    """Run one command line on a running reactor; return the exit status.
+    """Run one command line on a running reactor; return the exit status. Without a topo
+    address (``--topo``, ``VTWIST_TOPO``) commands use the local cluster in ``local_dir``.
 
     Usage errors (argparse) raise SystemExit(2) after printing the usage, as usual.
     """
     out = out or sys.stdout
     err = err or sys.stderr
     args = build_parser().parse_args(list(argv))
-    ctx = CliContext(args, out, err, topo_factory or _default_factory(reactor), environ)
+    factory = topo_factory or _default_factory(reactor)
+    ctx = CliContext(args, out, err, factory, environ, local_dir)
     try:
         code = await args.handler(ctx)
         return EXIT_OK if code is None else int(code)

@@ -32,13 +32,21 @@ VSCHEMA = {
 RESULTS: list[subprocess.CompletedProcess[str]] = []
 
 
-def vtwist(*args: str, topo: str | None, **env: str) -> subprocess.CompletedProcess[str]:
+def vtwist(
+    *args: str, topo: str | None, cwd: Path | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("VTWIST_")}
     if topo is not None:
         environ["VTWIST_TOPO"] = topo
     environ.update(env)
     result = subprocess.run(
-        [VTWIST, *args], capture_output=True, text=True, env=environ, timeout=60, check=False
+        [VTWIST, *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=60,
+        check=False,
+        cwd=cwd,
     )
     RESULTS.append(result)
     return result
@@ -141,7 +149,7 @@ def test_error_paths_give_a_message_and_status_not_a_traceback(topo: str, tmp_pa
     assert r.returncode == 3 and r.stdout == ""
     assert r.stderr.startswith(f"vtwist: error: topo unreachable at {mute}")
 
-    r = vtwist("keyspace", "list", topo=None)
+    r = vtwist("keyspace", "list", topo=None, cwd=tmp_path)  # (no ./.vtwist there either)
     assert r.returncode == 2 and "no topo address" in r.stderr
 
     assert vtwist("keyspace", "create", "commerce", topo=topo).returncode == 0

@@ -223,6 +223,16 @@ def test_up_status_replication_gate_down_up_again(cluster_dir: Path, tmp_path: P
     if GATE:
         assert data["gate"]["running"] is True
         check_gate(data, marker=1)
+    # Run where the cluster's directory is ./.vtwist, admin commands need no --topo.
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".vtwist").symlink_to(cluster_dir)
+    env = {k: v for k, v in os.environ.items() if k != "VTWIST_TOPO"}
+    listed = subprocess.run(
+        [VTWIST, "--json", "tablets"], capture_output=True, text=True, timeout=60, cwd=home, env=env
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "zone1-0000000100" in listed.stdout and "zone1-0000000102" in listed.stdout
 
     # Every role runs on vtwist's reactor (twistd --reactor=vtwist-epoll).
     logs = [*cluster_dir.glob("tablets/*/twistd.log"), *cluster_dir.glob("gate/twistd.log")]

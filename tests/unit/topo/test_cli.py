@@ -16,8 +16,11 @@ from tests.unit.topo.conformance import SHARDED_VSCHEMA, tablet
 from tests.unit.topo.helpers import reactor
 from vtwist.cli.main import build_parser, run
 from vtwist.interfaces import ITopoServer
+from vtwist.local.state import ClusterState, save_state
 from vtwist.topo import MemoryTopoBackend, memory_topo, open_topo
 from vtwist.topo.memory import MemoryConn
+
+LOCAL_TOPO = "zk:127.0.0.1:1/vtwist"
 
 
 class CliTests(unittest.TestCase):
@@ -28,8 +31,13 @@ class CliTests(unittest.TestCase):
         self.unreachable = False
         self.tmp = Path(tempfile.mkdtemp(prefix="vtwist-cli-"))
         self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.local = self.tmp / "local"  # no local cluster until a test makes one
+        self.addresses: list[str] = []
 
     def factory(self, address: str, auth: tuple[str, str] | None, timeout: float) -> ITopoServer:
+        if address == LOCAL_TOPO:  # (the test's local cluster: recorded, served from memory)
+            self.addresses.append(address)
+            address = "memory:"
         topo = open_topo(address, reactor, memory_backend=self.backend)
         conn: Any = topo.conn
         assert isinstance(conn, MemoryConn)
@@ -39,7 +47,7 @@ class CliTests(unittest.TestCase):
     async def vt(self, *argv: str, topo: bool = True) -> tuple[int, str, str]:
         out, err = io.StringIO(), io.StringIO()
         args = ["--topo", "memory:", *argv] if topo else list(argv)
-        code = await run(reactor, args, out, err, self.factory, environ={})
+        code = await run(reactor, args, out, err, self.factory, environ={}, local_dir=self.local)
         return code, out.getvalue(), err.getvalue()
 
     async def vt_json(self, *argv: str) -> Any:
@@ -143,6 +151,12 @@ class CliTests(unittest.TestCase):
     async def test_topo_errors(self) -> None:
         code, out, err = await self.vt("keyspace", "list", topo=False)
         assert code == 2 and "no topo address" in err and "VTWIST_TOPO" in err
+        # The local cluster of `vtwist up` (its cluster.json) is the fallback.
+        self.local.mkdir()
+        state = ClusterState("zone1", [], 1, 2, {}, {}, {}, {}, zookeeper_hosts="127.0.0.1:1")
+        save_state(self.local, state)
+        code, out, err = await self.vt("keyspace", "list", topo=False)
+        assert code == 0 and self.addresses == [LOCAL_TOPO], err
         self.unreachable = True
         code, out, err = await self.vt("keyspace", "list", "--topo-timeout", "0.05")
         assert (code, out) == (3, "")
