@@ -22,7 +22,6 @@ statements of unsharded keyspaces; a few patterns outside strings and comments d
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
 from functools import lru_cache
 from typing import Final
 
@@ -74,13 +73,18 @@ def _patterns(names: tuple[bytes, ...]) -> tuple[re.Pattern[bytes], re.Pattern[b
     return qualified, database
 
 
-def named_keyspaces(sql: bytes, names: Collection[str]) -> set[str]:
+@lru_cache(maxsize=64)
+def _encoded(names: tuple[str, ...]) -> tuple[bytes, ...]:
+    return tuple(n.encode() for n in names)
+
+
+def named_keyspaces(sql: bytes, names: tuple[str, ...]) -> set[str]:
     """The keyspaces of ``names`` that ``sql`` names (module docstring); usually empty.
 
     A statement that holds none of the names (checked first, as plain substrings) costs
     one ``in`` per name.
     """
-    present = tuple(n.encode() for n in names if n.encode() in sql)
+    present = tuple(n for n in _encoded(names) if n in sql)
     if not present:
         return set()
     bare = _bare(sql)
