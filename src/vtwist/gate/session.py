@@ -17,7 +17,8 @@ BEGIN/COMMIT/ROLLBACK drive a tablet transaction; everything else is routed:
 - settings (a SET of session system variables only, ``classify.replayable_setting``): the
   tablet checks it on a pooled connection, then it travels with every pooled statement,
   transaction and stream of the session (tablet ``settings``), and no connection is held;
-- other session state (user variables, SET TRANSACTION for the next one, temporary tables,
+  user variables set to literals become one such setting (``uservars``);
+- other session state (other user variables, SET TRANSACTION for the next one, temporary tables,
   GET_LOCK...): the statement runs on a reserved tablet connection, and from then on every
   statement of the session does (reserved per tablet on first use). Settings and ``SET``
   statements are replayed when a new tablet connection is reserved; temporary tables and
@@ -111,6 +112,7 @@ from vtwist.gate.session_parts import (
     wire_target,
 )
 from vtwist.gate.target import PRIMARY, RDONLY, REPLICA, Target, check_keyspace, parse_target
+from vtwist.gate.uservars import fits, set_literals, set_statement
 from vtwist.interfaces import (
     REPLY_ENDS_COMMAND,
     IClientFile,
@@ -164,6 +166,9 @@ class GateSession:
         self.tx: Pin | None = None
         self.reserved: dict[str, Held] = {}
         self.settings: list[str] = []
+        # User variables set to literals (``uservars``): lowercase name -> the literal as
+        # written; one SET of them all is among ``settings``.
+        self.user_vars: dict[bytes, bytes] = {}
         self.multi = info.multi_statements
         # Options on every tablet call that may pick a pooled connection: a client that
         # asked for CLIENT_FOUND_ROWS gets connections opened with it (tablet ``found_rows``).
@@ -316,6 +321,8 @@ class GateSession:
                 sink.ok(status=self.status() | more)
             elif info.kind in (KIND_COMMIT, KIND_ROLLBACK):
                 await self._finish(info.kind == KIND_COMMIT)
+                sink.ok(status=self.status() | more)
+            elif info.kind == KIND_SET and info.sets_state and self._hold_user_vars(info.sql):
                 sink.ok(status=self.status() | more)
             else:
                 result = await self._routed(info, sink, more)
@@ -869,6 +876,26 @@ class GateSession:
         del self.reserved[handle.alias]
         return None
 
+    def _hold_user_vars(self, sql: bytes) -> bool:
+        """``SET @a = <literal>, ...`` while the session holds no tablet connection: keep
+        the values and send them as one of the session's settings (``uservars``), within
+        the bounds; False: it runs on a reserved connection, as any other state does."""
+        if self.reserved:
+            return False
+        values = set_literals(sql)
+        if values is None or not fits(self.user_vars, values):
+            return False
+        if not self.user_vars and len(self.settings) >= MAX_SETTINGS:
+            return False
+        old = set_statement(self.user_vars) if self.user_vars else None
+        self.user_vars.update(values)
+        new = set_statement(self.user_vars)
+        if old is None:
+            self.settings.append(new)
+        else:
+            self.settings = [new if text == old else text for text in self.settings]
+        return True
+
     def _setting(self, info: QueryInfo) -> bool:
         """True when ``info`` can join this session's settings instead of reserving a
         connection (``replayable_setting``, and room left under ``MAX_SETTINGS``)."""
@@ -1380,6 +1407,7 @@ class GateSession:
         self.tx_start = ""
         self.autocommit = True
         self.settings = []
+        self.user_vars = {}
         self.last_insert_id = 0  # as mysqld after COM_RESET_CONNECTION
         self.row_count = -1
         self.diagnostics = Diagnostics()

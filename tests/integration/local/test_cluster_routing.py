@@ -344,6 +344,33 @@ def test_sessions_with_settings_share_pooled_connections(cluster: dict[str, Any]
             conn.close()
 
 
+def test_user_variables_set_to_literals_pin_no_connection(cluster: dict[str, Any]) -> None:
+    # More sessions than the transaction pool has connections (pool.transaction.size, 20):
+    # with each holding a reserved connection the 21st waited 1 s and got ERROR 1203.
+    conns = [cluster["connect"]("commerce@replica" if i % 4 == 3 else "commerce") for i in range(40)]
+    try:
+        for i, conn in enumerate(conns):
+            with conn.cursor() as cur:
+                cur.execute(f"SET @v = {i}, @name = 'n{i}'")
+        for i, conn in enumerate(conns):
+            assert one_row(conn, "SELECT @v, @name, @V + 1") == (i, f"n{i}", i + 1)
+        with conns[0].cursor() as cur:  # what mysqld would answer, column names included
+            cur.execute("SELECT @name, length(@name)")
+            assert [d[0] for d in cur.description] == ["@name", "length(@name)"]
+        other = cluster["connect"]()
+        try:
+            assert one_row(other, "SELECT @v, @name") == (None, None)  # nothing leaked
+        finally:
+            other.close()
+        # A value that is not a literal: the session reserves a connection, and keeps them.
+        with conns[3].cursor() as cur:
+            cur.execute("SET @t = NOW() + 0")
+        assert one_row(conns[3], "SELECT @v, @t > 0") == (3, 1)
+    finally:
+        for conn in conns:
+            conn.close()
+
+
 def test_latin1_client(cluster: dict[str, Any]) -> None:
     """A client whose statements are latin1 bytes (not UTF-8) reaches the tablets with
     those bytes, with or without settings, and gets mysqld's errors quoting them."""

@@ -82,7 +82,7 @@ def test_client_found_rows_reaches_every_tablet_call_that_picks_a_connection() -
     c.run(s, "begin")
     c.run(s, "update t set v = 2")
     c.run(s, "commit")
-    c.run(s, "set @x = 1")  # reserves a connection
+    c.run(s, "set @x = rand()")  # reserves a connection
     calls = c.services["zone1-100"].calls
     assert [op for op, _ in calls][:3] == ["execute", "begin", "execute"]
     for op, args in calls:
@@ -686,7 +686,7 @@ def test_set_autocommit_1_commits() -> None:
 def test_session_state_reserves_and_is_released_on_reset() -> None:
     c = cluster()
     s = c.session()
-    c.run(s, "set @x = 1")
+    c.run(s, "set @x = rand()")
     primary = c.services["zone1-100"]
     assert primary.ops() == ["reserve", "execute"]
     rid = primary.calls[1][1].reserved_id
@@ -703,14 +703,14 @@ def test_state_is_replayed_on_another_tablet() -> None:
     c = cluster()
     s = c.session(database="commerce@replica")
     c.run(s, "set sql_mode = ''")  # a setting: no reservation (next test)
-    c.run(s, "set @x = 1")  # a user variable: reserves, with the settings so far
+    c.run(s, "set @x = rand()")  # a user variable: reserves, with the settings so far
     replica = c.services["zone1-101"]
     assert replica.ops() == ["execute", "reserve", "execute"]
     assert replica.calls[1][1].settings == ["set sql_mode = ''"]
     c.run(s, "select * from t for update")
     primary = c.services["zone1-100"]
     assert primary.ops() == ["reserve", "execute"]
-    assert primary.calls[0][1].settings == ["set sql_mode = ''", "set @x = 1"]
+    assert primary.calls[0][1].settings == ["set sql_mode = ''", "set @x = rand()"]
     assert primary.calls[1][1].reserved_id
 
 
@@ -778,7 +778,7 @@ def test_state_inside_transaction_reserves_its_connection() -> None:
 def test_close_releases_everything() -> None:
     c = cluster()
     s = c.session()
-    c.run(s, "set @a = 1")
+    c.run(s, "set @a = rand()")
     c.run(s, "begin")
     c.run(s, "insert into t values (1)")
     s.close()
@@ -1079,14 +1079,14 @@ def test_least_in_flight_and_metrics() -> None:
 def test_lost_reservation_is_reserved_anew_with_settings() -> None:
     c = cluster()
     s = c.session()
-    c.run(s, "set @who = 'me'")
+    c.run(s, "set @who = concat('m', 'e')")
     link = c.links["zone1-100"]
     link.set_connected(False)  # the tablet dropped everything this link held
     c.serve("zone1-100", "primary")
     c.run(s, "select 1")
     primary = c.services["zone1-100"]
     assert primary.ops() == ["reserve", "execute", "reserve", "execute"]
-    assert primary.calls[2][1].settings == ["set @who = 'me'"]
+    assert primary.calls[2][1].settings == ["set @who = concat('m', 'e')"]
 
 
 def test_lost_transaction_is_reported() -> None:
@@ -1106,7 +1106,7 @@ def test_change_user_resets_and_other_commands() -> None:
 
     c = cluster()
     s = c.session()
-    c.run(s, "set @a = 1")
+    c.run(s, "set @a = rand()")
     c.wait(s.change_user(replace(s.info, user="other", database="commerce@replica")))
     assert c.services["zone1-100"].ops()[-1] == "release"
     assert s.info.user == "other" and str(s.target) == "commerce@replica"
@@ -1213,10 +1213,10 @@ def test_connection_id_and_autocommit_inside_statements_are_the_gate_values() ->
     s = c.session(database="commerce")
     gid = s.connection_id
     c.run(s, "select connection_id() as id, 'connection_id()'")
-    c.run(s, "set @c = CONNECTION_ID()")
+    c.run(s, "set @c = CONNECTION_ID()")  # a literal once written in: the gate holds it
     primary = c.services["zone1-100"]
-    assert primary.sql()[-2] == f"select {gid} as id, 'connection_id()'"
-    assert primary.sql()[-1] == f"set @c = {gid}"
+    assert primary.sql()[-1] == f"select {gid} as id, 'connection_id()'"
+    assert s.user_vars == {b"c": str(gid).encode()}
     stmt = b"select ?, connection_id() from t"
     info = c.wait(s.prepare(stmt))
     sink = RecordingSink()
