@@ -347,7 +347,8 @@ def test_sessions_with_settings_share_pooled_connections(cluster: dict[str, Any]
 def test_user_variables_set_to_literals_pin_no_connection(cluster: dict[str, Any]) -> None:
     # More sessions than the transaction pool has connections (pool.transaction.size, 20):
     # with each holding a reserved connection the 21st waited 1 s and got ERROR 1203.
-    conns = [cluster["connect"]("commerce@replica" if i % 4 == 3 else "commerce") for i in range(40)]
+    targets = ["commerce@replica" if i % 4 == 3 else "commerce" for i in range(40)]
+    conns = [cluster["connect"](target) for target in targets]
     try:
         for i, conn in enumerate(conns):
             with conn.cursor() as cur:
