@@ -219,11 +219,17 @@ class Gate:
         """Known shard names of ``keyspace``, sorted."""
         return sorted(self.cache.shards(keyspace))
 
-    def resolve(self, target: Target, info: QueryInfo | None = None) -> tuple[str, str]:
+    def resolve(
+        self,
+        target: Target,
+        info: QueryInfo | None = None,
+        current: tuple[str, str] | None = None,
+    ) -> tuple[str, str]:
         """The keyspace and shard ``target`` means (the only ones when it leaves them out),
         for ``info`` when given: a statement that names another keyspace's objects
         (``ks.table``, ``SHOW TABLES FROM ks``) goes to that keyspace; one that needs no
-        database runs on any keyspace when none is selected (``vtwist.gate.qualify``)."""
+        database runs, when none is selected, on ``current`` (the keyspace and shard of the
+        session's open transaction) or else on the first keyspace (``vtwist.gate.qualify``)."""
         keyspace = target.keyspace
         names = self.keyspace_names()
         if info is not None and len(names) > 1:
@@ -239,6 +245,8 @@ class Gate:
                 keyspace = named.pop()
                 target = Target(keyspace, "", target.tablet_type)
             elif not keyspace and not needs_database(info):
+                if current is not None:
+                    return current
                 keyspace = names[0]
                 target = Target(keyspace, (self.shards(keyspace) or [""])[0], target.tablet_type)
         if not keyspace:

@@ -659,7 +659,9 @@ class GateSession:
         if not self.autocommit and not self.in_transaction and _starts_transaction(info):
             self.explicit_tx = True  # implicit transaction: ends at COMMIT/ROLLBACK
         if self.in_transaction:
-            keyspace, shard = self.gate.resolve(target, info)
+            pin = self.tx
+            current = (pin.keyspace, pin.shard) if pin is not None else None
+            keyspace, shard = self.gate.resolve(target, info, current)
             return await self._in_transaction(info, keyspace, shard, self._streams(info, sink))
         if info.is_read:
             target = self._redirected(info, target)

@@ -844,6 +844,11 @@ def test_unknown_database_and_no_database() -> None:
     # ...and a statement naming a keyspace goes there.
     assert served_by(c.run(s, "select * from customer.t where a = 'commerce.t'")) == "zone1-200"
     assert ran_on(c, s, "show tables from `customer`") == "zone1-200"
+    # Inside a transaction, what needs no database runs in the transaction's keyspace.
+    c.run(s, "begin")
+    assert ran_on(c, s, "insert into customer.t values (1)") == "zone1-200"
+    assert ran_on(c, s, "select @@sql_mode") == "zone1-200"
+    c.run(s, "rollback")
 
 
 def test_statements_naming_another_keyspace_go_there() -> None:
