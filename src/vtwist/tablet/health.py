@@ -20,6 +20,10 @@ fail probes by chance. A role that the shard sync has not settled yet also keeps
 out of service. The verdict goes to ``TabletState.update``, which notifies the health stream
 in the same reactor turn.
 
+A probe that times out also calls ``on_hung`` (the tablet's, for a replica or rdonly: the
+statements running on its pooled connections to that mysqld are broken off, so the gate
+runs those reads on another tablet instead of waiting for their timeouts).
+
 A probe that outlives its timeout is abandoned (its late answer is ignored), but it still
 holds a dba connection until the client's read timeout breaks it, so at most
 ``MAX_OUTSTANDING`` probes are ever outstanding; ticks are skipped beyond that.
@@ -260,8 +264,10 @@ class HealthProbe(Service):
         degraded_lag: float,
         unhealthy_lag: float,
         role_problem: Callable[[], str] = lambda: "",
+        on_hung: Callable[[], object] | None = None,
     ) -> None:
         self.state = state
+        self.on_hung = on_hung
         self.pool = pool
         self.clock = clock
         self.interval = interval
@@ -348,6 +354,11 @@ class HealthProbe(Service):
             f"mysqld health probe timed out after {self.probe_timeout:g}s"
             " (health.probe_timeout): mysqld is hung or overloaded"
         )
+        if self.on_hung is not None:
+            try:
+                self.on_hung()
+            except Exception:
+                log.failure("health probe: on_hung failed")
         self._maybe_again()
 
     def _maybe_again(self) -> None:

@@ -886,6 +886,22 @@ class TabletQueryService:
                 return
             await deferLater(self.clock, DRAIN_POLL, lambda: None)
 
+    def mysqld_hung(self) -> None:
+        """The health probe timed out: mysqld stopped answering. On a replica or rdonly
+        tablet, break off the statements running on pooled connections (they fail with
+        2013, and the gate runs those reads on another tablet) instead of letting them wait
+        for their timeouts. A primary's are left alone: they may be writes."""
+        if self.state.tablet_type == "primary":
+            return
+        pools = {self.pools.for_queries(False), self.pools.for_queries(True)}  # (maybe one)
+        broken = sum(pool.abort_in_use() for pool in pools)
+        if broken:
+            log.warn(
+                "mysqld stopped answering: broke off {n} statement(s) on pooled connections "
+                "so that the gates run them elsewhere",
+                n=broken,
+            )
+
     def _busy(self) -> str:
         """What still runs (for ``drain``): "" when nothing does."""
         pools = {self.pools.for_queries(False), self.pools.for_queries(True)}  # (maybe one)

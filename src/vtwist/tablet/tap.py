@@ -232,13 +232,15 @@ class Tablet:
 
     def services(self) -> list[Service]:
         """The services in start order (they are stopped one by one, in reverse)."""
-        from vtwist.tablet.health import build_health_services
+        from vtwist.tablet.health import HealthProbe, build_health_services
 
         health = build_health_services(
             self.config, self.state, self.topo, self.pools.dba, cast(IReactorTime, self.reactor)
         )
         probe = health[-1]
         self.manager.on_change = getattr(probe, "probe_now", None)
+        if isinstance(probe, HealthProbe):
+            probe.on_hung = self.service.mysqld_hung
         return [
             TopoService(self.topo, self.config.value(keys.TOPO_CONNECT_TIMEOUT)),
             QueryLifecycle(self.service, self.pools),

@@ -1309,19 +1309,20 @@ def test_gate_stop_drains_its_sessions(cluster: dict[str, Any]) -> None:
         conn.close()
 
 
-def test_sigstopped_replica_tablet_stalls_no_read(cluster: dict[str, Any]) -> None:
-    # A stopped tablet process (reliability anchor 5): its TCP connections stay open and
-    # answer nothing. Its topo node goes with its ZooKeeper session (4 s here), and the gate
-    # gives up on its link once its health keepalives stop (discovery.health_timeout, 10 s):
-    # reads stuck on it then run on the other replica; none waits for the 30 s timeout.
+def reads_through_a_stop(
+    cluster: dict[str, Any], process: str, seconds: float
+) -> list[tuple[float, float, Any]]:
+    """Four sessions read at commerce@replica while ``process`` is stopped (SIGSTOP) for
+    ``seconds``: (start, duration, server id or error) of each read, times from the stop.
+    Then waits until replica 101 serves again, for the next tests."""
     status = json.loads(vtwist("status", "--dir", str(cluster["dir"]), "--json").stdout)
-    victim = next(p for p in status["processes"] if p["name"] == "vttablet zone1-0000000101")
+    victim = next(p for p in status["processes"] if p["name"] == process)
     reads: list[tuple[float, float, Any]] = []
     stop = threading.Event()
-    start = time.monotonic()
+    start = time.monotonic() + 1.0
 
     def reader() -> None:
-        conn = cluster["connect"]("commerce@replica", read_timeout=25)
+        conn = cluster["connect"]("commerce@replica", read_timeout=40)
         try:
             while not stop.is_set():
                 began = time.monotonic()
@@ -1340,27 +1341,49 @@ def test_sigstopped_replica_tablet_stalls_no_read(cluster: dict[str, Any]) -> No
     try:
         time.sleep(1.0)
         os.kill(victim["pid"], signal.SIGSTOP)
-        time.sleep(20.0)
+        time.sleep(seconds)
     finally:
         os.kill(victim["pid"], signal.SIGCONT)
         stop.set()
         for t in threads:
-            t.join(30)
-    errors = [r for r in reads if not isinstance(r[2], int)]
-    assert not errors, errors[:3]
-    # (Without the health timeout the stuck reads would wait until SIGCONT, 20 s.)
-    assert max(r[1] for r in reads) < 15, "a read waited for the stopped tablet"
-    late = {r[2] for r in reads if r[0] > 13.0}
-    assert late == {102}, late
-    # It resumes: back in its place (new ZooKeeper session, new link) for the next tests.
+            t.join(45)
     conn = cluster["connect"]("commerce@replica")
     try:
         deadline = time.monotonic() + 60
         while 101 not in served_by(conn):
-            assert time.monotonic() < deadline, "the resumed tablet did not serve again"
+            assert time.monotonic() < deadline, f"101 did not serve again after {process} resumed"
             time.sleep(0.5)
     finally:
         conn.close()
+    return reads
+
+
+def test_sigstopped_replica_tablet_stalls_no_read(cluster: dict[str, Any]) -> None:
+    # A stopped tablet process (reliability anchor 5): its TCP connections stay open and
+    # answer nothing. Its topo node goes with its ZooKeeper session (4 s here), and the gate
+    # gives up on its link once its health keepalives stop (discovery.health_timeout, 10 s):
+    # reads stuck on it then run on the other replica; none waits for the 30 s timeout.
+    reads = reads_through_a_stop(cluster, "vttablet zone1-0000000101", 20.0)
+    errors = [r for r in reads if not isinstance(r[2], int)]
+    assert not errors, errors[:3]
+    # (Without the health timeout the stuck reads would wait until SIGCONT, 20 s.)
+    assert max(r[1] for r in reads) < 15, "a read waited for the stopped tablet"
+    late = {r[2] for r in reads if 12.0 < r[0] < 20.0}
+    assert late == {102}, late
+
+
+def test_sigstopped_replica_mysqld_stalls_no_read(cluster: dict[str, Any]) -> None:
+    # A stopped mysqld behind a live tablet: the tablet's health probe times out
+    # (health.probe_timeout, 1 s), it stops serving and breaks off the statements running
+    # on its pooled connections, which the gate then runs on the other replica.
+    reads = reads_through_a_stop(cluster, "mariadb 101", 20.0)
+    errors = [r for r in reads if not isinstance(r[2], int)]
+    assert not errors, errors[:3]
+    # (Before, the reads running there waited until SIGCONT, 20 s; a new pooled connection
+    # to the stopped mysqld may wait mysql.connect_timeout, 5 s, before it fails over.)
+    assert max(r[1] for r in reads) < 12, "a read waited for the stopped mysqld"
+    late = {r[2] for r in reads if 8.0 < r[0] < 20.0}
+    assert late == {102}, late
 
 
 def test_killed_replica_tablet_gets_no_more_queries(cluster: dict[str, Any]) -> None:

@@ -192,6 +192,17 @@ def test_1203_names_the_config_keys_of_a_pool_with_settings() -> None:
     assert waited.endswith("raise pool.transaction.size or pool.transaction.wait_timeout"), waited
 
 
+def test_abort_in_use_closes_lent_connections_only() -> None:
+    pool, connector, _ = make_pool()
+    a, b = lend(pool), lend(pool)
+    b.release()  # idle: left open
+    assert pool.abort_in_use() == 1
+    assert a.client.closed and not b.client.closed
+    a.release(broken=True)  # its borrower's statement failed: given back broken
+    assert pool.stats().in_use == 0 and pool.abort_in_use() == 0
+    assert_no_leak(pool, connector)
+
+
 def test_full_queue_fails_at_once() -> None:
     pool, _, _ = make_pool(max_waiters=1)
     lend(pool), lend(pool)

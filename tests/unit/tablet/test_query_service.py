@@ -459,6 +459,20 @@ class QueryServiceTests(SynchronousTestCase):
         for d in sleepers:
             self.failureResultOf(d)
 
+    def test_a_hung_mysqld_breaks_off_a_replicas_pooled_statements_only(self) -> None:
+        sleeper = self.execute("SELECT SLEEP(9)")
+        self.service.mysqld_hung()  # a primary: its statements may be writes, left alone
+        self.assertNoResult(sleeper)
+        self.sleeper().wake()
+        self.successResultOf(sleeper)
+        service, _ = make_service(self.clock, tablet_type="replica")
+        running = service.execute(FakeRequest(), ExecuteArgs("SELECT SLEEP(9)"))
+        service.mysqld_hung()
+        err = self.error_of(running)
+        assert err.code == 2013  # the gate runs such a read on another tablet
+        stats = service.pools.query.stats()
+        assert stats.in_use == 0 and stats.idle == 0  # given back broken, not reused
+
     def test_health_delegates_to_the_state(self) -> None:
         seen: list[Any] = []
         unsubscribe = self.service.subscribe_health(seen.append)

@@ -300,6 +300,30 @@ def test_hung_mysqld_times_out_and_outstanding_probes_are_bounded() -> None:
     assert probe.failures >= 1
 
 
+def test_a_timed_out_probe_calls_on_hung_and_a_failing_hook_is_logged() -> None:
+    clock = Clock()
+    mysqld = FakeMysqld()
+    state = make_state(clock)
+    probe = make_probe(clock, mysqld, state, timeout=0.5)
+    calls: list[int] = []
+    probe.on_hung = lambda: calls.append(1)
+    mysqld.up = False  # refused, not hung: no call
+    advance(clock, 1.0)
+    assert not state.serving and calls == []
+    mysqld.up = True
+    mysqld.hang = True
+    advance(clock, 1.5)  # the next probe hangs past its timeout
+    assert calls == [1]
+
+    def broken() -> None:
+        raise RuntimeError("hook failed")
+
+    probe.on_hung = broken
+    mysqld.pending.clear()
+    advance(clock, 2.0)  # logged, and the probe goes on
+    assert not state.serving and "timed out" in state.error
+
+
 def test_a_primary_being_demoted_stays_out_of_service() -> None:
     # Between a reparent's "stop serving" and its read_only=ON, mysqld still looks writable:
     # a probe then must not make the tablet serve again (it did, and new transactions came

@@ -250,6 +250,15 @@ class MySQLPool(Generic[C]):
             w.timer = self.clock.callLater(self.wait_timeout, self._wait_expired, w)
         return w.deferred
 
+    def abort_in_use(self) -> int:
+        """Close every lent connection now: the commands running on them fail with 2013
+        (mysqld stopped answering; nothing else would end them before their timeouts).
+        Their borrowers give them back broken, and they are replaced. Returns how many."""
+        lent = list(self._in_use)
+        for pc in lent:
+            pc.client.close()
+        return len(lent)
+
     def _drop_waiter(self, w: _Waiter) -> None:
         if w in self._waiters:
             self._waiters.remove(w)
