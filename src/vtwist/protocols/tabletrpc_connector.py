@@ -13,7 +13,8 @@ often. With ``health_timeout``, a stream silent for that long (at least three ke
 means a stalled tablet (stopped process, blocked reactor: its ZooKeeper session may live on
 in kazoo's thread): the connector drops the connection, so calls waiting on it fail at once
 with a clear 2013 instead of at their deadline, the gate routes elsewhere, and it reconnects
-as after any loss.
+as after any loss. A timer that fires more than ``LATE_TIMER`` late means the gate itself
+was stalled (its reactor runs timers before the reads that waited): it waits again.
 
 (Twisted's ``ClientService`` is not used: a connection rejected by ``prepareConnection``
 and closed afterwards trips its state machine, and it does not back off on such rejects.)
@@ -42,6 +43,9 @@ DEFAULT_BACKOFF_FACTOR = 2.0
 DEFAULT_HELLO_TIMEOUT = 5.0
 DEFAULT_MAX_LISTENERS = 64
 DEFAULT_MAX_WAITERS = 1024
+#: A health timer that runs this much late (seconds) means the gate's own reactor was
+#: stalled, not the tablet: it waits again rather than drop the link.
+LATE_TIMER = 0.5
 
 HealthCallback = Callable[[dict[str, Any]], object]
 StateCallback = Callable[[bool], object]
@@ -90,6 +94,7 @@ class TabletRPCConnector(Service):
         self.health_timeout = health_timeout
         self._silence: IDelayedCall | None = None
         self._silence_limit = 0.0
+        self._silence_due = 0.0
         self.max_listeners = max_listeners
         self.max_waiters = max_waiters
         self.client: TabletRPCClient | None = None
@@ -247,14 +252,31 @@ class TabletRPCConnector(Service):
         if self.watch_health and self.client is proto:
             keepalive = proto.health_keepalive
             if self.health_timeout is not None and keepalive is not None:
-                limit = self._silence_limit = max(self.health_timeout, 3 * keepalive)
-                self._silence = self.clock.callLater(limit, self._silent, proto, limit)
+                self._silence_limit = max(self.health_timeout, 3 * keepalive)
+                self._arm_silence(proto)
             proto.stream_health(self._on_health).addErrback(self._health_ended, proto)
+
+    def _arm_silence(self, proto: TabletRPCClient) -> None:
+        limit = self._silence_limit
+        self._silence_due = self.clock.seconds() + limit
+        self._silence = self.clock.callLater(limit, self._silent, proto, limit)
 
     def _silent(self, proto: TabletRPCClient, limit: float) -> None:
         """No health frame for ``limit`` seconds from a tablet that promised keepalives."""
         self._silence = None
         if self.client is not proto:
+            return
+        late = self.clock.seconds() - self._silence_due
+        if late > LATE_TIMER:
+            # The gate itself was stalled (timers run before the reads that waited): the
+            # tablet's frames may be queued unread. Give it a fresh window instead.
+            log.info(
+                "health timer of tablet {tablet} ran {late:.1f}s late (the gate was busy); "
+                "waiting again",
+                tablet=self.label,
+                late=late,
+            )
+            self._arm_silence(proto)
             return
         log.warn(
             "tablet {tablet} sent no health for {limit:g}s: taking it for stalled, closing "
@@ -297,6 +319,7 @@ class TabletRPCConnector(Service):
         silence = self._silence
         if silence is not None and silence.active():
             silence.reset(self._silence_limit)
+            self._silence_due = self.clock.seconds() + self._silence_limit
         for listener in list(self._health_listeners):
             try:
                 listener(snapshot)

@@ -183,6 +183,19 @@ def test_a_tablet_silent_past_the_health_timeout_is_dropped_then_reconnected() -
     assert h.states == [True, False, True] and h.connector.require_client() is not first
 
 
+def test_a_late_health_timer_means_a_stalled_gate_and_waits_again() -> None:
+    h = Harness(health_timeout=5.0)
+    h.connector.startService()
+    h.endpoint.flush()
+    h.endpoint.pumps[0].server._push_health = lambda *args: None  # silent from now on
+    h.clock.advance(9.0)  # the gate was stuck for 9 s: the timer (due at 5 s) runs late
+    assert h.connector.connected
+    h.advance(4.9)
+    assert h.connector.connected
+    h.advance(0.2)  # a whole window of silence, on time: now it is the tablet
+    assert not h.connector.connected
+
+
 def test_only_a_tablet_that_announced_keepalives_can_be_silent() -> None:
     h = Harness(server_kw={"health_keepalive": None}, health_timeout=5.0)
     h.connector.startService()
