@@ -1,7 +1,9 @@
 """What every client session of one gate shares: topology, discovery, policy, metrics.
 
 ``Gate`` is the ``IQueryHandlerFactory`` the MySQL server calls for each authenticated
-client; it resolves targets to a keyspace and shard, picks a tablet through the routing
+client; it resolves targets to a keyspace and shard (for each statement: one that names
+another keyspace goes there, one that needs no database runs without a target,
+``qualify``), picks a tablet through the routing
 policy, decodes (and caches) column definitions, and keeps the session table that
 ``SHOW PROCESSLIST`` and ``KILL`` read; its ``FailoverBuffer`` (``buffer``) holds
 primary-bound statements while a shard has no serving primary. ``GateServerFactory`` is
@@ -14,7 +16,9 @@ Errors (documented in the README):
   is fine, and the statement may be retried); for a primary, after the failover buffer's
   bounds: ERROR 1105 ``no primary is serving commerce/0 (a failover may be in progress)``;
 - a throttled host: ERROR 1129 (HY000) ``Host 'x' is blocked because of many connection
-  errors``, until ``auth.block_time`` has passed.
+  errors``, until ``auth.block_time`` has passed;
+- no keyspace selected in a cluster of several, for a statement that may read the default
+  database: ERROR 1046 (3D000); a statement naming two keyspaces: ERROR 1235 (42000).
 """
 
 from __future__ import annotations
