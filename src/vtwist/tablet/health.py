@@ -20,7 +20,8 @@ fail probes by chance. A role that the shard sync has not settled yet also keeps
 out of service. The verdict goes to ``TabletState.update``, which notifies the health stream
 in the same reactor turn.
 
-A probe that times out also calls ``on_hung`` (the tablet's, for a replica or rdonly: the
+A probe that times out after asking mysqld (not while it waited for a dba connection) also
+calls ``on_hung`` (the tablet's, for a replica or rdonly: the
 statements running on its pooled connections to that mysqld are broken off, so the gate
 runs those reads on another tablet instead of waiting for their timeouts).
 
@@ -31,7 +32,7 @@ holds a dba connection until the client's read timeout breaks it, so at most
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -329,8 +330,14 @@ class HealthProbe(Service):
         self._live = seq
         self._outstanding += 1
         self.probes += 1
-        self._timer = self.clock.callLater(self.probe_timeout, self._timed_out, seq)
-        d = self.pool.run(lambda client: collect(client, self._flavor))
+        asked: list[bool] = []  # mysqld was asked (the probe got a dba connection)
+
+        def probe(client: Any) -> Coroutine[Any, Any, Sample]:
+            asked.append(True)
+            return collect(client, self._flavor)
+
+        self._timer = self.clock.callLater(self.probe_timeout, self._timed_out, seq, asked)
+        d = self.pool.run(probe)
         d.addBoth(self._finished, seq)
 
     def _finished(self, result: Sample | Failure, seq: int) -> None:
@@ -345,7 +352,7 @@ class HealthProbe(Service):
             self._succeeded(result)
         self._maybe_again()
 
-    def _timed_out(self, seq: int) -> None:
+    def _timed_out(self, seq: int, asked: list[bool]) -> None:
         self._timer = None
         if seq != self._live:
             return
@@ -354,7 +361,7 @@ class HealthProbe(Service):
             f"mysqld health probe timed out after {self.probe_timeout:g}s"
             " (health.probe_timeout): mysqld is hung or overloaded"
         )
-        if self.on_hung is not None:
+        if self.on_hung is not None and asked:  # (not when it waited for a dba connection)
             try:
                 self.on_hung()
             except Exception:

@@ -324,6 +324,20 @@ def test_a_timed_out_probe_calls_on_hung_and_a_failing_hook_is_logged() -> None:
     assert not state.serving and "timed out" in state.error
 
 
+def test_a_probe_that_waited_for_a_dba_connection_does_not_call_on_hung() -> None:
+    clock = Clock()
+    mysqld = FakeMysqld()
+    state = make_state(clock)
+    probe = make_probe(clock, mysqld, state, timeout=0.5)
+    calls: list[int] = []
+    probe.on_hung = lambda: calls.append(1)
+    held = [probe.pool.acquire() for _ in range(4)]  # every dba connection busy elsewhere
+    advance(clock, 1.5)
+    assert not state.serving and "timed out" in state.error  # (it is not serving, still)
+    assert calls == []  # mysqld was never asked: no reason to break statements off
+    assert len(held) == 4
+
+
 def test_a_primary_being_demoted_stays_out_of_service() -> None:
     # Between a reparent's "stop serving" and its read_only=ON, mysqld still looks writable:
     # a probe then must not make the tablet serve again (it did, and new transactions came
