@@ -11,6 +11,15 @@ stops serving gets no new query once its push arrives, and one whose node vanish
 once the cache reports it. While ZooKeeper is unreachable the cache keeps its last view and
 so does the gate.
 
+One exception: a node that vanishes while its tablet's link is up and its health says
+serving is a ZooKeeper session that expired (after a ZooKeeper outage, or a partition
+between that tablet and ZooKeeper), not a tablet that left: a tablet that stops says "not
+serving" first, and a dead one drops its link. Such a tablet stays a candidate
+(``TabletHandle.unlisted``) until it registers again, says it is not serving, or its link
+drops; only then is it retired as above. Without this, every replica vanished for a second
+when ZooKeeper came back from an outage longer than the tablets' session timeout, and
+their reads failed with "no healthy tablet".
+
 ``candidates(keyspace, shard, tablet_type)``: serving tablets of that shard and type;
 replicas lagging more than ``max_lag`` are skipped; for PRIMARY only the tablet(s) with the
 highest ``primary_term`` count (two tablets claiming PRIMARY: the newer term wins). Every
@@ -83,6 +92,9 @@ class TabletHandle:
         self.health: Mapping[str, Any] | None = None
         self.inflight = 0
         self.removed = False  # left the topo: no new statement goes to it
+        # Its node vanished while it was linked and serving (an expired ZooKeeper session):
+        # still routed until it registers again or stops serving (module docstring).
+        self.unlisted = False
         self.stopped = False  # its link is closed for good (after ``removed``)
         # Sessions' transactions open on it: a removed tablet's link stays up while they
         # are (the tablet lets them end while it shuts down), at most drain_timeout.
@@ -269,14 +281,24 @@ class Discovery(Service):
         for cell in self.cells:
             wanted.update(self.cache.tablets(cell))
         for alias in [a for a in self.handles if a not in wanted]:
-            handle = self.handles.pop(alias)
-            log.info("tablet {alias} left the topo; no more queries to it", alias=alias)
-            self._retire(handle)
+            handle = self.handles[alias]
+            if handle.serving:
+                if not handle.unlisted:
+                    handle.unlisted = True
+                    log.info(
+                        "tablet {alias} left the topo but is linked and serving (its ZooKeeper "
+                        "session expired?): still routed until it registers again or stops "
+                        "serving",
+                        alias=alias,
+                    )
+                continue
+            self._leave(handle)
         for alias, tablet in sorted(wanted.items()):
             known = self.handles.get(alias)
             if known is not None:
                 if _address(known.tablet) == _address(tablet):
                     known.tablet = tablet
+                    known.unlisted = False
                     continue
                 log.info("tablet {alias} moved; reconnecting", alias=alias)
                 self._stop(self.handles.pop(alias))
@@ -299,18 +321,29 @@ class Discovery(Service):
         def on_health(snapshot: dict[str, Any]) -> None:
             if not handle.removed:
                 handle.health = snapshot
+                if handle.unlisted and not handle.serving:
+                    self._leave(handle)
                 self._changed()
 
         def on_state(connected: bool) -> None:
             handle.generation += 1
             if not connected:
                 handle.health = None
+                if handle.unlisted and not handle.removed:
+                    self._leave(handle)
             self._changed()
 
         link.subscribe_health(on_health)
         link.subscribe_state(on_state)
         self.handles[tablet.alias] = handle
         link.startService()
+
+    def _leave(self, handle: TabletHandle) -> None:
+        """``handle``'s node is gone (and it is not serving, or no longer): retire it."""
+        if self.handles.get(handle.alias) is handle:
+            del self.handles[handle.alias]
+        log.info("tablet {alias} left the topo; no more queries to it", alias=handle.alias)
+        self._retire(handle)
 
     def _retire(self, handle: TabletHandle, waited: float = 0.0) -> None:
         """No new query goes to ``handle``; its link closes once what runs on it is done

@@ -1310,11 +1310,12 @@ def test_gate_stop_drains_its_sessions(cluster: dict[str, Any]) -> None:
 
 
 def reads_through_a_stop(
-    cluster: dict[str, Any], process: str, seconds: float
+    cluster: dict[str, Any], process: str, seconds: float, after: float = 0.0
 ) -> list[tuple[float, float, Any]]:
     """Four sessions read at commerce@replica while ``process`` is stopped (SIGSTOP) for
-    ``seconds``: (start, duration, server id or error) of each read, times from the stop.
-    Then waits until replica 101 serves again, for the next tests."""
+    ``seconds``, and ``after`` seconds more: (start, duration, server id or error) of each
+    read, times from the stop. Then waits until replica 101 serves again, for the next
+    tests."""
     status = json.loads(vtwist("status", "--dir", str(cluster["dir"]), "--json").stdout)
     victim = next(p for p in status["processes"] if p["name"] == process)
     reads: list[tuple[float, float, Any]] = []
@@ -1344,6 +1345,7 @@ def reads_through_a_stop(
         time.sleep(seconds)
     finally:
         os.kill(victim["pid"], signal.SIGCONT)
+        time.sleep(after)
         stop.set()
         for t in threads:
             t.join(45)
@@ -1384,6 +1386,17 @@ def test_sigstopped_replica_mysqld_stalls_no_read(cluster: dict[str, Any]) -> No
     assert max(r[1] for r in reads) < 12, "a read waited for the stopped mysqld"
     late = {r[2] for r in reads if 8.0 < r[0] < 20.0}
     assert late == {102}, late
+
+
+def test_zookeeper_outage_longer_than_the_sessions_costs_no_read(cluster: dict[str, Any]) -> None:
+    # ZooKeeper stopped for 12 s, three times the tablets' session timeout (4 s here): when
+    # it comes back it expires their sessions, and their nodes vanish until they register
+    # again. The gate keeps routing to the tablets whose links and health say serving
+    # (reliability anchor 7); it used to drop them all for a second ("no healthy tablet").
+    reads = reads_through_a_stop(cluster, "zookeeper", 12.0, after=8.0)
+    errors = [r for r in reads if not isinstance(r[2], int)]
+    assert not errors, errors[:3]
+    assert {r[2] for r in reads if r[0] > 12.0} == {101, 102}  # both replicas, after it too
 
 
 def test_killed_replica_tablet_gets_no_more_queries(cluster: dict[str, Any]) -> None:

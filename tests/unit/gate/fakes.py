@@ -514,7 +514,14 @@ class Cluster:
             link.set_connected(True)
         link.push(serving=serving, tablet_type=ttype, **health)
 
-    def remove(self, alias: str) -> None:
+    def remove(self, alias: str, *, expired: bool = False) -> None:
+        """The tablet leaves the topo as a stopping tablet does: it says "not serving" on
+        its health stream first. ``expired``: only its node vanishes (its ZooKeeper
+        session expired), while it goes on serving."""
+        link = self.links.get(alias)
+        handle = self.discovery.handles.get(alias)
+        if not expired and link is not None and link.connected and handle is not None:
+            link.push(**{**(handle.health or {}), "serving": False, "error": "shutting down"})
         current = [t for a, t in self.cache.tablets("zone1").items() if a != alias]
         self.cache.set_tablets("zone1", current)
 

@@ -56,6 +56,29 @@ def test_vanished_node_stops_link() -> None:
     assert aliases(c.discovery.candidates("commerce", "0", "replica")) == ["zone1-102"]
 
 
+def test_a_serving_tablet_whose_session_expired_stays_until_it_stops_serving() -> None:
+    # ZooKeeper came back from an outage and expired the tablets' sessions: their nodes
+    # vanish until they register again, while their links and health streams say serving.
+    c = Cluster()
+    c.add(tablet("zone1-101"), tablet("zone1-102"))
+    link = c.links["zone1-101"]
+    c.remove("zone1-101", expired=True)
+    handle = c.discovery.handles["zone1-101"]
+    assert handle.unlisted and not link.stopped
+    assert aliases(c.discovery.candidates("commerce", "0", "replica")) == ["zone1-101", "zone1-102"]
+    c.add(tablet("zone1-101"), serve=False)  # registered again: the same link goes on
+    assert not handle.unlisted and c.links["zone1-101"] is link and not link.stopped
+    # Unlisted, then not serving any more: retired as any tablet that left.
+    c.remove("zone1-101", expired=True)
+    c.serve("zone1-101", "replica", serving=False)
+    assert link.stopped and "zone1-101" not in c.discovery.handles
+    # Unlisted, then its link drops: retired, not reconnected.
+    other = c.links["zone1-102"]
+    c.remove("zone1-102", expired=True)
+    other.set_connected(False)
+    assert other.stopped and c.discovery.handles == {}
+
+
 def test_moved_tablet_gets_new_link() -> None:
     c = Cluster()
     c.add(tablet("zone1-101", port=16000))
