@@ -879,11 +879,12 @@ class GateSession:
         return None
 
     def _hold_user_vars(self, sql: bytes) -> bool:
-        """``SET @a = <literal>, ...`` while the session holds no tablet connection: keep
+        """``SET @a = <literal>, ...`` while the session holds no tablet connection (no
+        reservation, no open tablet transaction): keep
         the values and send them as one of the session's settings (``uservars``), within
         the bounds; False: it runs on a reserved connection, as any other state does."""
-        if self.reserved:
-            return False
+        if self.reserved or self.tx is not None:  # (an open transaction's connection:
+            return False  # it takes the SET itself, as any state)
         values = set_literals(sql)
         if values is None or not fits(self.user_vars, values):
             return False

@@ -77,3 +77,18 @@ def test_a_session_keeps_literal_user_variables_as_a_setting() -> None:
     # COM_RESET_CONNECTION forgets them.
     c.wait(s.reset_connection())
     assert s.user_vars == {} and s.settings == []
+
+
+def test_inside_an_open_transaction_the_set_goes_to_its_connection() -> None:
+    c = cluster()
+    s = c.session(database="commerce")
+    c.run(s, "begin")
+    c.run(s, "set @early = 1")  # the transaction has not opened on a tablet yet: held
+    c.run(s, "insert into t values (1)")
+    c.run(s, "set @late = 2")  # now it has: the SET must reach that connection
+    primary = c.services["zone1-100"]
+    begin = next(args for op, args in primary.calls if op == "begin")
+    assert begin.settings == ["SET @`early` = 1"]
+    late = [args for op, args in primary.calls if op == "execute"][-1]
+    assert late.sql == "set @late = 2" and late.transaction_id
+    assert s.user_vars == {b"early": b"1"}
