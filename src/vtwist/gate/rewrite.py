@@ -43,12 +43,7 @@ from typing import Final, NamedTuple
 from vtwist.protocols.mysql.hints import Hint
 from vtwist.protocols.mysql.literals import sql_literal
 
-__all__ = [
-    "SessionValues",
-    "mentions_session_values",
-    "whole_select_item",
-    "with_session_values",
-]
+__all__ = ["SessionValues", "mentions_session_values", "with_session_values"]
 
 
 class SessionValues(NamedTuple):
@@ -103,15 +98,6 @@ _ITEM_AFTER: Final = re.compile(
 )
 
 
-def whole_select_item(sql: bytes, start: int, end: int) -> bool:
-    """Whether ``sql[start:end]`` (outside parentheses) is a whole item of a SELECT list
-    without an alias: a value written in its place then needs ``AS `<as written>```, since
-    mysqld names such a column by its text."""
-    return (
-        _ITEM_BEFORE.search(sql, 0, start) is not None and _ITEM_AFTER.match(sql, end) is not None
-    )
-
-
 def mentions_session_values(sql: bytes) -> bool:
     """Whether ``sql`` may mention one of the session values (a cheap first test)."""
     return _HINT.search(sql)
@@ -150,7 +136,11 @@ def with_session_values(sql: bytes, values: SessionValues) -> bytes:
         start, end = m.span()
         parts.append(sql[done:start])
         parts.append(literals[which])
-        if depth == 0 and whole_select_item(sql, start, end):
+        if (
+            depth == 0
+            and _ITEM_BEFORE.search(sql, 0, start) is not None
+            and _ITEM_AFTER.match(sql, end) is not None
+        ):
             parts.append(b" AS `" + token.replace(b"`", b"``") + b"`")
         done = end
     if not parts:

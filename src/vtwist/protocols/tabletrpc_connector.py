@@ -94,7 +94,6 @@ class TabletRPCConnector(Service):
         self.health_timeout = health_timeout
         self._silence: IDelayedCall | None = None
         self._silence_limit = 0.0
-        self._silence_due = 0.0
         self.max_listeners = max_listeners
         self.max_waiters = max_waiters
         self.client: TabletRPCClient | None = None
@@ -258,15 +257,14 @@ class TabletRPCConnector(Service):
 
     def _arm_silence(self, proto: TabletRPCClient) -> None:
         limit = self._silence_limit
-        self._silence_due = self.clock.seconds() + limit
         self._silence = self.clock.callLater(limit, self._silent, proto, limit)
 
     def _silent(self, proto: TabletRPCClient, limit: float) -> None:
         """No health frame for ``limit`` seconds from a tablet that promised keepalives."""
-        self._silence = None
-        if self.client is not proto:
+        fired, self._silence = self._silence, None
+        if self.client is not proto or fired is None:
             return
-        late = self.clock.seconds() - self._silence_due
+        late = self.clock.seconds() - fired.getTime()
         if late > LATE_TIMER:
             # The gate itself was stalled (timers run before the reads that waited): the
             # tablet's frames may be queued unread. Give it a fresh window instead.
@@ -319,7 +317,6 @@ class TabletRPCConnector(Service):
         silence = self._silence
         if silence is not None and silence.active():
             silence.reset(self._silence_limit)
-            self._silence_due = self.clock.seconds() + self._silence_limit
         for listener in list(self._health_listeners):
             try:
                 listener(snapshot)

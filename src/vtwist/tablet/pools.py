@@ -100,6 +100,10 @@ class TabletPools:
         """The pool of autocommit statements for a session with or without FOUND_ROWS."""
         return self.query_found_rows if found_rows else self.query
 
+    def statement_pools(self) -> set[Pool]:
+        """The pools of autocommit statements, with and without FOUND_ROWS (maybe one)."""
+        return {self.query, self.query_found_rows}
+
     def for_transactions(self, found_rows: bool) -> Pool:
         """The pool of transactions and reserved connections, likewise."""
         return self.transaction_found_rows if found_rows else self.transaction

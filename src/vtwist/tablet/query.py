@@ -893,8 +893,7 @@ class TabletQueryService:
         for their timeouts. A primary's are left alone: they may be writes."""
         if self.state.tablet_type == "primary":
             return
-        pools = {self.pools.for_queries(False), self.pools.for_queries(True)}  # (maybe one)
-        broken = sum(pool.abort_in_use() for pool in pools)
+        broken = sum(pool.abort_in_use() for pool in self.pools.statement_pools())
         if broken:
             log.warn(
                 "mysqld stopped answering: broke off {n} statement(s) on pooled connections "
@@ -904,7 +903,7 @@ class TabletQueryService:
 
     def _busy(self) -> str:
         """What still runs (for ``drain``): "" when nothing does."""
-        pools = {self.pools.for_queries(False), self.pools.for_queries(True)}  # (maybe one)
+        pools = self.pools.statement_pools()
         # Statements accepted while serving count from their checks on: those still
         # waiting for a pooled connection, and transactions still starting.
         statements = sum(s.in_use + s.waiters for s in (p.stats() for p in pools))
