@@ -153,6 +153,17 @@ PREPARE_FIELDS = BoolOption(
     True,
     doc="Ask a tablet for a prepared SELECT's columns (a LIMIT 0 query) at prepare time",
 )
+AUTOCOMMIT_OFF_READS = BoolOption(
+    "session.autocommit_off_reads_in_transaction",
+    True,
+    doc="With autocommit off (PyMySQL's default; what Spring and Hibernate run in), a read of a "
+    "table at a primary target opens the implicit transaction, as in MySQL and Vitess: the "
+    "session's reads share one snapshot, and take SERIALIZABLE's locks, until COMMIT or "
+    "ROLLBACK. false: only a write, a locking read or SAVEPOINT opens it and earlier reads run "
+    "on pooled connections (no snapshot), which keeps clients that turn autocommit off and only "
+    "read out of the primary tablet's transaction pool. Reads a routing policy redirects away "
+    "from the primary run outside the transaction either way",
+)
 MAX_LOCAL_INFILE = IntOption(
     "session.max_local_infile_size",
     1024 * 1024 * 1024,
@@ -285,6 +296,7 @@ OPTIONS: list[Option[Any]] = [
     QUERY_TIMEOUT,
     STREAM_TIMEOUT,
     PREPARE_FIELDS,
+    AUTOCOMMIT_OFF_READS,
     OLAP_PROGRAMS,
     OLAP_MARKERS,
     MAX_LOCAL_INFILE,

@@ -77,6 +77,7 @@ class GateSettings:
     version_comment: str = "vtwist gate"
     server_version: str = "5.7.9-vtwist"
     prepare_fields: bool = True
+    autocommit_off_reads_in_transaction: bool = True
     max_local_infile_size: int = 1024 * 1024 * 1024
     olap_programs: frozenset[str] = frozenset(("mysqldump", "mysqlpump"))
     olap_markers: tuple[bytes, ...] = (b"/*!40001 SQL_NO_CACHE */",)

@@ -12,8 +12,10 @@ BEGIN/COMMIT/ROLLBACK drive a tablet transaction; everything else is routed:
   it as read-only (1290), then runs on the new primary;
 - transactions: BEGIN is lazy, the first statement opens the tablet transaction on the
   primary and later ones are pinned to it until COMMIT/ROLLBACK. With autocommit off a
-  write or locking read opens one implicitly (plain reads before it run autocommit, as in
-  Vitess). One transaction spans one shard: another keyspace or shard inside it is refused;
+  write, a locking read, SAVEPOINT or a read of tables at a primary target opens one
+  implicitly, as in MySQL and Vitess (``session.autocommit_off_reads_in_transaction`` false
+  leaves reads before the first write on pooled connections). One transaction spans one
+  shard: another keyspace or shard inside it is refused;
 - settings (a SET of session system variables only, ``classify.replayable_setting``): the
   tablet checks it on a pooled connection, then it travels with every pooled statement,
   transaction and stream of the session (tablet ``settings``), and no connection is held;
@@ -99,6 +101,7 @@ from vtwist.gate.classify import (
 )
 from vtwist.gate.diagnostics import Diagnostics, keeps, reads_counts
 from vtwist.gate.discovery import NoServingTabletError, TabletHandle
+from vtwist.gate.qualify import needs_database
 from vtwist.gate.rewrite import SessionValues, mentions_session_values, with_session_values
 from vtwist.gate.session_parts import (
     Held,
@@ -127,7 +130,7 @@ from vtwist.protocols.mysql.messages import ColumnDefinition41
 from vtwist.protocols.mysql.server_types import ClientInfo, PrepareInfo, Statement
 from vtwist.protocols.mysql.splitter import split_statements
 from vtwist.protocols.mysql.values import decode_text_row
-from vtwist.protocols.tabletrpc_ops import Note, QueryResult, Scalar
+from vtwist.protocols.tabletrpc_ops import Note, QueryResult, Scalar, held_gone
 
 if TYPE_CHECKING:
     from vtwist.gate.gate import Gate
@@ -138,11 +141,17 @@ _TX_KINDS = frozenset({KIND_BEGIN, KIND_COMMIT, KIND_ROLLBACK})
 
 
 def _starts_transaction(info: QueryInfo) -> bool:
-    """With autocommit off, whether ``info`` opens the session's implicit transaction: a
-    write, a locking read or a savepoint (SQLAlchemy's ``begin_nested`` sends SAVEPOINT
-    first; on a pooled connection it would be lost before its RELEASE). Plain reads stay
-    free to go to any tablet until then."""
+    """With autocommit off, whether ``info`` opens the session's implicit transaction
+    wherever the session reads: a write, a locking read or a savepoint (SQLAlchemy's
+    ``begin_nested`` sends SAVEPOINT first; on a pooled connection it would be lost before
+    its RELEASE). Reads of tables may too (``GateSession._opens_transaction``)."""
     return info.is_write or info.locks or info.kind == KIND_SAVEPOINT
+
+
+def _reads_tables(info: QueryInfo) -> bool:
+    """A SELECT that reads tables of a keyspace: what starts a transaction's snapshot in
+    MySQL with autocommit off (``SELECT 1``, ``@@`` variables and system schemas do not)."""
+    return info.kind == KIND_SELECT and needs_database(info)
 
 
 AUTOCOMMIT = int(ServerStatus.AUTOCOMMIT)
@@ -163,6 +172,9 @@ class GateSession:
         self.target: Target | None = None
         self.autocommit = True
         self.explicit_tx = False
+        # The open transaction is an implicit one a read opened and has only read so far
+        # (``_reads_ended``): if its tablet ends it, nothing of it is lost.
+        self.reads_only = False
         self.tx: Pin | None = None
         self.reserved: dict[str, Held] = {}
         self.settings: list[str] = []
@@ -317,6 +329,7 @@ class GateSession:
                 characteristics = transaction_characteristics(info.sql)
                 await self._commit_open()
                 self.explicit_tx = True
+                self.reads_only = False
                 self.tx_start = characteristics  # (the tablet transaction opens lazily)
                 sink.ok(status=self.status() | more)
             elif info.kind in (KIND_COMMIT, KIND_ROLLBACK):
@@ -346,7 +359,7 @@ class GateSession:
             and self.tx is None
             and not self.reserved
             and info.kind not in _TX_KINDS
-            and (self.autocommit or not _starts_transaction(info))
+            and (self.autocommit or not self._opens_transaction(info))
             and not (info.kind == KIND_SELECT and (self.olap or self._dump_read(info.sql)))
         )
 
@@ -635,6 +648,19 @@ class GateSession:
             return self.target
         return Target("", "", self.gate.settings.default_tablet_type)
 
+    def _opens_transaction(self, info: QueryInfo) -> bool:
+        """With autocommit off and no transaction open, whether ``info`` may open the
+        implicit one: ``_starts_transaction``, or a read of tables at a primary target with
+        ``session.autocommit_off_reads_in_transaction`` (``_routed`` decides for reads the
+        routing policy redirects)."""
+        if _starts_transaction(info):
+            return True
+        return (
+            self.gate.settings.autocommit_off_reads_in_transaction
+            and self._current_target().tablet_type == PRIMARY
+            and _reads_tables(info)
+        )
+
     def _redirected(self, info: QueryInfo, target: Target) -> Target:
         try:
             where = self.gate.policy.redirect(info)
@@ -649,22 +675,33 @@ class GateSession:
         return Target(keyspace, shard, new.tablet_type, True)
 
     async def _routed(
-        self, info: QueryInfo, sink: IResultSink | None = None, more: int = 0
+        self,
+        info: QueryInfo,
+        sink: IResultSink | None = None,
+        more: int = 0,
+        metadata: bool = False,
     ) -> QueryResult | None:
         """Route and run ``info``; with ``sink`` (olap workload, SELECT) the result is
-        streamed into it and None returned."""
+        streamed into it and None returned. ``metadata``: the gate's own field-only query,
+        which never opens the implicit transaction."""
         target = self._current_target()
         if info.is_write and target.tablet_type != PRIMARY:
             raise read_only_target(target)
-        if not self.autocommit and not self.in_transaction and _starts_transaction(info):
-            self.explicit_tx = True  # implicit transaction: ends at COMMIT/ROLLBACK
+        redirected: Target | None = None
+        if not self.autocommit and not self.in_transaction:
+            if _starts_transaction(info):
+                self.explicit_tx = True  # implicit transaction: ends at COMMIT/ROLLBACK
+                self.reads_only = False
+            elif not metadata and self._opens_transaction(info):
+                redirected = self._redirected(info, target)
+                self.explicit_tx = self.reads_only = redirected.tablet_type == PRIMARY
         if self.in_transaction:
             pin = self.tx
             current = (pin.keyspace, pin.shard) if pin is not None else None
             keyspace, shard = self.gate.resolve(target, info, current)
             return await self._in_transaction(info, keyspace, shard, self._streams(info, sink))
         if info.is_read:
-            target = self._redirected(info, target)
+            target = redirected or self._redirected(info, target)
             tablet_type = target.tablet_type
         else:
             tablet_type = PRIMARY if (info.is_write or info.locks) else target.tablet_type
@@ -756,6 +793,9 @@ class GateSession:
     ) -> QueryResult | None:
         where = wire_target(keyspace, shard, PRIMARY)
         pin = self.tx
+        earlier = pin is not None  # opened by an earlier statement
+        if info.kind != KIND_SELECT or info.locks or info.sets_state:
+            self.reads_only = False
         if pin is None:
             # Nothing of the transaction ran yet: opening it waits out a failover (or a
             # primary's tablet restarting) in the buffer, as a statement outside one does.
@@ -768,6 +808,8 @@ class GateSession:
             )
         elif pin.handle.stopped or pin.handle.generation != pin.generation:
             # (A tablet that left the topo but whose link is up lets the transaction end.)
+            if self._reads_ended():
+                return await self._routed(info, sink)
             self._unpin()
             self.explicit_tx = False
             self.reserved.pop(pin.handle.alias, None)
@@ -792,11 +834,28 @@ class GateSession:
                 ),
             )
             self._hold(handle, reply.reserved_id)
-        result = await self._execute(
-            handle, info.sql, where, transaction_id=pin.transaction_id, sink=sink
-        )
+        try:
+            result = await self._execute(
+                handle, info.sql, where, transaction_id=pin.transaction_id, sink=sink
+            )
+        except MySQLError as e:
+            # An earlier read opened it and its tablet ended it (transaction.timeout while
+            # the client sat idle, as autocommit-off clients that only read do): this read
+            # starts a new one. (One opened by this statement is not retried.)
+            if earlier and held_gone(e) and self._reads_ended():
+                return await self._routed(info, sink)
+            raise
         await self._held_done(handle, info, where, transaction_id=pin.transaction_id)
         return result
+
+    def _reads_ended(self) -> bool:
+        """If the open transaction only read (``reads_only``) and holds no session state,
+        forget it and say True: its tablet ended it, and nothing of it is lost."""
+        if not self.reads_only or self.reserved:
+            return False
+        self._unpin()
+        self.explicit_tx = self.reads_only = False
+        return True
 
     async def _begin(self, handle: TabletHandle, keyspace: str, shard: str, where: str) -> Pin:
         client = handle.client()
@@ -1066,7 +1125,8 @@ class GateSession:
 
     async def _finish(self, commit: bool) -> None:
         pin = self._unpin()
-        self.explicit_tx = False
+        reads_only = self.reads_only and not self.reserved
+        self.explicit_tx = self.reads_only = False
         self.tx_start = ""  # a START TRANSACTION ... that opened nothing ends with it
         if pin is None:
             return
@@ -1075,9 +1135,11 @@ class GateSession:
         op = client.commit if commit else client.rollback
         try:
             kept = await self._call(handle, op(pin.transaction_id, deadline=self._deadline()))
-        except MySQLError:
+        except MySQLError as e:
             # The tablet ends the transaction (and its connection) when COMMIT fails.
             self.reserved.pop(handle.alias, None)
+            if reads_only and (held_gone(e) or isinstance(e, LinkLostError)):
+                return  # it only read: ended on the tablet, nothing was lost
             raise
         if kept:
             self._hold(handle, kept)
@@ -1353,7 +1415,7 @@ class GateSession:
 
     async def _fields(self, sql: bytes) -> list[ColumnDefinition41]:
         try:
-            result = await self._routed(classify(sql))
+            result = await self._routed(classify(sql), metadata=True)
         except MySQLError:
             return []
         return [self.gate.column(f) for f in result.fields] if result is not None else []

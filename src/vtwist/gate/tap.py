@@ -139,6 +139,7 @@ class GateRole:
                 version_comment=config.value(keys.VERSION_COMMENT),
                 server_version=config.value(keys.SERVER_VERSION),
                 prepare_fields=config.value(keys.PREPARE_FIELDS),
+                autocommit_off_reads_in_transaction=config.value(keys.AUTOCOMMIT_OFF_READS),
                 max_local_infile_size=config.value(keys.MAX_LOCAL_INFILE),
                 olap_programs=frozenset(config.get_list(keys.OLAP_PROGRAMS.key)),
                 olap_markers=tuple(

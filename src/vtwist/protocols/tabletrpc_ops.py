@@ -54,6 +54,17 @@ BindValue: TypeAlias = Scalar | list[Scalar]
 
 
 #: What option ``start`` of begin/reserve may hold, comma-separated (START TRANSACTION's).
+#: How a tablet's ERROR 1105 ends when the transaction or reserved connection it is sent has
+#: ended (its idle timeout, a kill, a broken mysqld connection) or is unknown (the tablet
+#: restarted): what ran in it is gone, and the caller may start over (``held_gone``).
+HELD_GONE: Final = "; start a new one"
+
+
+def held_gone(error: MySQLError) -> bool:
+    """Whether ``error`` is a tablet's answer that the held connection is gone (``HELD_GONE``)."""
+    return error.code == ErrorCode.UNKNOWN_ERROR and error.message.endswith(HELD_GONE)
+
+
 TRANSACTION_CHARACTERISTICS: Final = ("READ ONLY", "READ WRITE", "WITH CONSISTENT SNAPSHOT")
 
 

@@ -50,6 +50,7 @@ from vtwist.protocols.mysql.client import Result, StreamEvent
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
 from vtwist.protocols.mysql.values import decode_text_row
 from vtwist.protocols.tabletrpc_ops import (
+    HELD_GONE,
     TRANSACTION_CHARACTERISTICS,
     BeginArgs,
     ExecuteArgs,
@@ -553,7 +554,7 @@ class TabletQueryService:
         if held.closed:
             raise MySQLError(
                 ErrorCode.UNKNOWN_ERROR,
-                f"{held.describe()} ended while the statement waited; start a new one",
+                f"{held.describe()} ended while the statement waited{HELD_GONE}",
             )
 
     def _end_use(self, held: Held) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from vtwist.protocols.mysql.errors import ErrorCode, MySQLError
+from vtwist.protocols.tabletrpc_ops import HELD_GONE
 from vtwist.tablet.pools import Lease
 
 #: How many statements a held connection's recent history keeps, for /debug/status.
@@ -154,12 +155,12 @@ class HeldConnections:
         if how is not None:
             return MySQLError(
                 ErrorCode.UNKNOWN_ERROR,
-                f"{kind} {id_} has ended ({how}); start a new one",
+                f"{kind} {id_} has ended ({how}){HELD_GONE}",
             )
         return MySQLError(
             ErrorCode.UNKNOWN_ERROR,
             f"{kind} {id_} is unknown to this tablet (it ended long ago, or the tablet "
-            "restarted); start a new one",
+            f"restarted){HELD_GONE}",
         )
 
     # --- activity and expiry ------------------------------------------------------------

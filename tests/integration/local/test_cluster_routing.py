@@ -446,6 +446,49 @@ def test_savepoints_with_autocommit_off(cluster: dict[str, Any]) -> None:
         conn.close()
 
 
+def test_autocommit_off_reads_are_one_transaction(cluster: dict[str, Any]) -> None:
+    # PyMySQL's default, and what Spring's @Transactional runs in: autocommit off, no BEGIN.
+    # As in MySQL, the first read of a table starts the transaction: later reads share its
+    # snapshot, and under SERIALIZABLE its reads lock until COMMIT.
+    a = cluster["connect"](autocommit=False)
+    b = cluster["connect"]()
+    try:
+        with a.cursor() as cur, b.cursor() as other:
+            other.execute("CREATE TABLE IF NOT EXISTS snap_t (id INT PRIMARY KEY, v INT)")
+            other.execute("REPLACE INTO snap_t VALUES (1, 0)")
+            cur.execute("SELECT COUNT(*) FROM snap_t")
+            before = cur.fetchone()[0]
+            other.execute("INSERT INTO snap_t SELECT MAX(id) + 1, 0 FROM snap_t")
+            cur.execute("SELECT COUNT(*) FROM snap_t")
+            assert cur.fetchone()[0] == before  # the same snapshot
+            a.commit()
+            cur.execute("SELECT COUNT(*) FROM snap_t")
+            assert cur.fetchone()[0] == before + 1
+            a.rollback()
+
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+            cur.execute("SELECT v FROM snap_t WHERE id = 1")  # a shared lock on row 1
+            other.execute("SET SESSION innodb_lock_wait_timeout = 1")
+            with pytest.raises(pymysql.err.OperationalError) as waited:
+                other.execute("UPDATE snap_t SET v = 1 WHERE id = 1")
+            assert waited.value.args[0] == 1205
+            a.rollback()
+            other.execute("UPDATE snap_t SET v = 1 WHERE id = 1")  # the lock went with it
+
+            # Idle past the tablet's transaction.timeout (30 s), a transaction that only
+            # read ends on the tablet; the next read starts a new one without an error.
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cur.execute("SELECT COUNT(*) FROM snap_t")
+            time.sleep(31)
+            other.execute("INSERT INTO snap_t SELECT MAX(id) + 1, 0 FROM snap_t")
+            cur.execute("SELECT COUNT(*) FROM snap_t")
+            assert cur.fetchone()[0] == before + 2
+            a.commit()
+    finally:
+        a.close()
+        b.close()
+
+
 def test_last_insert_id_of_interleaved_sessions(cluster: dict[str, Any]) -> None:
     """Two sessions inserting in turn on pooled connections: SELECT LAST_INSERT_ID() gives
     each its own id, and ROW_COUNT() its own count (mysqld would answer for whichever

@@ -42,6 +42,7 @@ from vtwist.protocols.mysql.server_types import ClientInfo
 from vtwist.protocols.mysql.values import decode_text_row, encode_text_row
 from vtwist.protocols.tabletrpc_client import TabletRPCClient
 from vtwist.protocols.tabletrpc_ops import (
+    HELD_GONE,
     BeginArgs,
     ExecuteArgs,
     KillArgs,
@@ -100,10 +101,12 @@ class FakeTablet:
         if args.infile_stream:  # LOAD DATA LOCAL: pull the file, as mysqld would ask for it
             return Deferred.fromCoroutine(self._load(request))
         sql = args.sql.strip().lower()
-        if args.transaction_id and args.transaction_id not in self.transactions:
-            raise MySQLError(ErrorCode.UNKNOWN_ERROR, f"transaction {args.transaction_id} ended")
+        if args.transaction_id:
+            self._check_transaction(args.transaction_id)
         if args.reserved_id and args.reserved_id not in self.reserved:
-            raise MySQLError(ErrorCode.UNKNOWN_ERROR, f"reserved {args.reserved_id} ended")
+            raise MySQLError(
+                ErrorCode.UNKNOWN_ERROR, f"reserved {args.reserved_id} ended{HELD_GONE}"
+            )
         if sql.startswith("error "):
             raise MySQLError(int(sql.split()[1]), "scripted error")
         for setting in args.settings or ():  # "set x = 'error N'": that setting fails
@@ -167,11 +170,24 @@ class FakeTablet:
 
     def commit(self, request: ITabletRPCRequest, args: TransactionArgs) -> int:
         self.calls.append(("commit", args))
+        self._check_transaction(args.transaction_id)
         return self.transactions.pop(args.transaction_id)
 
     def rollback(self, request: ITabletRPCRequest, args: TransactionArgs) -> int:
         self.calls.append(("rollback", args))
+        self._check_transaction(args.transaction_id)
         return self.transactions.pop(args.transaction_id)
+
+    def _check_transaction(self, tid: int) -> None:
+        """The tablet's answer for a transaction it ended (``end_transactions``)."""
+        if tid not in self.transactions:
+            raise MySQLError(ErrorCode.UNKNOWN_ERROR, f"transaction {tid} has ended{HELD_GONE}")
+
+    def end_transactions(self) -> None:
+        """End every open transaction, as ``transaction.timeout`` does to idle ones."""
+        for rid in self.transactions.values():
+            self.reserved.discard(rid)
+        self.transactions.clear()
 
     def reserve(self, request: ITabletRPCRequest, args: ReserveArgs) -> ReserveResult:
         self.calls.append(("reserve", args))

@@ -674,6 +674,90 @@ def test_autocommit_off_savepoint_opens_the_transaction() -> None:
     assert len(tids) == 1 and 0 not in tids  # all three in the one transaction
 
 
+def test_autocommit_off_reads_of_tables_open_the_transaction() -> None:
+    # As in MySQL (and Vitess): with autocommit off the first read of a table starts the
+    # transaction, so the session's later reads share its snapshot (Spring's @Transactional
+    # and PyMySQL's default run this way). SELECT 1, @@ variables and system schemas do not.
+    c = cluster()
+    s = c.session()
+    c.run(s, "set autocommit = 0")
+    c.run(s, "select 1, @@sql_mode")
+    c.run(s, "select * from information_schema.tables")
+    assert s.status() == 0
+    c.run(s, "select * from t where id = 1")
+    assert s.status() == IN_TRANS
+    c.run(s, "select count(*) from t")
+    c.run(s, "commit")
+    primary = c.services["zone1-100"]
+    assert primary.ops() == ["execute", "execute", "begin", "execute", "execute", "commit"]
+    tids = [args.transaction_id for op, args in primary.calls if op == "execute"]
+    assert tids[:2] == [0, 0] and tids[2] == tids[3] != 0
+    # A prepared SELECT's field-only query opens nothing; its execute does.
+    info = c.wait(s.prepare(b"select a from t where id = ?"))
+    assert info.columns is not None and s.status() == 0
+    c.run(s, "rollback")
+
+
+def test_an_ended_transaction_that_only_read_starts_again_quietly() -> None:
+    # An autocommit-off client that only reads and sits idle past the tablet's
+    # transaction.timeout: its next read (or COMMIT) gets no error, nothing was lost.
+    c = cluster()
+    s = c.session()
+    primary = c.services["zone1-100"]
+    c.run(s, "set autocommit = 0")
+    c.run(s, "select * from t")
+    primary.end_transactions()
+    assert served_by(c.run(s, "select * from t")) == "zone1-100"
+    assert primary.ops()[-3:] == ["execute", "begin", "execute"] and s.status() == IN_TRANS
+    primary.end_transactions()
+    c.run(s, "commit")
+    assert s.status() == 0 and not s.in_transaction
+    # Once it wrote (or on a reserved connection, or BEGIN), the end is an error.
+    c.run(s, "select * from t")
+    c.run(s, "update t set a = 1")
+    primary.end_transactions()
+    sink = c.run(s, "select * from t")
+    assert sink.error_code == 1105
+    c.run(s, "rollback")
+    c.run(s, "begin")
+    c.run(s, "select * from t")
+    primary.end_transactions()
+    assert c.run(s, "select * from t").error_code == 1105
+    assert c.run(s, "commit").error_code == 1105
+
+
+def test_autocommit_off_reads_stay_pooled_when_configured_or_not_at_the_primary() -> None:
+    off = cluster(settings=GateSettings(autocommit_off_reads_in_transaction=False))
+    s = off.session()
+    primary = off.services["zone1-100"]
+    off.run(s, "set autocommit = 0")
+    off.run(s, "select * from t")
+    assert s.status() == 0 and primary.ops() == ["execute"]
+    # A replica target's reads go to replicas, outside any transaction.
+    c = cluster()
+    r = c.session(database="commerce@replica")
+    c.run(r, "set autocommit = 0")
+    assert served_by(c.run(r, "select * from t")) == "zone1-101"
+    assert r.status() == 0
+
+
+def test_autocommit_off_reads_a_policy_redirects_run_outside_the_transaction() -> None:
+    @implementer(IPlugin, IRoutingPolicy)
+    class Reports(RandomPolicy):
+        name = "reports"
+
+        def redirect(self, query: Any) -> str | None:
+            return "@replica" if b"/* report */" in query.sql else None
+
+    c = cluster(policy=Reports(lambda n: 0))
+    s = c.session()
+    c.run(s, "set autocommit = 0")
+    assert served_by(c.run(s, "select /* report */ count(*) from t")) == "zone1-101"
+    assert s.status() == 0
+    assert served_by(c.run(s, "select count(*) from t")) == "zone1-100"
+    assert s.status() == IN_TRANS
+
+
 def test_set_autocommit_1_commits() -> None:
     c = cluster()
     s = c.session()
