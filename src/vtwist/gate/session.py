@@ -799,13 +799,27 @@ class GateSession:
         if pin is None:
             # Nothing of the transaction ran yet: opening it waits out a failover (or a
             # primary's tablet restarting) in the buffer, as a statement outside one does.
-            pin = await self.gate.buffer.run(
-                keyspace,
-                shard,
-                lambda: self.gate.route(keyspace, shard, PRIMARY, info),
-                lambda handle: self._begin(handle, keyspace, shard, where),
-                track=self._track,
-            )
+            try:
+                pin = await self.gate.buffer.run(
+                    keyspace,
+                    shard,
+                    lambda: self.gate.route(keyspace, shard, PRIMARY, info),
+                    lambda handle: self._begin(handle, keyspace, shard, where),
+                    track=self._track,
+                )
+            except MySQLError as e:
+                if not self.reads_only:
+                    raise
+                self.explicit_tx = self.reads_only = False  # nothing opened
+                if e.code != ErrorCode.TOO_MANY_USER_CONNECTIONS:
+                    raise
+                raise MySQLError(
+                    e.code,
+                    f"{e.message} (with autocommit off this read opens a transaction, as in "
+                    "MySQL; the gate's session.autocommit_off_reads_in_transaction = false "
+                    "runs such reads on pooled connections instead)",
+                    e.sqlstate,
+                ) from None
         elif pin.handle.stopped or pin.handle.generation != pin.generation:
             # (A tablet that left the topo but whose link is up lets the transaction end.)
             if self._reads_ended():

@@ -77,6 +77,8 @@ class FakeTablet:
         self.pieces: list[bytes] = []
         #: What the manage action "status" reports as "replication" (None: not asked).
         self.replication: dict[str, Any] | None = None
+        #: What ``begin`` fails with (the transaction pool exhausted...); None: it begins.
+        self.begin_error: MySQLError | None = None
         self._health: dict[str, Any] = {}
 
     def _id(self) -> int:
@@ -164,6 +166,8 @@ class FakeTablet:
 
     def begin(self, request: ITabletRPCRequest, args: BeginArgs) -> int:
         self.calls.append(("begin", args))
+        if self.begin_error is not None:
+            raise self.begin_error
         tid = self._id()
         self.transactions[tid] = args.reserved_id
         return tid

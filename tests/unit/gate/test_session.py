@@ -726,6 +726,23 @@ def test_an_ended_transaction_that_only_read_starts_again_quietly() -> None:
     assert c.run(s, "commit").error_code == 1105
 
 
+def test_a_read_that_cannot_open_its_transaction_says_how_to_keep_reads_pooled() -> None:
+    c = cluster()
+    s = c.session()
+    primary = c.services["zone1-100"]
+    primary.begin_error = MySQLError(1203, "transaction pool full: raise pool.transaction.size")
+    c.run(s, "set autocommit = 0")
+    sink = c.run(s, "select * from t")
+    assert sink.error_code == 1203
+    message = str(sink.events[-1])
+    assert "pool.transaction.size" in message
+    assert "session.autocommit_off_reads_in_transaction" in message
+    assert not s.in_transaction  # nothing opened: the next read tries again
+    primary.begin_error = None
+    c.run(s, "select * from t")
+    assert s.in_transaction
+
+
 def test_autocommit_off_reads_stay_pooled_when_configured_or_not_at_the_primary() -> None:
     off = cluster(settings=GateSettings(autocommit_off_reads_in_transaction=False))
     s = off.session()
