@@ -106,6 +106,18 @@ public class JdbcClient {
                 OUT.put("in_tx", one(s, "SELECT COUNT(*) FROM jdbc_t WHERE s = 'in tx'"));
             }
             c.rollback();
+            // Spring's @Transactional: autocommit off, reads first. As on MySQL, they share
+            // one snapshot: another session's insert shows only after the commit.
+            try (Connection other = DriverManager.getConnection(args[0], args[1], args[2]);
+                    Statement s = c.createStatement();
+                    Statement o = other.createStatement()) {
+                String before = one(s, "SELECT COUNT(*) FROM jdbc_t");
+                o.executeUpdate("INSERT INTO jdbc_t (s) VALUES ('other')");
+                String during = one(s, "SELECT COUNT(*) FROM jdbc_t");
+                c.commit();
+                OUT.put("snapshot", List.of(before, during, one(s, "SELECT COUNT(*) FROM jdbc_t")));
+                c.commit();
+            }
             c.setAutoCommit(true);
             c.setTransactionIsolation(Connection.TRANSACTION_READ_COMMITTED);
             try (Statement s = c.createStatement()) {

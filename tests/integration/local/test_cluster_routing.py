@@ -1101,6 +1101,8 @@ def test_jdbc(cluster: dict[str, Any], options: str) -> None:
     assert out["batch"] == [1, 1, 1] and out["batch_keys"] == [2, 3, 4]
     assert out["row"] == ["hé0", "2026-12-05 10:11:12.345", "12.34", 3, 255]
     assert out["in_tx"] == "1" and out["after_rollback"] == "0"
+    before = int(out["snapshot"][0])  # autocommit off: the reads share one snapshot
+    assert out["snapshot"] == [str(before), str(before), str(before + 1)]
     assert out["isolation"] == "READ-COMMITTED"
     assert out["timeout"] == [1317, "70100"] and out["timeout_ms"] < 15_000
     assert out["after_timeout"] == "2"
