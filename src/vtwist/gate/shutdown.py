@@ -10,7 +10,8 @@ The gate role stops its services one at a time, last started first, so at stop:
 2. the MySQL listener stops;
 3. ``SessionDrain``: each client session is closed as soon as no command of it runs and
    it has no transaction open (a statement running gets its reply first; a transaction
-   may still run statements and COMMIT). After ``shutdown.grace_period`` every session
+   may still run statements and COMMIT; one that an autocommit-off read opened and that
+   has only read does not hold its session). After ``shutdown.grace_period`` every session
    left is closed (its transaction rolled back by the tablet), then the tablet links and
    the topo close.
 
@@ -41,7 +42,9 @@ DRAIN_POLL: Final = 0.05  # seconds between two looks at the sessions left
 
 
 def _outside_transaction(session: GateSession) -> Callable[[], bool]:
-    return lambda: not session.in_transaction
+    """Whether ``session`` may close once idle: outside a transaction, or in one that an
+    autocommit-off read opened and that has only read (closing it loses nothing)."""
+    return lambda: not session.in_transaction or session.reads_only
 
 
 class LameDuck(Service):

@@ -76,6 +76,10 @@ def test_sessions_close_once_idle_and_outside_a_transaction() -> None:
     tx_session, in_tx = connect(c, server)
     c.run(tx_session, "begin")
     c.run(tx_session, "update t set a = 1")
+    reader, reading = connect(c, server)  # autocommit off, has only read: nothing to lose
+    c.run(reader, "set autocommit = 0")
+    c.run(reader, "select * from t")
+    assert reader.in_transaction
     d = SessionDrain(c.gate, c.clock, 5.0).stopService()
     assert c.gate.shutting_down
     assert set(server.connections) == {busy.conn_id, in_tx.conn_id}
