@@ -136,6 +136,7 @@ class Gate:
         self.server: MySQLServerFactory | None = None
         self.started = clock.seconds()
         self.questions = 0
+        discovery.on_change(self._release_reads)
         self._columns: dict[bytes, ColumnDefinition41] = {}
         self._heads: dict[tuple[bytes, ...], tuple[ColumnDefinition41, ...]] = {}
         # False from start until the topo cache has read everything once (``topo_loading``).
@@ -144,6 +145,20 @@ class Gate:
         # ``keyspaces()``, kept until the topo cache reports a change (``keyspace_names``).
         self._names: tuple[str, ...] | None = None
         cache.subscribe(self._topo_changed)
+
+    # --- tablets that stop serving ----------------------------------------------------------
+
+    def _release_reads(self) -> None:
+        """A tablet's health changed: if one that stopped serving (a planned reparent or
+        restart, which waits for its open transactions) holds idle transactions that an
+        autocommit-off read opened and that have only read, roll them back now
+        (``GateSession.release_reads``) rather than hold its drain for its grace period."""
+        if not any(h.pinned > 0 and not h.serving for h in self.discovery.all()):
+            return
+        for session in list(self.sessions.values()):
+            pin = session.tx
+            if pin is not None and session.reads_only and not pin.handle.serving:
+                session.release_reads()
 
     # --- topo readiness ---------------------------------------------------------------------
 

@@ -14,8 +14,10 @@ BEGIN/COMMIT/ROLLBACK drive a tablet transaction; everything else is routed:
   primary and later ones are pinned to it until COMMIT/ROLLBACK. With autocommit off a
   write, a locking read, SAVEPOINT or a read of tables at a primary target opens one
   implicitly, as in MySQL and Vitess (``session.autocommit_off_reads_in_transaction`` false
-  leaves reads before the first write on pooled connections). One transaction spans one
-  shard: another keyspace or shard inside it is refused;
+  leaves reads before the first write on pooled connections); one that has only read ends
+  quietly when its tablet ends it or stops serving. DDL and the like (``_commits``) commit
+  the open transaction first and open none. One transaction spans one shard: another
+  keyspace or shard inside it is refused;
 - settings (a SET of session system variables only, ``classify.replayable_setting``): the
   tablet checks it on a pooled connection, then it travels with every pooled statement,
   transaction and stream of the session (tablet ``settings``), and no connection is held;
@@ -51,7 +53,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
@@ -63,6 +65,7 @@ from vtwist.gate.buffer import refused
 from vtwist.gate.classify import (
     KIND_BEGIN,
     KIND_COMMIT,
+    KIND_DDL,
     KIND_ROLLBACK,
     KIND_SAVEPOINT,
     KIND_SELECT,
@@ -144,8 +147,24 @@ def _starts_transaction(info: QueryInfo) -> bool:
     """With autocommit off, whether ``info`` opens the session's implicit transaction
     wherever the session reads: a write, a locking read or a savepoint (SQLAlchemy's
     ``begin_nested`` sends SAVEPOINT first; on a pooled connection it would be lost before
-    its RELEASE). Reads of tables may too (``GateSession._opens_transaction``)."""
-    return info.is_write or info.locks or info.kind == KIND_SAVEPOINT
+    its RELEASE). Reads of tables may too (``GateSession._opens_transaction``). Not a
+    statement that commits implicitly (``_commits``): it ends a transaction, and opens none."""
+    return (info.is_write or info.locks or info.kind == KIND_SAVEPOINT) and not _commits(info)
+
+
+#: First words, besides DDL's, of statements that commit implicitly in MySQL.
+_COMMITTING_WORDS: Final = frozenset({"grant", "revoke", "analyze", "optimize", "repair", "check"})
+
+
+def _commits(info: QueryInfo) -> bool:
+    """Whether MySQL commits the open transaction before running ``info``, and leaves none
+    open after it: DDL (CREATE, ALTER, DROP, RENAME, TRUNCATE; not of TEMPORARY tables, which
+    are session state), GRANT, REVOKE and the table maintenance statements. On a tablet's
+    transaction connection, whose autocommit is on, the statements after it would commit
+    one by one, so the gate commits the transaction first and runs it outside."""
+    if info.kind == KIND_DDL:
+        return not info.sets_state
+    return info.first_word in _COMMITTING_WORDS
 
 
 def _reads_tables(info: QueryInfo) -> bool:
@@ -604,6 +623,8 @@ class GateSession:
             )
         self._rows = (0, 0)
         self.command, self.since, self.current = "Sleep", now, None
+        if self.reads_only and self.tx is not None and not self.tx.handle.serving:
+            self.release_reads()  # its tablet stopped serving while this statement ran
 
     def _noted(self, result: QueryResult, result_set: bool) -> None:
         """Keep what this session's ``LAST_INSERT_ID()`` and ``ROW_COUNT()`` answer next
@@ -688,6 +709,8 @@ class GateSession:
         if info.is_write and target.tablet_type != PRIMARY:
             raise read_only_target(target)
         redirected: Target | None = None
+        if self.in_transaction and _commits(info):
+            await self._commit_open()  # as MySQL does: COMMIT first, none open after
         if not self.autocommit and not self.in_transaction:
             if _starts_transaction(info):
                 self.explicit_tx = True  # implicit transaction: ends at COMMIT/ROLLBACK
@@ -854,13 +877,28 @@ class GateSession:
             )
         except MySQLError as e:
             # An earlier read opened it and its tablet ended it (transaction.timeout while
-            # the client sat idle, as autocommit-off clients that only read do): this read
-            # starts a new one. (One opened by this statement is not retried.)
-            if earlier and held_gone(e) and self._reads_ended():
+            # the client sat idle, as autocommit-off clients that only read do; a demoted
+            # primary's connections killed): this read starts a new one. (One opened by
+            # this statement is not retried.)
+            gone = held_gone(e) or isinstance(e, LinkLostError)
+            if earlier and gone and self._reads_ended():
                 return await self._routed(info, sink)
             raise
         await self._held_done(handle, info, where, transaction_id=pin.transaction_id)
         return result
+
+    def release_reads(self) -> None:
+        """Roll back the open transaction if an autocommit-off read opened it, it has only
+        read and no command of the session runs (``Gate._release_reads``: its tablet stops
+        serving). Nothing of it is lost; the session's next read opens a new one."""
+        pin = self.tx
+        if pin is None or self.command != "Sleep" or not self._reads_ended():
+            return
+        try:
+            d = pin.handle.client().rollback(pin.transaction_id, deadline=self._deadline())
+        except MySQLError:
+            return  # its link is down: the tablet ends it
+        d.addErrback(lambda _: None)  # ended there already, or the link broke: all the same
 
     def _reads_ended(self) -> bool:
         """If the open transaction only read (``reads_only``) and holds no session state,

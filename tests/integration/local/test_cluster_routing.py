@@ -489,6 +489,27 @@ def test_autocommit_off_reads_are_one_transaction(cluster: dict[str, Any]) -> No
         b.close()
 
 
+def test_ddl_commits_implicitly_as_in_mysql(cluster: dict[str, Any]) -> None:
+    # Autocommit off (PyMySQL's default, Alembic's migrations): DDL commits what came
+    # before it and leaves no transaction open, so a ROLLBACK undoes only what follows it.
+    conn = cluster["connect"](autocommit=False)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS ddl_t")
+            cur.execute("CREATE TABLE ddl_t (id INT PRIMARY KEY)")
+            cur.execute("INSERT INTO ddl_t VALUES (1)")
+            conn.rollback()
+            cur.execute("INSERT INTO ddl_t VALUES (2)")
+            cur.execute("ALTER TABLE ddl_t ADD COLUMN v INT")  # commits the insert of 2
+            cur.execute("INSERT INTO ddl_t VALUES (3, 0)")
+            conn.rollback()
+            cur.execute("SELECT id FROM ddl_t ORDER BY id")
+            assert cur.fetchall() == ((2,),)
+            conn.rollback()
+    finally:
+        conn.close()
+
+
 def test_last_insert_id_of_interleaved_sessions(cluster: dict[str, Any]) -> None:
     """Two sessions inserting in turn on pooled connections: SELECT LAST_INSERT_ID() gives
     each its own id, and ROW_COUNT() its own count (mysqld would answer for whichever
@@ -1315,6 +1336,39 @@ def test_sysbench_through_planned_reparents(cluster: dict[str, Any]) -> None:
         assert int(one(conn, "SELECT @@server_id")) == PRIMARY
     finally:
         conn.close()
+
+
+def test_planned_reparents_do_not_wait_for_autocommit_off_readers(cluster: dict[str, Any]) -> None:
+    """PyMySQL clients (autocommit off) that read and then sit idle hold transactions that
+    have only read: when the primary stops serving for a planned reparent, the gate rolls
+    them back at once, so the old primary's drain does not wait out its grace period (its
+    log says so when it does), and their next reads run in new transactions."""
+    topo = cluster["topo_address"]
+    logs = {
+        alias: cluster["dir"] / "tablets" / alias / "twistd.log"
+        for alias in ("zone1-0000000100", "zone1-0000000101")
+    }
+    sizes = {alias: path.stat().st_size for alias, path in logs.items()}
+    readers = [cluster["connect"](autocommit=False) for _ in range(3)]
+    try:
+        with readers[0].cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS idle_readers_t (id INT PRIMARY KEY)")
+        for new in ("zone1-0000000101", "zone1-0000000100"):
+            for r in readers:
+                assert one(r, "SELECT COUNT(*) FROM idle_readers_t") == 0  # opens one
+            out = vtwist("reparent", "planned", "commerce/0", "--new-primary", new, "--topo", topo)
+            assert out.returncode == 0, out.stdout + out.stderr
+        for r in readers:
+            assert one(r, "SELECT COUNT(*) FROM idle_readers_t") == 0
+            r.commit()
+    finally:
+        for r in readers:
+            r.close()
+    for alias, path in logs.items():
+        with path.open("rb") as f:
+            f.seek(sizes[alias])
+            written = f.read().decode("utf-8", "replace")
+        assert "demoting: " not in written, written
 
 
 def test_gate_stop_drains_its_sessions(cluster: dict[str, Any]) -> None:

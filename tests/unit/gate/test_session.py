@@ -726,6 +726,30 @@ def test_an_ended_transaction_that_only_read_starts_again_quietly() -> None:
     assert c.run(s, "commit").error_code == 1105
 
 
+def test_a_tablet_that_stops_serving_gets_read_only_transactions_back_at_once() -> None:
+    # A planned reparent (or a restart) waits for the primary's open transactions: an idle
+    # autocommit-off reader's transaction, which has only read, is rolled back as soon as
+    # the tablet says it stops serving, and the session's next read opens a new one.
+    c = cluster()
+    primary = c.services["zone1-100"]
+    reader, writer, busy = c.session(), c.session(), c.session()
+    for s in (reader, writer, busy):
+        c.run(s, "set autocommit = 0")
+        c.run(s, "select * from t")
+    c.run(writer, "update t set a = 1")
+    running = RecordingSink()
+    busy.query(b"select sleep(1) from t", running)  # a read of it still runs
+    c.flush()
+    assert len(primary.transactions) == 3
+    c.serve("zone1-100", "primary", serving=False)
+    c.flush()
+    assert primary.ops().count("rollback") == 1 and not reader.in_transaction
+    assert writer.in_transaction and busy.in_transaction  # it wrote; one still runs
+    c.serve("zone1-100", "primary")
+    c.run(reader, "select * from t")
+    assert reader.in_transaction and primary.ops()[-2:] == ["begin", "execute"]
+
+
 def test_a_read_that_cannot_open_its_transaction_says_how_to_keep_reads_pooled() -> None:
     c = cluster()
     s = c.session()
@@ -773,6 +797,46 @@ def test_autocommit_off_reads_a_policy_redirects_run_outside_the_transaction() -
     assert s.status() == 0
     assert served_by(c.run(s, "select count(*) from t")) == "zone1-100"
     assert s.status() == IN_TRANS
+
+
+def test_ddl_commits_the_transaction_first_and_opens_none() -> None:
+    # As in MySQL: DDL (and GRANT, ANALYZE TABLE...) commits the open transaction, then
+    # runs; none is open after it. On the tablet's transaction connection (autocommit on)
+    # the writes after it would each have committed at once, out of ROLLBACK's reach.
+    c = cluster()
+    s = c.session()
+    primary = c.services["zone1-100"]
+    c.run(s, "set autocommit = 0")
+    c.run(s, "create table t (id int)")  # opens no transaction
+    assert not s.in_transaction and primary.ops() == ["execute"]
+    c.run(s, "insert into t values (1)")
+    c.run(s, "alter table t add column v int")
+    assert not s.in_transaction
+    c.run(s, "insert into t values (2, 0)")
+    c.run(s, "rollback")
+    assert primary.ops() == [
+        "execute",  # CREATE TABLE, pooled
+        "begin",
+        "execute",  # INSERT 1
+        "commit",  # before the ALTER
+        "execute",  # ALTER, pooled
+        "begin",
+        "execute",  # INSERT 2, in a new transaction...
+        "rollback",  # ...which ROLLBACK undoes
+    ]
+    tids = [args.transaction_id for op, args in primary.calls if op == "execute"]
+    assert tids[0] == tids[2] == 0 and tids[1] != 0 and tids[3] not in (0, tids[1])
+    # Temporary tables are session state, not DDL that commits.
+    c.run(s, "insert into t values (3, 0)")
+    c.run(s, "create temporary table tmp (a int)")
+    assert s.in_transaction
+    c.run(s, "rollback")
+    # With autocommit on, after BEGIN: the DDL ends the transaction.
+    c.run(s, "set autocommit = 1")
+    c.run(s, "begin")
+    c.run(s, "insert into t values (4, 0)")
+    c.run(s, "truncate t")
+    assert not s.in_transaction and s.status() == AUTOCOMMIT
 
 
 def test_set_autocommit_1_commits() -> None:

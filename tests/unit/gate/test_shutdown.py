@@ -76,7 +76,7 @@ def test_sessions_close_once_idle_and_outside_a_transaction() -> None:
     tx_session, in_tx = connect(c, server)
     c.run(tx_session, "begin")
     c.run(tx_session, "update t set a = 1")
-    reader, reading = connect(c, server)  # autocommit off, has only read: nothing to lose
+    reader, _reading = connect(c, server)  # autocommit off, has only read: nothing to lose
     c.run(reader, "set autocommit = 0")
     c.run(reader, "select * from t")
     assert reader.in_transaction
