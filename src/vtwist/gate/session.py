@@ -153,18 +153,32 @@ def _starts_transaction(info: QueryInfo) -> bool:
 
 
 #: First words, besides DDL's, of statements that commit implicitly in MySQL.
-_COMMITTING_WORDS: Final = frozenset({"grant", "revoke", "analyze", "optimize", "repair", "check"})
+_COMMITTING_WORDS: Final = frozenset(
+    {"grant", "revoke", "analyze", "optimize", "repair", "check", "lock"}
+)
 
 
 def _commits(info: QueryInfo) -> bool:
     """Whether MySQL commits the open transaction before running ``info``, and leaves none
-    open after it: DDL (CREATE, ALTER, DROP, RENAME, TRUNCATE; not of TEMPORARY tables, which
-    are session state), GRANT, REVOKE and the table maintenance statements. On a tablet's
-    transaction connection, whose autocommit is on, the statements after it would commit
-    one by one, so the gate commits the transaction first and runs it outside."""
+    open after it: DDL (CREATE, ALTER, DROP, RENAME, TRUNCATE; not of TEMPORARY tables,
+    which are session state), GRANT, REVOKE, LOCK TABLES and the table maintenance
+    statements. On a tablet's transaction connection, whose autocommit is on, the
+    statements after it would commit one by one, so the gate commits the transaction first
+    and runs it outside."""
     if info.kind == KIND_DDL:
         return not info.sets_state
     return info.first_word in _COMMITTING_WORDS
+
+
+def table_locks_autocommit_off() -> MySQLError:
+    """ERROR 1235 for a write under LOCK TABLES with autocommit off: the tablet opens a
+    transaction with START TRANSACTION, which would release the session's table locks."""
+    return MySQLError(
+        ErrorCode.NOT_SUPPORTED_YET,
+        "a write under LOCK TABLES with autocommit off is not supported through vtgate (the "
+        "transaction it opens would release the table locks); SET autocommit = 1 before LOCK "
+        "TABLES, or lock rows with SELECT ... FOR UPDATE in a transaction instead",
+    )
 
 
 def _reads_tables(info: QueryInfo) -> bool:
@@ -194,6 +208,8 @@ class GateSession:
         # The open transaction is an implicit one a read opened and has only read so far
         # (``_reads_ended``): if its tablet ends it, nothing of it is lost.
         self.reads_only = False
+        # LOCK TABLES ran on a reserved connection and no UNLOCK TABLES or BEGIN since.
+        self.table_locks = False
         self.tx: Pin | None = None
         self.reserved: dict[str, Held] = {}
         self.settings: list[str] = []
@@ -349,6 +365,7 @@ class GateSession:
                 await self._commit_open()
                 self.explicit_tx = True
                 self.reads_only = False
+                self.table_locks = False  # as in MySQL, a transaction releases them
                 self.tx_start = characteristics  # (the tablet transaction opens lazily)
                 sink.ok(status=self.status() | more)
             elif info.kind in (KIND_COMMIT, KIND_ROLLBACK):
@@ -358,6 +375,8 @@ class GateSession:
                 sink.ok(status=self.status() | more)
             else:
                 result = await self._routed(info, sink, more)
+                if info.first_word in ("lock", "unlock"):  # LOCK|UNLOCK TABLES, done
+                    self.table_locks = info.first_word == "lock"
                 if result is not None:
                     self._send(result, sink, more)
         except BaseException:
@@ -711,7 +730,12 @@ class GateSession:
         redirected: Target | None = None
         if self.in_transaction and _commits(info):
             await self._commit_open()  # as MySQL does: COMMIT first, none open after
-        if not self.autocommit and not self.in_transaction:
+        if not self.autocommit and not self.in_transaction and self.table_locks and self.reserved:
+            if _starts_transaction(info):
+                raise table_locks_autocommit_off()
+            # (A read runs under the locks without opening a transaction: opening one
+            # would release them.)
+        elif not self.autocommit and not self.in_transaction:
             if _starts_transaction(info):
                 self.explicit_tx = True  # implicit transaction: ends at COMMIT/ROLLBACK
                 self.reads_only = False
@@ -1520,7 +1544,7 @@ class GateSession:
     async def _reset(self) -> None:
         pin = self._unpin()
         reserved, self.reserved = self.reserved, {}
-        self.explicit_tx = False
+        self.explicit_tx = self.reads_only = self.table_locks = False
         self.tx_start = ""
         self.autocommit = True
         self.settings = []

@@ -510,6 +510,36 @@ def test_ddl_commits_implicitly_as_in_mysql(cluster: dict[str, Any]) -> None:
         conn.close()
 
 
+def test_lock_tables_keeps_its_locks(cluster: dict[str, Any]) -> None:
+    # START TRANSACTION releases table locks in MySQL: with autocommit off a write under
+    # LOCK TABLES (which would open a tablet transaction) gets the clear 1235 and the locks
+    # stay; with autocommit on, writes under the locks run as in MySQL.
+    a = cluster["connect"](autocommit=False)
+    b = cluster["connect"]()
+    try:
+        with a.cursor() as cur, b.cursor() as other:
+            other.execute("CREATE TABLE IF NOT EXISTS locked_t (id INT AUTO_INCREMENT PRIMARY KEY)")
+            other.execute("SET SESSION lock_wait_timeout = 1")
+            for autocommit in (False, True):
+                a.autocommit(autocommit)
+                cur.execute("LOCK TABLES locked_t WRITE")
+                if autocommit:
+                    cur.execute("INSERT INTO locked_t VALUES ()")
+                else:
+                    with pytest.raises(pymysql.err.MySQLError) as refused:
+                        cur.execute("INSERT INTO locked_t VALUES ()")
+                    assert refused.value.args[0] == 1235
+                    cur.execute("SELECT COUNT(*) FROM locked_t")  # reads run under them
+                with pytest.raises(pymysql.err.OperationalError) as waited:
+                    other.execute("SELECT COUNT(*) FROM locked_t")
+                assert waited.value.args[0] == 1205  # the lock is still held
+                cur.execute("UNLOCK TABLES")
+            other.execute("SELECT COUNT(*) FROM locked_t")
+    finally:
+        a.close()
+        b.close()
+
+
 def test_last_insert_id_of_interleaved_sessions(cluster: dict[str, Any]) -> None:
     """Two sessions inserting in turn on pooled connections: SELECT LAST_INSERT_ID() gives
     each its own id, and ROW_COUNT() its own count (mysqld would answer for whichever

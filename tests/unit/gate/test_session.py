@@ -839,6 +839,34 @@ def test_ddl_commits_the_transaction_first_and_opens_none() -> None:
     assert not s.in_transaction and s.status() == AUTOCOMMIT
 
 
+def test_lock_tables_with_autocommit_off() -> None:
+    # The tablet opens a transaction with START TRANSACTION, which in MySQL releases the
+    # session's table locks: a write under LOCK TABLES with autocommit off is refused
+    # (reads run under the locks), and LOCK TABLES commits an open transaction first.
+    c = cluster()
+    s = c.session()
+    primary = c.services["zone1-100"]
+    c.run(s, "set autocommit = 0")
+    c.run(s, "insert into t values (1)")
+    c.run(s, "lock tables t write")
+    assert primary.ops() == ["begin", "execute", "commit", "reserve", "execute"]
+    assert not s.in_transaction
+    sink = c.run(s, "insert into t values (2)")
+    assert sink.error_code == 1235
+    assert "autocommit = 1" in str(sink.events[-1])
+    c.run(s, "select * from t")
+    assert not s.in_transaction and primary.ops()[-1] == "execute"
+    c.run(s, "unlock tables")
+    c.run(s, "insert into t values (3)")
+    assert s.in_transaction and primary.ops()[-2:] == ["begin", "execute"]
+    c.run(s, "commit")
+    # With autocommit on, writes under the locks run one by one, as in MySQL.
+    c.run(s, "set autocommit = 1")
+    c.run(s, "lock tables t write")
+    c.run(s, "insert into t values (4)")
+    assert not s.in_transaction and c.run(s, "unlock tables").error_code is None
+
+
 def test_set_autocommit_1_commits() -> None:
     c = cluster()
     s = c.session()
