@@ -51,6 +51,7 @@ tablet, since the client's own connection is fine.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -907,9 +908,19 @@ class GateSession:
             gone = held_gone(e) or isinstance(e, LinkLostError)
             if earlier and gone and self._reads_ended():
                 return await self._routed(info, sink)
+            if e.code == ErrorCode.LOCK_DEADLOCK:
+                await self._deadlocked()
             raise
         await self._held_done(handle, info, where, transaction_id=pin.transaction_id)
         return result
+
+    async def _deadlocked(self) -> None:
+        """A statement of the transaction lost a deadlock (1213): mysqld rolled the whole
+        transaction back, and its connection (autocommit on, on the tablet) would commit
+        what follows one statement at a time. End it here too, as MySQL leaves the session:
+        with autocommit off the next statement opens a new one, else none is open."""
+        with contextlib.suppress(MySQLError):  # (if it cannot, the tablet ends it itself)
+            await self._finish(False)
 
     def release_reads(self) -> None:
         """Roll back the open transaction if an autocommit-off read opened it, it has only

@@ -540,6 +540,48 @@ def test_lock_tables_keeps_its_locks(cluster: dict[str, Any]) -> None:
         b.close()
 
 
+def test_a_deadlock_ends_the_transaction(cluster: dict[str, Any]) -> None:
+    # mysqld rolls the deadlock's loser back whole; with autocommit off, what the loser
+    # runs next is a new transaction, which its ROLLBACK undoes (as on MariaDB directly).
+    setup = cluster["connect"]()
+    a, b = cluster["connect"](autocommit=False), cluster["connect"](autocommit=False)
+    try:
+        with setup.cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS deadlock_t (id INT PRIMARY KEY, v INT)")
+            cur.execute("DELETE FROM deadlock_t")
+            cur.execute("INSERT INTO deadlock_t VALUES (1, 0), (2, 0)")
+        ca, cb = a.cursor(), b.cursor()
+        ca.execute("UPDATE deadlock_t SET v = 1 WHERE id = 1")
+        cb.execute("UPDATE deadlock_t SET v = 1 WHERE id = 2")
+        errors: dict[Any, int] = {}
+
+        def crossing() -> None:
+            try:
+                ca.execute("UPDATE deadlock_t SET v = 2 WHERE id = 2")  # waits for b
+            except pymysql.err.MySQLError as e:
+                errors[ca] = e.args[0]
+
+        waiter = threading.Thread(target=crossing)
+        waiter.start()
+        time.sleep(0.5)
+        try:
+            cb.execute("UPDATE deadlock_t SET v = 2 WHERE id = 1")  # closes the cycle
+        except pymysql.err.MySQLError as e:
+            errors[cb] = e.args[0]
+        waiter.join(10)
+        assert list(errors.values()) == [1213]
+        (loser,) = errors
+        (ca if loser is cb else cb).connection.commit()  # the winner
+        loser.execute("INSERT INTO deadlock_t VALUES (3, 3)")
+        loser.connection.rollback()
+        with setup.cursor() as cur:
+            cur.execute("SELECT id FROM deadlock_t ORDER BY id")
+            assert cur.fetchall() == ((1,), (2,))
+    finally:
+        for conn in (setup, a, b):
+            conn.close()
+
+
 def test_last_insert_id_of_interleaved_sessions(cluster: dict[str, Any]) -> None:
     """Two sessions inserting in turn on pooled connections: SELECT LAST_INSERT_ID() gives
     each its own id, and ROW_COUNT() its own count (mysqld would answer for whichever

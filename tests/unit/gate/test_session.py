@@ -867,6 +867,34 @@ def test_lock_tables_with_autocommit_off() -> None:
     assert not s.in_transaction and c.run(s, "unlock tables").error_code is None
 
 
+def test_a_deadlock_ends_the_transaction_as_mysqld_did() -> None:
+    # mysqld rolls the whole transaction back on a deadlock (1213): what the session runs
+    # next must not go, one autocommitted statement at a time, to that connection.
+    c = cluster()
+    s = c.session()
+    primary = c.services["zone1-100"]
+    c.run(s, "set autocommit = 0")
+    c.run(s, "insert into t values (1)")
+    assert c.run(s, "error 1213").error_code == 1213
+    assert not s.in_transaction and primary.ops()[-1] == "rollback"
+    c.run(s, "insert into t values (3)")  # opens a new one, which ROLLBACK undoes
+    c.run(s, "rollback")
+    assert primary.ops()[-3:] == ["begin", "execute", "rollback"]
+    c.run(s, "set autocommit = 1")
+    c.run(s, "begin")
+    c.run(s, "insert into t values (4)")
+    assert c.run(s, "error 1213").error_code == 1213
+    assert s.status() == AUTOCOMMIT  # the transaction is over, as in MySQL
+    c.run(s, "insert into t values (5)")
+    assert primary.calls[-1][1].transaction_id == 0
+    # Other errors leave the transaction open, as in MySQL.
+    c.run(s, "begin")
+    c.run(s, "insert into t values (6)")
+    assert c.run(s, "error 1062").error_code == 1062
+    assert s.in_transaction
+    c.run(s, "rollback")
+
+
 def test_set_autocommit_1_commits() -> None:
     c = cluster()
     s = c.session()
