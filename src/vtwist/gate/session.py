@@ -155,14 +155,14 @@ def _starts_transaction(info: QueryInfo) -> bool:
 
 #: First words, besides DDL's, of statements that commit implicitly in MySQL.
 _COMMITTING_WORDS: Final = frozenset(
-    {"grant", "revoke", "analyze", "optimize", "repair", "check", "lock"}
+    {"grant", "revoke", "analyze", "optimize", "repair", "check", "lock", "flush"}
 )
 
 
 def _commits(info: QueryInfo) -> bool:
     """Whether MySQL commits the open transaction before running ``info``, and leaves none
     open after it: DDL (CREATE, ALTER, DROP, RENAME, TRUNCATE; not of TEMPORARY tables,
-    which are session state), GRANT, REVOKE, LOCK TABLES and the table maintenance
+    which are session state), GRANT, REVOKE, LOCK TABLES, FLUSH and the table maintenance
     statements. On a tablet's transaction connection, whose autocommit is on, the
     statements after it would commit one by one, so the gate commits the transaction first
     and runs it outside."""

@@ -837,6 +837,10 @@ def test_ddl_commits_the_transaction_first_and_opens_none() -> None:
     c.run(s, "insert into t values (4, 0)")
     c.run(s, "truncate t")
     assert not s.in_transaction and s.status() == AUTOCOMMIT
+    c.run(s, "begin")
+    c.run(s, "insert into t values (5, 0)")
+    c.run(s, "flush tables")
+    assert not s.in_transaction and primary.ops()[-2:] == ["commit", "execute"]
 
 
 def test_lock_tables_with_autocommit_off() -> None:
