@@ -58,6 +58,16 @@ def ran_on(c: Any, s: Any, sql: str) -> str:
     return str(ran[0])
 
 
+@implementer(IPlugin, IRoutingPolicy)
+class Reports(RandomPolicy):
+    """Sends reads marked ``/* report */`` to ``@replica``."""
+
+    name = "reports"
+
+    def redirect(self, query: Any) -> str | None:
+        return "@replica" if b"/* report */" in query.sql else None
+
+
 def test_handler_and_factory_provide_their_interfaces() -> None:
     c = cluster()
     assert verifyObject(IQueryHandlerFactory, c.gate)
@@ -783,13 +793,6 @@ def test_autocommit_off_reads_stay_pooled_when_configured_or_not_at_the_primary(
 
 
 def test_autocommit_off_reads_a_policy_redirects_run_outside_the_transaction() -> None:
-    @implementer(IPlugin, IRoutingPolicy)
-    class Reports(RandomPolicy):
-        name = "reports"
-
-        def redirect(self, query: Any) -> str | None:
-            return "@replica" if b"/* report */" in query.sql else None
-
     c = cluster(policy=Reports(lambda n: 0))
     s = c.session()
     c.run(s, "set autocommit = 0")
@@ -1277,13 +1280,6 @@ def test_kill_query_and_processlist_of_a_prepared_execute() -> None:
 
 
 def test_redirecting_policy() -> None:
-    @implementer(IPlugin, IRoutingPolicy)
-    class Reports(RandomPolicy):
-        name = "reports"
-
-        def redirect(self, query: Any) -> str | None:
-            return "@replica" if b"/* report */" in query.sql else None
-
     c = cluster(policy=Reports(lambda n: 0))
     s = c.session()
     assert served_by(c.run(s, "select /* report */ count(*) from t")) == "zone1-101"
