@@ -521,6 +521,37 @@ def transaction_characteristics(sql: bytes) -> str:
     return ", ".join(out)
 
 
+_CHAIN: Final = re.compile(rb"\bAND\s+(NO\s+)?CHAIN\b", re.IGNORECASE)
+_RELEASE: Final = re.compile(rb"\b(NO\s+)?RELEASE\b", re.IGNORECASE)
+
+
+def transaction_end(sql: bytes) -> tuple[bool, bool]:
+    """For ``COMMIT|ROLLBACK [WORK] [AND [NO] CHAIN] [[NO] RELEASE]``: (chain, release), what
+    the session does after: begin a new transaction with the same characteristics, or
+    close the connection."""
+    body = strip_comments(sql)
+    chain, release = _CHAIN.search(body), _RELEASE.search(body)
+    return (chain is not None and not chain.group(1), release is not None and not release.group(1))
+
+
+_COMPLETION_TYPE: Final = re.compile(
+    rb"\bcompletion_type\s*:?=\s*(['\"]?)([A-Za-z0-9_]+)\1", re.IGNORECASE
+)
+
+
+def chains_by_default(sql: bytes) -> bool:
+    """Whether SET ``sql`` gives ``completion_type`` a value other than NO_CHAIN (0): plain
+    COMMIT and ROLLBACK would then chain a transaction or close the connection."""
+    body = strip_comments(sql)
+    quoted = [m.span() for m in _LITERALS.finditer(body)]
+    for m in _COMPLETION_TYPE.finditer(body):
+        if any(start <= m.start() < end for start, end in quoted):
+            continue  # inside a string
+        if m.group(2).upper() not in (b"0", b"NO_CHAIN", b"DEFAULT"):
+            return True
+    return False
+
+
 _LAST_INSERT_ID_SET: Final = re.compile(_LAST_INSERT_ID_EXPR, re.IGNORECASE)
 
 

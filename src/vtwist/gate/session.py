@@ -95,6 +95,7 @@ from vtwist.gate.classify import (
     OWNED_VERSION_COMMENT,
     OWNED_WORKLOAD,
     QueryInfo,
+    chains_by_default,
     classify,
     database_ddl,
     directive_timeout_ms,
@@ -102,6 +103,7 @@ from vtwist.gate.classify import (
     reusable,
     sets_last_insert_id,
     transaction_characteristics,
+    transaction_end,
 )
 from vtwist.gate.diagnostics import Diagnostics, keeps, reads_counts
 from vtwist.gate.discovery import NoServingTabletError, TabletHandle
@@ -370,8 +372,22 @@ class GateSession:
                 self.tx_start = characteristics  # (the tablet transaction opens lazily)
                 sink.ok(status=self.status() | more)
             elif info.kind in (KIND_COMMIT, KIND_ROLLBACK):
+                chain, release = transaction_end(info.sql)
+                characteristics = self.tx.characteristics if self.tx else self.tx_start
                 await self._finish(info.kind == KIND_COMMIT)
+                if chain:  # AND CHAIN: a new one at once, with the same characteristics
+                    self.explicit_tx = True
+                    self.tx_start = characteristics
                 sink.ok(status=self.status() | more)
+                if release:  # RELEASE: the server closes the connection after its OK
+                    self._close_when_idle()
+            elif info.kind == KIND_SET and chains_by_default(info.sql):
+                raise MySQLError(
+                    ErrorCode.NOT_SUPPORTED_YET,
+                    "completion_type other than NO_CHAIN is not supported through vtgate; "
+                    "write COMMIT AND CHAIN or COMMIT RELEASE instead",
+                    "42000",
+                )
             elif info.kind == KIND_SET and info.sets_state and self._hold_user_vars(info.sql):
                 sink.ok(status=self.status() | more)
             else:
@@ -983,8 +999,8 @@ class GateSession:
                     settings=self.settings or None,
                 ),
             )
+        self.tx = Pin(handle, keyspace, shard, tid, handle.generation, self.tx_start)
         self.tx_start = ""  # (kept until the transaction opened: a refused begin is retried)
-        self.tx = Pin(handle, keyspace, shard, tid, handle.generation)
         handle.pinned += 1
         return self.tx
 
@@ -1459,6 +1475,13 @@ class GateSession:
             proto = server.connections.get(conn_id) if server is not None else None
             if proto is not None:
                 proto.close()
+
+    def _close_when_idle(self) -> None:
+        """Close this session's client connection once its command's reply is sent."""
+        server = self.gate.server
+        proto = server.connections.get(self.connection_id) if server is not None else None
+        if proto is not None:
+            proto.close_when_idle(lambda: True)
 
     def kill_query(self) -> bool:
         """Stop the session's statement in flight (its tablet KILLs the query); true if any."""

@@ -31,6 +31,7 @@ class Pin:
     shard: str
     transaction_id: int
     generation: int
+    characteristics: str = ""  # its START TRANSACTION's (what AND CHAIN begins again with)
 
 
 @dataclass(frozen=True, slots=True)

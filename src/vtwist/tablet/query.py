@@ -120,6 +120,10 @@ class QuerySettings:
 
 _QUERY_TIMEOUT_KEY = keys.QUERY_TIMEOUT.key
 DRAIN_POLL: Final = 0.05  # seconds between two looks at what still runs, when draining
+# How the tablet ends a transaction: whatever completion_type the connection's session has
+# (a client's setting, mysqld's global), it neither chains a new one nor disconnects.
+_COMMIT: Final = b"COMMIT AND NO CHAIN NO RELEASE"
+_ROLLBACK: Final = b"ROLLBACK AND NO CHAIN NO RELEASE"
 
 
 def _setting_warnings(options: Mapping[str, object] | None) -> bool:
@@ -694,11 +698,11 @@ class TabletQueryService:
 
     def commit(self, request: ITabletRPCRequest, args: TransactionArgs) -> Deferred[int]:
         """See ``ITabletService.commit``."""
-        return self._timed(KIND_COMMIT, self._finish(request, args, b"COMMIT", "committed"))
+        return self._timed(KIND_COMMIT, self._finish(request, args, _COMMIT, "committed"))
 
     def rollback(self, request: ITabletRPCRequest, args: TransactionArgs) -> Deferred[int]:
         """See ``ITabletService.rollback``."""
-        return self._timed(KIND_ROLLBACK, self._finish(request, args, b"ROLLBACK", "rolled back"))
+        return self._timed(KIND_ROLLBACK, self._finish(request, args, _ROLLBACK, "rolled back"))
 
     async def _finish(
         self, request: ITabletRPCRequest, args: TransactionArgs, sql: bytes, how: str
@@ -712,7 +716,7 @@ class TabletQueryService:
             # A failed COMMIT leaves the transaction in an unknown state: end it.
             if not held.closed:
                 why = e.message if isinstance(e, MySQLError) else type(e).__name__
-                self._release(held, f"{sql.decode().lower()} failed: {why}")
+                self._release(held, f"{sql.split()[0].decode().lower()} failed: {why}")
             raise
         self.held.end_transaction(held, how)
         if held.reserved_id:

@@ -582,6 +582,30 @@ def test_a_deadlock_ends_the_transaction(cluster: dict[str, Any]) -> None:
             conn.close()
 
 
+def test_commit_and_chain_and_release(cluster: dict[str, Any]) -> None:
+    conn = cluster["connect"]()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS chain_t (id INT)")
+            cur.execute("DELETE FROM chain_t")
+            cur.execute("BEGIN")
+            cur.execute("INSERT INTO chain_t VALUES (1)")
+            cur.execute("COMMIT AND CHAIN")  # the next insert is in a new transaction...
+            cur.execute("INSERT INTO chain_t VALUES (2)")
+            cur.execute("ROLLBACK")  # ...which this undoes, as in MySQL
+            cur.execute("SELECT id FROM chain_t")
+            assert cur.fetchall() == ((1,),)
+            with pytest.raises(pymysql.err.MySQLError) as refused:
+                cur.execute("SET SESSION completion_type = 'CHAIN'")
+            assert refused.value.args[0] == 1235
+            cur.execute("COMMIT RELEASE")  # the gate closes the connection after its OK
+            with pytest.raises(pymysql.err.OperationalError) as closed:
+                cur.execute("SELECT 1")
+            assert closed.value.args[0] in (2006, 2013)
+    finally:
+        conn.close()
+
+
 def test_last_insert_id_of_interleaved_sessions(cluster: dict[str, Any]) -> None:
     """Two sessions inserting in turn on pooled connections: SELECT LAST_INSERT_ID() gives
     each its own id, and ROW_COUNT() its own count (mysqld would answer for whichever

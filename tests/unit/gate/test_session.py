@@ -122,6 +122,28 @@ def test_start_transaction_characteristics_reach_the_tablet_begin() -> None:
     assert c.run(s, "start transaction read sometimes").error_code == 1064
 
 
+def test_commit_and_chain_begins_the_next_transaction_at_once() -> None:
+    # COMMIT AND CHAIN: a new transaction begins with the same characteristics, so the
+    # ROLLBACK after it undoes the next insert (the tablet's own COMMIT never chains).
+    c = cluster()
+    s = c.session(database="commerce")
+    c.run(s, "start transaction read write")
+    c.run(s, "insert into t values (1)")
+    c.run(s, "commit and chain")
+    assert s.in_transaction
+    c.run(s, "insert into t values (2)")
+    c.run(s, "rollback and no chain")
+    assert not s.in_transaction
+    primary = c.services["zone1-100"]
+    assert primary.ops() == ["begin", "execute", "commit", "begin", "execute", "rollback"]
+    begins = [args for op, args in primary.calls if op == "begin"]
+    assert begins[0].options == begins[1].options == {"start": "READ WRITE"}
+    # A completion_type that chains or releases by default is refused; NO_CHAIN is kept.
+    sink = c.run(s, "set session completion_type = 'CHAIN'")
+    assert sink.error_code == 1235 and "COMMIT AND CHAIN" in str(sink.events[-1])
+    assert c.run(s, "set completion_type = 0").error_code is None
+
+
 def test_last_insert_id_is_the_sessions_own() -> None:
     c = cluster()
     s, other = c.session(database="commerce"), c.session(database="commerce")

@@ -30,12 +30,14 @@ from vtwist.gate.classify import (
     OWNED_USE,
     OWNED_VERSION_COMMENT,
     QueryInfo,
+    chains_by_default,
     classify,
     directive_timeout_ms,
     replayable_setting,
     reusable,
     strip_comments,
     transaction_characteristics,
+    transaction_end,
 )
 from vtwist.gate.target import Target, check_keyspace, parse_target
 from vtwist.protocols.mysql.errors import MySQLError
@@ -344,6 +346,39 @@ def test_replayable_setting(sql: bytes, replayable: bool) -> None:
 )
 def test_transaction_characteristics(sql: bytes, characteristics: str) -> None:
     assert transaction_characteristics(sql) == characteristics
+
+
+@pytest.mark.parametrize(
+    ("sql", "chain", "release"),
+    [
+        (b"COMMIT", False, False),
+        (b"commit work and chain", True, False),
+        (b"ROLLBACK AND NO CHAIN", False, False),
+        (b"COMMIT RELEASE", False, True),
+        (b"COMMIT AND NO CHAIN NO RELEASE", False, False),
+        (b"rollback work and chain no release", True, False),
+        (b"COMMIT /* AND CHAIN */", False, False),
+    ],
+)
+def test_transaction_end(sql: bytes, chain: bool, release: bool) -> None:
+    assert transaction_end(sql) == (chain, release)
+
+
+@pytest.mark.parametrize(
+    ("sql", "chains"),
+    [
+        (b"SET completion_type = 1", True),
+        (b"SET SESSION completion_type='CHAIN'", True),
+        (b"set @@session.completion_type = release", True),
+        (b"SET sql_mode = '', completion_type = 2", True),
+        (b"SET completion_type = 0", False),
+        (b"SET completion_type = 'NO_CHAIN'", False),
+        (b"SET completion_type = DEFAULT", False),
+        (b"SET sql_mode = 'completion_type = 1'", False),
+    ],
+)
+def test_chains_by_default(sql: bytes, chains: bool) -> None:
+    assert chains_by_default(sql) is chains
 
 
 def test_unknown_transaction_characteristic_is_a_syntax_error() -> None:
