@@ -52,6 +52,7 @@ tablet, since the client's own connection is fine.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -154,6 +155,11 @@ def _starts_transaction(info: QueryInfo) -> bool:
     statement that commits implicitly (``_commits``): it ends a transaction, and opens none."""
     return (info.is_write or info.locks or info.kind == KIND_SAVEPOINT) and not _commits(info)
 
+
+#: A setting that changes the connection's character sets.
+_CHARSET_SETTING: Final = re.compile(
+    r"\bNAMES\b|\bCHARACTER\s+SET\b|\bCHARSET\b|character_set_|collation_connection", re.I
+)
 
 #: First words, besides DDL's, of statements that commit implicitly in MySQL.
 _COMMITTING_WORDS: Final = frozenset(
@@ -1295,7 +1301,11 @@ class GateSession:
                 await self._commit_open()
             self.autocommit = on
         elif owned == OWNED_SET_NAMES:
-            pass  # the tablets' connections are utf8mb4 already
+            # The tablets' connections are utf8mb4 already, unless an earlier SET NAMES (or
+            # CHARACTER SET, character_set_*) of the session is in force on them: a setting,
+            # or a reserved connection's. Then this one must reach them too.
+            if self.reserved or any(_CHARSET_SETTING.search(t) for t in self.settings):
+                await self._routed(replace(info, owned=None, sets_state=True))
         elif owned == OWNED_WORKLOAD:
             self.olap = info.arg == "olap"
         elif owned == OWNED_QUERY_TIMEOUT:

@@ -144,6 +144,27 @@ def test_commit_and_chain_begins_the_next_transaction_at_once() -> None:
     assert c.run(s, "set completion_type = 0").error_code is None
 
 
+def test_set_names_utf8mb4_after_another_character_set_reaches_the_tablets() -> None:
+    # SET NAMES utf8mb4 is a no-op for the tablets' utf8mb4 connections, unless an earlier
+    # SET NAMES latin1 is one of the session's settings: then results would stay latin1.
+    c = cluster()
+    s = c.session()
+    primary = c.services["zone1-100"]
+    c.run(s, "set names utf8mb4")
+    assert primary.calls == []
+    c.run(s, "set names latin1")
+    c.run(s, "set names utf8mb4")
+    c.run(s, "select 1")
+    assert primary.calls[-1][1].settings == ["set names latin1", "set names utf8mb4"]
+    # On a reserved connection, where SET NAMES latin1 ran, it runs too.
+    r = c.session()
+    c.run(r, "set @x = rand()")
+    c.run(r, "set names latin1")
+    c.run(r, "set names utf8mb4")
+    last = primary.calls[-1][1]
+    assert (last.sql, bool(last.reserved_id)) == ("set names utf8mb4", True)
+
+
 def test_last_insert_id_is_the_sessions_own() -> None:
     c = cluster()
     s, other = c.session(database="commerce"), c.session(database="commerce")
