@@ -143,6 +143,18 @@ _ONE_CHARACTERISTIC: Final = "|".join(TRANSACTION_CHARACTERISTICS)
 _START: Final = re.compile(f"(?:{_ONE_CHARACTERISTIC})(?:, (?:{_ONE_CHARACTERISTIC}))*")
 
 
+def left_open_error() -> MySQLError:
+    """ERROR 1105 for a statement that left a transaction open on a connection outside one
+    (a procedure's START TRANSACTION without COMMIT), which the tablet rolled back: the
+    gate's session is not in a transaction, so its COMMIT would not reach it (as Vitess)."""
+    return MySQLError(
+        ErrorCode.UNKNOWN_ERROR,
+        "the statement left a transaction open (a procedure's START TRANSACTION without "
+        "COMMIT or ROLLBACK), so vttablet rolled it back: end the transaction inside the "
+        "procedure, or run the CALL inside a transaction (BEGIN first)",
+    )
+
+
 def _start_statement(options: Mapping[str, Any] | None) -> bytes:
     """What opens a transaction: BEGIN, or ``START TRANSACTION`` with the characteristics
     of option ``start`` (e.g. ``READ ONLY``, as the gate's client wrote them)."""
@@ -370,6 +382,8 @@ class TabletQueryService:
                 self.metrics.rows_exceeded.inc()
             try:
                 result = collector.result(summary)
+                if lease.client.in_transaction:
+                    raise left_open_error()  # (the pool's reset rolls it back)
             except MySQLError as e:
                 self.metrics.error(e, sql)
                 raise
@@ -482,6 +496,8 @@ class TabletQueryService:
         try:
             warned = await self._give_settings(lease, request, want)
             result = await self._run(lease, request, sql, args, sink)
+            if lease.client.in_transaction:
+                raise left_open_error()  # (the pool's reset rolls it back)
             if warned and not result.warnings and _setting_warnings(args.options):
                 # The gate checking a new setting (``DO 0`` after it, which keeps them).
                 result = result._replace(warnings=warned)
@@ -535,7 +551,11 @@ class TabletQueryService:
         try:
             await held.lease.when_settled()  # a killed statement must be over first
             self._still_held(held)
-            return await self._run(held.lease, request, sql, args, sink)
+            result = await self._run(held.lease, request, sql, args, sink)
+            if not held.transaction_id and held.lease.client.in_transaction:
+                await self._plain(held.lease, request, _ROLLBACK)
+                raise left_open_error()
+            return result
         except MySQLError as e:
             if held.lease.client.is_broken and not held.closed:
                 # mysqld rolled the transaction back with the connection (a LOAD DATA

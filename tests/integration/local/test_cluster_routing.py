@@ -606,6 +606,34 @@ def test_commit_and_chain_and_release(cluster: dict[str, Any]) -> None:
         conn.close()
 
 
+def test_a_procedure_that_leaves_its_transaction_open(cluster: dict[str, Any]) -> None:
+    # On MariaDB the session is then in that transaction and its COMMIT keeps the row. Run
+    # on a pooled connection, the gate's COMMIT could not reach it: the tablet rolls it
+    # back and says so; inside a transaction the CALL works as on MariaDB.
+    conn = cluster["connect"]()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS open_t (id INT PRIMARY KEY)")
+            cur.execute("DELETE FROM open_t")
+            cur.execute("DROP PROCEDURE IF EXISTS leave_open")
+            cur.execute(
+                "CREATE PROCEDURE leave_open() BEGIN START TRANSACTION; "
+                "INSERT INTO open_t VALUES (1); END"
+            )
+            with pytest.raises(pymysql.err.MySQLError) as refused:
+                cur.execute("CALL leave_open()")
+            assert refused.value.args[0] == 1105 and "left a transaction open" in str(refused.value)
+            cur.execute("SELECT COUNT(*) FROM open_t")
+            assert cur.fetchone() == (0,)
+            cur.execute("BEGIN")
+            cur.execute("CALL leave_open()")
+            cur.execute("COMMIT")
+            cur.execute("SELECT COUNT(*) FROM open_t")
+            assert cur.fetchone() == (1,)
+    finally:
+        conn.close()
+
+
 def test_last_insert_id_of_interleaved_sessions(cluster: dict[str, Any]) -> None:
     """Two sessions inserting in turn on pooled connections: SELECT LAST_INSERT_ID() gives
     each its own id, and ROW_COUNT() its own count (mysqld would answer for whichever

@@ -79,8 +79,9 @@ class FakeClient:
             return succeed(Result(warnings=self.warnings))
         if word == "FAIL":
             return fail(MySQLError(int(text.split()[1]), "scripted failure"))
-        if word in ("BEGIN", "COMMIT", "ROLLBACK"):
-            self.in_transaction = word == "BEGIN"
+        if word in ("BEGIN", "COMMIT", "ROLLBACK") or text.upper().startswith("CALL LEAVE_OPEN"):
+            # (CALL leave_open: a procedure whose START TRANSACTION has no COMMIT)
+            self.in_transaction = word in ("BEGIN", "CALL")
             consumer(Ok())
             return succeed(Result(status=1 if self.in_transaction else 0))
         if text.upper().startswith("SELECT SLEEP"):

@@ -418,6 +418,22 @@ class QueryServiceTests(SynchronousTestCase):
         assert self.mysql.statements()[-1] == "RESET"
         assert self.service.pools.transaction.stats().in_use == 0
 
+    def test_a_statement_that_leaves_a_transaction_open_is_rolled_back_and_refused(
+        self,
+    ) -> None:
+        # A procedure's START TRANSACTION without COMMIT, on a connection outside a
+        # transaction: the gate's session is not in one, so its COMMIT would never reach
+        # it; the tablet rolls it back and says so (as Vitess refuses such a leak).
+        res = self.successResultOf(self.service.reserve(FakeRequest(), ReserveArgs()))
+        err = self.error_of(self.execute("CALL leave_open()", reserved_id=res.reserved_id))
+        assert err.code == 1105 and "left a transaction open" in err.message
+        assert self.mysql.statements()[-1] == "ROLLBACK AND NO CHAIN NO RELEASE"
+        self.successResultOf(self.execute("SELECT 1", reserved_id=res.reserved_id))
+        err = self.error_of(self.execute("CALL leave_open()"))
+        assert "left a transaction open" in err.message
+        assert self.mysql.statements()[-1] == "RESET"  # the pool's reset rolled it back
+        assert self.service.pools.query.stats().in_use == 0
+
     def test_reserved_idle_timeout(self) -> None:
         service, _ = make_service(self.clock, settings=QuerySettings(reserved_idle_timeout=60.0))
         res = self.successResultOf(
