@@ -931,16 +931,22 @@ class GateSession:
             if earlier and gone and self._reads_ended():
                 return await self._routed(info, sink)
             if e.code == ErrorCode.LOCK_DEADLOCK:
-                await self._deadlocked()
+                await self._ended_in_mysqld()
             raise
         await self._held_done(handle, info, where, transaction_id=pin.transaction_id)
+        if result is not None and not result.status_flags & IN_TRANS and self.tx is pin:
+            # mysqld says the transaction is over (a procedure's COMMIT, or anything else
+            # that ended it there): so it is for the session, as in MySQL. Its connection
+            # goes back (autocommit on, it would commit what follows one at a time).
+            await self._ended_in_mysqld()
         return result
 
-    async def _deadlocked(self) -> None:
-        """A statement of the transaction lost a deadlock (1213): mysqld rolled the whole
-        transaction back, and its connection (autocommit on, on the tablet) would commit
-        what follows one statement at a time. End it here too, as MySQL leaves the session:
-        with autocommit off the next statement opens a new one, else none is open."""
+    async def _ended_in_mysqld(self) -> None:
+        """mysqld ended the transaction itself (a statement of it lost a deadlock, 1213,
+        and mysqld rolled it back whole; or a statement ended it), and its connection
+        (autocommit on, on the tablet) would commit what follows one statement at a time.
+        End it here too, as MySQL leaves the session: with autocommit off the next statement
+        opens a new one, else none is open."""
         with contextlib.suppress(MySQLError):  # (if it cannot, the tablet ends it itself)
             await self._finish(False)
 

@@ -467,7 +467,7 @@ class TabletQueryService:
                 self._check_write(stmt, held=True)
                 if stmt.maybe_dirty:
                     held.lease.dirty = True
-                return await self._on_held(held, request, sql, args, sink)
+                return await self._on_held(held, request, sql, args, sink, stmt)
             self._check_target(args.target)
             self._check_serving()
             self._check_write(stmt)
@@ -546,13 +546,17 @@ class TabletQueryService:
         sql: bytes,
         args: ExecuteArgs,
         sink: IRowSink | None,
+        stmt: Statement,
     ) -> QueryResult:
         self.held.start_use(held, args.sql)
         try:
             await held.lease.when_settled()  # a killed statement must be over first
             self._still_held(held)
             result = await self._run(held.lease, request, sql, args, sink)
-            if not held.transaction_id and held.lease.client.in_transaction:
+            # (Only after a CALL: XA START leaves a reserved connection in its XA
+            # transaction on purpose.)
+            call = stmt.first_word == "call" and not held.transaction_id
+            if call and held.lease.client.in_transaction:
                 await self._plain(held.lease, request, _ROLLBACK)
                 raise left_open_error()
             return result

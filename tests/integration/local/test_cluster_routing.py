@@ -634,6 +634,36 @@ def test_a_procedure_that_leaves_its_transaction_open(cluster: dict[str, Any]) -
         conn.close()
 
 
+def test_xa_and_a_procedure_that_commits_inside_a_transaction(cluster: dict[str, Any]) -> None:
+    conn = cluster["connect"]()
+    off = cluster["connect"](autocommit=False)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS xa_t (id INT PRIMARY KEY)")
+            cur.execute("DELETE FROM xa_t")
+            # XA runs on a reserved connection, which stays in its XA transaction.
+            for sql in ("XA START 'vt1'", "INSERT INTO xa_t VALUES (1)", "XA END 'vt1'"):
+                cur.execute(sql)
+            cur.execute("XA PREPARE 'vt1'")
+            cur.execute("XA COMMIT 'vt1'")
+            cur.execute("DROP PROCEDURE IF EXISTS commits_inside")
+            cur.execute(
+                "CREATE PROCEDURE commits_inside() BEGIN INSERT INTO xa_t VALUES (2); COMMIT; END"
+            )
+        # Autocommit off: the procedure's COMMIT ends the transaction, as on MariaDB, so the
+        # next insert is in a new one, which ROLLBACK undoes.
+        with off.cursor() as cur:
+            cur.execute("CALL commits_inside()")
+            cur.execute("INSERT INTO xa_t VALUES (3)")
+            off.rollback()
+        with conn.cursor() as cur:
+            cur.execute("SELECT id FROM xa_t ORDER BY id")
+            assert cur.fetchall() == ((1,), (2,))
+    finally:
+        conn.close()
+        off.close()
+
+
 def test_last_insert_id_of_interleaved_sessions(cluster: dict[str, Any]) -> None:
     """Two sessions inserting in turn on pooled connections: SELECT LAST_INSERT_ID() gives
     each its own id, and ROW_COUNT() its own count (mysqld would answer for whichever

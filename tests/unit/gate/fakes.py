@@ -99,6 +99,18 @@ class FakeTablet:
         return QueryResult([], [], affected_rows=data.count(b"\n"))
 
     def execute(self, request: ITabletRPCRequest, args: ExecuteArgs) -> Any:
+        """What mysqld would answer; in a transaction its status says IN_TRANS, except after
+        ``call commits_inside`` (a procedure that ends the transaction itself)."""
+        result = self._execute(request, args)
+        if not args.transaction_id or args.sql.lower().startswith("call commits_inside"):
+            return result
+
+        def in_trans(r: Any) -> Any:
+            return r._replace(status_flags=r.status_flags | 1) if isinstance(r, QueryResult) else r
+
+        return result.addCallback(in_trans) if isinstance(result, Deferred) else in_trans(result)
+
+    def _execute(self, request: ITabletRPCRequest, args: ExecuteArgs) -> Any:
         self.calls.append(("execute", args))
         if args.infile_stream:  # LOAD DATA LOCAL: pull the file, as mysqld would ask for it
             return Deferred.fromCoroutine(self._load(request))

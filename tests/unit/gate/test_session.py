@@ -937,6 +937,14 @@ def test_a_deadlock_ends_the_transaction_as_mysqld_did() -> None:
     assert s.status() == AUTOCOMMIT  # the transaction is over, as in MySQL
     c.run(s, "insert into t values (5)")
     assert primary.calls[-1][1].transaction_id == 0
+    # A statement that ends the transaction in mysqld (a procedure's COMMIT) ends it here.
+    c.run(s, "set autocommit = 0")
+    c.run(s, "call commits_inside()")
+    assert not s.in_transaction and primary.ops()[-2:] == ["execute", "rollback"]
+    c.run(s, "insert into t values (7)")
+    assert s.in_transaction and primary.ops()[-2:] == ["begin", "execute"]
+    c.run(s, "rollback")
+    c.run(s, "set autocommit = 1")
     # Other errors leave the transaction open, as in MySQL.
     c.run(s, "begin")
     c.run(s, "insert into t values (6)")
