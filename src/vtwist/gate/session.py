@@ -954,8 +954,14 @@ class GateSession:
         """Roll back the open transaction if an autocommit-off read opened it, it has only
         read and no command of the session runs (``Gate._release_reads``: its tablet stops
         serving). Nothing of it is lost; the session's next read opens a new one."""
+        if self.command == "Sleep":
+            self._drop_reads()
+
+    def _drop_reads(self) -> None:
+        """Roll back the open transaction if an autocommit-off read opened it and it has
+        only read (``_reads_ended``), without waiting for the tablet's answer."""
         pin = self.tx
-        if pin is None or self.command != "Sleep" or not self._reads_ended():
+        if pin is None or not self._reads_ended():
             return
         try:
             d = pin.handle.client().rollback(pin.transaction_id, deadline=self._deadline())
@@ -1511,6 +1517,10 @@ class GateSession:
         target = parse_target(name, self.gate.settings.default_tablet_type)
         check_keyspace(target, set(self.gate.keyspaces()))
         self.target = target
+        if target.tablet_type != PRIMARY:
+            # (Autocommit off, an earlier read opened a transaction on the primary: reads
+            # now go to the new target's tablets, as they would have without it.)
+            self._drop_reads()
 
     # --- other commands ---------------------------------------------------------------------
 

@@ -483,6 +483,10 @@ def test_autocommit_off_reads_are_one_transaction(cluster: dict[str, Any]) -> No
             other.execute("INSERT INTO snap_t SELECT MAX(id) + 1, 0 FROM snap_t")
             cur.execute("SELECT COUNT(*) FROM snap_t")
             assert cur.fetchone()[0] == before + 2
+            # Switching to a replica target ends such a transaction: reads go to replicas.
+            cur.execute("USE commerce@replica")
+            cur.execute("SELECT @@server_id")
+            assert cur.fetchone()[0] in REPLICAS
             a.commit()
     finally:
         a.close()

@@ -833,6 +833,15 @@ def test_autocommit_off_reads_stay_pooled_when_configured_or_not_at_the_primary(
     c.run(r, "set autocommit = 0")
     assert served_by(c.run(r, "select * from t")) == "zone1-101"
     assert r.status() == 0
+    # USE of a replica target after a read opened a transaction on the primary: that
+    # transaction, which has only read, ends, and reads go to the replicas.
+    p = c.session()
+    c.run(p, "set autocommit = 0")
+    c.run(p, "select * from t")
+    assert p.in_transaction
+    c.run(p, "use commerce@replica")
+    assert not p.in_transaction and c.services["zone1-100"].ops()[-1] == "rollback"
+    assert served_by(c.run(p, "select * from t")) == "zone1-101"
 
 
 def test_autocommit_off_reads_a_policy_redirects_run_outside_the_transaction() -> None:
