@@ -971,7 +971,8 @@ class GateSession:
 
     def _reads_ended(self) -> bool:
         """If the open transaction only read (``reads_only``) and holds no session state,
-        forget it and say True: its tablet ended it, and nothing of it is lost."""
+        forget it and say True (its tablet ended it, or the caller rolls it back): nothing
+        of it is lost."""
         if not self.reads_only or self.reserved:
             return False
         self._unpin()
