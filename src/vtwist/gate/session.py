@@ -141,6 +141,7 @@ from vtwist.protocols.tabletrpc_ops import Note, QueryResult, Scalar, held_gone
 
 if TYPE_CHECKING:
     from vtwist.gate.gate import Gate
+    from vtwist.protocols.mysql.server import MySQLServerProtocol
 
 log = Logger()
 
@@ -188,6 +189,12 @@ def table_locks_autocommit_off() -> MySQLError:
         "transaction it opens would release the table locks); SET autocommit = 1 before LOCK "
         "TABLES, or lock rows with SELECT ... FOR UPDATE in a transaction instead",
     )
+
+
+def _gone(error: MySQLError) -> bool:
+    """Whether ``error`` says the session's tablet transaction is gone: the tablet ended it
+    (``held_gone``) or the link to the tablet broke under it."""
+    return held_gone(error) or isinstance(error, LinkLostError)
 
 
 def _reads_tables(info: QueryInfo) -> bool:
@@ -713,11 +720,13 @@ class GateSession:
 
     def _opens_transaction(self, info: QueryInfo) -> bool:
         """With autocommit off and no transaction open, whether ``info`` may open the
-        implicit one: ``_starts_transaction``, or a read of tables at a primary target with
+        implicit one: ``_starts_transaction``, or ``_read_opens``."""
+        return _starts_transaction(info) or self._read_opens(info)
+
+    def _read_opens(self, info: QueryInfo) -> bool:
+        """A read of tables at a primary target with
         ``session.autocommit_off_reads_in_transaction`` (``_routed`` decides for reads the
         routing policy redirects)."""
-        if _starts_transaction(info):
-            return True
         return (
             self.gate.settings.autocommit_off_reads_in_transaction
             and self._current_target().tablet_type == PRIMARY
@@ -753,16 +762,16 @@ class GateSession:
         redirected: Target | None = None
         if self.in_transaction and _commits(info):
             await self._commit_open()  # as MySQL does: COMMIT first, none open after
-        if not self.autocommit and not self.in_transaction and self.table_locks and self.reserved:
+        if not self.autocommit and not self.in_transaction:
+            # Under LOCK TABLES no transaction opens: its START TRANSACTION would release
+            # the locks, so a write is refused and a read runs under them.
+            locked = self.table_locks and bool(self.reserved)
             if _starts_transaction(info):
-                raise table_locks_autocommit_off()
-            # (A read runs under the locks without opening a transaction: opening one
-            # would release them.)
-        elif not self.autocommit and not self.in_transaction:
-            if _starts_transaction(info):
+                if locked:
+                    raise table_locks_autocommit_off()
                 self.explicit_tx = True  # implicit transaction: ends at COMMIT/ROLLBACK
                 self.reads_only = False
-            elif not metadata and self._opens_transaction(info):
+            elif not metadata and not locked and self._read_opens(info):
                 redirected = self._redirected(info, target)
                 self.explicit_tx = self.reads_only = redirected.tablet_type == PRIMARY
         if self.in_transaction:
@@ -927,8 +936,7 @@ class GateSession:
             # the client sat idle, as autocommit-off clients that only read do; a demoted
             # primary's connections killed): this read starts a new one. (One opened by
             # this statement is not retried.)
-            gone = held_gone(e) or isinstance(e, LinkLostError)
-            if earlier and gone and self._reads_ended():
+            if earlier and _gone(e) and self._reads_ended():
                 return await self._routed(info, sink)
             if e.code == ErrorCode.LOCK_DEADLOCK:
                 await self._ended_in_mysqld()
@@ -1061,9 +1069,9 @@ class GateSession:
 
     def _hold_user_vars(self, sql: bytes) -> bool:
         """``SET @a = <literal>, ...`` while the session holds no tablet connection (no
-        reservation, no open tablet transaction): keep
-        the values and send them as one of the session's settings (``uservars``), within
-        the bounds; False: it runs on a reserved connection, as any other state does."""
+        reservation, no open tablet transaction): keep the values and send them as one of
+        the session's settings (``uservars``), within the bounds; False: it runs on a
+        reserved connection, as any other state does."""
         if self.reserved or self.tx is not None:  # (an open transaction's connection:
             return False  # it takes the SET itself, as any state)
         values = set_literals(sql)
@@ -1260,7 +1268,7 @@ class GateSession:
         except MySQLError as e:
             # The tablet ends the transaction (and its connection) when COMMIT fails.
             self.reserved.pop(handle.alias, None)
-            if reads_only and (held_gone(e) or isinstance(e, LinkLostError)):
+            if reads_only and _gone(e):
                 return  # it only read: ended on the tablet, nothing was lost
             raise
         if kept:
@@ -1494,15 +1502,18 @@ class GateSession:
             )
         other.kill_query()
         if not query_only and other is not self:
-            server = self.gate.server
-            proto = server.connections.get(conn_id) if server is not None else None
+            proto = self._client_connection(conn_id)
             if proto is not None:
                 proto.close()
 
+    def _client_connection(self, conn_id: int) -> MySQLServerProtocol | None:
+        """The MySQL server's protocol of client connection ``conn_id``; None if gone."""
+        server = self.gate.server
+        return server.connections.get(conn_id) if server is not None else None
+
     def _close_when_idle(self) -> None:
         """Close this session's client connection once its command's reply is sent."""
-        server = self.gate.server
-        proto = server.connections.get(self.connection_id) if server is not None else None
+        proto = self._client_connection(self.connection_id)
         if proto is not None:
             proto.close_when_idle(lambda: True)
 

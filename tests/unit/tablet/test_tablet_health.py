@@ -300,13 +300,19 @@ def test_hung_mysqld_times_out_and_outstanding_probes_are_bounded() -> None:
     assert probe.failures >= 1
 
 
-def test_a_timed_out_probe_calls_on_hung_and_a_failing_hook_is_logged() -> None:
+def watched_probe() -> tuple[Clock, FakeMysqld, TabletState, HealthProbe, list[int]]:
+    """A probe with a 0.5 s timeout whose ``on_hung`` calls are counted in the list."""
     clock = Clock()
     mysqld = FakeMysqld()
     state = make_state(clock)
     probe = make_probe(clock, mysqld, state, timeout=0.5)
     calls: list[int] = []
     probe.on_hung = lambda: calls.append(1)
+    return clock, mysqld, state, probe, calls
+
+
+def test_a_timed_out_probe_calls_on_hung_and_a_failing_hook_is_logged() -> None:
+    clock, mysqld, state, probe, calls = watched_probe()
     mysqld.up = False  # refused, not hung: no call
     advance(clock, 1.0)
     assert not state.serving and calls == []
@@ -325,12 +331,7 @@ def test_a_timed_out_probe_calls_on_hung_and_a_failing_hook_is_logged() -> None:
 
 
 def test_a_probe_that_waited_for_a_dba_connection_does_not_call_on_hung() -> None:
-    clock = Clock()
-    mysqld = FakeMysqld()
-    state = make_state(clock)
-    probe = make_probe(clock, mysqld, state, timeout=0.5)
-    calls: list[int] = []
-    probe.on_hung = lambda: calls.append(1)
+    clock, _mysqld, state, probe, calls = watched_probe()
     held = [probe.pool.acquire() for _ in range(4)]  # every dba connection busy elsewhere
     advance(clock, 1.5)
     assert not state.serving and "timed out" in state.error  # (it is not serving, still)
